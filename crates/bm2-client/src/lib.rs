@@ -1,0 +1,231 @@
+//! Typed client of the bm2 daemon, over its Unix socket. This is bm2's Rust programmatic API:
+//! the CLI is built on it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bm2_client::ClientError> {
+//! use bm2_client::Client;
+//! let client = Client::new(bm2_types::Home::from_env().unwrap()).with_daemon_exe("bm2".into());
+//! for p in client.list().await? {
+//!     println!("{} {}", p.instance_name, p.status.as_str());
+//! }
+//! # Ok(()) }
+//! ```
+
+mod daemon;
+
+pub use daemon::EXIT_ALREADY_RUNNING;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bm2_types::{
+    ActionResponse, ApiError, DescribeResponse, Home, PingResponse, ProcDetail, ProcSummary,
+    SaveResponse, SignalRequest, StartRequest, TargetRequest,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::UnixStream;
+
+/// Why a call to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No daemon is listening and none may be started.
+    #[error("the bm2 daemon is not running (no socket at {0})")]
+    NotRunning(PathBuf),
+    /// The daemon could not be started.
+    #[error("could not start the bm2 daemon: {0}")]
+    StartFailed(String),
+    /// The connection failed.
+    #[error("talking to the daemon at {path}: {message}")]
+    Transport {
+        /// Socket path.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The daemon refused the request.
+    #[error("{0}")]
+    Api(ApiError),
+}
+
+/// A connection factory to one daemon.
+#[derive(Debug)]
+pub struct Client {
+    home: Home,
+    daemon_exe: Option<PathBuf>,
+    warned: AtomicBool,
+}
+
+impl Client {
+    /// A client of the daemon of `home`; it does not start a daemon unless told how.
+    pub fn new(home: Home) -> Client {
+        Client {
+            home,
+            daemon_exe: None,
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the daemon with `exe daemon` when none is running.
+    #[must_use]
+    pub fn with_daemon_exe(mut self, exe: PathBuf) -> Client {
+        self.daemon_exe = Some(exe);
+        self
+    }
+
+    /// The home directory of the daemon.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Pid, version and uptime of the daemon.
+    pub async fn ping(&self) -> Result<PingResponse, ClientError> {
+        self.call(Method::GET, "/v1/ping", None::<&()>).await
+    }
+
+    /// The process list.
+    pub async fn list(&self) -> Result<Vec<ProcSummary>, ClientError> {
+        self.call(Method::GET, "/v1/processes", None::<&()>).await
+    }
+
+    /// Every process in detail.
+    pub async fn details(&self) -> Result<Vec<ProcDetail>, ClientError> {
+        self.call(Method::GET, "/v1/processes/details", None::<&()>).await
+    }
+
+    /// The processes named by `targets`, in detail.
+    pub async fn describe(&self, targets: Vec<String>) -> Result<DescribeResponse, ClientError> {
+        self.call(Method::POST, "/v1/describe", Some(&TargetRequest { targets })).await
+    }
+
+    /// Registers and starts apps.
+    pub async fn start(&self, req: &StartRequest) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/start", Some(req)).await
+    }
+
+    /// Stops processes.
+    pub async fn stop(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
+        self.targets("/v1/stop", targets).await
+    }
+
+    /// Restarts processes.
+    pub async fn restart(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
+        self.targets("/v1/restart", targets).await
+    }
+
+    /// Stops and forgets processes.
+    pub async fn delete(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
+        self.targets("/v1/delete", targets).await
+    }
+
+    /// Zeroes restart counters.
+    pub async fn reset(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
+        self.targets("/v1/reset", targets).await
+    }
+
+    /// Sends a signal to processes.
+    pub async fn signal(&self, targets: Vec<String>, signal: String) -> Result<ActionResponse, ClientError> {
+        let req = SignalRequest { targets, signal };
+        self.call(Method::POST, "/v1/signal", Some(&req)).await
+    }
+
+    /// Writes the dump file.
+    pub async fn save(&self) -> Result<SaveResponse, ClientError> {
+        self.call(Method::POST, "/v1/save", None::<&()>).await
+    }
+
+    /// Restores the dump file.
+    pub async fn resurrect(&self) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/resurrect", None::<&()>).await
+    }
+
+    /// Stops every process and the daemon. Fails with [`ClientError::NotRunning`] when no
+    /// daemon runs (it never starts one).
+    pub async fn kill(&self) -> Result<PingResponse, ClientError> {
+        let stream = self.connect_existing().await?;
+        self.exchange(stream, Method::POST, "/v1/kill", None::<&()>).await
+    }
+
+    async fn targets(&self, path: &str, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, path, Some(&TargetRequest { targets })).await
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let stream = match &self.daemon_exe {
+            Some(exe) => daemon::connect_or_start(&self.home, exe).await?,
+            None => self.connect_existing().await?,
+        };
+        self.exchange(stream, method, path, body).await
+    }
+
+    async fn connect_existing(&self) -> Result<UnixStream, ClientError> {
+        UnixStream::connect(self.home.socket())
+            .await
+            .map_err(|_| ClientError::NotRunning(self.home.socket()))
+    }
+
+    async fn exchange<B: Serialize, T: DeserializeOwned>(
+        &self,
+        stream: UnixStream,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let transport = |message: String| ClientError::Transport {
+            path: self.home.socket(),
+            message,
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| transport(e.to_string()))?;
+        tokio::spawn(conn);
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).map_err(|e| transport(e.to_string()))?,
+            None => Vec::new(),
+        };
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(bytes)))
+            .map_err(|e| transport(e.to_string()))?;
+        let res = sender.send_request(req).await.map_err(|e| transport(e.to_string()))?;
+        self.check_version(res.headers());
+        let status = res.status();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transport(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
+                ApiError::new("http", format!("{status}: {}", String::from_utf8_lossy(&body)))
+            });
+            return Err(ClientError::Api(err));
+        }
+        serde_json::from_slice(&body).map_err(|e| transport(format!("bad response: {e}")))
+    }
+
+    fn check_version(&self, headers: &hyper::HeaderMap) {
+        let Some(theirs) = headers.get(bm2_types::VERSION_HEADER).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        if theirs != bm2_types::VERSION && !self.warned.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "warning: this bm2 is version {} but the daemon is {theirs}; run `bm2 kill` and start again to update it",
+                bm2_types::VERSION
+            );
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The HTTP API: one router for the CLI (over the Unix socket) and, later, the REST clients.
+
+mod daemon;
+mod processes;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bm2_types::ApiError;
+use tokio::sync::Notify;
+
+use crate::ProcessManager;
+
+/// State of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub manager: Arc<ProcessManager>,
+    /// Notified when the daemon must exit (after `kill`).
+    pub exit: Arc<Notify>,
+}
+
+/// The router of the whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/ping", get(daemon::ping))
+        .route("/v1/save", post(daemon::save))
+        .route("/v1/resurrect", post(daemon::resurrect))
+        .route("/v1/kill", post(daemon::kill))
+        .route("/v1/processes", get(processes::list))
+        .route("/v1/processes/details", get(processes::details))
+        .route("/v1/describe", post(processes::describe))
+        .route("/v1/start", post(processes::start))
+        .route("/v1/stop", post(processes::stop))
+        .route("/v1/restart", post(processes::restart))
+        .route("/v1/delete", post(processes::delete))
+        .route("/v1/reset", post(processes::reset))
+        .route("/v1/signal", post(processes::signal))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(add_version))
+        .with_state(state)
+}
+
+async fn add_version(mut res: Response) -> Response {
+    res.headers_mut().insert(
+        bm2_types::VERSION_HEADER,
+        HeaderValue::from_static(bm2_types::VERSION),
+    );
+    res
+}
+
+async fn not_found() -> Failure {
+    Failure(ApiError::new("not_found", "no such API route"))
+}
+
+/// An API error as an HTTP response.
+#[derive(Debug)]
+pub struct Failure(pub ApiError);
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure(e)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = match self.0.code.as_str() {
+            "unknown_target" | "not_found" | "no_dump" => StatusCode::NOT_FOUND,
+            "already_exists" => StatusCode::CONFLICT,
+            "invalid_app" | "invalid_target" | "invalid_signal" | "bad_request" => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, Json(self.0)).into_response()
+    }
+}
+
+/// A JSON body whose rejection is reported as an [`ApiError`].
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Failure;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Body(v)),
+            Err(e) => Err(Failure(ApiError::new("bad_request", e.body_text()))),
+        }
+    }
+}
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<Json<T>, Failure>;

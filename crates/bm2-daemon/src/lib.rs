@@ -1,0 +1,42 @@
+//! The bm2 engine: supervises app processes and serves the HTTP API on a Unix socket.
+//!
+//! Use [`server::run`] to be the daemon, or [`ProcessManager`] to embed the engine.
+
+pub mod api;
+pub mod logs;
+pub mod manager;
+pub mod metrics;
+pub mod persist;
+pub mod procfs;
+pub mod registry;
+pub mod server;
+pub mod supervisor;
+mod time;
+
+pub use bm2_types::Home;
+pub use manager::{Action, ProcessManager};
+
+/// What every actor and background task of one daemon shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The home directory.
+    pub home: Home,
+    /// Children owned (and reaped) by tokio.
+    pub table: supervisor::spawn::ChildTable,
+    /// The state file writer.
+    pub persist: persist::Persister,
+    /// Latest CPU and memory samples.
+    pub metrics: metrics::Metrics,
+}
+
+impl Shared {
+    /// Shared parts for a daemon in `home`.
+    pub fn new(home: Home) -> Shared {
+        Shared {
+            home,
+            table: supervisor::spawn::ChildTable::default(),
+            persist: persist::Persister::default(),
+            metrics: metrics::Metrics::default(),
+        }
+    }
+}

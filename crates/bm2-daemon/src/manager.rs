@@ -1,0 +1,441 @@
+//! The process manager: registers apps, fans commands out to their actors, restores state.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bm2_types::{
+    ActionResponse, ApiError, AppSpec, PingResponse, ProcDetail, ProcId, ProcSummary, SaveResponse,
+    StartRequest,
+};
+use tokio::sync::oneshot;
+
+use crate::Shared;
+use bm2_types::Home;
+use crate::persist::{self, SavedInstance, StateFile, STATE_VERSION};
+use crate::procfs;
+use crate::registry::{Handle, Instance, Registry};
+use crate::supervisor::actor::{self, Command, Reply};
+use crate::supervisor::kill;
+use crate::time::now_ms;
+
+/// A bulk action on targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stop and keep stopped.
+    Stop,
+    /// Stop if running, then start.
+    Restart,
+    /// Stop and forget.
+    Delete,
+    /// Zero restart counters.
+    Reset,
+}
+
+/// The engine behind the daemon; usable embedded in a tokio runtime.
+pub struct ProcessManager {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    started: Instant,
+}
+
+impl ProcessManager {
+    /// A manager for `home`, with its state writer and sampler running on the current runtime.
+    pub fn new(home: Home, sample_interval: Duration) -> Arc<ProcessManager> {
+        let shared = Arc::new(Shared::new(home));
+        let registry = Arc::new(Registry::default());
+        let writer = shared.clone();
+        let reg = registry.clone();
+        tokio::spawn(async move {
+            let path = writer.home.state_file();
+            writer.persist.run(path, || snapshot_state(&reg)).await;
+        });
+        tokio::spawn(crate::metrics::run_sampler(shared.clone(), registry.clone(), sample_interval));
+        Arc::new(ProcessManager {
+            shared,
+            registry,
+            started: Instant::now(),
+        })
+    }
+
+    /// The home this manager works in.
+    pub fn home(&self) -> &Home {
+        &self.shared.home
+    }
+
+    /// Daemon identity and uptime.
+    pub fn ping(&self) -> PingResponse {
+        PingResponse {
+            pid: std::process::id(),
+            version: bm2_types::VERSION.to_string(),
+            protocol: bm2_types::PROTOCOL_VERSION,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            home: self.shared.home.root().to_path_buf(),
+        }
+    }
+
+    /// Registers the apps of `req` and starts those with `autostart`.
+    pub async fn start(&self, req: StartRequest) -> Result<ActionResponse, ApiError> {
+        for spec in &req.apps {
+            validate(spec)?;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let mut batch = Vec::new();
+        for spec in req.apps {
+            let count = spec.instances.resolve(cpus);
+            let ids = self.registry.reserve(&spec.name, count, req.force)?;
+            batch.push((Arc::new(spec), ids));
+        }
+        let mut handles = Vec::new();
+        for (spec, ids) in batch {
+            let count = ids.len() as u32;
+            for (index, id) in ids.into_iter().enumerate() {
+                let mut env = req.client_env.clone();
+                env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let handle = self.register(id, index as u32, count, spec.clone(), env, 0, now_ms());
+                handles.push((handle, spec.autostart));
+            }
+        }
+        let starting: Vec<Handle> = handles.iter().filter(|(_, a)| *a).map(|(h, _)| h.clone()).collect();
+        let errors = send_all(&starting, Command::Start).await;
+        self.shared.persist.flush().await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
+            errors,
+        })
+    }
+
+    fn register(
+        &self,
+        id: ProcId,
+        index: u32,
+        count: u32,
+        spec: Arc<AppSpec>,
+        mut env: BTreeMap<String, String>,
+        restarts: u32,
+        created_at_ms: u64,
+    ) -> Handle {
+        let home = &self.shared.home;
+        let marker = actor::marker_for(home.root(), id);
+        env.insert("BM2_HOME".into(), home.root().display().to_string());
+        env.insert("BM2_ID".into(), id.to_string());
+        env.insert("pm_id".into(), id.to_string());
+        env.insert("NODE_APP_INSTANCE".into(), index.to_string());
+        let inst = Arc::new(Instance {
+            id,
+            app: spec.name.clone(),
+            index,
+            count,
+            created_at_ms,
+            env,
+            out_log: home.out_log(&spec.name, id),
+            err_log: home.err_log(&spec.name, id),
+            pid_file: home.app_pid_file(&spec.name, id),
+            marker,
+        });
+        let handle = actor::spawn_actor(inst, spec, restarts, self.shared.clone());
+        self.registry.insert(handle.clone());
+        handle
+    }
+
+    /// Applies `action` to every instance named by `targets`.
+    pub async fn act(&self, action: Action, targets: &[String]) -> Result<ActionResponse, ApiError> {
+        let handles = self.registry.resolve(targets)?;
+        let errors = send_all(
+            &handles,
+            match action {
+                Action::Stop => Command::Stop,
+                Action::Restart => Command::Restart,
+                Action::Delete => Command::Delete,
+                Action::Reset => Command::Reset,
+            },
+        )
+        .await;
+        let processes = handles.iter().map(|h| self.summary(h)).collect();
+        if action == Action::Delete {
+            for h in &handles {
+                self.registry.remove(h.inst.id);
+                let _ = std::fs::remove_file(&h.inst.pid_file);
+            }
+        }
+        self.shared.persist.flush().await;
+        Ok(ActionResponse { processes, errors })
+    }
+
+    /// Sends a signal to the main process of every instance named by `targets`.
+    pub async fn signal(&self, targets: &[String], signal: &str) -> Result<ActionResponse, ApiError> {
+        let sig = kill::parse_signal(signal).map_err(|e| ApiError::new("invalid_signal", e))?;
+        let handles = self.registry.resolve(targets)?;
+        let errors = send_all(&handles, |reply| Command::Signal(sig, reply)).await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors,
+        })
+    }
+
+    /// Every instance's list row, by id.
+    pub fn list(&self) -> Vec<ProcSummary> {
+        self.registry.all().iter().map(|h| self.summary(h)).collect()
+    }
+
+    /// Details of the instances named by `targets`, or of all.
+    pub fn details(&self, targets: Option<&[String]>) -> Result<Vec<ProcDetail>, ApiError> {
+        let handles = match targets {
+            Some(t) => self.registry.resolve(t)?,
+            None => self.registry.all(),
+        };
+        Ok(handles.iter().map(|h| self.detail(h)).collect())
+    }
+
+    /// Writes the dump file.
+    pub async fn save(&self) -> Result<SaveResponse, ApiError> {
+        let state = snapshot_state(&self.registry);
+        let path = self.shared.home.dump_file();
+        persist::store(&path, &state).map_err(|e| ApiError::new("save_failed", e.to_string()))?;
+        Ok(SaveResponse {
+            path,
+            count: state.instances.len(),
+        })
+    }
+
+    /// Restores the dump file: apps not managed yet are registered, and started if they ran.
+    pub async fn resurrect(&self) -> Result<ActionResponse, ApiError> {
+        let path = self.shared.home.dump_file();
+        if !path.exists() {
+            return Err(ApiError::new(
+                "no_dump",
+                format!("no dump file at {}", path.display()),
+            )
+            .with_hint("run `bm2 save` first"));
+        }
+        let state = persist::load(&path).map_err(|e| ApiError::new("bad_dump", e.to_string()))?;
+        let existing: Vec<(String, u32)> = self
+            .registry
+            .all()
+            .iter()
+            .map(|h| (h.inst.app.clone(), h.inst.index))
+            .collect();
+        let fresh: Vec<SavedInstance> = state
+            .instances
+            .into_iter()
+            .filter(|s| !existing.contains(&(s.spec.name.clone(), s.index)))
+            .collect();
+        self.restore_instances(fresh, true).await
+    }
+
+    /// Brings back the state of a previous daemon: its leftover processes are stopped, then its
+    /// instances are registered under the same ids and started again if they were running.
+    pub async fn restore(&self) -> Result<ActionResponse, persist::PersistError> {
+        let path = self.shared.home.state_file();
+        let state = match persist::load(&path) {
+            Ok(s) => s,
+            Err(e @ persist::PersistError::Parse { .. }) => {
+                let broken = path.with_extension(format!("broken-{}", now_ms()));
+                tracing::error!(error = %e, moved_to = %broken.display(), "state file unreadable; starting empty");
+                let _ = std::fs::rename(&path, &broken);
+                StateFile::default()
+            }
+            Err(e) => return Err(e),
+        };
+        self.stop_leftovers(&state).await;
+        self.registry.set_next_id(state.next_id);
+        let restored = self.restore_instances(state.instances, false).await;
+        Ok(restored.unwrap_or_default())
+    }
+
+    async fn restore_instances(&self, saved: Vec<SavedInstance>, fresh_ids: bool) -> Result<ActionResponse, ApiError> {
+        let mut handles = Vec::new();
+        for s in saved {
+            let id = if fresh_ids && self.registry.contains(s.id) {
+                self.registry.reserve(&s.spec.name, 1, true)?[0]
+            } else {
+                s.id
+            };
+            let running = s.running;
+            let handle = self.register(id, s.index, s.count, Arc::new(s.spec), s.env, s.restarts, s.created_at_ms);
+            handles.push((handle, running));
+        }
+        let starting: Vec<Handle> = handles.iter().filter(|(_, r)| *r).map(|(h, _)| h.clone()).collect();
+        let errors = send_all(&starting, Command::Start).await;
+        self.shared.persist.flush().await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
+            errors,
+        })
+    }
+
+    /// Stops processes a dead daemon of this home left running, so that nothing runs twice.
+    async fn stop_leftovers(&self, state: &StateFile) {
+        let home = self.shared.home.root();
+        let mut groups = Vec::new();
+        let mut procs = Vec::new();
+        let mut grace = Duration::ZERO;
+        for s in &state.instances {
+            if let (Some(pid), Some(start)) = (s.pid, s.pid_start_time)
+                && procfs::is_same_process(pid, start)
+            {
+                groups.push(pid);
+                procs.push((pid, start));
+            }
+            procs.extend(kill::find_marked(&actor::marker_for(home, s.id)));
+            grace = grace.max(Duration::from_millis(s.spec.kill_timeout));
+        }
+        if procs.is_empty() {
+            return;
+        }
+        tracing::info!(count = procs.len(), "stopping processes left by a previous daemon");
+        for pgid in &groups {
+            kill::signal_all(Some(*pgid), &[], nix::sys::signal::Signal::SIGTERM);
+        }
+        kill::terminate(None, &procs, nix::sys::signal::Signal::SIGTERM, grace).await;
+        for pgid in groups {
+            kill::signal_all(Some(pgid), &[], nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+
+    /// Stops every instance. With `forget`, also empties the list and the state file (`bm2 kill`);
+    /// without, the state file keeps what should run, for the next daemon (shutdown by signal).
+    pub async fn shutdown(&self, forget: bool) {
+        let before = snapshot_state(&self.registry);
+        let handles = self.registry.all();
+        send_all(&handles, Command::Delete).await;
+        let after = if forget {
+            StateFile {
+                version: STATE_VERSION,
+                ..StateFile::default()
+            }
+        } else {
+            StateFile {
+                instances: before
+                    .instances
+                    .into_iter()
+                    .map(|s| SavedInstance {
+                        pid: None,
+                        pid_start_time: None,
+                        ..s
+                    })
+                    .collect(),
+                ..before
+            }
+        };
+        self.registry.clear();
+        if let Err(e) = persist::store(&self.shared.home.state_file(), &after) {
+            tracing::error!(error = %e, "cannot write state file at shutdown");
+        }
+    }
+
+    fn summary(&self, h: &Handle) -> ProcSummary {
+        let v = h.view.borrow();
+        let (cpu, memory) = if v.pid.is_some() {
+            self.shared.metrics.usage(h.inst.id)
+        } else {
+            (0.0, 0)
+        };
+        ProcSummary {
+            id: h.inst.id,
+            name: h.inst.app.clone(),
+            instance_name: h.inst.display_name(),
+            instance: h.inst.index,
+            namespace: v.spec.namespace.clone(),
+            exec_mode: v.spec.exec_mode,
+            status: v.status,
+            pid: v.pid,
+            cpu,
+            memory,
+            restarts: v.restarts,
+            unstable_restarts: v.unstable_restarts,
+            started_at_ms: v.pid.and(v.started_at_ms),
+        }
+    }
+
+    fn detail(&self, h: &Handle) -> ProcDetail {
+        let summary = self.summary(h);
+        let v = h.snapshot();
+        ProcDetail {
+            file_handles: v.pid.and_then(procfs::fd_count),
+            summary,
+            spec: (*v.spec).clone(),
+            instances: h.inst.count,
+            interpreter: v.interpreter,
+            env: h.inst.env.clone(),
+            created_at_ms: h.inst.created_at_ms,
+            last_exit: v.last_exit,
+            status_reason: v.reason,
+            out_log: h.inst.out_log.clone(),
+            err_log: h.inst.err_log.clone(),
+            pid_file: h.inst.pid_file.clone(),
+        }
+    }
+}
+
+fn validate(spec: &AppSpec) -> Result<(), ApiError> {
+    let invalid = |m: String| Err(ApiError::new("invalid_app", m));
+    if spec.name.trim().is_empty() {
+        return invalid("an app needs a name".into());
+    }
+    if spec.name == "all" || spec.name.parse::<u64>().is_ok() || spec.name.starts_with('/') {
+        return invalid(format!(
+            "app name {:?} would be read as a target (all, an id or a /regex/); pick another with --name",
+            spec.name
+        ));
+    }
+    if spec.script.trim().is_empty() {
+        return invalid(format!("app {:?} has no script", spec.name));
+    }
+    if let Err(e) = kill::parse_signal(&spec.kill_signal) {
+        return invalid(format!("app {:?}: kill_signal: {e}", spec.name));
+    }
+    Ok(())
+}
+
+/// Sends a command to each actor and waits for all replies; returns the failures.
+async fn send_all(handles: &[Handle], make: impl Fn(Reply) -> Command) -> Vec<ApiError> {
+    let mut pending = Vec::with_capacity(handles.len());
+    for h in handles {
+        let (tx, rx) = oneshot::channel();
+        if h.tx.send(make(tx)).await.is_ok() {
+            pending.push(rx);
+        }
+    }
+    let mut errors = Vec::new();
+    for rx in pending {
+        if let Ok(Err(e)) = rx.await {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
+fn snapshot_state(registry: &Registry) -> StateFile {
+    let instances = registry
+        .all()
+        .iter()
+        .map(|h| {
+            let v = h.view.borrow();
+            let env = h
+                .inst
+                .env
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "BM2_HOME" | "BM2_ID" | "pm_id" | "NODE_APP_INSTANCE"))
+                .map(|(k, val)| (k.clone(), val.clone()))
+                .collect();
+            SavedInstance {
+                id: h.inst.id,
+                index: h.inst.index,
+                count: h.inst.count,
+                spec: (*v.spec).clone(),
+                env,
+                running: v.desired_running,
+                pid: v.pid,
+                pid_start_time: v.pid_start_time,
+                restarts: v.restarts,
+                created_at_ms: h.inst.created_at_ms,
+            }
+        })
+        .collect();
+    StateFile {
+        version: STATE_VERSION,
+        next_id: registry.next_id(),
+        instances,
+    }
+}

@@ -1,0 +1,150 @@
+//! The periodic sampler: one `/proc` scan per tick attributes every process to its instance,
+//! measures it, enforces `max_memory_restart` and reaps orphans adopted by the daemon.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bm2_types::ProcId;
+use tokio::time::MissedTickBehavior;
+
+use super::Sample;
+use crate::Shared;
+use crate::procfs::{self, ProcStat, Tree};
+use crate::registry::Registry;
+use crate::supervisor::actor::Command;
+
+type Key = (u32, u64);
+
+struct Sampler {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    ticks_per_sec: f64,
+    page_size: u64,
+    prev_ticks: HashMap<Key, u64>,
+    orphan_owner: HashMap<Key, Option<ProcId>>,
+    last: Instant,
+}
+
+/// Samples every `interval` until the runtime ends.
+pub async fn run_sampler(shared: Arc<Shared>, registry: Arc<Registry>, interval: Duration) {
+    let mut sampler = Sampler {
+        shared,
+        registry,
+        ticks_per_sec: procfs::clock_ticks() as f64,
+        page_size: procfs::page_size(),
+        prev_ticks: HashMap::new(),
+        orphan_owner: HashMap::new(),
+        last: Instant::now(),
+    };
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        timer.tick().await;
+        sampler.tick();
+    }
+}
+
+impl Sampler {
+    fn tick(&mut self) {
+        let handles = self.registry.all();
+        let running: Vec<_> = handles
+            .iter()
+            .filter_map(|h| {
+                let v = h.view.borrow();
+                Some((h, v.pid?, v.spec.max_memory_restart.map(|b| b.0)))
+            })
+            .collect();
+        if running.is_empty() && self.prev_ticks.is_empty() {
+            self.shared.metrics.replace(HashMap::new());
+            return;
+        }
+        let snapshot = procfs::snapshot();
+        let elapsed = self.last.elapsed().as_secs_f64().max(1e-3);
+        self.last = Instant::now();
+        let tree = Tree::new(&snapshot);
+        let mains: HashSet<u32> = running.iter().map(|r| r.1).collect();
+        let orphans = self.attribute_orphans(&tree, &mains);
+
+        let mut samples = HashMap::with_capacity(running.len());
+        let mut next_ticks = HashMap::with_capacity(self.prev_ticks.len());
+        for (handle, pid, limit) in running {
+            let id = handle.inst.id;
+            let mut members: Vec<&ProcStat> = snapshot.iter().filter(|p| p.pid == pid).collect();
+            members.extend(tree.descendants(pid));
+            for orphan in orphans.iter().filter(|(_, owner)| *owner == id) {
+                members.push(orphan.0);
+                members.extend(tree.descendants(orphan.0.pid));
+            }
+            let mut sample = Sample::default();
+            let mut delta_ticks = 0u64;
+            for p in members.iter().filter(|p| !p.is_zombie()) {
+                let key = (p.pid, p.start_time);
+                delta_ticks += self.prev_ticks.get(&key).map_or(0, |prev| p.cpu_ticks.saturating_sub(*prev));
+                next_ticks.insert(key, p.cpu_ticks);
+                sample.memory += p.rss_pages * self.page_size;
+                sample.tree.push(key);
+            }
+            sample.cpu = (delta_ticks as f64 / self.ticks_per_sec / elapsed * 100.0) as f32;
+            if let Some(limit) = limit
+                && sample.memory > limit
+            {
+                let _ = handle.tx.try_send(Command::MemoryExceeded {
+                    pid,
+                    used: sample.memory,
+                    limit,
+                });
+            }
+            samples.insert(id, sample);
+        }
+        self.prev_ticks = next_ticks;
+        self.shared.metrics.replace(samples);
+        let me = std::process::id();
+        let zombies = tree
+            .children(me)
+            .iter()
+            .filter(|p| p.is_zombie() && !mains.contains(&p.pid))
+            .map(|p| p.pid);
+        self.shared.table.reap_orphans(zombies);
+    }
+
+    /// Children of the daemon that are not main processes: orphans adopted as subreaper, owned
+    /// by the instance whose marker their environment carries.
+    fn attribute_orphans<'a>(&mut self, tree: &Tree<'a>, mains: &HashSet<u32>) -> Vec<(&'a ProcStat, ProcId)> {
+        let me = std::process::id();
+        let home = format!("BM2_HOME={}", self.shared.home.root().display());
+        let mut seen = HashMap::new();
+        let mut out = Vec::new();
+        for p in tree.children(me) {
+            if mains.contains(&p.pid) || p.is_zombie() {
+                continue;
+            }
+            let key = (p.pid, p.start_time);
+            let owner = match self.orphan_owner.get(&key) {
+                Some(owner) => *owner,
+                None => owner_of(p.pid, &home),
+            };
+            seen.insert(key, owner);
+            if let Some(id) = owner {
+                out.push((*p, id));
+            }
+        }
+        self.orphan_owner = seen;
+        out
+    }
+}
+
+/// The instance id in a process's environment, when it belongs to this home.
+fn owner_of(pid: u32, home_entry: &str) -> Option<ProcId> {
+    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut in_home = false;
+    let mut id = None;
+    for entry in env.split(|b| *b == 0) {
+        if entry == home_entry.as_bytes() {
+            in_home = true;
+        } else if let Some(v) = entry.strip_prefix(b"BM2_ID=") {
+            id = std::str::from_utf8(v).ok()?.parse().ok();
+        }
+    }
+    if in_home { id } else { None }
+}

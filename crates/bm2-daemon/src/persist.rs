@@ -1,0 +1,258 @@
+//! The state file (rewritten on every change) and the dump file (`save`/`resurrect`):
+//! one versioned format, written atomically (temp file, fsync, rename).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use bm2_types::{AppSpec, ProcId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// Version written by this bm2.
+pub const STATE_VERSION: u32 = 1;
+
+/// The process list as stored on disk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFile {
+    /// Format version.
+    pub version: u32,
+    /// Next id to give out.
+    #[serde(default)]
+    pub next_id: ProcId,
+    /// Every managed instance.
+    #[serde(default)]
+    pub instances: Vec<SavedInstance>,
+}
+
+/// One instance as stored on disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedInstance {
+    /// Its id.
+    pub id: ProcId,
+    /// Its index within the app.
+    #[serde(default)]
+    pub index: u32,
+    /// The app's instance count.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// The app's options.
+    pub spec: AppSpec,
+    /// The environment its processes receive (without bm2's own variables).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Whether it should be running.
+    #[serde(default)]
+    pub running: bool,
+    /// Main pid of the process when this was written.
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// Start time of that pid, in clock ticks after boot.
+    #[serde(default)]
+    pub pid_start_time: Option<u64>,
+    /// Restart count.
+    #[serde(default)]
+    pub restarts: u32,
+    /// When it was registered, ms since the epoch.
+    #[serde(default)]
+    pub created_at_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A state or dump file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The contents are not a bm2 state file.
+    #[error("{path}: not a valid bm2 state file: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: serde_json::Error,
+    },
+    /// Written by a newer bm2.
+    #[error("{path}: written by a newer bm2 (format {found}, this bm2 reads up to {STATE_VERSION})")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+}
+
+/// Reads a state or dump file; a missing file is an empty list.
+pub fn load(path: &Path) -> Result<StateFile, PersistError> {
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(StateFile {
+                version: STATE_VERSION,
+                ..StateFile::default()
+            });
+        }
+        Err(source) => {
+            return Err(PersistError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let state: StateFile = serde_json::from_slice(&text).map_err(|source| PersistError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if state.version > STATE_VERSION {
+        return Err(PersistError::TooNew {
+            path: path.to_path_buf(),
+            found: state.version,
+        });
+    }
+    Ok(state)
+}
+
+/// Writes `state` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+pub fn store(path: &Path, state: &StateFile) -> Result<(), PersistError> {
+    let io_err = |source| PersistError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile_in(dir, path).map_err(io_err)?;
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| io_err(io::Error::other(e)))?;
+    tmp.1.write_all(&bytes).map_err(io_err)?;
+    tmp.1.sync_all().map_err(io_err)?;
+    fs::rename(&tmp.0, path).map_err(io_err)?;
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn tempfile_in(dir: &Path, path: &Path) -> io::Result<(PathBuf, fs::File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    Ok((tmp, file))
+}
+
+/// Coalescing writer of the state file: changes are announced with [`Persister::touch`], and
+/// [`Persister::flush`] waits until a write that includes them has reached the disk.
+#[derive(Debug)]
+pub struct Persister {
+    requested: watch::Sender<u64>,
+    written: watch::Sender<u64>,
+}
+
+impl Default for Persister {
+    fn default() -> Self {
+        Persister {
+            requested: watch::channel(0).0,
+            written: watch::channel(0).0,
+        }
+    }
+}
+
+impl Persister {
+    /// Announces a change.
+    pub fn touch(&self) {
+        self.requested.send_modify(|g| *g += 1);
+    }
+
+    /// Announces a change and waits until it is on disk.
+    pub async fn flush(&self) {
+        self.touch();
+        let target = *self.requested.borrow();
+        let mut written = self.written.subscribe();
+        let _ = written.wait_for(|w| *w >= target).await;
+    }
+
+    /// Runs the writer: whenever changes are pending, writes the snapshot `build` returns.
+    pub async fn run(&self, path: PathBuf, build: impl Fn() -> StateFile) {
+        let mut requested = self.requested.subscribe();
+        loop {
+            let target = *requested.borrow_and_update();
+            if target > *self.written.borrow() {
+                if let Err(e) = store(&path, &build()) {
+                    tracing::error!(error = %e, "cannot write state file");
+                }
+                self.written.send_replace(target);
+                continue;
+            }
+            if requested.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(load(&path).unwrap().instances.len(), 0);
+        let state = StateFile {
+            version: STATE_VERSION,
+            next_id: 3,
+            instances: vec![SavedInstance {
+                id: 2,
+                index: 0,
+                count: 1,
+                spec: AppSpec {
+                    name: "api".into(),
+                    script: "/srv/api.js".into(),
+                    ..AppSpec::default()
+                },
+                env: BTreeMap::new(),
+                running: true,
+                pid: Some(42),
+                pid_start_time: Some(7),
+                restarts: 1,
+                created_at_ms: 5,
+            }],
+        };
+        store(&path, &state).unwrap();
+        assert_eq!(load(&path).unwrap(), state);
+    }
+
+    #[test]
+    fn newer_and_broken_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dump.json");
+        fs::write(&path, r#"{"version": 99, "instances": []}"#).unwrap();
+        assert!(matches!(load(&path), Err(PersistError::TooNew { found: 99, .. })));
+        fs::write(&path, "{oops").unwrap();
+        assert!(matches!(load(&path), Err(PersistError::Parse { .. })));
+    }
+
+    #[test]
+    fn version_1_fixture_still_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dump-v1.json");
+        let state = load(&path).unwrap();
+        assert_eq!(state.version, 1);
+        assert_eq!(state.instances.len(), 2);
+        assert_eq!(state.instances[0].spec.name, "api");
+        assert_eq!(state.instances[1].spec.max_memory_restart.map(|b| b.0), Some(200 << 20));
+    }
+}

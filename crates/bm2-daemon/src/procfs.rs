@@ -1,0 +1,199 @@
+//! Reading processes from `/proc`: stat lines, whole-system snapshots and process trees.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+
+/// What bm2 needs from `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Process id.
+    pub pid: u32,
+    /// Parent pid.
+    pub ppid: u32,
+    /// Process group id.
+    pub pgrp: u32,
+    /// State letter (`R`, `S`, `Z`, ...).
+    pub state: u8,
+    /// User plus system CPU time, in clock ticks.
+    pub cpu_ticks: u64,
+    /// Start time after boot, in clock ticks: with the pid, identifies a process.
+    pub start_time: u64,
+    /// Resident set size, in pages.
+    pub rss_pages: u64,
+}
+
+impl ProcStat {
+    /// True for a zombie waiting to be reaped.
+    pub fn is_zombie(&self) -> bool {
+        self.state == b'Z'
+    }
+}
+
+/// Parses the contents of `/proc/<pid>/stat`.
+pub fn parse_stat(pid: u32, text: &str) -> Option<ProcStat> {
+    // The command name is in parentheses and may itself contain spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = *fields.next()?.as_bytes().first()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    // Fields after pgrp, counted from state = field 3 of proc(5).
+    let mut rest = fields.skip(8);
+    let utime: u64 = rest.next()?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    let mut rest = rest.skip(6);
+    let start_time = rest.next()?.parse().ok()?;
+    let _vsize = rest.next()?;
+    let rss_pages: i64 = rest.next()?.parse().ok()?;
+    Some(ProcStat {
+        pid,
+        ppid,
+        pgrp,
+        state,
+        cpu_ticks: utime + stime,
+        start_time,
+        rss_pages: rss_pages.max(0) as u64,
+    })
+}
+
+/// Reads one process; `None` when it does not exist (any more).
+pub fn read_stat(pid: u32) -> Option<ProcStat> {
+    let mut buf = String::with_capacity(512);
+    read_stat_into(pid, &mut buf)
+}
+
+fn read_stat_into(pid: u32, buf: &mut String) -> Option<ProcStat> {
+    buf.clear();
+    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    file.read_to_string(buf).ok()?;
+    parse_stat(pid, buf)
+}
+
+/// True when `pid` is alive (not a zombie) and started at `start_time`.
+pub fn is_same_process(pid: u32, start_time: u64) -> bool {
+    read_stat(pid).is_some_and(|s| s.start_time == start_time && !s.is_zombie())
+}
+
+/// Every process on the system.
+pub fn snapshot() -> Vec<ProcStat> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut buf = String::with_capacity(512);
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| read_stat_into(pid, &mut buf))
+        .collect()
+}
+
+/// True when the process's environment holds every one of `entries` (`KEY=value`).
+pub fn environ_contains(pid: u32, entries: &[String]) -> bool {
+    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    entries.iter().all(|want| {
+        env.split(|b| *b == 0)
+            .any(|entry| entry == want.as_bytes())
+    })
+}
+
+/// Number of open file descriptors of a process.
+pub fn fd_count(pid: u32) -> Option<u32> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u32)
+}
+
+/// Clock ticks per second, the unit of CPU times in `/proc`.
+pub fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100, |v| v as u64)
+}
+
+/// Bytes per memory page.
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |v| v as u64)
+}
+
+/// Parent-to-children links of a snapshot.
+pub struct Tree<'a> {
+    children: HashMap<u32, Vec<&'a ProcStat>>,
+}
+
+impl<'a> Tree<'a> {
+    /// Builds the links of `procs`.
+    pub fn new(procs: &'a [ProcStat]) -> Self {
+        let mut children: HashMap<u32, Vec<&ProcStat>> = HashMap::with_capacity(procs.len());
+        for p in procs {
+            children.entry(p.ppid).or_default().push(p);
+        }
+        Tree { children }
+    }
+
+    /// Direct children of `pid`.
+    pub fn children(&self, pid: u32) -> &[&'a ProcStat] {
+        self.children.get(&pid).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every descendant of `pid`, not including `pid` itself.
+    pub fn descendants(&self, pid: u32) -> Vec<&'a ProcStat> {
+        let mut out = Vec::new();
+        let mut stack = vec![pid];
+        while let Some(p) = stack.pop() {
+            for child in self.children(p) {
+                out.push(*child);
+                stack.push(child.pid);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let line = "1234 (my (odd) app) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 98765 10000000 321 18446744073709551615";
+        let s = parse_stat(1234, line).unwrap();
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.pgrp, 1234);
+        assert_eq!(s.state, b'S');
+        assert_eq!(s.cpu_ticks, 300);
+        assert_eq!(s.start_time, 98765);
+        assert_eq!(s.rss_pages, 321);
+    }
+
+    #[test]
+    fn reads_own_process() {
+        let me = std::process::id();
+        let s = read_stat(me).unwrap();
+        assert_eq!(s.pid, me);
+        assert!(s.rss_pages > 0);
+        assert!(is_same_process(me, s.start_time));
+        assert!(!is_same_process(me, s.start_time + 1));
+        assert!(snapshot().iter().any(|p| p.pid == me));
+    }
+
+    #[test]
+    fn tree_finds_descendants() {
+        let mk = |pid, ppid| ProcStat {
+            pid,
+            ppid,
+            pgrp: pid,
+            state: b'S',
+            cpu_ticks: 0,
+            start_time: 0,
+            rss_pages: 0,
+        };
+        let procs = vec![mk(1, 0), mk(10, 1), mk(11, 10), mk(12, 11), mk(20, 1)];
+        let tree = Tree::new(&procs);
+        let mut d: Vec<u32> = tree.descendants(10).iter().map(|p| p.pid).collect();
+        d.sort_unstable();
+        assert_eq!(d, vec![11, 12]);
+    }
+}

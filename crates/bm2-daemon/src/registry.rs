@@ -1,0 +1,228 @@
+//! The table of managed instances: ids and names to handles, and target resolution.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bm2_types::{ApiError, ProcId};
+use tokio::sync::{mpsc, watch};
+
+use crate::supervisor::actor::{Command, InstanceView};
+use crate::supervisor::kill::Marker;
+
+/// What never changes about an instance while it is managed.
+#[derive(Debug)]
+pub struct Instance {
+    /// Its id.
+    pub id: ProcId,
+    /// Its app's name.
+    pub app: String,
+    /// Its index within the app.
+    pub index: u32,
+    /// How many instances the app was started with.
+    pub count: u32,
+    /// When it was registered, in ms since the epoch.
+    pub created_at_ms: u64,
+    /// The full environment its processes receive.
+    pub env: BTreeMap<String, String>,
+    /// Stdout log.
+    pub out_log: PathBuf,
+    /// Stderr log.
+    pub err_log: PathBuf,
+    /// Pid file.
+    pub pid_file: PathBuf,
+    /// How its processes are recognised.
+    pub marker: Marker,
+}
+
+impl Instance {
+    /// `<app>-<i>` when the app has several instances, else the app's name.
+    pub fn display_name(&self) -> String {
+        if self.count > 1 {
+            format!("{}-{}", self.app, self.index)
+        } else {
+            self.app.clone()
+        }
+    }
+}
+
+/// A managed instance: its fixed facts, its actor's mailbox and its published state.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// Fixed facts.
+    pub inst: Arc<Instance>,
+    /// Mailbox of its actor.
+    pub tx: mpsc::Sender<Command>,
+    /// Its current state, as published by its actor.
+    pub view: watch::Receiver<InstanceView>,
+}
+
+impl Handle {
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> InstanceView {
+        self.view.borrow().clone()
+    }
+}
+
+/// All managed instances.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    handles: BTreeMap<ProcId, Handle>,
+    next_id: ProcId,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every handle, by id.
+    pub fn all(&self) -> Vec<Handle> {
+        self.lock().handles.values().cloned().collect()
+    }
+
+    /// The next id to be given out.
+    pub fn next_id(&self) -> ProcId {
+        self.lock().next_id
+    }
+
+    /// Number of managed instances.
+    pub fn len(&self) -> usize {
+        self.lock().handles.len()
+    }
+
+    /// True when nothing is managed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reserves `n` fresh ids, failing when `name` is taken and `force` is off.
+    pub fn reserve(&self, name: &str, n: u32, force: bool) -> Result<Vec<ProcId>, ApiError> {
+        let mut inner = self.lock();
+        if !force {
+            let taken: Vec<String> = inner
+                .handles
+                .values()
+                .filter(|h| h.inst.app == name)
+                .map(|h| h.inst.id.to_string())
+                .collect();
+            if !taken.is_empty() {
+                return Err(ApiError::new(
+                    "already_exists",
+                    format!("app {name:?} is already managed (id {})", taken.join(", ")),
+                )
+                .with_hint("restart it, or use --force to start another copy"));
+            }
+        }
+        let first = inner.next_id;
+        inner.next_id += n;
+        Ok((first..first + n).collect())
+    }
+
+    /// Registers a handle under its id, also moving the id counter past it.
+    pub fn insert(&self, handle: Handle) {
+        let mut inner = self.lock();
+        let id = handle.inst.id;
+        inner.next_id = inner.next_id.max(id + 1);
+        inner.handles.insert(id, handle);
+    }
+
+    /// True when `id` is in use.
+    pub fn contains(&self, id: ProcId) -> bool {
+        self.lock().handles.contains_key(&id)
+    }
+
+    /// Sets the id counter (when restoring state).
+    pub fn set_next_id(&self, next: ProcId) {
+        let mut inner = self.lock();
+        inner.next_id = inner.next_id.max(next);
+    }
+
+    /// Forgets an instance.
+    pub fn remove(&self, id: ProcId) {
+        self.lock().handles.remove(&id);
+    }
+
+    /// Forgets everything and restarts ids from 0.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.handles.clear();
+        inner.next_id = 0;
+    }
+
+    /// The instances named by `targets`, in id order. Each target must match something.
+    pub fn resolve(&self, targets: &[String]) -> Result<Vec<Handle>, ApiError> {
+        let inner = self.lock();
+        let mut ids = BTreeSet::new();
+        for target in targets {
+            let matched = match_target(&inner.handles, target)?;
+            if matched.is_empty() {
+                return Err(unknown_target(&inner.handles, target));
+            }
+            ids.extend(matched);
+        }
+        Ok(ids.iter().map(|id| inner.handles[id].clone()).collect())
+    }
+}
+
+fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<ProcId>, ApiError> {
+    let t = target.trim();
+    if t == "all" {
+        return Ok(handles.keys().copied().collect());
+    }
+    if let Ok(id) = t.parse::<ProcId>() {
+        return Ok(handles.contains_key(&id).then_some(id).into_iter().collect());
+    }
+    if let Some(pattern) = t.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+        let re = regex::Regex::new(pattern).map_err(|e| {
+            ApiError::new("invalid_target", format!("bad regular expression {t}: {e}"))
+        })?;
+        return Ok(handles
+            .values()
+            .filter(|h| re.is_match(&h.inst.app) || re.is_match(&h.inst.display_name()))
+            .map(|h| h.inst.id)
+            .collect());
+    }
+    let by = |f: &dyn Fn(&Handle) -> bool| -> Vec<ProcId> {
+        handles.values().filter(|h| f(h)).map(|h| h.inst.id).collect()
+    };
+    for matcher in [
+        &(|h: &Handle| h.inst.app == t) as &dyn Fn(&Handle) -> bool,
+        &|h: &Handle| h.inst.display_name() == t,
+        &|h: &Handle| h.view.borrow().spec.namespace == t,
+        &|h: &Handle| {
+            let v = h.view.borrow();
+            v.spec.script == t || v.exec_path.as_deref().is_some_and(|p| p.as_os_str() == t)
+        },
+    ] {
+        let ids = by(matcher);
+        if !ids.is_empty() {
+            return Ok(ids);
+        }
+    }
+    Ok(Vec::new())
+}
+
+fn unknown_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> ApiError {
+    if handles.is_empty() {
+        return ApiError::new(
+            "unknown_target",
+            format!("no process matches {target:?}: no processes are managed"),
+        )
+        .with_hint("start one with `bm2 start <script>`");
+    }
+    let names: BTreeSet<String> = handles.values().map(|h| h.inst.display_name()).collect();
+    ApiError::new(
+        "unknown_target",
+        format!(
+            "no process matches {target:?}; managed: {}",
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    )
+    .with_hint("targets are ids, names, namespaces, `all`, script paths or /regex/")
+}

@@ -1,0 +1,151 @@
+//! Being the daemon: single-instance lock, Unix socket, restore, serve, shut down.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::Notify;
+
+use crate::api::{self, AppState};
+use crate::{Home, ProcessManager};
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another daemon holds the lock of this home.
+    #[error("another bm2 daemon is already running for {home}{pid}")]
+    AlreadyRunning {
+        /// The home directory.
+        home: String,
+        /// ` (pid N)` when known.
+        pid: String,
+    },
+    /// A file or socket operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The state file could not be restored.
+    #[error(transparent)]
+    State(#[from] crate::persist::PersistError),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Options of a daemon run.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// How often CPU and memory are sampled.
+    pub sample_interval: Duration,
+}
+
+impl DaemonOptions {
+    /// Defaults, with the sample interval taken from `BM2_SAMPLE_INTERVAL_MS` when set.
+    pub fn from_env() -> DaemonOptions {
+        let mut opts = DaemonOptions::default();
+        if let Some(ms) = std::env::var("BM2_SAMPLE_INTERVAL_MS").ok().and_then(|v| v.parse().ok()) {
+            opts.sample_interval = Duration::from_millis(ms);
+        }
+        opts
+    }
+}
+
+impl Default for DaemonOptions {
+    fn default() -> Self {
+        DaemonOptions {
+            sample_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Runs the daemon for `home` until `bm2 kill`, SIGTERM or SIGINT.
+pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
+    home.create().map_err(io_err(format!("create {}", home.root().display())))?;
+    let _lock = lock(&home)?;
+    fs::write(home.pid_file(), std::process::id().to_string())
+        .map_err(io_err(format!("write {}", home.pid_file().display())))?;
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!(error = %e, "cannot become a child subreaper; double-forked processes may escape");
+    }
+    let manager = ProcessManager::new(home.clone(), opts.sample_interval);
+    let restored = manager.restore().await?;
+    if !restored.processes.is_empty() {
+        tracing::info!(count = restored.processes.len(), "restored processes");
+    }
+    let listener = bind(&home.socket())?;
+    let exit = Arc::new(Notify::new());
+    let app = api::router(AppState {
+        manager: manager.clone(),
+        exit: exit.clone(),
+    });
+    tracing::info!(pid = std::process::id(), socket = %home.socket().display(), "daemon ready");
+    let by_signal = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = by_signal.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let mut term = signal(SignalKind::terminate()).ok();
+        let mut int = signal(SignalKind::interrupt()).ok();
+        tokio::select! {
+            () = exit.notified() => {}
+            _ = recv(term.as_mut()) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+            _ = recv(int.as_mut()) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+        }
+    });
+    serve.await.map_err(io_err("serve API"))?;
+    if by_signal.load(std::sync::atomic::Ordering::SeqCst) {
+        tracing::info!("signal received: stopping apps");
+        manager.shutdown(false).await;
+    }
+    let _ = fs::remove_file(home.socket());
+    let _ = fs::remove_file(home.pid_file());
+    tracing::info!("daemon exited");
+    Ok(())
+}
+
+async fn recv(s: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Takes the home's lock for the life of the daemon; fails when another daemon holds it.
+fn lock(home: &Home) -> Result<Flock<fs::File>, DaemonError> {
+    let path = home.lock_file();
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(format!("open {}", path.display())))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| DaemonError::AlreadyRunning {
+        home: home.root().display().to_string(),
+        pid: fs::read_to_string(home.pid_file())
+            .map(|p| format!(" (pid {})", p.trim()))
+            .unwrap_or_default(),
+    })
+}
+
+/// Binds the socket owner-only. Called with the lock held, so an existing socket file is stale.
+fn bind(path: &Path) -> Result<UnixListener, DaemonError> {
+    match fs::remove_file(path) {
+        Ok(()) => tracing::info!(socket = %path.display(), "replaced stale socket"),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(format!("remove stale socket {}", path.display()))(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err(format!("bind {}", path.display())))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(io_err(format!("chmod {}", path.display())))?;
+    Ok(listener)
+}

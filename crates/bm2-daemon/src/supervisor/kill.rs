@@ -1,0 +1,146 @@
+//! Signalling an app's whole process tree: its process group, its descendants, and the
+//! orphans it left with the daemon (as subreaper) that still carry its marker.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::procfs::{self, ProcStat, Tree};
+
+/// Parses `SIGTERM`, `TERM`, `sigterm` or `15`.
+pub fn parse_signal(name: &str) -> Result<Signal, String> {
+    let t = name.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| format!("unknown signal number {n}"));
+    }
+    let upper = t.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?} (e.g. SIGTERM, SIGUSR2, HUP)"))
+}
+
+/// How to recognise the processes of one app instance.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    /// Environment entries every process of the instance inherits (`BM2_HOME=..`, `BM2_ID=..`).
+    pub env: Vec<String>,
+}
+
+/// The processes of an instance found now: the tree under its main process, plus orphans of the
+/// daemon carrying its marker (and their trees), plus earlier-seen descendants still alive.
+pub fn find_tree(main_pid: Option<u32>, marker: &Marker, known: &[(u32, u64)]) -> Vec<(u32, u64)> {
+    let snapshot = procfs::snapshot();
+    let tree = Tree::new(&snapshot);
+    let me = std::process::id();
+    let mut found: Vec<&ProcStat> = Vec::new();
+    if let Some(pid) = main_pid {
+        found.extend(snapshot.iter().filter(|p| p.pid == pid));
+        found.extend(tree.descendants(pid));
+    }
+    for orphan in tree.children(me) {
+        if Some(orphan.pid) != main_pid && procfs::environ_contains(orphan.pid, &marker.env) {
+            found.push(orphan);
+            found.extend(tree.descendants(orphan.pid));
+        }
+    }
+    let mut out: Vec<(u32, u64)> = found
+        .iter()
+        .filter(|p| !p.is_zombie())
+        .map(|p| (p.pid, p.start_time))
+        .collect();
+    for &(pid, start) in known {
+        if snapshot.iter().any(|p| p.pid == pid && p.start_time == start && !p.is_zombie()) {
+            out.push((pid, start));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Processes of this machine carrying `marker`, anywhere in the tree (used after a daemon crash,
+/// when the orphans of the old daemon were adopted by init).
+pub fn find_marked(marker: &Marker) -> Vec<(u32, u64)> {
+    let me = std::process::id();
+    procfs::snapshot()
+        .iter()
+        .filter(|p| p.pid != me && !p.is_zombie() && procfs::environ_contains(p.pid, &marker.env))
+        .map(|p| (p.pid, p.start_time))
+        .collect()
+}
+
+/// Sends `sig` to a process group and to each listed process that is still the same process.
+pub fn signal_all(pgid: Option<u32>, procs: &[(u32, u64)], sig: Signal) {
+    if let Some(pgid) = pgid.filter(|g| *g > 1) {
+        let _ = killpg(Pid::from_raw(pgid as i32), sig);
+    }
+    for &(pid, start) in procs {
+        if procfs::is_same_process(pid, start) {
+            let _ = kill(Pid::from_raw(pid as i32), sig);
+        }
+    }
+}
+
+/// The listed processes that are zombie children of the daemon, to be reaped.
+pub fn zombie_orphans(procs: &[(u32, u64)]) -> Vec<u32> {
+    let me = std::process::id();
+    procs
+        .iter()
+        .filter_map(|&(pid, _)| procfs::read_stat(pid))
+        .filter(|s| s.ppid == me && s.is_zombie())
+        .map(|s| s.pid)
+        .collect()
+}
+
+/// The listed processes that are still alive.
+pub fn alive(procs: &[(u32, u64)]) -> Vec<(u32, u64)> {
+    procs
+        .iter()
+        .copied()
+        .filter(|&(pid, start)| procfs::is_same_process(pid, start))
+        .collect()
+}
+
+/// Sends `sig`, waits up to `grace` for every listed process to end, then SIGKILLs what is left
+/// and waits for it.
+pub async fn terminate(pgid: Option<u32>, procs: &[(u32, u64)], sig: Signal, grace: Duration) {
+    signal_all(pgid, procs, sig);
+    if !wait_gone(procs, grace).await {
+        signal_all(pgid, &alive(procs), Signal::SIGKILL);
+        if let Some(pgid) = pgid.filter(|g| *g > 1) {
+            let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
+        }
+        wait_gone(procs, Duration::from_secs(5)).await;
+    }
+}
+
+/// Polls until none of `procs` is alive; false on timeout.
+pub async fn wait_gone(procs: &[(u32, u64)], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if alive(procs).is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_in_every_form() {
+        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("usr2"), Ok(Signal::SIGUSR2));
+        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
+        assert!(parse_signal("SIGNOPE").is_err());
+        assert!(parse_signal("999").is_err());
+    }
+}

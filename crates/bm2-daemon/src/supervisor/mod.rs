@@ -1,0 +1,6 @@
+//! Supervision of app processes: one actor per instance, its restart policy, spawning and killing.
+
+pub mod actor;
+pub mod kill;
+pub mod machine;
+pub mod spawn;

@@ -1,0 +1,109 @@
+//! Requests and responses of the daemon's HTTP API.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppSpec, ProcDetail, ProcSummary};
+
+/// An error reported by the daemon: a stable code, a sentence, and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// Stable machine-readable code, e.g. `unknown_target`.
+    pub code: String,
+    /// What went wrong.
+    pub message: String,
+    /// What the user can do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a code and a message.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            code: code.to_string(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The same error with a hint.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Register and start apps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StartRequest {
+    /// The apps to start.
+    pub apps: Vec<AppSpec>,
+    /// Environment of the caller, inherited by the apps (their own `env` wins).
+    #[serde(default)]
+    pub client_env: BTreeMap<String, String>,
+    /// Start even when an app of the same name is already managed.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Which processes an action applies to: ids, names, namespaces, `all`, scripts or `/regex/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TargetRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+}
+
+/// Send a signal to processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignalRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+    /// Signal name (`SIGUSR2`, `USR2`) or number.
+    pub signal: String,
+}
+
+/// Outcome of an action on one or more instances.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ActionResponse {
+    /// The instances acted on, in their state after the action.
+    pub processes: Vec<ProcSummary>,
+    /// Failures for individual instances; the others were still acted on.
+    #[serde(default)]
+    pub errors: Vec<ApiError>,
+}
+
+/// Liveness and identity of the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingResponse {
+    /// Daemon pid.
+    pub pid: u32,
+    /// Daemon version.
+    pub version: String,
+    /// Protocol version.
+    pub protocol: u32,
+    /// Milliseconds since the daemon started.
+    pub uptime_ms: u64,
+    /// The daemon's home directory.
+    pub home: PathBuf,
+}
+
+/// Result of `save`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SaveResponse {
+    /// Where the dump was written.
+    pub path: PathBuf,
+    /// How many instances it holds.
+    pub count: usize,
+}
+
+/// Result of `describe`: every matching instance in detail.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DescribeResponse {
+    /// The instances.
+    pub processes: Vec<ProcDetail>,
+}

@@ -1,0 +1,129 @@
+//! What the daemon reports about managed processes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppSpec, ExecMode, ProcId};
+
+/// Lifecycle state of one instance, named as PM2 names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProcStatus {
+    /// Being spawned.
+    #[serde(rename = "launching")]
+    Launching,
+    /// Running.
+    #[serde(rename = "online")]
+    Online,
+    /// Stop signal sent, waiting for the process tree to exit.
+    #[serde(rename = "stopping")]
+    Stopping,
+    /// Not running, by request or because it exited and is not restarted.
+    #[serde(rename = "stopped")]
+    Stopped,
+    /// Gave up: spawn failed or too many unstable restarts.
+    #[serde(rename = "errored")]
+    Errored,
+    /// Exited; will be restarted after a delay.
+    #[serde(rename = "waiting restart")]
+    WaitingRestart,
+}
+
+impl ProcStatus {
+    /// The status as shown to users (`waiting restart`, `online`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcStatus::Launching => "launching",
+            ProcStatus::Online => "online",
+            ProcStatus::Stopping => "stopping",
+            ProcStatus::Stopped => "stopped",
+            ProcStatus::Errored => "errored",
+            ProcStatus::WaitingRestart => "waiting restart",
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// Exit code, when it exited by itself.
+    pub code: Option<i32>,
+    /// Name of the signal that killed it, if any.
+    pub signal: Option<String>,
+    /// When it ended, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// How long it had been running, in milliseconds.
+    pub uptime_ms: u64,
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.code, &self.signal) {
+            (_, Some(sig)) => write!(f, "killed by {sig}"),
+            (Some(code), None) => write!(f, "exited with code {code}"),
+            (None, None) => f.write_str("exited"),
+        }
+    }
+}
+
+/// One row of the process list: cheap to produce and to send for every instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcSummary {
+    /// Instance id.
+    pub id: ProcId,
+    /// App name.
+    pub name: String,
+    /// Name of this instance: the app name, or `<name>-<i>` when the app has several instances.
+    pub instance_name: String,
+    /// Index of this instance within its app, from 0.
+    pub instance: u32,
+    /// Namespace of the app.
+    pub namespace: String,
+    /// Fork or cluster.
+    pub exec_mode: ExecMode,
+    /// Current state.
+    pub status: ProcStatus,
+    /// Pid of the main process while it runs.
+    pub pid: Option<u32>,
+    /// CPU use of the whole process tree, in percent of one core.
+    pub cpu: f32,
+    /// Resident memory of the whole process tree, in bytes.
+    pub memory: u64,
+    /// Restarts since it was started or reset.
+    pub restarts: u32,
+    /// Consecutive restarts after running less than `min_uptime`.
+    pub unstable_restarts: u32,
+    /// When the current process started, in milliseconds since the Unix epoch.
+    pub started_at_ms: Option<u64>,
+}
+
+/// Everything known about one instance: its row, its options and its runtime details.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcDetail {
+    /// The list row.
+    #[serde(flatten)]
+    pub summary: ProcSummary,
+    /// The app's options.
+    pub spec: AppSpec,
+    /// Number of instances the app was started with.
+    pub instances: u32,
+    /// The program actually executed: the interpreter, or the script itself.
+    pub interpreter: Option<String>,
+    /// Full environment given to the process.
+    pub env: BTreeMap<String, String>,
+    /// When the instance was registered, in milliseconds since the Unix epoch.
+    pub created_at_ms: u64,
+    /// How the last process ended.
+    pub last_exit: Option<ExitInfo>,
+    /// Why the instance is in its current state (`errored: spawn failed: ...`).
+    pub status_reason: Option<String>,
+    /// Open file descriptors of the main process.
+    pub file_handles: Option<u32>,
+    /// Stdout log file.
+    pub out_log: PathBuf,
+    /// Stderr log file.
+    pub err_log: PathBuf,
+    /// Pid file.
+    pub pid_file: PathBuf,
+}

@@ -1,0 +1,26 @@
+//! The nouns of bm2, defined once and shared by the CLI, the daemon, ecosystem files,
+//! the HTTP API and the dump file.
+
+mod api;
+mod app;
+mod home;
+mod info;
+mod units;
+
+pub use api::*;
+pub use app::*;
+pub use home::Home;
+pub use info::*;
+pub use units::*;
+
+/// Version of the bm2 binaries, sent with every API response.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Version of the CLI/daemon protocol; bumped on incompatible changes.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// HTTP header carrying the daemon's version on every response.
+pub const VERSION_HEADER: &str = "x-bm2-version";
+
+/// Identifier of one managed process instance (PM2's `pm_id`).
+pub type ProcId = u32;

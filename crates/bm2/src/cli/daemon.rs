@@ -1,0 +1,111 @@
+//! Daemon control: the daemon itself, ping, kill, save, resurrect.
+
+use std::process::ExitCode;
+
+use bm2_client::{Client, ClientError};
+use bm2_daemon::server::{self, DaemonError, DaemonOptions};
+use bm2_types::Home;
+
+use super::{api_error, report};
+use crate::render;
+
+/// Runs the daemon in this process until it is told to exit.
+pub fn run_daemon() -> ExitCode {
+    let home = match Home::from_env() {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("bm2 daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = nix::unistd::setsid();
+    let _ = std::env::set_current_dir("/");
+    if let Err(e) = init_logging(&home) {
+        eprintln!("bm2 daemon: cannot open {}: {e}", home.daemon_log().display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bm2 daemon: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::run(home, DaemonOptions::from_env())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ DaemonError::AlreadyRunning { .. }) => {
+            eprintln!("bm2 daemon: {e}");
+            ExitCode::from(bm2_client::EXIT_ALREADY_RUNNING as u8)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "daemon failed");
+            eprintln!("bm2 daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(home: &Home) -> std::io::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    home.create()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.daemon_log())?;
+    let filter = EnvFilter::try_from_env("BM2_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
+    Ok(())
+}
+
+pub async fn ping(client: &Client) -> anyhow::Result<ExitCode> {
+    let p = client.ping().await.map_err(api_error)?;
+    println!(
+        "bm2 daemon is alive: pid {}, version {}, up {}, home {}",
+        p.pid,
+        p.version,
+        render::uptime(p.uptime_ms),
+        p.home.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn kill(client: &Client) -> anyhow::Result<ExitCode> {
+    match client.kill().await {
+        Ok(p) => {
+            render::info(&format!("stopped all processes and the daemon (pid {})", p.pid));
+            wait_for_exit(p.pid).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::NotRunning(_)) => {
+            render::info("the daemon is not running");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(api_error(e)),
+    }
+}
+
+/// Waits (bounded) until the daemon process has exited, so its socket and lock are free.
+async fn wait_for_exit(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && bm2_daemon::procfs::read_stat(pid).is_some_and(|s| !s.is_zombie())
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+pub async fn save(client: &Client) -> anyhow::Result<ExitCode> {
+    let s = client.save().await.map_err(api_error)?;
+    render::info(&format!("saved {} processes to {}", s.count, s.path.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn resurrect(client: &Client) -> anyhow::Result<ExitCode> {
+    let res = client.resurrect().await;
+    report(client, res).await
+}

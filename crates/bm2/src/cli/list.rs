@@ -1,0 +1,106 @@
+//! `list`, `jlist`, `prettylist`.
+
+use std::cmp::Ordering;
+use std::process::ExitCode;
+
+use bm2_client::Client;
+use bm2_types::ProcSummary;
+use clap::Args;
+
+use super::api_error;
+use crate::render;
+
+/// Options of `bm2 list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Sort by name, id, cpu, memory, restarts or uptime; add `:desc` to reverse
+    #[arg(long, value_name = "FIELD[:desc]")]
+    pub sort: Option<String>,
+    /// Print bm2's own JSON list instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let mut list = client.list().await.map_err(api_error)?;
+    if let Some(sort) = &args.sort {
+        sort_list(&mut list, sort)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&list)?);
+    } else {
+        render::table::print(&list);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sort_list(list: &mut [ProcSummary], spec: &str) -> anyhow::Result<()> {
+    let (field, order) = spec.split_once(':').unwrap_or((spec, "asc"));
+    let desc = match order {
+        "asc" => false,
+        "desc" => true,
+        other => anyhow::bail!("--sort {spec}: order must be asc or desc, not {other:?}"),
+    };
+    let cmp: fn(&ProcSummary, &ProcSummary) -> Ordering = match field {
+        "name" => |a, b| a.instance_name.cmp(&b.instance_name),
+        "id" => |a, b| a.id.cmp(&b.id),
+        "cpu" => |a, b| a.cpu.total_cmp(&b.cpu),
+        "memory" | "mem" => |a, b| a.memory.cmp(&b.memory),
+        "restarts" | "restart" => |a, b| a.restarts.cmp(&b.restarts),
+        // Longest-running first in ascending order means oldest start time first.
+        "uptime" => |a, b| b.started_at_ms.unwrap_or(u64::MAX).cmp(&a.started_at_ms.unwrap_or(u64::MAX)),
+        other => anyhow::bail!(
+            "--sort: unknown field {other:?}; use name, id, cpu, memory, restarts or uptime"
+        ),
+    };
+    list.sort_by(|a, b| if desc { cmp(b, a) } else { cmp(a, b) });
+    Ok(())
+}
+
+pub async fn jlist(client: &Client, pretty: bool) -> anyhow::Result<ExitCode> {
+    let details = client.details().await.map_err(api_error)?;
+    let value = render::pm2::jlist(&details);
+    if pretty {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{}", serde_json::to_string(&value)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bm2_types::{ExecMode, ProcStatus};
+
+    fn row(id: u32, name: &str, memory: u64) -> ProcSummary {
+        ProcSummary {
+            id,
+            name: name.into(),
+            instance_name: name.into(),
+            instance: 0,
+            namespace: "default".into(),
+            exec_mode: ExecMode::Fork,
+            status: ProcStatus::Online,
+            pid: Some(1),
+            cpu: 0.0,
+            memory,
+            restarts: 0,
+            unstable_restarts: 0,
+            started_at_ms: Some(u64::from(id)),
+        }
+    }
+
+    #[test]
+    fn sorts_by_field_and_order() {
+        let mut l = vec![row(0, "b", 30), row(1, "a", 10), row(2, "c", 20)];
+        sort_list(&mut l, "name").unwrap();
+        assert_eq!(l.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 0, 2]);
+        sort_list(&mut l, "memory:desc").unwrap();
+        assert_eq!(l.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 2, 1]);
+        sort_list(&mut l, "uptime").unwrap();
+        assert_eq!(l.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(sort_list(&mut l, "size").is_err());
+        assert!(sort_list(&mut l, "id:up").is_err());
+    }
+}

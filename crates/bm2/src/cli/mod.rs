@@ -1,0 +1,124 @@
+//! Command-line parsing and dispatch: one file per command family.
+
+pub mod daemon;
+mod describe;
+mod list;
+mod start;
+mod targets;
+
+use std::process::ExitCode;
+
+use bm2_client::{Client, ClientError};
+use bm2_types::{ActionResponse, Home};
+use clap::{Parser, Subcommand};
+
+use crate::render;
+
+/// bm2 keeps your apps alive: a process manager for any language, compatible with PM2.
+#[derive(Debug, Parser)]
+#[command(name = "bm2", version, about, propagate_version = true, arg_required_else_help = true)]
+#[command(after_help = "Examples:\n  bm2 start server.js --name api -i 4\n  bm2 start app.py -- --port 8000\n  bm2 list\n  bm2 logs api\n  bm2 restart api\n\nEnvironment: BM2_HOME (default ~/.bm2), NO_COLOR.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Every command.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Start a script, binary or command and keep it alive
+    #[command(after_help = "Examples:\n  bm2 start server.js --name api --max-memory-restart 512M\n  bm2 start worker.py -i 4 --env QUEUE=jobs\n  bm2 start npm --name web -- run start\n  bm2 start ./server --kill-timeout 10000 --kill-signal SIGTERM")]
+    Start(start::StartArgs),
+    /// Stop processes (id, name, namespace, all, script path or /regex/)
+    #[command(after_help = "Examples:\n  bm2 stop api\n  bm2 stop 0 3\n  bm2 stop all\n  bm2 stop /^worker-/")]
+    Stop(targets::Targets),
+    /// Restart processes (stop, then start)
+    #[command(after_help = "Examples:\n  bm2 restart api\n  bm2 restart all")]
+    Restart(targets::Targets),
+    /// Stop processes and remove them from bm2
+    #[command(visible_aliases = ["del", "rm"], after_help = "Examples:\n  bm2 delete api\n  bm2 delete all")]
+    Delete(targets::Targets),
+    /// Reset the restart counters of processes
+    #[command(after_help = "Examples:\n  bm2 reset api\n  bm2 reset all")]
+    Reset(targets::Targets),
+    /// Send a signal to processes: `bm2 signal SIGUSR2 api` (or `bm2 signal api SIGUSR2`)
+    #[command(visible_alias = "sendSignal", after_help = "Examples:\n  bm2 signal SIGUSR2 api\n  bm2 signal api HUP")]
+    Signal(targets::SignalArgs),
+    /// List processes
+    #[command(visible_aliases = ["ls", "l", "status", "ps"], after_help = "Examples:\n  bm2 list\n  bm2 list --sort memory:desc\n  bm2 list --json")]
+    List(list::ListArgs),
+    /// Print the process list as JSON, in PM2's `jlist` shape
+    #[command(after_help = "Example:\n  bm2 jlist | jq '.[] | {name, pid}'")]
+    Jlist,
+    /// Print the process list as indented JSON, in PM2's shape
+    Prettylist,
+    /// Show everything about processes
+    #[command(visible_aliases = ["show", "info"], after_help = "Examples:\n  bm2 describe api\n  bm2 describe 0 --json")]
+    Describe(describe::DescribeArgs),
+    /// Print the pids of processes (all when no target is given)
+    #[command(after_help = "Examples:\n  bm2 pid api\n  bm2 pid")]
+    Pid(targets::OptionalTargets),
+    /// Print the ids of the processes of an app
+    #[command(after_help = "Example:\n  bm2 id api")]
+    Id {
+        /// App name
+        name: String,
+    },
+    /// Check that the daemon is alive (starts it when needed)
+    Ping,
+    /// Stop every process, then the daemon
+    Kill,
+    /// Save the process list, for `bm2 resurrect`
+    #[command(visible_alias = "dump", after_help = "Example:\n  bm2 save && bm2 resurrect")]
+    Save,
+    /// Start the processes saved by `bm2 save`
+    Resurrect,
+    /// Run the daemon in the foreground (started automatically by other commands)
+    #[command(hide = true)]
+    Daemon,
+}
+
+/// Runs a client command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env()?;
+    let exe = std::env::current_exe()?;
+    let client = Client::new(home).with_daemon_exe(exe);
+    match cli.cmd {
+        Cmd::Start(args) => start::run(&client, args).await,
+        Cmd::Stop(t) => targets::action(&client, targets::Verb::Stop, t).await,
+        Cmd::Restart(t) => targets::action(&client, targets::Verb::Restart, t).await,
+        Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,
+        Cmd::Reset(t) => targets::action(&client, targets::Verb::Reset, t).await,
+        Cmd::Signal(s) => targets::signal(&client, s).await,
+        Cmd::List(args) => list::run(&client, &args).await,
+        Cmd::Jlist => list::jlist(&client, false).await,
+        Cmd::Prettylist => list::jlist(&client, true).await,
+        Cmd::Describe(args) => describe::run(&client, args).await,
+        Cmd::Pid(t) => targets::pids(&client, t).await,
+        Cmd::Id { name } => targets::ids(&client, name).await,
+        Cmd::Ping => daemon::ping(&client).await,
+        Cmd::Kill => daemon::kill(&client).await,
+        Cmd::Save => daemon::save(&client).await,
+        Cmd::Resurrect => daemon::resurrect(&client).await,
+        Cmd::Daemon => unreachable!("handled in main"),
+    }
+}
+
+/// Prints the outcome of an action: the failures, then the process list.
+pub async fn report(client: &Client, res: Result<ActionResponse, ClientError>) -> anyhow::Result<ExitCode> {
+    let res = res.map_err(api_error)?;
+    for e in &res.errors {
+        render::error(&render::api_error_text(e));
+    }
+    let list = client.list().await?;
+    render::table::print(&list);
+    Ok(if res.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Turns a daemon refusal into an error with its hint.
+pub fn api_error(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Api(api) => anyhow::anyhow!(render::api_error_text(&api)),
+        other => anyhow::Error::new(other),
+    }
+}

@@ -1,0 +1,186 @@
+//! `bm2 start`: flags to an [`AppSpec`], then register and start.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use bm2_client::Client;
+use bm2_types::{AppSpec, ByteSize, Instances, StartRequest};
+use clap::Args;
+
+use super::report;
+
+/// Options of `bm2 start`, named as in PM2.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Script, binary or command to run (a file, or a program on PATH)
+    pub script: String,
+    /// Process name (default: the script's file name without extension)
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Working directory (default: the current directory)
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Environment variable for the app (repeatable)
+    #[arg(long = "env", value_name = "KEY=VAL")]
+    pub env: Vec<String>,
+    /// Interpreter to run the script with (`none` runs it directly; default: by extension)
+    #[arg(long)]
+    pub interpreter: Option<String>,
+    /// Arguments for the interpreter, space-separated
+    #[arg(long, allow_hyphen_values = true, value_name = "ARGS")]
+    pub interpreter_args: Option<String>,
+    /// Arguments for the Node/Bun runtime, space-separated
+    #[arg(long, allow_hyphen_values = true, value_name = "ARGS")]
+    pub node_args: Option<String>,
+    /// Namespace for grouping processes
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Number of instances: N, `max` (one per CPU), 0 (same), -N (CPUs minus N)
+    #[arg(short = 'i', long, allow_hyphen_values = true)]
+    pub instances: Option<Instances>,
+    /// Consecutive unstable restarts before giving up [default: 16]
+    #[arg(long)]
+    pub max_restarts: Option<u32>,
+    /// Milliseconds a process must run for its start to count as stable [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub min_uptime: Option<u64>,
+    /// Milliseconds to wait before restarting a crashed process [default: 0]
+    #[arg(long, value_name = "MS")]
+    pub restart_delay: Option<u64>,
+    /// Exponential backoff between unstable restarts, starting at MS (x1.5 each time, up to 15 s)
+    #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "100")]
+    pub exp_backoff_restart_delay: Option<u64>,
+    /// Milliseconds between the stop signal and SIGKILL [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub kill_timeout: Option<u64>,
+    /// Signal sent first on stop [default: SIGINT]
+    #[arg(long, value_name = "SIGNAL")]
+    pub kill_signal: Option<String>,
+    /// Do not restart the process when it exits
+    #[arg(long)]
+    pub no_autorestart: bool,
+    /// Exit codes that mean "done, do not restart" (e.g. --stop-exit-codes 0 3)
+    #[arg(long, num_args = 1.., value_delimiter = ',', allow_hyphen_values = true)]
+    pub stop_exit_codes: Vec<i32>,
+    /// Restart when the process tree uses more memory than this (e.g. 512M, 1G)
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory_restart: Option<ByteSize>,
+    /// Register the app without starting it
+    #[arg(long)]
+    pub no_autostart: bool,
+    /// Run as this user (name or uid; the daemon must run as root)
+    #[arg(long)]
+    pub uid: Option<String>,
+    /// Run as this group (name or gid; the daemon must run as root)
+    #[arg(long)]
+    pub gid: Option<String>,
+    /// Start even if an app of this name is already managed
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Arguments passed to the script
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
+    let (spec, force) = to_spec(args, &std::env::current_dir()?)?;
+    let req = StartRequest {
+        apps: vec![spec],
+        client_env: std::env::vars().collect(),
+        force,
+    };
+    let res = client.start(&req).await;
+    report(client, res).await
+}
+
+/// Builds the app's options from the flags; relative paths are taken from `here`.
+pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
+    let defaults = AppSpec::default();
+    let cwd = match a.cwd {
+        Some(dir) => absolute(here, &dir),
+        None => here.to_path_buf(),
+    };
+    let script = resolve_script(&a.script, here, &cwd);
+    let name = a.name.unwrap_or_else(|| default_name(&a.script));
+    let mut env = std::collections::BTreeMap::new();
+    for kv in a.env {
+        let Some((k, v)) = kv.split_once('=') else {
+            bail!("--env {kv:?}: expected KEY=VALUE");
+        };
+        if k.is_empty() {
+            bail!("--env {kv:?}: the variable name is empty");
+        }
+        env.insert(k.to_string(), v.to_string());
+    }
+    let split = |s: Option<String>| -> Vec<String> {
+        s.map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+    };
+    let spec = AppSpec {
+        name,
+        script,
+        args: a.args,
+        cwd: Some(cwd),
+        env,
+        interpreter: a.interpreter,
+        interpreter_args: split(a.interpreter_args),
+        node_args: split(a.node_args),
+        namespace: a.namespace.unwrap_or(defaults.namespace),
+        instances: a.instances.unwrap_or(defaults.instances),
+        exec_mode: defaults.exec_mode,
+        autorestart: !a.no_autorestart,
+        max_restarts: a.max_restarts.unwrap_or(defaults.max_restarts),
+        min_uptime: a.min_uptime.unwrap_or(defaults.min_uptime),
+        restart_delay: a.restart_delay.unwrap_or(defaults.restart_delay),
+        exp_backoff_restart_delay: a.exp_backoff_restart_delay,
+        kill_timeout: a.kill_timeout.unwrap_or(defaults.kill_timeout),
+        kill_signal: a.kill_signal.unwrap_or(defaults.kill_signal),
+        stop_exit_codes: a.stop_exit_codes,
+        max_memory_restart: a.max_memory_restart,
+        autostart: !a.no_autostart,
+        uid: a.uid,
+        gid: a.gid,
+    };
+    Ok((spec, a.force))
+}
+
+fn absolute(here: &Path, p: &Path) -> PathBuf {
+    let joined = here.join(p);
+    std::fs::canonicalize(&joined).unwrap_or(joined)
+}
+
+/// A script that exists as a file (relative to the current directory, then to `cwd`) becomes an
+/// absolute path; anything else is kept as given, to be looked up on PATH by the daemon.
+fn resolve_script(script: &str, here: &Path, cwd: &Path) -> String {
+    for base in [here, cwd] {
+        let candidate = base.join(script);
+        if candidate.is_file() {
+            return absolute(base, Path::new(script)).display().to_string();
+        }
+    }
+    script.to_string()
+}
+
+fn default_name(script: &str) -> String {
+    let file = Path::new(script)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or(script);
+    match file.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+        _ => file.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_default_to_the_file_stem() {
+        assert_eq!(default_name("server.js"), "server");
+        assert_eq!(default_name("/srv/app/worker.py"), "worker");
+        assert_eq!(default_name("npm"), "npm");
+        assert_eq!(default_name(".hidden"), ".hidden");
+    }
+}

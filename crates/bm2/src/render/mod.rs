@@ -1,0 +1,70 @@
+//! Everything the CLI prints: messages, tables, PM2-shaped JSON.
+
+pub mod describe;
+pub mod pm2;
+pub mod table;
+
+use std::io::IsTerminal;
+
+use bm2_types::ApiError;
+
+/// True when output may be coloured: stdout is a terminal and `NO_COLOR` is unset.
+pub fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// Prints an error line to stderr.
+pub fn error(message: &str) {
+    eprintln!("[bm2] error: {message}");
+}
+
+/// Prints an informational line to stdout.
+pub fn info(message: &str) {
+    println!("[bm2] {message}");
+}
+
+/// An API error with its hint, as one text.
+pub fn api_error_text(e: &ApiError) -> String {
+    match &e.hint {
+        Some(hint) => format!("{}\n  hint: {hint}", e.message),
+        None => e.message.clone(),
+    }
+}
+
+/// A duration in milliseconds for people: `5m 23s`, `2h 15m`, `3d 4h`.
+pub fn uptime(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// Milliseconds since `started_at_ms` (epoch ms), or 0.
+pub fn since(started_at_ms: Option<u64>) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    started_at_ms.map_or(0, |t| now.saturating_sub(t))
+}
+
+/// An epoch-milliseconds time as ISO 8601.
+pub fn iso_time(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uptimes_read_naturally() {
+        assert_eq!(uptime(12_000), "12s");
+        assert_eq!(uptime(323_000), "5m 23s");
+        assert_eq!(uptime(8_100_000), "2h 15m");
+        assert_eq!(uptime(3 * 86_400_000 + 4 * 3_600_000), "3d 4h");
+    }
+}

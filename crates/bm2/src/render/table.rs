@@ -1,0 +1,59 @@
+//! The process list table.
+
+use bm2_types::{ExecMode, ProcStatus, ProcSummary, format_bytes};
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, Color, ContentArrangement, Table};
+
+use super::{color, since, uptime};
+
+/// Prints the process list, or a note when it is empty.
+pub fn print(list: &[ProcSummary]) {
+    if list.is_empty() {
+        println!("[bm2] no processes; start one with `bm2 start <script>`");
+        return;
+    }
+    println!("{}", render(list, color()));
+}
+
+/// The table as text.
+pub fn render(list: &[ProcSummary], colored: bool) -> Table {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(["id", "name", "namespace", "mode", "status", "pid", "cpu", "memory", "↺", "uptime"]);
+    if !colored {
+        table.force_no_tty();
+    }
+    for p in list {
+        let status = Cell::new(p.status.as_str());
+        let status = if colored { status.fg(status_color(p.status)) } else { status };
+        let mode = match p.exec_mode {
+            ExecMode::Fork => "fork",
+            ExecMode::Cluster => "cluster",
+        };
+        let running = p.pid.is_some();
+        table.add_row(vec![
+            Cell::new(p.id),
+            Cell::new(&p.instance_name),
+            Cell::new(&p.namespace),
+            Cell::new(mode),
+            status,
+            Cell::new(p.pid.map_or_else(|| "-".to_string(), |pid| pid.to_string())),
+            Cell::new(if running { format!("{:.1}%", p.cpu) } else { "-".into() }),
+            Cell::new(if running { format_bytes(p.memory) } else { "-".into() }),
+            Cell::new(p.restarts),
+            Cell::new(if running { uptime(since(p.started_at_ms)) } else { "-".into() }),
+        ]);
+    }
+    table
+}
+
+fn status_color(s: ProcStatus) -> Color {
+    match s {
+        ProcStatus::Online => Color::Green,
+        ProcStatus::Launching | ProcStatus::WaitingRestart | ProcStatus::Stopping => Color::Yellow,
+        ProcStatus::Stopped => Color::Grey,
+        ProcStatus::Errored => Color::Red,
+    }
+}

@@ -1,0 +1,227 @@
+//! Test harness: a real `bm2` binary and daemon in a temporary BM2_HOME per test.
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Default deadline for conditions to become true.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// One isolated bm2 installation: its home, a work directory for scripts, and its daemon.
+pub struct TestEnv {
+    pub home: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            home: tempfile::Builder::new().prefix("bm2-home-").tempdir().unwrap(),
+            dir: tempfile::Builder::new().prefix("bm2-work-").tempdir().unwrap(),
+        }
+    }
+
+    pub fn home_path(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// A `bm2` command in this environment (cwd = the work directory, no colours).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bm2"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("BM2_HOME", self.home.path())
+            .env("NO_COLOR", "1")
+            .env("BM2_SAMPLE_INTERVAL_MS", "200");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run bm2")
+    }
+
+    /// Runs bm2, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "bm2 {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs bm2, asserting failure; returns stderr.
+    pub fn fail(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "bm2 {args:?} should have failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Writes an executable file in the work directory.
+    pub fn script(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::write(&path, body).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A path inside the work directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `bm2 list --json`.
+    pub fn list(&self) -> Vec<Value> {
+        serde_json::from_str(&self.ok(&["list", "--json"])).unwrap()
+    }
+
+    /// `bm2 jlist`.
+    pub fn jlist(&self) -> Vec<Value> {
+        serde_json::from_str(&self.ok(&["jlist"])).unwrap()
+    }
+
+    /// The list row of the instance named `name`.
+    pub fn proc(&self, name: &str) -> Value {
+        self.list()
+            .into_iter()
+            .find(|p| p["instance_name"] == name)
+            .unwrap_or_else(|| panic!("no process {name} in {:?}", self.list()))
+    }
+
+    /// `bm2 describe <target> --json`, first match.
+    pub fn describe(&self, target: &str) -> Value {
+        let v: Vec<Value> = serde_json::from_str(&self.ok(&["describe", target, "--json"])).unwrap();
+        v.into_iter().next().unwrap()
+    }
+
+    /// Polls until `f` returns Some, or panics after `DEADLINE` describing `what`.
+    pub fn wait_for<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
+        wait_for(what, DEADLINE, f)
+    }
+
+    /// Waits until the instance `name` has `status`; returns its row.
+    pub fn wait_status(&self, name: &str, status: &str) -> Value {
+        self.wait_for(&format!("{name} to be {status}"), || {
+            let p = self.proc(name);
+            (p["status"] == status).then_some(p)
+        })
+    }
+
+    /// Waits until `name` is online with a pid other than `old`; returns the new pid.
+    pub fn wait_new_pid(&self, name: &str, old: u64) -> u64 {
+        self.wait_for(&format!("{name} to run with a new pid"), || {
+            let p = self.proc(name);
+            let pid = p["pid"].as_u64()?;
+            (p["status"] == "online" && pid != old).then_some(pid)
+        })
+    }
+
+    pub fn daemon_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.home.path().join("daemon.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// Live processes whose environment names this home: the daemon, the apps and their trees.
+    pub fn marked_pids(&self) -> Vec<u32> {
+        let entry = format!("BM2_HOME={}", self.home.path().display());
+        let me = std::process::id();
+        let mut out = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me || !alive(pid) {
+                continue;
+            }
+            if let Ok(env) = fs::read(format!("/proc/{pid}/environ"))
+                && env.split(|b| *b == 0).any(|kv| kv == entry.as_bytes())
+                && !is_bm2_cli(pid)
+            {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
+    /// Live app processes (marked with an instance id) of this home.
+    pub fn app_pids(&self) -> Vec<u32> {
+        self.marked_pids()
+            .into_iter()
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv.starts_with(b"BM2_ID=")))
+            })
+            .collect()
+    }
+}
+
+fn is_bm2_cli(pid: u32) -> bool {
+    // A bm2 CLI run by the test itself (not the daemon) is not a leftover.
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+        args.first().is_some_and(|a| a.ends_with(b"bm2")) && args.get(1).is_some_and(|a| *a != b"daemon")
+    })
+}
+
+/// True when the process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 2..].chars().next())
+            .is_some_and(|state| state != 'Z' && state != 'X')
+    })
+}
+
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn kill_pid(pid: u32, signal: &str) {
+    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+}
+
+/// A TCP port that is free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let _ = self.command(&["kill"]).output();
+        let gone = (0..500).any(|_| {
+            if self.marked_pids().is_empty() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            false
+        });
+        if !gone {
+            let left = self.marked_pids();
+            for pid in &left {
+                kill_pid(*pid, "KILL");
+            }
+            if !std::thread::panicking() {
+                panic!("processes left behind after `bm2 kill`: {left:?}");
+            }
+        }
+    }
+}
