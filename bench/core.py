@@ -900,6 +900,9 @@ def sec_many(args, mgrs, res):
             res.error("many", mgr.label, e)
         finally:
             home.teardown()
+
+
+def annotate_many(res):
     methods = res.sections.get("many_method", {})
     if methods:
         note = "; ".join(f"{k}: {v}" for k, v in methods.items())
@@ -1057,6 +1060,7 @@ def main(argv=None):
         if m.ping_starts_daemon is not None:
             meta["managers"][m.key]["ping_starts_daemon"] = m.ping_starts_daemon
 
+    annotate_many(res)
     table = markdown_table(res)
     print()
     print(f"## bm2 vs PM2 core benchmark — {meta['started']} on {meta['host']} "

@@ -19,6 +19,17 @@ use crate::supervisor::actor::{self, Command, Reply};
 use crate::supervisor::kill;
 use crate::time::now_ms;
 
+/// What is needed to register one instance.
+struct NewInstance {
+    id: ProcId,
+    index: u32,
+    count: u32,
+    spec: Arc<AppSpec>,
+    env: BTreeMap<String, String>,
+    restarts: u32,
+    created_at_ms: u64,
+}
+
 /// A bulk action on targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -92,7 +103,15 @@ impl ProcessManager {
             for (index, id) in ids.into_iter().enumerate() {
                 let mut env = req.client_env.clone();
                 env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-                let handle = self.register(id, index as u32, count, spec.clone(), env, 0, now_ms());
+                let handle = self.register(NewInstance {
+                    id,
+                    index: index as u32,
+                    count,
+                    spec: spec.clone(),
+                    env,
+                    restarts: 0,
+                    created_at_ms: now_ms(),
+                });
                 handles.push((handle, spec.autostart));
             }
         }
@@ -105,16 +124,16 @@ impl ProcessManager {
         })
     }
 
-    fn register(
-        &self,
-        id: ProcId,
-        index: u32,
-        count: u32,
-        spec: Arc<AppSpec>,
-        mut env: BTreeMap<String, String>,
-        restarts: u32,
-        created_at_ms: u64,
-    ) -> Handle {
+    fn register(&self, new: NewInstance) -> Handle {
+        let NewInstance {
+            id,
+            index,
+            count,
+            spec,
+            mut env,
+            restarts,
+            created_at_ms,
+        } = new;
         let home = &self.shared.home;
         let marker = actor::marker_for(home.root(), id);
         env.insert("BM2_HOME".into(), home.root().display().to_string());
@@ -188,7 +207,7 @@ impl ProcessManager {
     }
 
     /// Writes the dump file.
-    pub async fn save(&self) -> Result<SaveResponse, ApiError> {
+    pub fn save(&self) -> Result<SaveResponse, ApiError> {
         let state = snapshot_state(&self.registry);
         let path = self.shared.home.dump_file();
         persist::store(&path, &state).map_err(|e| ApiError::new("save_failed", e.to_string()))?;
@@ -251,8 +270,16 @@ impl ProcessManager {
             } else {
                 s.id
             };
+            let handle = self.register(NewInstance {
+                id,
+                index: s.index,
+                count: s.count,
+                spec: Arc::new(s.spec),
+                env: s.env,
+                restarts: s.restarts,
+                created_at_ms: s.created_at_ms,
+            });
             let running = s.running;
-            let handle = self.register(id, s.index, s.count, Arc::new(s.spec), s.env, s.restarts, s.created_at_ms);
             handles.push((handle, running));
         }
         let starting: Vec<Handle> = handles.iter().filter(|(_, r)| *r).map(|(h, _)| h.clone()).collect();

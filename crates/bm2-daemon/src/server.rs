@@ -49,6 +49,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
 pub struct DaemonOptions {
     /// How often CPU and memory are sampled.
     pub sample_interval: Duration,
+    /// Once the lock is held, point stdin/stdout at /dev/null and stderr at the daemon log, so
+    /// that the daemon outlives the terminal or pipe it was started from.
+    pub detach_stdio: bool,
 }
 
 impl DaemonOptions {
@@ -66,6 +69,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             sample_interval: Duration::from_secs(1),
+            detach_stdio: false,
         }
     }
 }
@@ -74,6 +78,9 @@ impl Default for DaemonOptions {
 pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     home.create().map_err(io_err(format!("create {}", home.root().display())))?;
     let _lock = lock(&home)?;
+    if opts.detach_stdio {
+        detach_stdio(&home).map_err(io_err("redirect standard streams"))?;
+    }
     fs::write(home.pid_file(), std::process::id().to_string())
         .map_err(io_err(format!("write {}", home.pid_file().display())))?;
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
@@ -118,6 +125,15 @@ async fn recv(s: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
+}
+
+fn detach_stdio(home: &Home) -> io::Result<()> {
+    let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let log = fs::OpenOptions::new().create(true).append(true).open(home.daemon_log())?;
+    nix::unistd::dup2_stdin(&null)?;
+    nix::unistd::dup2_stdout(&null)?;
+    nix::unistd::dup2_stderr(&log)?;
+    Ok(())
 }
 
 /// Takes the home's lock for the life of the daemon; fails when another daemon holds it.

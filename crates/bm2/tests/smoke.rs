@@ -9,7 +9,7 @@ fn start_list_stop_delete() {
     env.ok(&["start", "loop.sh", "--name", "looper"]);
     let p = env.wait_status("looper", "online");
     assert!(p["pid"].as_u64().unwrap() > 0);
-    assert_eq!(env.app_pids().len() >= 1, true);
+    assert!(!env.app_pids().is_empty());
     env.ok(&["stop", "looper"]);
     env.wait_status("looper", "stopped");
     assert!(env.app_pids().is_empty(), "app processes left after stop: {:?}", env.app_pids());

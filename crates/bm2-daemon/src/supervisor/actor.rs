@@ -346,7 +346,10 @@ impl Actor {
         // the grace period, then SIGKILL.
         let rest = kill::find_tree(None, &self.inst.marker, &tree);
         let left = deadline.saturating_duration_since(Instant::now());
-        kill::terminate(Some(run.pid), &rest, sig, left).await;
+        if !kill::wait_gone(&rest, left).await {
+            kill::signal_all(Some(run.pid), &kill::alive(&rest), Signal::SIGKILL);
+            kill::wait_gone(&rest, Duration::from_secs(5)).await;
+        }
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(run.pid as i32), Signal::SIGKILL);
         self.shared.table.reap_orphans(kill::zombie_orphans(&rest));
         (status, uptime)

@@ -137,29 +137,26 @@ pub fn plan(spec: &AppSpec, env: &BTreeMap<String, String>, table: &ChildTable) 
         None => interpreter_for(&script, path_var, table)?,
     };
     let mut args = Vec::new();
-    let program = match &interpreter {
-        Some(interp) => {
-            let program = find_program(&interp.program, path_var).ok_or_else(|| {
-                SpawnError::InterpreterNotFound {
-                    interpreter: interp.program.clone(),
-                    hint: install_hint(&interp.program),
-                }
-            })?;
-            args.extend(interp.args.iter().cloned());
-            args.extend(spec.node_args.iter().cloned());
-            args.extend(spec.interpreter_args.iter().cloned());
-            args.push(script.to_string_lossy().into_owned());
-            program
-        }
-        None => {
-            let mode = std::fs::metadata(&script).map(|m| m.permissions().mode()).unwrap_or(0);
-            if mode & 0o111 == 0 {
-                return Err(SpawnError::NotExecutable {
-                    path: script.display().to_string(),
-                });
+    let program = if let Some(interp) = &interpreter {
+        let program = find_program(&interp.program, path_var).ok_or_else(|| {
+            SpawnError::InterpreterNotFound {
+                interpreter: interp.program.clone(),
+                hint: install_hint(&interp.program),
             }
-            script.clone()
+        })?;
+        args.extend(interp.args.iter().cloned());
+        args.extend(spec.node_args.iter().cloned());
+        args.extend(spec.interpreter_args.iter().cloned());
+        args.push(script.to_string_lossy().into_owned());
+        program
+    } else {
+        let mode = std::fs::metadata(&script).map_or(0, |m| m.permissions().mode());
+        if mode & 0o111 == 0 {
+            return Err(SpawnError::NotExecutable {
+                path: script.display().to_string(),
+            });
         }
+        script.clone()
     };
     args.extend(spec.args.iter().cloned());
     Ok(Launch {
@@ -282,7 +279,8 @@ fn typescript_runner(path_var: &str, table: &ChildTable) -> Result<Interp, Spawn
 }
 
 fn node_version(node: &Path, table: &ChildTable) -> Option<(u32, u32)> {
-    static CACHE: OnceLock<Mutex<Vec<(PathBuf, Option<(u32, u32)>)>>> = OnceLock::new();
+    type Versions = Vec<(PathBuf, Option<(u32, u32)>)>;
+    static CACHE: OnceLock<Mutex<Versions>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, v)) = cache.iter().find(|(p, _)| p == node) {

@@ -31,7 +31,13 @@ pub fn run_daemon() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(home, DaemonOptions::from_env())) {
+    match runtime.block_on(server::run(
+        home,
+        DaemonOptions {
+            detach_stdio: true,
+            ..DaemonOptions::from_env()
+        },
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ DaemonError::AlreadyRunning { .. }) => {
             eprintln!("bm2 daemon: {e}");

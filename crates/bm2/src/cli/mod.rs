@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Start a script, binary or command and keep it alive
     #[command(after_help = "Examples:\n  bm2 start server.js --name api --max-memory-restart 512M\n  bm2 start worker.py -i 4 --env QUEUE=jobs\n  bm2 start npm --name web -- run start\n  bm2 start ./server --kill-timeout 10000 --kill-signal SIGTERM")]
-    Start(start::StartArgs),
+    Start(Box<start::StartArgs>),
     /// Stop processes (id, name, namespace, all, script path or /regex/)
     #[command(after_help = "Examples:\n  bm2 stop api\n  bm2 stop 0 3\n  bm2 stop all\n  bm2 stop /^worker-/")]
     Stop(targets::Targets),
@@ -84,7 +84,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe()?;
     let client = Client::new(home).with_daemon_exe(exe);
     match cli.cmd {
-        Cmd::Start(args) => start::run(&client, args).await,
+        Cmd::Start(args) => start::run(&client, *args).await,
         Cmd::Stop(t) => targets::action(&client, targets::Verb::Stop, t).await,
         Cmd::Restart(t) => targets::action(&client, targets::Verb::Restart, t).await,
         Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,

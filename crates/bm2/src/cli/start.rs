@@ -84,7 +84,17 @@ pub struct StartArgs {
 }
 
 pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
-    let (spec, force) = to_spec(args, &std::env::current_dir()?)?;
+    let here = std::env::current_dir()?;
+    // As in PM2, `start <name|id>` of a managed app that is not a file restarts it.
+    if !here.join(&args.script).is_file() {
+        let list = client.list().await.map_err(super::api_error)?;
+        let t = args.script.as_str();
+        if list.iter().any(|p| p.name == t || p.instance_name == t || p.id.to_string() == t) {
+            let res = client.restart(vec![args.script.clone()]).await;
+            return report(client, res).await;
+        }
+    }
+    let (spec, force) = to_spec(args, &here)?;
     let req = StartRequest {
         apps: vec![spec],
         client_env: std::env::vars().collect(),

@@ -1,4 +1,4 @@
-//! Test harness: a real `bm2` binary and daemon in a temporary BM2_HOME per test.
+//! Test harness: a real `bm2` binary and daemon in a temporary `BM2_HOME` per test.
 #![allow(dead_code)]
 
 use std::fs;
@@ -108,6 +108,7 @@ impl TestEnv {
     }
 
     /// Polls until `f` returns Some, or panics after `DEADLINE` describing `what`.
+    #[allow(clippy::unused_self)]
     pub fn wait_for<T>(&self, what: &str, f: impl FnMut() -> Option<T>) -> T {
         wait_for(what, DEADLINE, f)
     }
@@ -167,6 +168,63 @@ impl TestEnv {
     }
 }
 
+/// Helpers added for the option, command, spawn-error and concurrency tests.
+impl TestEnv {
+    /// Runs bm2; returns (success, stdout, stderr).
+    pub fn output(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self.run(args);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Writes a file that is not executable in the work directory.
+    pub fn file(&self, name: &str, body: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        fs::write(&path, body).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        path
+    }
+
+    /// What the app `target` wrote to stdout so far (its describe `out_log`).
+    pub fn out_log(&self, target: &str) -> String {
+        let d = self.describe(target);
+        fs::read_to_string(d["out_log"].as_str().expect("out_log is a path")).unwrap_or_default()
+    }
+
+    /// Waits until the stdout log of `target` contains `needle`; returns the whole log.
+    pub fn wait_out(&self, target: &str, needle: &str) -> String {
+        let path = self.describe(target)["out_log"].as_str().expect("out_log is a path").to_string();
+        self.wait_for(&format!("{needle:?} in the stdout log of {target} ({path})"), || {
+            let log = fs::read_to_string(&path).unwrap_or_default();
+            log.contains(needle).then_some(log)
+        })
+    }
+
+    /// Waits until the file `name` of the work directory holds a complete line; returns its text.
+    pub fn wait_marker(&self, name: &str) -> String {
+        let path = self.path(name);
+        self.wait_for(&format!("file {}", path.display()), || {
+            fs::read_to_string(&path).ok().filter(|s| s.ends_with('\n'))
+        })
+    }
+
+    /// Live `bm2 daemon` processes of this home.
+    pub fn daemon_pids(&self) -> Vec<u32> {
+        self.marked_pids()
+            .into_iter()
+            .filter(|pid| {
+                fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                    let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                    args.first().is_some_and(|a| a.ends_with(b"bm2")) && args.get(1).is_some_and(|a| *a == b"daemon")
+                })
+            })
+            .collect()
+    }
+}
+
 fn is_bm2_cli(pid: u32) -> bool {
     // A bm2 CLI run by the test itself (not the daemon) is not a leftover.
     fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
@@ -219,9 +277,45 @@ impl Drop for TestEnv {
             for pid in &left {
                 kill_pid(*pid, "KILL");
             }
-            if !std::thread::panicking() {
-                panic!("processes left behind after `bm2 kill`: {left:?}");
-            }
+            assert!(
+                std::thread::panicking(),
+                "processes left behind after `bm2 kill`: {left:?}"
+            );
         }
     }
+}
+
+impl TestEnv {
+    /// Waits until the work-directory file `name` holds a pid (written by a script) of a live
+    /// process; returns it.
+    pub fn wait_pid_file(&self, name: &str) -> u32 {
+        let path = self.path(name);
+        self.wait_for(&format!("a live pid in {name}"), || {
+            let pid = read_pid(&path)?;
+            alive(pid).then_some(pid)
+        })
+    }
+
+    /// Waits until the work-directory file `name` exists.
+    pub fn wait_exists(&self, name: &str) {
+        let path = self.path(name);
+        self.wait_for(&format!("{name} to exist"), || path.exists().then_some(()));
+    }
+}
+
+/// The pid in a file, when it holds one.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The process group of a live process.
+pub fn pgid(pid: u32) -> Option<u32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].split(' ').nth(2)?.parse().ok()
+}
+
+/// The session of a live process.
+pub fn session(pid: u32) -> Option<u32> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].split(' ').nth(3)?.parse().ok()
 }
