@@ -14,6 +14,7 @@ directory), then the home directory is removed.  Nothing is ever killed by name.
 import argparse
 import atexit
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -144,8 +145,9 @@ class Registry:
         self.homes = []
         self.procs = []  # Popen objects (floor loop), killed by process group
         self.tmpdirs = []
+        self.final_dirs = []  # kept for the whole run (binary snapshot)
 
-    def cleanup(self):
+    def cleanup(self, final=False):
         for p in list(self.procs):
             stop_popen_group(p)
         self.procs.clear()
@@ -157,6 +159,10 @@ class Registry:
         for d in list(self.tmpdirs):
             shutil.rmtree(d, ignore_errors=True)
         self.tmpdirs.clear()
+        if final:
+            for d in list(self.final_dirs):
+                shutil.rmtree(d, ignore_errors=True)
+            self.final_dirs.clear()
 
 
 REG = Registry()
@@ -930,7 +936,11 @@ def version_of(mgr):
     home = mgr.new_home()
     try:
         rc, out, err, _ = home.run(["--version"], timeout=20, check=False)
-        return (out.strip() or err.strip()).splitlines()[-1] if (out.strip() or err.strip()) else None
+        txt = out.strip() or err.strip()
+        if not txt:
+            return None
+        v = txt.splitlines()[-1].strip()
+        return v[len("bm2 "):] if v.startswith("bm2 ") else v
     except Exception:
         return None
     finally:
@@ -967,6 +977,9 @@ def parse_args(argv):
                          "else one `start` per app (default auto)")
     ap.add_argument("--settle", type=float, default=None,
                     help="seconds to wait after changes before measuring (default 3)")
+    ap.add_argument("--no-snapshot", action="store_true",
+                    help="run the bm2 binary in place instead of a private copy (by default it is copied "
+                         "at startup so a concurrent `cargo build` cannot swap it mid-run)")
     ap.add_argument("--out", default=os.path.join(BENCH_DIR, "results"), help="directory for the JSON results")
     a = ap.parse_args(argv)
     q = a.quick
@@ -1009,11 +1022,25 @@ def main(argv=None):
         if not os.access(args.bm2, os.X_OK):
             sys.exit(f"bm2 not found at {args.bm2}: build it with `cargo build --release -p bm2`, "
                      f"pass --bm2 PATH, or use --skip-bm2")
-        mgrs.append(Manager("bm2", "bm2", os.path.abspath(args.bm2), "BM2_HOME", "daemon.pid"))
-
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    atexit.register(REG.cleanup)
+    atexit.register(REG.cleanup, True)
+
+    bm2_info = {}
+    if not args.skip_bm2:
+        src = os.path.abspath(args.bm2)
+        with open(src, "rb") as f:
+            bm2_info["sha256"] = hashlib.sha256(f.read()).hexdigest()
+        st = os.stat(src)
+        bm2_info["mtime"] = datetime.datetime.fromtimestamp(st.st_mtime).isoformat(timespec="seconds")
+        binary = src
+        if not args.no_snapshot:
+            d = tempfile.mkdtemp(prefix="bench-bm2-bin-")
+            REG.final_dirs.append(d)
+            binary = os.path.join(d, "bm2")
+            shutil.copy2(src, binary)
+            bm2_info["snapshot_of"] = src
+        mgrs.append(Manager("bm2", "bm2", binary, "BM2_HOME", "daemon.pid"))
 
     res = Results(mgrs)
     res.floor_crash = None
@@ -1030,6 +1057,7 @@ def main(argv=None):
     }
     for m in mgrs:
         meta["managers"][m.key] = {"binary": m.binary, "version": version_of(m)}
+    meta["managers"].get("bm2", {}).update(bm2_info)
     log("managers: " + ", ".join(f"{m.label} {meta['managers'][m.key]['version']} ({m.binary})" for m in mgrs))
     interrupted = False
     funcs = {"list": sec_list, "cold": sec_cold, "rss": sec_rss, "crash": sec_crash, "many": sec_many}

