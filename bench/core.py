@@ -519,11 +519,11 @@ def start_many(home, names, script, method, workdir):
     if use_eco:
         eco = write_ecosystem(workdir, names, script)
         home.run(["start", eco], timeout=600)
-        used = "ecosystem file (1 start command)"
+        used = "1 ecosystem file"
     else:
         for n in names:
             home.run(["start", script, "--name", n], timeout=60)
-        used = f"{len(names)} sequential start commands"
+        used = f"{len(names)} × `start`"
     return used, time.perf_counter() - t0
 
 
@@ -634,6 +634,14 @@ def sec_list(args, mgrs, res):
                 except Exception as e:
                     failed.add(mgr.key)
                     res.error("list", mgr.label, e)
+        # harness floor: spawning a trivial process the same way
+        floor = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run(["/bin/true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            floor.append((time.perf_counter() - t0) * 1000)
+        res.spawn_floor = {"median_ms": median(floor), "samples": floor}
         for mgr in live:
             s = samples[mgr.key]
             if s:
@@ -911,9 +919,10 @@ def sec_many(args, mgrs, res):
 def annotate_many(res):
     methods = res.sections.get("many_method", {})
     if methods:
-        note = "; ".join(f"{k}: {v}" for k, v in methods.items())
+        labels = {m.key: m.label for m in res.managers}
+        note = "; ".join(f"{labels.get(k, k)}: {v}" for k, v in methods.items())
         if len(set(methods.values())) > 1:
-            note += " — methods differ, ratio is not like-for-like (see --apps-method)"
+            note += "; ⚠ not like-for-like"
         for m in res.metrics:
             if m["id"] in ("many_cmd", "many_proc", "many_online"):
                 m["note"] = note
@@ -1044,6 +1053,7 @@ def main(argv=None):
 
     res = Results(mgrs)
     res.floor_crash = None
+    res.spawn_floor = None
     started = datetime.datetime.now()
     meta = {
         "started": started.isoformat(timespec="seconds"),
@@ -1102,6 +1112,10 @@ def main(argv=None):
         print()
         print(f"Crash-restart floor (same script in a plain `while true` bash loop): "
               f"{res.floor_crash['median_ms']:.1f} ms median over {len(res.floor_crash['samples'])} restarts.")
+    if res.spawn_floor:
+        print()
+        print(f"Harness floor: spawning `/bin/true` the same way takes {res.spawn_floor['median_ms']:.1f} ms "
+              f"(median); it is included in every command latency above.")
     if res.notes:
         print()
         print("Notes:")
@@ -1120,6 +1134,7 @@ def main(argv=None):
     path = os.path.join(args.out, f"core-{started.strftime('%Y%m%d-%H%M%S')}.json")
     with open(path, "w") as f:
         json.dump({"meta": meta, "metrics": res.metrics, "crash_floor": res.floor_crash,
+                   "spawn_floor": res.spawn_floor,
                    "notes": res.notes, "errors": res.errors, "table_markdown": table}, f, indent=1)
     print()
     print(f"JSON: {os.path.relpath(path, os.getcwd())}")

@@ -27,7 +27,9 @@ pub async fn connect_or_start(home: &Home, exe: &Path) -> Result<UnixStream, Cli
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| ClientError::StartFailed(format!("cannot run {} daemon: {e}", exe.display())))?;
+        .map_err(|e| {
+            ClientError::StartFailed(format!("cannot run {} daemon: {e}", exe.display()))
+        })?;
     let deadline = Instant::now() + START_TIMEOUT;
     let mut pause = Duration::from_micros(500);
     let mut exited = false;

@@ -94,12 +94,18 @@ impl Client {
 
     /// Every process in detail.
     pub async fn details(&self) -> Result<Vec<ProcDetail>, ClientError> {
-        self.call(Method::GET, "/v1/processes/details", None::<&()>).await
+        self.call(Method::GET, "/v1/processes/details", None::<&()>)
+            .await
     }
 
     /// The processes named by `targets`, in detail.
     pub async fn describe(&self, targets: Vec<String>) -> Result<DescribeResponse, ClientError> {
-        self.call(Method::POST, "/v1/describe", Some(&TargetRequest { targets })).await
+        self.call(
+            Method::POST,
+            "/v1/describe",
+            Some(&TargetRequest { targets }),
+        )
+        .await
     }
 
     /// Registers and starts apps.
@@ -128,7 +134,11 @@ impl Client {
     }
 
     /// Sends a signal to processes.
-    pub async fn signal(&self, targets: Vec<String>, signal: String) -> Result<ActionResponse, ClientError> {
+    pub async fn signal(
+        &self,
+        targets: Vec<String>,
+        signal: String,
+    ) -> Result<ActionResponse, ClientError> {
         let req = SignalRequest { targets, signal };
         self.call(Method::POST, "/v1/signal", Some(&req)).await
     }
@@ -147,11 +157,17 @@ impl Client {
     /// daemon runs (it never starts one).
     pub async fn kill(&self) -> Result<PingResponse, ClientError> {
         let stream = self.connect_existing().await?;
-        self.exchange(stream, Method::POST, "/v1/kill", None::<&()>).await
+        self.exchange(stream, Method::POST, "/v1/kill", None::<&()>)
+            .await
     }
 
-    async fn targets(&self, path: &str, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
-        self.call(Method::POST, path, Some(&TargetRequest { targets })).await
+    async fn targets(
+        &self,
+        path: &str,
+        targets: Vec<String>,
+    ) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, path, Some(&TargetRequest { targets }))
+            .await
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -199,7 +215,10 @@ impl Client {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| transport(e.to_string()))?;
-        let res = sender.send_request(req).await.map_err(|e| transport(e.to_string()))?;
+        let res = sender
+            .send_request(req)
+            .await
+            .map_err(|e| transport(e.to_string()))?;
         self.check_version(res.headers());
         let status = res.status();
         let body = res
@@ -210,7 +229,10 @@ impl Client {
             .to_bytes();
         if !status.is_success() {
             let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
-                ApiError::new("http", format!("{status}: {}", String::from_utf8_lossy(&body)))
+                ApiError::new(
+                    "http",
+                    format!("{status}: {}", String::from_utf8_lossy(&body)),
+                )
             });
             return Err(ClientError::Api(err));
         }
@@ -218,7 +240,10 @@ impl Client {
     }
 
     fn check_version(&self, headers: &hyper::HeaderMap) {
-        let Some(theirs) = headers.get(bm2_types::VERSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        let Some(theirs) = headers
+            .get(bm2_types::VERSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
             return;
         };
         if theirs != bm2_types::VERSION && !self.warned.swap(true, Ordering::Relaxed) {

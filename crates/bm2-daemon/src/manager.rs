@@ -11,13 +11,13 @@ use bm2_types::{
 use tokio::sync::oneshot;
 
 use crate::Shared;
-use bm2_types::Home;
-use crate::persist::{self, SavedInstance, StateFile, STATE_VERSION};
+use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::procfs;
 use crate::registry::{Handle, Instance, Registry};
 use crate::supervisor::actor::{self, Command, Reply};
 use crate::supervisor::kill;
 use crate::time::now_ms;
+use bm2_types::Home;
 
 /// What is needed to register one instance.
 struct NewInstance {
@@ -61,7 +61,11 @@ impl ProcessManager {
             let path = writer.home.state_file();
             writer.persist.run(path, || snapshot_state(&reg)).await;
         });
-        tokio::spawn(crate::metrics::run_sampler(shared.clone(), registry.clone(), sample_interval));
+        tokio::spawn(crate::metrics::run_sampler(
+            shared.clone(),
+            registry.clone(),
+            sample_interval,
+        ));
         Arc::new(ProcessManager {
             shared,
             registry,
@@ -115,7 +119,11 @@ impl ProcessManager {
                 handles.push((handle, spec.autostart));
             }
         }
-        let starting: Vec<Handle> = handles.iter().filter(|(_, a)| *a).map(|(h, _)| h.clone()).collect();
+        let starting: Vec<Handle> = handles
+            .iter()
+            .filter(|(_, a)| *a)
+            .map(|(h, _)| h.clone())
+            .collect();
         let errors = send_all(&starting, Command::Start).await;
         self.shared.persist.flush().await;
         Ok(ActionResponse {
@@ -158,7 +166,11 @@ impl ProcessManager {
     }
 
     /// Applies `action` to every instance named by `targets`.
-    pub async fn act(&self, action: Action, targets: &[String]) -> Result<ActionResponse, ApiError> {
+    pub async fn act(
+        &self,
+        action: Action,
+        targets: &[String],
+    ) -> Result<ActionResponse, ApiError> {
         let handles = self.registry.resolve(targets)?;
         let errors = send_all(
             &handles,
@@ -182,7 +194,11 @@ impl ProcessManager {
     }
 
     /// Sends a signal to the main process of every instance named by `targets`.
-    pub async fn signal(&self, targets: &[String], signal: &str) -> Result<ActionResponse, ApiError> {
+    pub async fn signal(
+        &self,
+        targets: &[String],
+        signal: &str,
+    ) -> Result<ActionResponse, ApiError> {
         let sig = kill::parse_signal(signal).map_err(|e| ApiError::new("invalid_signal", e))?;
         let handles = self.registry.resolve(targets)?;
         let errors = send_all(&handles, |reply| Command::Signal(sig, reply)).await;
@@ -194,7 +210,11 @@ impl ProcessManager {
 
     /// Every instance's list row, by id.
     pub fn list(&self) -> Vec<ProcSummary> {
-        self.registry.all().iter().map(|h| self.summary(h)).collect()
+        self.registry
+            .all()
+            .iter()
+            .map(|h| self.summary(h))
+            .collect()
     }
 
     /// Details of the instances named by `targets`, or of all.
@@ -221,11 +241,10 @@ impl ProcessManager {
     pub async fn resurrect(&self) -> Result<ActionResponse, ApiError> {
         let path = self.shared.home.dump_file();
         if !path.exists() {
-            return Err(ApiError::new(
-                "no_dump",
-                format!("no dump file at {}", path.display()),
-            )
-            .with_hint("run `bm2 save` first"));
+            return Err(
+                ApiError::new("no_dump", format!("no dump file at {}", path.display()))
+                    .with_hint("run `bm2 save` first"),
+            );
         }
         let state = persist::load(&path).map_err(|e| ApiError::new("bad_dump", e.to_string()))?;
         let existing: Vec<(String, u32)> = self
@@ -262,7 +281,11 @@ impl ProcessManager {
         Ok(restored.unwrap_or_default())
     }
 
-    async fn restore_instances(&self, saved: Vec<SavedInstance>, fresh_ids: bool) -> Result<ActionResponse, ApiError> {
+    async fn restore_instances(
+        &self,
+        saved: Vec<SavedInstance>,
+        fresh_ids: bool,
+    ) -> Result<ActionResponse, ApiError> {
         let mut handles = Vec::new();
         for s in saved {
             let id = if fresh_ids && self.registry.contains(s.id) {
@@ -282,7 +305,11 @@ impl ProcessManager {
             let running = s.running;
             handles.push((handle, running));
         }
-        let starting: Vec<Handle> = handles.iter().filter(|(_, r)| *r).map(|(h, _)| h.clone()).collect();
+        let starting: Vec<Handle> = handles
+            .iter()
+            .filter(|(_, r)| *r)
+            .map(|(h, _)| h.clone())
+            .collect();
         let errors = send_all(&starting, Command::Start).await;
         self.shared.persist.flush().await;
         Ok(ActionResponse {
@@ -291,32 +318,40 @@ impl ProcessManager {
         })
     }
 
-    /// Stops processes a dead daemon of this home left running, so that nothing runs twice.
+    /// Stops processes a dead daemon of this home left running, so that nothing runs twice:
+    /// each app's processes get its kill signal, then SIGKILL after the longest kill timeout.
     async fn stop_leftovers(&self, state: &StateFile) {
         let home = self.shared.home.root();
-        let mut groups = Vec::new();
-        let mut procs = Vec::new();
+        let mut all = Vec::new();
         let mut grace = Duration::ZERO;
         for s in &state.instances {
+            let mut procs = kill::find_marked(&actor::marker_for(home, s.id));
+            let mut group = None;
             if let (Some(pid), Some(start)) = (s.pid, s.pid_start_time)
                 && procfs::is_same_process(pid, start)
             {
-                groups.push(pid);
+                group = Some(pid);
                 procs.push((pid, start));
             }
-            procs.extend(kill::find_marked(&actor::marker_for(home, s.id)));
+            if procs.is_empty() {
+                continue;
+            }
+            let sig =
+                kill::parse_signal(&s.spec.kill_signal).unwrap_or(nix::sys::signal::Signal::SIGINT);
+            kill::signal_all(group, &procs, sig);
             grace = grace.max(Duration::from_millis(s.spec.kill_timeout));
+            all.extend(procs);
         }
-        if procs.is_empty() {
+        if all.is_empty() {
             return;
         }
-        tracing::info!(count = procs.len(), "stopping processes left by a previous daemon");
-        for pgid in &groups {
-            kill::signal_all(Some(*pgid), &[], nix::sys::signal::Signal::SIGTERM);
-        }
-        kill::terminate(None, &procs, nix::sys::signal::Signal::SIGTERM, grace).await;
-        for pgid in groups {
-            kill::signal_all(Some(pgid), &[], nix::sys::signal::Signal::SIGKILL);
+        tracing::info!(
+            count = all.len(),
+            "stopping processes left by a previous daemon"
+        );
+        if !kill::wait_gone(&all, grace).await {
+            kill::signal_all(None, &kill::alive(&all), nix::sys::signal::Signal::SIGKILL);
+            kill::wait_gone(&all, Duration::from_secs(5)).await;
         }
     }
 
@@ -443,7 +478,12 @@ fn snapshot_state(registry: &Registry) -> StateFile {
                 .inst
                 .env
                 .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "BM2_HOME" | "BM2_ID" | "pm_id" | "NODE_APP_INSTANCE"))
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "BM2_HOME" | "BM2_ID" | "pm_id" | "NODE_APP_INSTANCE"
+                    )
+                })
                 .map(|(k, val)| (k.clone(), val.clone()))
                 .collect();
             SavedInstance {

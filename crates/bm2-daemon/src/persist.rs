@@ -83,7 +83,9 @@ pub enum PersistError {
         source: serde_json::Error,
     },
     /// Written by a newer bm2.
-    #[error("{path}: written by a newer bm2 (format {found}, this bm2 reads up to {STATE_VERSION})")]
+    #[error(
+        "{path}: written by a newer bm2 (format {found}, this bm2 reads up to {STATE_VERSION})"
+    )]
     TooNew {
         /// The file.
         path: PathBuf,
@@ -241,7 +243,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dump.json");
         fs::write(&path, r#"{"version": 99, "instances": []}"#).unwrap();
-        assert!(matches!(load(&path), Err(PersistError::TooNew { found: 99, .. })));
+        assert!(matches!(
+            load(&path),
+            Err(PersistError::TooNew { found: 99, .. })
+        ));
         fs::write(&path, "{oops").unwrap();
         assert!(matches!(load(&path), Err(PersistError::Parse { .. })));
     }
@@ -253,6 +258,9 @@ mod tests {
         assert_eq!(state.version, 1);
         assert_eq!(state.instances.len(), 2);
         assert_eq!(state.instances[0].spec.name, "api");
-        assert_eq!(state.instances[1].spec.max_memory_restart.map(|b| b.0), Some(200 << 20));
+        assert_eq!(
+            state.instances[1].spec.max_memory_restart.map(|b| b.0),
+            Some(200 << 20)
+        );
     }
 }

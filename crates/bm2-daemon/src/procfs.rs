@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
 
 /// What bm2 needs from `/proc/<pid>/stat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,15 +58,79 @@ pub fn parse_stat(pid: u32, text: &str) -> Option<ProcStat> {
 
 /// Reads one process; `None` when it does not exist (any more).
 pub fn read_stat(pid: u32) -> Option<ProcStat> {
-    let mut buf = String::with_capacity(512);
-    read_stat_into(pid, &mut buf)
+    StatReader::default().read(pid)
 }
 
-fn read_stat_into(pid: u32, buf: &mut String) -> Option<ProcStat> {
-    buf.clear();
-    let mut file = fs::File::open(format!("/proc/{pid}/stat")).ok()?;
-    file.read_to_string(buf).ok()?;
-    parse_stat(pid, buf)
+/// Reads `/proc/<pid>/stat` files, reusing its buffers. Files of processes read again and again
+/// can be kept open with [`StatReader::keep_open`], so that each later read is one `pread`.
+#[derive(Default)]
+pub struct StatReader {
+    path: String,
+    buf: Vec<u8>,
+    open: HashMap<u32, fs::File>,
+}
+
+impl StatReader {
+    /// Reads one process; `None` when it does not exist (any more).
+    pub fn read(&mut self, pid: u32) -> Option<ProcStat> {
+        let file = self.open_stat(pid)?;
+        self.parse_from(&file, pid)
+    }
+
+    /// Like [`StatReader::read`], keeping the file open for the next read of the same pid.
+    pub fn read_kept(&mut self, pid: u32) -> Option<ProcStat> {
+        let file = match self.open.remove(&pid) {
+            Some(f) => f,
+            None => self.open_stat(pid)?,
+        };
+        let stat = self.parse_from(&file, pid)?;
+        self.open.insert(pid, file);
+        Some(stat)
+    }
+
+    fn open_stat(&mut self, pid: u32) -> Option<fs::File> {
+        use std::fmt::Write as _;
+        self.path.clear();
+        let _ = write!(self.path, "/proc/{pid}/stat");
+        fs::File::open(&self.path).ok()
+    }
+
+    fn parse_from(&mut self, file: &fs::File, pid: u32) -> Option<ProcStat> {
+        if self.buf.len() < 1024 {
+            self.buf.resize(1024, 0);
+        }
+        let len = read_all_at(file, &mut self.buf)?;
+        parse_stat(pid, std::str::from_utf8(&self.buf[..len]).ok()?)
+    }
+
+    /// Keeps open only the files of `pids`, closing the others.
+    pub fn keep_open(&mut self, pids: &std::collections::HashSet<u32>) {
+        self.open.retain(|pid, _| pids.contains(pid));
+    }
+}
+
+fn read_all_at(file: &fs::File, buf: &mut Vec<u8>) -> Option<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut len = 0;
+    loop {
+        let n = file.read_at(&mut buf[len..], len as u64).ok()?;
+        if n == 0 {
+            return Some(len);
+        }
+        len += n;
+        if len == buf.len() {
+            buf.resize(len * 2, 0);
+        }
+    }
+}
+
+/// Pids of every process on the system.
+pub fn pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
 }
 
 /// True when `pid` is alive (not a zombie) and started at `start_time`.
@@ -77,12 +140,10 @@ pub fn is_same_process(pid: u32, start_time: u64) -> bool {
 
 /// Every process on the system.
 pub fn snapshot() -> Vec<ProcStat> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut buf = String::with_capacity(512);
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| read_stat_into(pid, &mut buf))
+    let mut reader = StatReader::default();
+    pids()
+        .into_iter()
+        .filter_map(|pid| reader.read(pid))
         .collect()
 }
 
@@ -91,10 +152,9 @@ pub fn environ_contains(pid: u32, entries: &[String]) -> bool {
     let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
         return false;
     };
-    entries.iter().all(|want| {
-        env.split(|b| *b == 0)
-            .any(|entry| entry == want.as_bytes())
-    })
+    entries
+        .iter()
+        .all(|want| env.split(|b| *b == 0).any(|entry| entry == want.as_bytes()))
 }
 
 /// Number of open file descriptors of a process.

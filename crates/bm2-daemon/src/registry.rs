@@ -176,7 +176,11 @@ fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<
         return Ok(handles.keys().copied().collect());
     }
     if let Ok(id) = t.parse::<ProcId>() {
-        return Ok(handles.contains_key(&id).then_some(id).into_iter().collect());
+        return Ok(handles
+            .contains_key(&id)
+            .then_some(id)
+            .into_iter()
+            .collect());
     }
     if let Some(pattern) = t.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
         let re = regex::Regex::new(pattern).map_err(|e| {
@@ -189,7 +193,11 @@ fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<
             .collect());
     }
     let by = |f: &dyn Fn(&Handle) -> bool| -> Vec<ProcId> {
-        handles.values().filter(|h| f(h)).map(|h| h.inst.id).collect()
+        handles
+            .values()
+            .filter(|h| f(h))
+            .map(|h| h.inst.id)
+            .collect()
     };
     for matcher in [
         &(|h: &Handle| h.inst.app == t) as &dyn Fn(&Handle) -> bool,

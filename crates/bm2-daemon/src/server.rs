@@ -58,7 +58,10 @@ impl DaemonOptions {
     /// Defaults, with the sample interval taken from `BM2_SAMPLE_INTERVAL_MS` when set.
     pub fn from_env() -> DaemonOptions {
         let mut opts = DaemonOptions::default();
-        if let Some(ms) = std::env::var("BM2_SAMPLE_INTERVAL_MS").ok().and_then(|v| v.parse().ok()) {
+        if let Some(ms) = std::env::var("BM2_SAMPLE_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
             opts.sample_interval = Duration::from_millis(ms);
         }
         opts
@@ -76,13 +79,15 @@ impl Default for DaemonOptions {
 
 /// Runs the daemon for `home` until `bm2 kill`, SIGTERM or SIGINT.
 pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
-    home.create().map_err(io_err(format!("create {}", home.root().display())))?;
+    home.create()
+        .map_err(io_err(format!("create {}", home.root().display())))?;
     let _lock = lock(&home)?;
     if opts.detach_stdio {
         detach_stdio(&home).map_err(io_err("redirect standard streams"))?;
     }
     fs::write(home.pid_file(), std::process::id().to_string())
         .map_err(io_err(format!("write {}", home.pid_file().display())))?;
+    raise_fd_limit();
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "cannot become a child subreaper; double-forked processes may escape");
     }
@@ -127,9 +132,28 @@ async fn recv(s: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
     }
 }
 
+/// Each app costs the daemon a few descriptors (two pipes, its stat file): raise the soft limit
+/// towards the hard one, to at most 65536 (apps inherit it).
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    const WANTED: u64 = 65536;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < WANTED.min(hard)
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, WANTED.min(hard), hard)
+    {
+        tracing::warn!(error = %e, "cannot raise the open file limit");
+    }
+}
+
 fn detach_stdio(home: &Home) -> io::Result<()> {
-    let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-    let log = fs::OpenOptions::new().create(true).append(true).open(home.daemon_log())?;
+    let null = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.daemon_log())?;
     nix::unistd::dup2_stdin(&null)?;
     nix::unistd::dup2_stdout(&null)?;
     nix::unistd::dup2_stderr(&log)?;

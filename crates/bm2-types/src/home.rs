@@ -19,12 +19,14 @@ impl Home {
         if let Some(dir) = std::env::var_os("BM2_HOME").filter(|v| !v.is_empty()) {
             return Ok(Home::at(PathBuf::from(dir)));
         }
-        let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "neither BM2_HOME nor HOME is set: cannot find the bm2 home directory",
-            )
-        })?;
+        let home = std::env::var_os("HOME")
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "neither BM2_HOME nor HOME is set: cannot find the bm2 home directory",
+                )
+            })?;
         Ok(Home::at(PathBuf::from(home).join(".bm2")))
     }
 
@@ -108,7 +110,8 @@ impl Home {
 
     /// Pid file of an instance.
     pub fn app_pid_file(&self, name: &str, id: ProcId) -> PathBuf {
-        self.pids_dir().join(format!("{}-{id}.pid", file_safe(name)))
+        self.pids_dir()
+            .join(format!("{}-{id}.pid", file_safe(name)))
     }
 }
 
@@ -126,8 +129,14 @@ mod tests {
     #[test]
     fn paths_follow_spec_naming() {
         let home = Home::at(PathBuf::from("/h"));
-        assert_eq!(home.out_log("api", 3), PathBuf::from("/h/logs/api-3-out.log"));
-        assert_eq!(home.err_log("a/b", 0), PathBuf::from("/h/logs/a_b-0-error.log"));
+        assert_eq!(
+            home.out_log("api", 3),
+            PathBuf::from("/h/logs/api-3-out.log")
+        );
+        assert_eq!(
+            home.err_log("a/b", 0),
+            PathBuf::from("/h/logs/a_b-0-error.log")
+        );
         assert_eq!(home.socket(), PathBuf::from("/h/daemon.sock"));
     }
 }

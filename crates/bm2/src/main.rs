@@ -12,7 +12,10 @@ fn main() -> ExitCode {
     if let cli::Cmd::Daemon = args.cmd {
         return cli::daemon::run_daemon();
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("[bm2] error: cannot start the async runtime: {e}");

@@ -91,7 +91,10 @@ fn unknown_target_fails_and_lists_the_managed_names() {
     two_apps(&env);
     let err = env.fail(&["stop", "gamma"]);
     assert!(err.contains("gamma"), "stderr: {err}");
-    assert!(err.contains("alpha") && err.contains("beta"), "stderr should list the names: {err}");
+    assert!(
+        err.contains("alpha") && err.contains("beta"),
+        "stderr should list the names: {err}"
+    );
     assert_eq!(status(&env, "alpha"), "online");
     assert_eq!(status(&env, "beta"), "online");
 }
@@ -119,7 +122,11 @@ fn id_prints_the_ids_as_a_json_array() {
     env.script("w.sh", SLEEPER);
     env.ok(&["start", "w.sh", "-i", "2"]);
     let ids: Vec<u64> = serde_json::from_str(env.ok(&["id", "w"]).trim()).unwrap();
-    let mut expected: Vec<u64> = env.list().iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    let mut expected: Vec<u64> = env
+        .list()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
     expected.sort_unstable();
     assert_eq!(ids, expected);
     assert_eq!(ids.len(), 2);
@@ -179,7 +186,17 @@ fn signal_with_a_bad_signal_name_fails_clearly() {
 
 // ---- list ----
 
-const COLUMNS: [&str; 9] = ["id", "name", "namespace", "mode", "status", "pid", "cpu", "memory", "uptime"];
+const COLUMNS: [&str; 9] = [
+    "id",
+    "name",
+    "namespace",
+    "mode",
+    "status",
+    "pid",
+    "cpu",
+    "memory",
+    "uptime",
+];
 
 #[test]
 fn list_table_shows_the_columns_and_the_app() {
@@ -187,11 +204,22 @@ fn list_table_shows_the_columns_and_the_app() {
     two_apps(&env);
     let pid = env.proc("alpha")["pid"].as_u64().unwrap();
     let out = env.ok(&["list"]);
-    let header = out.lines().find(|l| l.contains("namespace")).unwrap_or_else(|| panic!("no header in {out}"));
+    let header = out
+        .lines()
+        .find(|l| l.contains("namespace"))
+        .unwrap_or_else(|| panic!("no header in {out}"));
     for col in COLUMNS {
-        assert!(header.split(|c: char| !c.is_alphanumeric()).any(|w| w == col), "column {col} missing: {out}");
+        assert!(
+            header
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == col),
+            "column {col} missing: {out}"
+        );
     }
-    let row = out.lines().find(|l| l.contains("alpha")).unwrap_or_else(|| panic!("no alpha row in {out}"));
+    let row = out
+        .lines()
+        .find(|l| l.contains("alpha"))
+        .unwrap_or_else(|| panic!("no alpha row in {out}"));
     for cell in ["default", "fork", "online", &pid.to_string()] {
         assert!(row.contains(cell), "{cell} missing in row {row:?}");
     }
@@ -202,7 +230,11 @@ fn list_table_shows_the_columns_and_the_app() {
 fn list_piped_without_no_color_has_no_ansi_escapes() {
     let env = TestEnv::new();
     two_apps(&env);
-    let out = env.command(&["list"]).env_remove("NO_COLOR").output().unwrap();
+    let out = env
+        .command(&["list"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("alpha"), "{text}");
@@ -212,16 +244,24 @@ fn list_piped_without_no_color_has_no_ansi_escapes() {
 /// `bm2 list` run on a pseudo-terminal (util-linux `script`); returns what the terminal got.
 fn list_on_a_terminal(env: &TestEnv, no_color: bool) -> String {
     let mut cmd = std::process::Command::new("script");
-    cmd.args(["-qec", &format!("{} list", env!("CARGO_BIN_EXE_bm2")), "/dev/null"])
-        .current_dir(env.dir.path())
-        .env("BM2_HOME", env.home_path())
-        .env_remove("NO_COLOR")
-        .stdin(std::process::Stdio::null());
+    cmd.args([
+        "-qec",
+        &format!("{} list", env!("CARGO_BIN_EXE_bm2")),
+        "/dev/null",
+    ])
+    .current_dir(env.dir.path())
+    .env("BM2_HOME", env.home_path())
+    .env_remove("NO_COLOR")
+    .stdin(std::process::Stdio::null());
     if no_color {
         cmd.env("NO_COLOR", "1");
     }
     let out = cmd.output().expect("run script (util-linux)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -230,10 +270,16 @@ fn list_on_a_terminal_is_coloured_unless_no_color_is_set() {
     let env = TestEnv::new();
     two_apps(&env);
     let coloured = list_on_a_terminal(&env, false);
-    assert!(coloured.contains("alpha") && coloured.contains("\x1b["), "expected colours on a terminal: {coloured:?}");
+    assert!(
+        coloured.contains("alpha") && coloured.contains("\x1b["),
+        "expected colours on a terminal: {coloured:?}"
+    );
     let plain = list_on_a_terminal(&env, true);
     assert!(plain.contains("alpha"), "{plain:?}");
-    assert!(!plain.contains('\x1b'), "ANSI escapes with NO_COLOR on a terminal: {plain:?}");
+    assert!(
+        !plain.contains('\x1b'),
+        "ANSI escapes with NO_COLOR on a terminal: {plain:?}"
+    );
 }
 
 #[test]
@@ -243,12 +289,20 @@ fn list_sort_by_name() {
     for name in ["charlie", "alpha", "bravo"] {
         env.ok(&["start", "app.sh", "--name", name]);
     }
-    let sorted: Vec<Value> = serde_json::from_str(&env.ok(&["list", "--sort", "name", "--json"])).unwrap();
+    let sorted: Vec<Value> =
+        serde_json::from_str(&env.ok(&["list", "--sort", "name", "--json"])).unwrap();
     let names: Vec<&str> = sorted.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["alpha", "bravo", "charlie"]);
     let table = env.ok(&["list", "--sort", "name"]);
-    let at = |n: &str| table.find(n).unwrap_or_else(|| panic!("{n} missing in {table}"));
-    assert!(at("alpha") < at("bravo") && at("bravo") < at("charlie"), "table not sorted by name:\n{table}");
+    let at = |n: &str| {
+        table
+            .find(n)
+            .unwrap_or_else(|| panic!("{n} missing in {table}"))
+    };
+    assert!(
+        at("alpha") < at("bravo") && at("bravo") < at("charlie"),
+        "table not sorted by name:\n{table}"
+    );
 }
 
 #[test]
@@ -262,10 +316,17 @@ fn list_sort_by_memory_descending() {
     env.wait_for("big to be sampled above 64 MB", || {
         (env.proc("big")["memory"].as_u64().unwrap() > 64 << 20).then_some(())
     });
-    let sorted: Vec<Value> = serde_json::from_str(&env.ok(&["list", "--sort", "memory:desc", "--json"])).unwrap();
+    let sorted: Vec<Value> =
+        serde_json::from_str(&env.ok(&["list", "--sort", "memory:desc", "--json"])).unwrap();
     assert_eq!(sorted[0]["name"], "big", "list: {sorted:?}");
-    let mem: Vec<u64> = sorted.iter().map(|p| p["memory"].as_u64().unwrap()).collect();
-    assert!(mem.windows(2).all(|w| w[0] >= w[1]), "not descending: {mem:?}");
+    let mem: Vec<u64> = sorted
+        .iter()
+        .map(|p| p["memory"].as_u64().unwrap())
+        .collect();
+    assert!(
+        mem.windows(2).all(|w| w[0] >= w[1]),
+        "not descending: {mem:?}"
+    );
 }
 
 #[test]
@@ -282,7 +343,9 @@ fn list_sort_by_unknown_field_fails() {
 fn jlist_has_the_pm2_shape() {
     let env = TestEnv::new();
     let script = env.script("loop.sh", SLEEPER);
-    env.ok(&["start", "loop.sh", "--name", "alpha", "--env", "FOO=bar", "--", "x1"]);
+    env.ok(&[
+        "start", "loop.sh", "--name", "alpha", "--env", "FOO=bar", "--", "x1",
+    ]);
     let pid = env.wait_status("alpha", "online")["pid"].as_u64().unwrap();
     let j = env.jlist();
     assert_eq!(j.len(), 1);
@@ -296,19 +359,37 @@ fn jlist_has_the_pm2_shape() {
     assert_eq!(e["status"], "online");
     assert_eq!(e["restart_time"], 0);
     assert_eq!(e["unstable_restarts"], 0);
-    assert!(e["pm_uptime"].as_u64().unwrap() > 1_600_000_000_000, "pm_uptime: {}", e["pm_uptime"]);
-    assert!(e["created_at"].as_u64().unwrap() > 1_600_000_000_000, "created_at: {}", e["created_at"]);
+    assert!(
+        e["pm_uptime"].as_u64().unwrap() > 1_600_000_000_000,
+        "pm_uptime: {}",
+        e["pm_uptime"]
+    );
+    assert!(
+        e["created_at"].as_u64().unwrap() > 1_600_000_000_000,
+        "created_at: {}",
+        e["created_at"]
+    );
     assert_eq!(e["exec_mode"], "fork_mode");
     assert_eq!(e["instances"], 1);
     assert_eq!(e["namespace"], "default");
     let script = fs::canonicalize(script).unwrap();
     assert_eq!(e["pm_exec_path"], script.display().to_string());
-    assert_eq!(e["pm_cwd"], fs::canonicalize(env.dir.path()).unwrap().display().to_string());
+    assert_eq!(
+        e["pm_cwd"],
+        fs::canonicalize(env.dir.path())
+            .unwrap()
+            .display()
+            .to_string()
+    );
     assert_eq!(e["exec_interpreter"], "bash");
     assert_eq!(e["node_args"], serde_json::json!([]));
     assert_eq!(e["args"], serde_json::json!(["x1"]));
     for key in ["pm_out_log_path", "pm_err_log_path", "pm_pid_path"] {
-        assert!(e[key].as_str().is_some_and(|s| s.starts_with('/')), "{key}: {}", e[key]);
+        assert!(
+            e[key].as_str().is_some_and(|s| s.starts_with('/')),
+            "{key}: {}",
+            e[key]
+        );
     }
     assert_eq!(e["watch"], false);
     assert_eq!(e["autorestart"], true);
@@ -348,14 +429,21 @@ fn describe_table_shows_name_status_and_script() {
 fn describe_json_reports_the_last_exit_after_a_crash() {
     let env = TestEnv::new();
     // Crashes with code 3 the first time, then stays up.
-    env.script("crash.sh", "if [ -e crashed ]; then exec sleep 1000; fi\ntouch crashed\nexit 3\n");
+    env.script(
+        "crash.sh",
+        "if [ -e crashed ]; then exec sleep 1000; fi\ntouch crashed\nexit 3\n",
+    );
     env.ok(&["start", "crash.sh"]);
     let d = env.wait_for("crash to be restarted after its exit", || {
         let d = env.describe("crash");
         (d["restarts"] == 1 && d["status"] == "online").then_some(d)
     });
     assert_eq!(d["last_exit"]["code"], 3, "last_exit: {}", d["last_exit"]);
-    assert!(d["last_exit"]["signal"].is_null(), "last_exit: {}", d["last_exit"]);
+    assert!(
+        d["last_exit"]["signal"].is_null(),
+        "last_exit: {}",
+        d["last_exit"]
+    );
 }
 
 #[test]
@@ -376,7 +464,10 @@ fn list_aliases_list() {
     two_apps(&env);
     for alias in ["ls", "l", "status", "ps"] {
         let out = env.ok(&[alias]);
-        assert!(out.contains("alpha") && out.contains("beta"), "bm2 {alias}: {out}");
+        assert!(
+            out.contains("alpha") && out.contains("beta"),
+            "bm2 {alias}: {out}"
+        );
     }
 }
 
@@ -396,7 +487,10 @@ fn describe_aliases_describe() {
     two_apps(&env);
     for alias in ["show", "info"] {
         let out = env.ok(&[alias, "alpha"]);
-        assert!(out.contains("alpha") && out.contains("online"), "bm2 {alias}: {out}");
+        assert!(
+            out.contains("alpha") && out.contains("online"),
+            "bm2 {alias}: {out}"
+        );
     }
 }
 
@@ -415,7 +509,10 @@ fn dump_alias_saves() {
     let out = env.ok(&["dump"]);
     assert!(out.contains("saved 2"), "{out}");
     let dump = fs::read_to_string(env.home_path().join("dump.json")).expect("dump.json written");
-    assert!(dump.contains("alpha") && dump.contains("beta"), "dump: {dump}");
+    assert!(
+        dump.contains("alpha") && dump.contains("beta"),
+        "dump: {dump}"
+    );
 }
 
 // ---- version, help ----
@@ -425,21 +522,41 @@ fn version_flag_prints_the_version() {
     let env = TestEnv::new();
     let out = env.ok(&["--version"]);
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
-    assert!(env.daemon_pid().is_none(), "--version must not start the daemon");
+    assert!(
+        env.daemon_pid().is_none(),
+        "--version must not start the daemon"
+    );
 }
 
 #[test]
 fn help_works_for_every_command() {
     let env = TestEnv::new();
     for cmd in [
-        "start", "stop", "restart", "delete", "reset", "signal", "list", "jlist", "prettylist", "describe",
-        "pid", "id", "ping", "kill", "save", "resurrect",
+        "start",
+        "stop",
+        "restart",
+        "delete",
+        "reset",
+        "signal",
+        "list",
+        "jlist",
+        "prettylist",
+        "describe",
+        "pid",
+        "id",
+        "ping",
+        "kill",
+        "save",
+        "resurrect",
     ] {
         let out = env.ok(&[cmd, "--help"]);
         assert!(out.contains("Usage"), "bm2 {cmd} --help: {out}");
         assert!(out.contains(cmd), "bm2 {cmd} --help: {out}");
     }
-    assert!(env.daemon_pid().is_none(), "--help must not start the daemon");
+    assert!(
+        env.daemon_pid().is_none(),
+        "--help must not start the daemon"
+    );
 }
 
 // ---- kill ----
@@ -460,7 +577,11 @@ fn kill_stops_every_app_and_the_daemon() {
     assert!(!alive(daemon), "daemon {daemon} still alive after kill");
     let left: Vec<u32> = apps.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "app processes left after kill: {left:?}");
-    assert!(env.marked_pids().is_empty(), "left: {:?}", env.marked_pids());
+    assert!(
+        env.marked_pids().is_empty(),
+        "left: {:?}",
+        env.marked_pids()
+    );
 }
 
 #[test]
@@ -477,9 +598,11 @@ fn kill_without_a_daemon_succeeds_and_says_so() {
 fn memory_of_a_running_app_is_sampled() {
     let env = TestEnv::new();
     two_apps(&env);
-    common::wait_for("alpha's memory to be sampled", Duration::from_secs(5), || {
-        (env.proc("alpha")["memory"].as_u64().unwrap() > 0).then_some(())
-    });
+    common::wait_for(
+        "alpha's memory to be sampled",
+        Duration::from_secs(5),
+        || (env.proc("alpha")["memory"].as_u64().unwrap() > 0).then_some(()),
+    );
 }
 
 #[test]

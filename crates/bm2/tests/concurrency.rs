@@ -15,7 +15,10 @@ fn name(i: usize) -> String {
 }
 
 /// Runs `command(i)` for i in 0..APPS, all threads released together; returns each outcome.
-fn concurrently(env: &TestEnv, command: impl Fn(usize) -> Vec<String> + Sync) -> Vec<(Vec<String>, std::process::Output)> {
+fn concurrently(
+    env: &TestEnv,
+    command: impl Fn(usize) -> Vec<String> + Sync,
+) -> Vec<(Vec<String>, std::process::Output)> {
     let barrier = Barrier::new(APPS);
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..APPS)
@@ -54,14 +57,20 @@ fn assert_consistent(list: &[Value]) {
     assert_eq!(ids, (0..APPS as u64).collect(), "ids: {ids:?}");
     let names: BTreeSet<&str> = list.iter().map(|p| p["name"].as_str().unwrap()).collect();
     let expected: Vec<String> = (0..APPS).map(name).collect();
-    assert_eq!(names, expected.iter().map(String::as_str).collect(), "names: {names:?}");
+    assert_eq!(
+        names,
+        expected.iter().map(String::as_str).collect(),
+        "names: {names:?}"
+    );
 }
 
 /// Starts APPS apps with concurrent `bm2 start` commands, the daemon not running yet.
 fn start_concurrently(env: &TestEnv) {
     env.script("app.sh", "exec sleep 1000\n");
     assert!(env.daemon_pid().is_none());
-    let results = concurrently(env, |i| vec!["start".into(), "app.sh".into(), "--name".into(), name(i)]);
+    let results = concurrently(env, |i| {
+        vec!["start".into(), "app.sh".into(), "--name".into(), name(i)]
+    });
     assert_all_succeeded(&results);
 }
 
@@ -93,7 +102,9 @@ fn concurrent_mixed_commands_leave_a_consistent_list() {
     for i in 0..APPS {
         env.wait_status(&name(i), "online");
     }
-    let before: Vec<u64> = (0..APPS).map(|i| env.proc(&name(i))["pid"].as_u64().unwrap()).collect();
+    let before: Vec<u64> = (0..APPS)
+        .map(|i| env.proc(&name(i))["pid"].as_u64().unwrap())
+        .collect();
     let verb = |i: usize| match i % 3 {
         0 => "restart",
         1 => "stop",
@@ -106,7 +117,8 @@ fn concurrent_mixed_commands_leave_a_consistent_list() {
     assert_all_succeeded(&results);
     for (args, out) in &results {
         if args[0] == "list" {
-            let listed: Vec<Value> = serde_json::from_slice(&out.stdout).expect("list --json is JSON");
+            let listed: Vec<Value> =
+                serde_json::from_slice(&out.stdout).expect("list --json is JSON");
             assert_consistent(&listed);
         }
     }
@@ -119,7 +131,12 @@ fn concurrent_mixed_commands_leave_a_consistent_list() {
         match verb(i) {
             "restart" => {
                 assert_eq!(p["status"], "online", "{}: {p}", name(i));
-                assert_ne!(p["pid"].as_u64().unwrap(), old_pid, "{} kept its pid across restart", name(i));
+                assert_ne!(
+                    p["pid"].as_u64().unwrap(),
+                    old_pid,
+                    "{} kept its pid across restart",
+                    name(i)
+                );
                 assert_eq!(p["restarts"], 1, "{}: {p}", name(i));
                 online += 1;
             }
@@ -141,9 +158,21 @@ fn concurrent_mixed_commands_leave_a_consistent_list() {
 fn concurrent_starts_of_one_name_start_it_once() {
     let env = TestEnv::new();
     env.script("app.sh", "exec sleep 1000\n");
-    let results = concurrently(&env, |_| vec!["start".into(), "app.sh".into(), "--name".into(), "solo".into()]);
+    let results = concurrently(&env, |_| {
+        vec![
+            "start".into(),
+            "app.sh".into(),
+            "--name".into(),
+            "solo".into(),
+        ]
+    });
     let (ok, failed): (Vec<_>, Vec<_>) = results.iter().partition(|(_, out)| out.status.success());
-    assert_eq!(ok.len(), 1, "exactly one start should succeed; {} did", ok.len());
+    assert_eq!(
+        ok.len(),
+        1,
+        "exactly one start should succeed; {} did",
+        ok.len()
+    );
     for (_, out) in failed {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("already"), "stderr: {err}");
@@ -167,6 +196,10 @@ fn concurrent_restarts_of_one_app_leave_one_process() {
     assert_eq!(p["restarts"], APPS, "{p}");
     let pid = p["pid"].as_u64().unwrap();
     assert_ne!(pid, first);
-    assert_eq!(env.app_pids(), [pid as u32], "only the last process should run");
+    assert_eq!(
+        env.app_pids(),
+        [pid as u32],
+        "only the last process should run"
+    );
     assert_eq!(env.list().len(), 1);
 }

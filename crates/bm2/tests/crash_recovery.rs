@@ -27,7 +27,9 @@ fn crash_daemon(env: &TestEnv) -> u32 {
 }
 
 fn by_name<'a>(list: &'a [Value], name: &str) -> &'a Value {
-    list.iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no {name} in {list:?}"))
+    list.iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {list:?}"))
 }
 
 #[test]
@@ -36,12 +38,18 @@ fn daemon_crash_restores_apps_with_same_ids_and_new_pids() {
     let names = ["alpha", "beta", "gamma"];
     start_sleepers(&env, &names);
     let before = env.list();
-    let old_pids: Vec<u32> = before.iter().map(|p| p["pid"].as_u64().unwrap() as u32).collect();
+    let old_pids: Vec<u32> = before
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
     assert_eq!(env.app_pids().len(), 3);
 
     let old_daemon = crash_daemon(&env);
     // The apps outlive the daemon until the next one takes over.
-    assert!(old_pids.iter().all(|p| alive(*p)), "apps died with the daemon");
+    assert!(
+        old_pids.iter().all(|p| alive(*p)),
+        "apps died with the daemon"
+    );
 
     let after = env.list();
     assert_ne!(env.daemon_pid(), Some(old_daemon), "no new daemon");
@@ -60,12 +68,56 @@ fn daemon_crash_restores_apps_with_same_ids_and_new_pids() {
         assert_ne!(old, new, "an app kept its pid across the daemon crash");
         assert!(alive(*new), "restored pid {new} is not running");
     }
-    env.wait_for("the old app processes to be gone", || old_pids.iter().all(|p| !alive(*p)).then_some(()));
+    env.wait_for("the old app processes to be gone", || {
+        old_pids.iter().all(|p| !alive(*p)).then_some(())
+    });
     let mut live = env.app_pids();
     live.sort_unstable();
     let mut want = new_pids.clone();
     want.sort_unstable();
-    assert_eq!(live, want, "app processes after the restore (old pids were {old_pids:?})");
+    assert_eq!(
+        live, want,
+        "app processes after the restore (old pids were {old_pids:?})"
+    );
+}
+
+#[test]
+fn daemon_crash_leftovers_outside_the_app_tree_are_stopped() {
+    let env = TestEnv::new();
+    // A double-forked grandchild in a session of its own, reparented away from the app.
+    env.script(
+        "daemonize.py",
+        r#"import os, time
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    with open("grandchild.pid.tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename("grandchild.pid.tmp", "grandchild.pid")
+    while True:
+        time.sleep(1)
+os.waitpid(pid, 0)
+while True:
+    time.sleep(0.2)
+"#,
+    );
+    env.ok(&["start", "daemonize.py", "--name", "tree"]);
+    let main = env.wait_status("tree", "online")["pid"].as_u64().unwrap() as u32;
+    let grandchild = env.wait_pid_file("grandchild.pid");
+    std::fs::remove_file(env.path("grandchild.pid")).unwrap();
+    crash_daemon(&env);
+    let new_main = env.wait_new_pid("tree", u64::from(main)) as u32;
+    env.wait_for("the old main and grandchild to be gone", || {
+        (!alive(main) && !alive(grandchild)).then_some(())
+    });
+    let new_grandchild = env.wait_pid_file("grandchild.pid");
+    let mut live = env.app_pids();
+    live.sort_unstable();
+    let mut want = vec![new_main, new_grandchild];
+    want.sort_unstable();
+    assert_eq!(live, want, "app processes after the restore");
 }
 
 #[test]
@@ -121,7 +173,10 @@ fn stale_socket_is_replaced_by_the_next_command() {
     env.ok(&["ping"]);
     let old = crash_daemon(&env);
     let socket = env.home_path().join("daemon.sock");
-    assert!(socket.exists(), "a SIGKILLed daemon should leave its socket behind");
+    assert!(
+        socket.exists(),
+        "a SIGKILLed daemon should leave its socket behind"
+    );
     let out = env.ok(&["ping"]);
     let new = env.daemon_pid().unwrap();
     assert_ne!(new, old);
@@ -137,7 +192,9 @@ fn save_kill_resurrect_brings_apps_back() {
     let out = env.ok(&["save"]);
     assert!(out.contains("saved 2"), "save: {out}");
     env.ok(&["kill"]);
-    env.wait_for("apps to be gone after kill", || env.app_pids().is_empty().then_some(()));
+    env.wait_for("apps to be gone after kill", || {
+        env.app_pids().is_empty().then_some(())
+    });
     assert!(env.list().is_empty(), "kill forgets the apps");
 
     env.ok(&["resurrect"]);
@@ -160,7 +217,8 @@ fn save_with_no_apps_writes_an_empty_dump() {
     let out = env.ok(&["save"]);
     assert!(out.contains("saved 0"), "save: {out}");
     let dump: Value =
-        serde_json::from_str(&std::fs::read_to_string(env.home_path().join("dump.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(env.home_path().join("dump.json")).unwrap())
+            .unwrap();
     assert_eq!(dump["instances"], serde_json::json!([]), "{dump}");
     env.ok(&["resurrect"]);
     assert!(env.list().is_empty());

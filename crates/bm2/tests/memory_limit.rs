@@ -30,7 +30,14 @@ const LIMIT: u64 = 60 << 20;
 fn app_over_max_memory_restart_is_restarted() {
     let env = TestEnv::new();
     env.script("grow.py", GROW);
-    env.ok(&["start", "grow.py", "--name", "grow", "--max-memory-restart", "60M"]);
+    env.ok(&[
+        "start",
+        "grow.py",
+        "--name",
+        "grow",
+        "--max-memory-restart",
+        "60M",
+    ]);
     let first = env.wait_status("grow", "online")["pid"].as_u64().unwrap();
     let second = env.wait_new_pid("grow", first);
     assert!(alive(second as u32));
@@ -55,10 +62,39 @@ fn app_over_max_memory_restart_is_restarted() {
         .collect();
     assert!(!steps.is_empty(), "the app logged no growth");
     let max_rss = steps.iter().map(|s| s.1).max().unwrap();
-    assert!(max_rss < 300 << 20, "the app reached {max_rss} bytes before being restarted");
+    assert!(
+        max_rss < 300 << 20,
+        "the app reached {max_rss} bytes before being restarted"
+    );
     let exited_at = d["last_exit"]["at_ms"].as_u64().unwrap();
     if let Some((crossed_at, _)) = steps.iter().find(|s| s.1 > LIMIT) {
         let late = exited_at.saturating_sub(*crossed_at);
         assert!(late < 3000, "restarted {late} ms after crossing the limit");
     }
+}
+
+#[test]
+fn memory_of_child_processes_counts_toward_the_limit() {
+    let env = TestEnv::new();
+    env.script("grow.py", GROW);
+    // The main process is a small shell; the memory is in its child.
+    env.script("parent.sh", "python3 grow.py\nexec sleep 1000\n");
+    env.ok(&[
+        "start",
+        "parent.sh",
+        "--name",
+        "parent",
+        "--max-memory-restart",
+        "60M",
+    ]);
+    let first = env.wait_status("parent", "online")["pid"].as_u64().unwrap();
+    let second = env.wait_new_pid("parent", first);
+    assert!(alive(second as u32));
+    let d = env.describe("parent");
+    assert_eq!(d["restarts"], 1, "{d}");
+    let reason = d["status_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("max_memory_restart"),
+        "status_reason: {reason:?}"
+    );
 }

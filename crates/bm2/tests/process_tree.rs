@@ -37,7 +37,11 @@ fn start_with_grandchild(env: &TestEnv, script: &str, name: &str) -> (u32, u32) 
     env.ok(&["start", script, "--name", name, "--kill-timeout", "1000"]);
     let main = env.wait_status(name, "online")["pid"].as_u64().unwrap() as u32;
     let grandchild = env.wait_pid_file("grandchild.pid");
-    assert_ne!(session(grandchild), session(main), "the grandchild did not leave the session");
+    assert_ne!(
+        session(grandchild),
+        session(main),
+        "the grandchild did not leave the session"
+    );
     (main, grandchild)
 }
 
@@ -49,8 +53,15 @@ fn stop_kills_setsid_grandchild() {
     env.ok(&["stop", "tree"]);
     env.wait_status("tree", "stopped");
     assert!(!alive(main), "main process {main} survived stop");
-    assert!(!alive(grandchild), "setsid grandchild {grandchild} survived stop");
-    assert!(env.app_pids().is_empty(), "left after stop: {:?}", env.app_pids());
+    assert!(
+        !alive(grandchild),
+        "setsid grandchild {grandchild} survived stop"
+    );
+    assert!(
+        env.app_pids().is_empty(),
+        "left after stop: {:?}",
+        env.app_pids()
+    );
 }
 
 #[test]
@@ -61,8 +72,15 @@ fn stop_kills_double_forked_grandchild() {
     env.ok(&["stop", "tree"]);
     env.wait_status("tree", "stopped");
     assert!(!alive(main), "main process {main} survived stop");
-    assert!(!alive(grandchild), "double-forked grandchild {grandchild} survived stop");
-    assert!(env.app_pids().is_empty(), "left after stop: {:?}", env.app_pids());
+    assert!(
+        !alive(grandchild),
+        "double-forked grandchild {grandchild} survived stop"
+    );
+    assert!(
+        env.app_pids().is_empty(),
+        "left after stop: {:?}",
+        env.app_pids()
+    );
 }
 
 #[test]
@@ -73,8 +91,15 @@ fn delete_kills_setsid_grandchild() {
     env.ok(&["delete", "tree"]);
     assert!(env.list().is_empty());
     assert!(!alive(main), "main process {main} survived delete");
-    assert!(!alive(grandchild), "setsid grandchild {grandchild} survived delete");
-    assert!(env.app_pids().is_empty(), "left after delete: {:?}", env.app_pids());
+    assert!(
+        !alive(grandchild),
+        "setsid grandchild {grandchild} survived delete"
+    );
+    assert!(
+        env.app_pids().is_empty(),
+        "left after delete: {:?}",
+        env.app_pids()
+    );
 }
 
 #[test]
@@ -85,8 +110,15 @@ fn delete_kills_double_forked_grandchild() {
     env.ok(&["delete", "tree"]);
     assert!(env.list().is_empty());
     assert!(!alive(main), "main process {main} survived delete");
-    assert!(!alive(grandchild), "double-forked grandchild {grandchild} survived delete");
-    assert!(env.app_pids().is_empty(), "left after delete: {:?}", env.app_pids());
+    assert!(
+        !alive(grandchild),
+        "double-forked grandchild {grandchild} survived delete"
+    );
+    assert!(
+        env.app_pids().is_empty(),
+        "left after delete: {:?}",
+        env.app_pids()
+    );
 }
 
 #[test]
@@ -96,24 +128,46 @@ fn process_ignoring_stop_signals_is_killed_after_kill_timeout() {
         "stubborn.sh",
         "trap '' TERM INT\ntouch ready\nwhile true; do sleep 0.2; done\n",
     );
-    env.ok(&["start", "stubborn.sh", "--name", "stubborn", "--kill-timeout", "500"]);
-    let main = env.wait_status("stubborn", "online")["pid"].as_u64().unwrap() as u32;
+    env.ok(&[
+        "start",
+        "stubborn.sh",
+        "--name",
+        "stubborn",
+        "--kill-timeout",
+        "500",
+    ]);
+    let main = env.wait_status("stubborn", "online")["pid"]
+        .as_u64()
+        .unwrap() as u32;
     env.wait_exists("ready");
     let t = Instant::now();
     env.ok(&["stop", "stubborn"]);
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(450), "stop returned after {took:?}, before the kill timeout");
-    assert!(took < Duration::from_secs(4), "stop took {took:?} with --kill-timeout 500");
+    assert!(
+        took >= Duration::from_millis(450),
+        "stop returned after {took:?}, before the kill timeout"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "stop took {took:?} with --kill-timeout 500"
+    );
     assert_eq!(env.proc("stubborn")["status"], "stopped");
     assert!(!alive(main), "main process {main} survived stop");
-    assert!(env.app_pids().is_empty(), "left after stop: {:?}", env.app_pids());
+    assert!(
+        env.app_pids().is_empty(),
+        "left after stop: {:?}",
+        env.app_pids()
+    );
     let d = env.describe("stubborn");
     assert_eq!(d["last_exit"]["signal"], "SIGKILL", "{}", d["last_exit"]);
 }
 
-/// Python app that reports the first stop signal it receives in `got`, then exits 0.
+/// Python app that reports the first stop signal it receives in `got`, then exits 0 (ignoring
+/// any further stop signal).
 const REPORT_SIGNAL: &str = r#"import os, signal, sys, time
 def report(signum, frame):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with open("got.tmp", "w") as f:
         f.write(signal.Signals(signum).name)
     os.rename("got.tmp", "got")
@@ -135,9 +189,17 @@ fn stop_signal_received(extra: &[&str]) -> String {
     env.wait_exists("ready");
     env.ok(&["stop", "report"]);
     assert_eq!(env.proc("report")["status"], "stopped");
-    assert!(env.app_pids().is_empty(), "left after stop: {:?}", env.app_pids());
+    assert!(
+        env.app_pids().is_empty(),
+        "left after stop: {:?}",
+        env.app_pids()
+    );
     let d = env.describe("report");
-    assert_eq!(d["last_exit"]["code"], 0, "the app did not exit by itself: {}", d["last_exit"]);
+    assert_eq!(
+        d["last_exit"]["code"], 0,
+        "the app did not exit by itself: {}",
+        d["last_exit"]
+    );
     std::fs::read_to_string(env.path("got")).expect("the app reported no signal")
 }
 
@@ -148,7 +210,59 @@ fn stop_sends_sigint_by_default() {
 
 #[test]
 fn stop_sends_the_kill_signal_option() {
-    assert_eq!(stop_signal_received(&["--kill-signal", "SIGTERM"]), "SIGTERM");
+    assert_eq!(
+        stop_signal_received(&["--kill-signal", "SIGTERM"]),
+        "SIGTERM"
+    );
+}
+
+/// Python app that shuts down gracefully over 500 ms after the first stop signal, then writes
+/// every stop signal it received to `got-<instance>` and exits 0.
+const COUNT_SIGNALS: &str = r#"import os, signal, time
+got = []
+def on_signal(signum, frame):
+    got.append(signal.Signals(signum).name)
+signal.signal(signal.SIGINT, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
+me = os.environ["NODE_APP_INSTANCE"]
+open(f"ready-{me}", "w").close()
+while not got:
+    time.sleep(0.05)
+deadline = time.monotonic() + 0.5
+while time.monotonic() < deadline:
+    time.sleep(0.05)
+with open(f"got-{me}.tmp", "w") as f:
+    f.write(" ".join(got))
+os.rename(f"got-{me}.tmp", f"got-{me}")
+"#;
+
+#[test]
+fn stop_signal_is_delivered_once() {
+    // Several instances, because a duplicate that arrives while the first signal is still
+    // pending merges with it and cannot be seen.
+    const N: usize = 6;
+    let env = TestEnv::new();
+    env.script("count.py", COUNT_SIGNALS);
+    env.ok(&["start", "count.py", "--name", "count", "-i", &N.to_string()]);
+    for i in 0..N {
+        env.wait_exists(&format!("ready-{i}"));
+    }
+    env.ok(&["stop", "count"]);
+    assert!(
+        env.app_pids().is_empty(),
+        "left after stop: {:?}",
+        env.app_pids()
+    );
+    let got: Vec<String> = (0..N)
+        .map(|i| {
+            std::fs::read_to_string(env.path(&format!("got-{i}")))
+                .unwrap_or_else(|_| "(nothing)".into())
+        })
+        .collect();
+    assert!(
+        got.iter().all(|g| g == "SIGINT"),
+        "stop signals received by each instance: {got:?}"
+    );
 }
 
 #[test]
@@ -175,5 +289,9 @@ fn crash_kills_children_left_in_the_process_group() {
     env.wait_for("the crashed main's children to be gone", || {
         children.iter().all(|c| !alive(*c)).then_some(())
     });
-    assert_eq!(env.app_pids(), vec![new_main], "only the new main should run");
+    assert_eq!(
+        env.app_pids(),
+        vec![new_main],
+        "only the new main should run"
+    );
 }

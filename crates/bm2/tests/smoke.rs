@@ -12,7 +12,11 @@ fn start_list_stop_delete() {
     assert!(!env.app_pids().is_empty());
     env.ok(&["stop", "looper"]);
     env.wait_status("looper", "stopped");
-    assert!(env.app_pids().is_empty(), "app processes left after stop: {:?}", env.app_pids());
+    assert!(
+        env.app_pids().is_empty(),
+        "app processes left after stop: {:?}",
+        env.app_pids()
+    );
     env.ok(&["delete", "looper"]);
     assert!(env.list().is_empty());
 }

@@ -14,29 +14,53 @@ fn start_fails(env: &TestEnv, args: &[&str], name: &str, needles: &[&str]) -> St
     let err = env.fail(args);
     let lower = err.to_lowercase();
     for needle in needles {
-        assert!(lower.contains(&needle.to_lowercase()), "stderr of bm2 {args:?} should say {needle:?}: {err}");
+        assert!(
+            lower.contains(&needle.to_lowercase()),
+            "stderr of bm2 {args:?} should say {needle:?}: {err}"
+        );
     }
     let p = env.proc(name);
     assert_eq!(p["status"], "errored", "row: {p}");
     assert!(p["pid"].is_null(), "row: {p}");
-    let reason = env.describe(name)["status_reason"].as_str().unwrap_or_default().to_lowercase();
-    assert!(reason.contains(&needles[0].to_lowercase()), "status_reason {reason:?} should say {:?}", needles[0]);
+    let reason = env.describe(name)["status_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_lowercase();
+    assert!(
+        reason.contains(&needles[0].to_lowercase()),
+        "status_reason {reason:?} should say {:?}",
+        needles[0]
+    );
     env.ok(&["ping"]);
-    assert!(env.app_pids().is_empty(), "nothing should run: {:?}", env.app_pids());
+    assert!(
+        env.app_pids().is_empty(),
+        "nothing should run: {:?}",
+        env.app_pids()
+    );
     err
 }
 
 #[test]
 fn missing_script_is_reported_and_errored() {
     let env = TestEnv::new();
-    start_fails(&env, &["start", "missing.js"], "missing", &["not found", "missing.js"]);
+    start_fails(
+        &env,
+        &["start", "missing.js"],
+        "missing",
+        &["not found", "missing.js"],
+    );
 }
 
 #[test]
 fn non_executable_file_without_known_extension_is_reported() {
     let env = TestEnv::new();
     env.file("data.bin", "not a program\n");
-    let err = start_fails(&env, &["start", "data.bin"], "data", &["not executable", "data.bin"]);
+    let err = start_fails(
+        &env,
+        &["start", "data.bin"],
+        "data",
+        &["not executable", "data.bin"],
+    );
     assert!(err.to_lowercase().contains("permission denied"), "{err}");
 }
 
@@ -44,7 +68,12 @@ fn non_executable_file_without_known_extension_is_reported() {
 fn interpreter_none_on_a_non_executable_file_is_reported() {
     let env = TestEnv::new();
     env.file("plain.sh", "exec sleep 1000\n");
-    start_fails(&env, &["start", "plain.sh", "--interpreter", "none"], "plain", &["not executable", "plain.sh"]);
+    start_fails(
+        &env,
+        &["start", "plain.sh", "--interpreter", "none"],
+        "plain",
+        &["not executable", "plain.sh"],
+    );
 }
 
 #[test]
@@ -63,14 +92,24 @@ fn unknown_interpreter_is_reported() {
 fn missing_cwd_is_reported() {
     let env = TestEnv::new();
     env.script("app.sh", "exec sleep 1000\n");
-    start_fails(&env, &["start", "app.sh", "--cwd", "/nonexistent"], "app", &["cwd", "/nonexistent"]);
+    start_fails(
+        &env,
+        &["start", "app.sh", "--cwd", "/nonexistent"],
+        "app",
+        &["cwd", "/nonexistent"],
+    );
 }
 
 #[test]
 fn unknown_user_is_reported() {
     let env = TestEnv::new();
     env.script("app.sh", "exec sleep 1000\n");
-    start_fails(&env, &["start", "app.sh", "--uid", "nosuchuser"], "app", &["nosuchuser"]);
+    start_fails(
+        &env,
+        &["start", "app.sh", "--uid", "nosuchuser"],
+        "app",
+        &["nosuchuser"],
+    );
 }
 
 /// A PATH with only a fake `node` that says it is v20 (and no bun).
@@ -86,16 +125,32 @@ fn path_with_node_20(env: &TestEnv) -> String {
 #[test]
 fn typescript_without_bun_on_node_20_says_what_to_install() {
     let env = TestEnv::new();
-    env.file("app.ts", "const n: number = 1;\nsetInterval(() => {}, 1000);\n");
-    let out = env.command(&["start", "app.ts"]).env("PATH", path_with_node_20(&env)).output().unwrap();
+    env.file(
+        "app.ts",
+        "const n: number = 1;\nsetInterval(() => {}, 1000);\n",
+    );
+    let out = env
+        .command(&["start", "app.ts"])
+        .env("PATH", path_with_node_20(&env))
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "start should fail: {err}");
     let lower = err.to_lowercase();
-    assert!(lower.contains("install bun"), "stderr should say to install bun: {err}");
-    assert!(lower.contains("node 22"), "stderr should name a newer node: {err}");
+    assert!(
+        lower.contains("install bun"),
+        "stderr should say to install bun: {err}"
+    );
+    assert!(
+        lower.contains("node 22"),
+        "stderr should name a newer node: {err}"
+    );
     let p = env.proc("app");
     assert_eq!(p["status"], "errored", "row: {p}");
-    let reason = env.describe("app")["status_reason"].as_str().unwrap_or_default().to_string();
+    let reason = env.describe("app")["status_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(reason.contains("bun"), "status_reason: {reason}");
     env.ok(&["ping"]);
 }
@@ -109,14 +164,28 @@ fn daemon_still_starts_valid_apps_after_spawn_errors() {
     env.script("good.sh", "echo good\nexec sleep 1000\n");
     env.fail(&["start", "missing.js"]);
     env.fail(&["start", "data.bin"]);
-    env.fail(&["start", "app.py", "--name", "interp", "--interpreter", "nonexistent-interp"]);
+    env.fail(&[
+        "start",
+        "app.py",
+        "--name",
+        "interp",
+        "--interpreter",
+        "nonexistent-interp",
+    ]);
     env.fail(&["start", "good.sh", "--name", "cwd", "--cwd", "/nonexistent"]);
     env.fail(&["start", "good.sh", "--name", "user", "--uid", "nosuchuser"]);
-    let ts = env.command(&["start", "app.ts"]).env("PATH", path_with_node_20(&env)).output().unwrap();
+    let ts = env
+        .command(&["start", "app.ts"])
+        .env("PATH", path_with_node_20(&env))
+        .output()
+        .unwrap();
     assert!(!ts.status.success());
     let errored = env.list();
     assert_eq!(errored.len(), 6, "list: {errored:?}");
-    assert!(errored.iter().all(|p| p["status"] == "errored"), "list: {errored:?}");
+    assert!(
+        errored.iter().all(|p| p["status"] == "errored"),
+        "list: {errored:?}"
+    );
 
     env.ok(&["start", "good.sh"]);
     env.wait_status("good", "online");

@@ -18,13 +18,21 @@ const SLEEPER: &str = "exec sleep 1000\n";
 
 fn cpus() -> u64 {
     let out = Command::new("nproc").output().expect("run nproc");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("nproc prints a number")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("nproc prints a number")
 }
 
 fn statuses(env: &TestEnv) -> Vec<(String, String)> {
     env.list()
         .iter()
-        .map(|p| (p["instance_name"].as_str().unwrap().to_string(), p["status"].as_str().unwrap().to_string()))
+        .map(|p| {
+            (
+                p["instance_name"].as_str().unwrap().to_string(),
+                p["status"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -57,8 +65,15 @@ fn cwd_flag_sets_the_working_directory_of_the_app() {
     env.wait_status("where", "online");
     let sub = fs::canonicalize(env.path("sub")).unwrap();
     let log = env.wait_out("where", "cwd=");
-    assert!(log.contains(&format!("cwd={}\n", sub.display())), "log: {log:?}, expected cwd {}", sub.display());
-    assert_eq!(env.describe("where")["spec"]["cwd"], sub.display().to_string());
+    assert!(
+        log.contains(&format!("cwd={}\n", sub.display())),
+        "log: {log:?}, expected cwd {}",
+        sub.display()
+    );
+    assert_eq!(
+        env.describe("where")["spec"]["cwd"],
+        sub.display().to_string()
+    );
 }
 
 #[test]
@@ -81,7 +96,11 @@ fn app_inherits_the_environment_of_the_caller() {
         .env("BM2_TEST_INHERITED", "from-the-caller")
         .output()
         .unwrap();
-    assert!(out.status.success(), "start failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "start failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     env.wait_out("inherit", "inherited=from-the-caller");
 }
 
@@ -101,11 +120,17 @@ fn py_script_runs_with_python3() {
 #[test]
 fn sh_script_runs_with_bash() {
     let env = TestEnv::new();
-    env.file("shell.sh", "echo \"bash $BASH_VERSION\" > ran-sh\nexec sleep 1000\n");
+    env.file(
+        "shell.sh",
+        "echo \"bash $BASH_VERSION\" > ran-sh\nexec sleep 1000\n",
+    );
     env.ok(&["start", "shell.sh"]);
     env.wait_status("shell", "online");
     let marker = env.wait_marker("ran-sh");
-    assert!(marker.starts_with("bash ") && marker.trim().len() > "bash".len(), "marker: {marker:?}");
+    assert!(
+        marker.starts_with("bash ") && marker.trim().len() > "bash".len(),
+        "marker: {marker:?}"
+    );
     assert_eq!(env.describe("shell")["interpreter"], "bash");
 }
 
@@ -127,18 +152,28 @@ fn js_script_runs_with_node() {
 fn interpreter_none_runs_an_executable_file_directly() {
     let env = TestEnv::new();
     // A .py name, but really a shell script: only a direct exec (shebang) can run it.
-    env.script("direct.py", "#!/bin/sh\necho direct > ran-direct\nexec sleep 1000\n");
+    env.script(
+        "direct.py",
+        "#!/bin/sh\necho direct > ran-direct\nexec sleep 1000\n",
+    );
     env.ok(&["start", "direct.py", "--interpreter", "none"]);
     env.wait_status("direct", "online");
     assert_eq!(env.wait_marker("ran-direct"), "direct\n");
     let d = env.describe("direct");
-    assert!(d["interpreter"].is_null(), "interpreter: {}", d["interpreter"]);
+    assert!(
+        d["interpreter"].is_null(),
+        "interpreter: {}",
+        d["interpreter"]
+    );
 }
 
 #[test]
 fn interpreter_flag_runs_a_file_without_extension() {
     let env = TestEnv::new();
-    env.file("job", "import time\nopen('ran-job', 'w').write('job\\n')\ntime.sleep(1000)\n");
+    env.file(
+        "job",
+        "import time\nopen('ran-job', 'w').write('job\\n')\ntime.sleep(1000)\n",
+    );
     env.ok(&["start", "job", "--interpreter", "python3"]);
     env.wait_status("job", "online");
     assert_eq!(env.wait_marker("ran-job"), "job\n");
@@ -152,9 +187,17 @@ fn node_args_reach_the_node_runtime() {
         "args.js",
         "console.log('execArgv=' + JSON.stringify(process.execArgv));\nsetInterval(() => {}, 1000);\n",
     );
-    env.ok(&["start", "args.js", "--node-args", "--max-old-space-size=100"]);
+    env.ok(&[
+        "start",
+        "args.js",
+        "--node-args",
+        "--max-old-space-size=100",
+    ]);
     env.wait_out("args", r#"execArgv=["--max-old-space-size=100"]"#);
-    assert_eq!(env.describe("args")["spec"]["node_args"], serde_json::json!(["--max-old-space-size=100"]));
+    assert_eq!(
+        env.describe("args")["spec"]["node_args"],
+        serde_json::json!(["--max-old-space-size=100"])
+    );
 }
 
 #[test]
@@ -171,11 +214,17 @@ fn interpreter_args_reach_the_interpreter() {
 #[test]
 fn script_args_after_double_dash_reach_the_app() {
     let env = TestEnv::new();
-    env.script("argv.sh", "for a in \"$@\"; do echo \"arg:$a\"; done\necho done\nexec sleep 1000\n");
+    env.script(
+        "argv.sh",
+        "for a in \"$@\"; do echo \"arg:$a\"; done\necho done\nexec sleep 1000\n",
+    );
     env.ok(&["start", "argv.sh", "--", "one", "two words", "--flag"]);
     let log = env.wait_out("argv", "done\n");
     assert_eq!(log, "arg:one\narg:two words\narg:--flag\ndone\n");
-    assert_eq!(env.describe("argv")["spec"]["args"], serde_json::json!(["one", "two words", "--flag"]));
+    assert_eq!(
+        env.describe("argv")["spec"]["args"],
+        serde_json::json!(["one", "two words", "--flag"])
+    );
 }
 
 #[test]
@@ -190,7 +239,10 @@ fn program_on_path_runs() {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
-    assert!(argv[0].ends_with("sleep") && argv[1..] == ["1000"], "argv: {argv:?}");
+    assert!(
+        argv[0].ends_with("sleep") && argv[1..] == ["1000"],
+        "argv: {argv:?}"
+    );
     assert!(env.describe("sleep")["interpreter"].is_null());
 }
 
@@ -206,7 +258,12 @@ fn stop_namespace_stops_only_that_namespace() {
     env.ok(&["stop", "ns1"]);
     env.wait_status("a", "stopped");
     env.wait_status("b", "stopped");
-    assert_eq!(env.proc("c")["status"], "online", "list: {:?}", statuses(&env));
+    assert_eq!(
+        env.proc("c")["status"],
+        "online",
+        "list: {:?}",
+        statuses(&env)
+    );
 }
 
 /// Starts app `w` with three instances and waits until they are online.
@@ -253,8 +310,18 @@ fn stop_by_instance_name_stops_only_that_instance() {
     three_instances(&env);
     env.ok(&["stop", "w-1"]);
     env.wait_status("w-1", "stopped");
-    assert_eq!(env.proc("w-0")["status"], "online", "list: {:?}", statuses(&env));
-    assert_eq!(env.proc("w-2")["status"], "online", "list: {:?}", statuses(&env));
+    assert_eq!(
+        env.proc("w-0")["status"],
+        "online",
+        "list: {:?}",
+        statuses(&env)
+    );
+    assert_eq!(
+        env.proc("w-2")["status"],
+        "online",
+        "list: {:?}",
+        statuses(&env)
+    );
 }
 
 #[test]
@@ -264,8 +331,18 @@ fn stop_by_id_stops_only_that_instance() {
     let id = env.proc("w-2")["id"].as_u64().unwrap().to_string();
     env.ok(&["stop", &id]);
     env.wait_status("w-2", "stopped");
-    assert_eq!(env.proc("w-0")["status"], "online", "list: {:?}", statuses(&env));
-    assert_eq!(env.proc("w-1")["status"], "online", "list: {:?}", statuses(&env));
+    assert_eq!(
+        env.proc("w-0")["status"],
+        "online",
+        "list: {:?}",
+        statuses(&env)
+    );
+    assert_eq!(
+        env.proc("w-1")["status"],
+        "online",
+        "list: {:?}",
+        statuses(&env)
+    );
 }
 
 #[test]
@@ -309,7 +386,11 @@ fn force_starts_a_second_copy() {
     env.ok(&["start", "dup.sh", "-f"]);
     let list = env.list();
     assert_eq!(list.len(), 2, "list: {list:?}");
-    assert!(list.iter().all(|p| p["name"] == "dup" && p["status"] == "online"), "list: {list:?}");
+    assert!(
+        list.iter()
+            .all(|p| p["name"] == "dup" && p["status"] == "online"),
+        "list: {list:?}"
+    );
     let pids: Vec<&Value> = list.iter().map(|p| &p["pid"]).collect();
     assert_ne!(pids[0], pids[1]);
     assert_ne!(list[0]["id"], list[1]["id"]);
@@ -320,7 +401,10 @@ fn max_memory_restart_is_recorded() {
     let env = TestEnv::new();
     env.script("mem.sh", SLEEPER);
     env.ok(&["start", "mem.sh", "--max-memory-restart", "512M"]);
-    assert_eq!(env.describe("mem")["spec"]["max_memory_restart"], 536_870_912u64);
+    assert_eq!(
+        env.describe("mem")["spec"]["max_memory_restart"],
+        536_870_912u64
+    );
     let j = env.jlist();
     assert_eq!(j[0]["pm2_env"]["max_memory_restart"], 536_870_912u64);
 }

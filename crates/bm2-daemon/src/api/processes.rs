@@ -18,13 +18,19 @@ pub async fn details(State(s): State<AppState>) -> ApiResult<Vec<ProcDetail>> {
     Ok(Json(s.manager.details(None)?))
 }
 
-pub async fn describe(State(s): State<AppState>, Body(req): Body<TargetRequest>) -> ApiResult<DescribeResponse> {
+pub async fn describe(
+    State(s): State<AppState>,
+    Body(req): Body<TargetRequest>,
+) -> ApiResult<DescribeResponse> {
     Ok(Json(DescribeResponse {
         processes: s.manager.details(Some(&req.targets))?,
     }))
 }
 
-pub async fn start(State(s): State<AppState>, Body(req): Body<StartRequest>) -> ApiResult<ActionResponse> {
+pub async fn start(
+    State(s): State<AppState>,
+    Body(req): Body<StartRequest>,
+) -> ApiResult<ActionResponse> {
     Ok(Json(s.manager.start(req).await?))
 }
 
@@ -32,22 +38,37 @@ async fn act(s: &AppState, action: Action, req: &TargetRequest) -> ApiResult<Act
     Ok(Json(s.manager.act(action, &req.targets).await?))
 }
 
-pub async fn stop(State(s): State<AppState>, Body(req): Body<TargetRequest>) -> ApiResult<ActionResponse> {
+pub async fn stop(
+    State(s): State<AppState>,
+    Body(req): Body<TargetRequest>,
+) -> ApiResult<ActionResponse> {
     act(&s, Action::Stop, &req).await
 }
 
-pub async fn restart(State(s): State<AppState>, Body(req): Body<TargetRequest>) -> ApiResult<ActionResponse> {
+pub async fn restart(
+    State(s): State<AppState>,
+    Body(req): Body<TargetRequest>,
+) -> ApiResult<ActionResponse> {
     act(&s, Action::Restart, &req).await
 }
 
-pub async fn delete(State(s): State<AppState>, Body(req): Body<TargetRequest>) -> ApiResult<ActionResponse> {
+pub async fn delete(
+    State(s): State<AppState>,
+    Body(req): Body<TargetRequest>,
+) -> ApiResult<ActionResponse> {
     act(&s, Action::Delete, &req).await
 }
 
-pub async fn reset(State(s): State<AppState>, Body(req): Body<TargetRequest>) -> ApiResult<ActionResponse> {
+pub async fn reset(
+    State(s): State<AppState>,
+    Body(req): Body<TargetRequest>,
+) -> ApiResult<ActionResponse> {
     act(&s, Action::Reset, &req).await
 }
 
-pub async fn signal(State(s): State<AppState>, Body(req): Body<SignalRequest>) -> ApiResult<ActionResponse> {
+pub async fn signal(
+    State(s): State<AppState>,
+    Body(req): Body<SignalRequest>,
+) -> ApiResult<ActionResponse> {
     Ok(Json(s.manager.signal(&req.targets, &req.signal).await?))
 }

@@ -69,7 +69,12 @@ fn open_log(path: &Path) -> Option<std::fs::File> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    match OpenOptions::new().create(true).append(true).mode(0o640).open(path) {
+    match OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+    {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::warn!(path = %path.display(), error = %e, "cannot open log file");

@@ -38,7 +38,10 @@ impl Metrics {
 
     /// The processes last seen in an instance's tree.
     pub fn tree(&self, id: ProcId) -> Vec<(u32, u64)> {
-        self.lock().get(&id).map(|s| s.tree.clone()).unwrap_or_default()
+        self.lock()
+            .get(&id)
+            .map(|s| s.tree.clone())
+            .unwrap_or_default()
     }
 
     /// Replaces all samples.

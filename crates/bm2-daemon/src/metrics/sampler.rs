@@ -1,5 +1,10 @@
-//! The periodic sampler: one `/proc` scan per tick attributes every process to its instance,
-//! measures it, enforces `max_memory_restart` and reaps orphans adopted by the daemon.
+//! The periodic sampler: each tick attributes processes to their instance, measures every tree,
+//! enforces `max_memory_restart` and reaps orphans adopted by the daemon.
+//!
+//! A process seen once outside every app tree is not read again: it can only join a tree by being
+//! new (a new pid). Its pid is dropped from that list when it disappears, and the list is cleared
+//! when the set of main processes changes and every [`FULL_SCAN_EVERY`] ticks, as a guard against
+//! pid reuse.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -16,6 +21,9 @@ use crate::supervisor::actor::Command;
 
 type Key = (u32, u64);
 
+/// Ticks between two scans that read every process.
+const FULL_SCAN_EVERY: u32 = 10;
+
 struct Sampler {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
@@ -24,6 +32,10 @@ struct Sampler {
     prev_ticks: HashMap<Key, u64>,
     orphan_owner: HashMap<Key, Option<ProcId>>,
     last: Instant,
+    reader: procfs::StatReader,
+    outsiders: HashSet<u32>,
+    last_mains: Vec<u32>,
+    ticks: u32,
 }
 
 /// Samples every `interval` until the runtime ends.
@@ -36,6 +48,10 @@ pub async fn run_sampler(shared: Arc<Shared>, registry: Arc<Registry>, interval:
         prev_ticks: HashMap::new(),
         orphan_owner: HashMap::new(),
         last: Instant::now(),
+        reader: procfs::StatReader::default(),
+        outsiders: HashSet::new(),
+        last_mains: Vec::new(),
+        ticks: 0,
     };
     let mut timer = tokio::time::interval(interval);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -59,7 +75,14 @@ impl Sampler {
             self.shared.metrics.replace(HashMap::new());
             return;
         }
-        let snapshot = procfs::snapshot();
+        let mut mains_sorted: Vec<u32> = running.iter().map(|r| r.1).collect();
+        mains_sorted.sort_unstable();
+        self.ticks += 1;
+        if mains_sorted != self.last_mains || self.ticks.is_multiple_of(FULL_SCAN_EVERY) {
+            self.outsiders.clear();
+            self.last_mains = mains_sorted;
+        }
+        let snapshot = self.scan();
         let elapsed = self.last.elapsed().as_secs_f64().max(1e-3);
         self.last = Instant::now();
         let tree = Tree::new(&snapshot);
@@ -80,7 +103,10 @@ impl Sampler {
             let mut delta_ticks = 0u64;
             for p in members.iter().filter(|p| !p.is_zombie()) {
                 let key = (p.pid, p.start_time);
-                delta_ticks += self.prev_ticks.get(&key).map_or(0, |prev| p.cpu_ticks.saturating_sub(*prev));
+                delta_ticks += self
+                    .prev_ticks
+                    .get(&key)
+                    .map_or(0, |prev| p.cpu_ticks.saturating_sub(*prev));
                 next_ticks.insert(key, p.cpu_ticks);
                 sample.memory += p.rss_pages * self.page_size;
                 sample.tree.push(key);
@@ -97,6 +123,16 @@ impl Sampler {
             }
             samples.insert(id, sample);
         }
+        let members: HashSet<u32> = next_ticks.keys().map(|k| k.0).collect();
+        self.reader.keep_open(&members);
+        self.outsiders.extend(
+            snapshot
+                .iter()
+                .filter(|p| {
+                    !members.contains(&p.pid) && !p.is_zombie() && p.ppid != std::process::id()
+                })
+                .map(|p| p.pid),
+        );
         self.prev_ticks = next_ticks;
         self.shared.metrics.replace(samples);
         let me = std::process::id();
@@ -108,9 +144,31 @@ impl Sampler {
         self.shared.table.reap_orphans(zombies);
     }
 
+    /// Reads every process not known to be outside all app trees.
+    fn scan(&mut self) -> Vec<ProcStat> {
+        let pids = procfs::pids();
+        let alive: HashSet<u32> = pids.iter().copied().collect();
+        self.outsiders.retain(|pid| alive.contains(pid));
+        let members: HashSet<u32> = self.prev_ticks.keys().map(|k| k.0).collect();
+        pids.into_iter()
+            .filter(|pid| !self.outsiders.contains(pid))
+            .filter_map(|pid| {
+                if members.contains(&pid) {
+                    self.reader.read_kept(pid)
+                } else {
+                    self.reader.read(pid)
+                }
+            })
+            .collect()
+    }
+
     /// Children of the daemon that are not main processes: orphans adopted as subreaper, owned
     /// by the instance whose marker their environment carries.
-    fn attribute_orphans<'a>(&mut self, tree: &Tree<'a>, mains: &HashSet<u32>) -> Vec<(&'a ProcStat, ProcId)> {
+    fn attribute_orphans<'a>(
+        &mut self,
+        tree: &Tree<'a>,
+        mains: &HashSet<u32>,
+    ) -> Vec<(&'a ProcStat, ProcId)> {
         let me = std::process::id();
         let home = format!("BM2_HOME={}", self.shared.home.root().display());
         let mut seen = HashMap::new();

@@ -116,7 +116,12 @@ struct Actor {
 }
 
 /// Starts the actor of an instance (stopped) and returns its handle.
-pub fn spawn_actor(inst: Arc<Instance>, spec: Arc<AppSpec>, restarts: u32, shared: Arc<Shared>) -> Handle {
+pub fn spawn_actor(
+    inst: Arc<Instance>,
+    spec: Arc<AppSpec>,
+    restarts: u32,
+    shared: Arc<Shared>,
+) -> Handle {
     let (tx, rx) = mpsc::channel(16);
     let (view_tx, view_rx) = watch::channel(InstanceView::new(spec.clone(), restarts));
     let actor = Actor {
@@ -174,7 +179,11 @@ impl Actor {
     async fn on_command(&mut self, cmd: Command) -> bool {
         match cmd {
             Command::Start(reply) => {
-                let result = if self.child.is_some() { Ok(()) } else { self.fresh_start() };
+                let result = if self.child.is_some() {
+                    Ok(())
+                } else {
+                    self.fresh_start()
+                };
                 let _ = reply.send(result);
             }
             Command::Stop(reply) => {
@@ -202,7 +211,9 @@ impl Actor {
             Command::Signal(sig, reply) => {
                 let _ = reply.send(self.signal(sig));
             }
-            Command::MemoryExceeded { pid, used, limit } => self.on_memory_exceeded(pid, used, limit).await,
+            Command::MemoryExceeded { pid, used, limit } => {
+                self.on_memory_exceeded(pid, used, limit).await;
+            }
         }
         false
     }
@@ -238,9 +249,8 @@ impl Actor {
                 format!("{} is not running", self.inst.display_name()),
             ));
         };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), sig).map_err(|e| {
-            ApiError::new("signal_failed", format!("signal to pid {}: {e}", run.pid))
-        })
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), sig)
+            .map_err(|e| ApiError::new("signal_failed", format!("signal to pid {}: {e}", run.pid)))
     }
 
     /// Starts the process now. On failure the instance is `errored` with the reason.
@@ -270,10 +280,13 @@ impl Actor {
         let shared = &self.shared;
         let launch = spawn::plan(&self.spec, &self.inst.env, &shared.table)?;
         let mut cmd = spawn::command(&launch, &self.spec, &self.inst.env)?;
-        let mut child = shared.table.spawn(&mut cmd).map_err(|source| spawn::SpawnError::Os {
-            program: launch.program.display().to_string(),
-            source,
-        })?;
+        let mut child = shared
+            .table
+            .spawn(&mut cmd)
+            .map_err(|source| spawn::SpawnError::Os {
+                program: launch.program.display().to_string(),
+                source,
+            })?;
         let pid = child.id().unwrap_or_default();
         if let Some(fd) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
             logs::spawn_pump(fd, self.inst.out_log.clone());
@@ -302,7 +315,11 @@ impl Actor {
             v.unstable_restarts = unstable;
             v.interpreter = launch.interpreter;
             v.exec_path = Some(launch.script);
-            if !v.reason.as_deref().is_some_and(|r| r.starts_with("restarted")) {
+            if !v
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("restarted"))
+            {
                 v.reason = None;
             }
         });
@@ -350,7 +367,8 @@ impl Actor {
             kill::signal_all(Some(run.pid), &kill::alive(&rest), Signal::SIGKILL);
             kill::wait_gone(&rest, Duration::from_secs(5)).await;
         }
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(run.pid as i32), Signal::SIGKILL);
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(run.pid as i32), Signal::SIGKILL);
         self.shared.table.reap_orphans(kill::zombie_orphans(&rest));
         (status, uptime)
     }
@@ -360,7 +378,8 @@ impl Actor {
         let Some(run) = self.child.take() else { return };
         self.shared.table.forget(run.pid);
         // Group members left behind by the main process are part of the app and end with it.
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(run.pid as i32), Signal::SIGKILL);
+        let _ =
+            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(run.pid as i32), Signal::SIGKILL);
         let exit = exit_info(status.ok(), run.started.elapsed());
         tracing::info!(id = self.inst.id, exit = %exit, "process exited");
         let decision = machine::on_exit(&self.policy, &mut self.counters, &exit);

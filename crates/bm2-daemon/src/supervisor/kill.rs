@@ -16,8 +16,13 @@ pub fn parse_signal(name: &str) -> Result<Signal, String> {
         return Signal::try_from(n).map_err(|_| format!("unknown signal number {n}"));
     }
     let upper = t.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    Signal::from_str(&full).map_err(|_| format!("unknown signal {name:?} (e.g. SIGTERM, SIGUSR2, HUP)"))
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&full)
+        .map_err(|_| format!("unknown signal {name:?} (e.g. SIGTERM, SIGUSR2, HUP)"))
 }
 
 /// How to recognise the processes of one app instance.
@@ -50,7 +55,10 @@ pub fn find_tree(main_pid: Option<u32>, marker: &Marker, known: &[(u32, u64)]) -
         .map(|p| (p.pid, p.start_time))
         .collect();
     for &(pid, start) in known {
-        if snapshot.iter().any(|p| p.pid == pid && p.start_time == start && !p.is_zombie()) {
+        if snapshot
+            .iter()
+            .any(|p| p.pid == pid && p.start_time == start && !p.is_zombie())
+        {
             out.push((pid, start));
         }
     }
@@ -70,13 +78,19 @@ pub fn find_marked(marker: &Marker) -> Vec<(u32, u64)> {
         .collect()
 }
 
-/// Sends `sig` to a process group and to each listed process that is still the same process.
+/// Sends `sig` once to every process of a group and of a list: to the group with `killpg`, and
+/// to each listed process outside that group that is still the same process.
 pub fn signal_all(pgid: Option<u32>, procs: &[(u32, u64)], sig: Signal) {
-    if let Some(pgid) = pgid.filter(|g| *g > 1) {
+    let pgid = pgid.filter(|g| *g > 1);
+    if let Some(pgid) = pgid {
         let _ = killpg(Pid::from_raw(pgid as i32), sig);
     }
     for &(pid, start) in procs {
-        if procfs::is_same_process(pid, start) {
+        if let Some(s) = procfs::read_stat(pid)
+            && s.start_time == start
+            && !s.is_zombie()
+            && Some(s.pgrp) != pgid
+        {
             let _ = kill(Pid::from_raw(pid as i32), sig);
         }
     }
@@ -100,19 +114,6 @@ pub fn alive(procs: &[(u32, u64)]) -> Vec<(u32, u64)> {
         .copied()
         .filter(|&(pid, start)| procfs::is_same_process(pid, start))
         .collect()
-}
-
-/// Sends `sig`, waits up to `grace` for every listed process to end, then SIGKILLs what is left
-/// and waits for it.
-pub async fn terminate(pgid: Option<u32>, procs: &[(u32, u64)], sig: Signal, grace: Duration) {
-    signal_all(pgid, procs, sig);
-    if !wait_gone(procs, grace).await {
-        signal_all(pgid, &alive(procs), Signal::SIGKILL);
-        if let Some(pgid) = pgid.filter(|g| *g > 1) {
-            let _ = killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL);
-        }
-        wait_gone(procs, Duration::from_secs(5)).await;
-    }
 }
 
 /// Polls until none of `procs` is alive; false on timeout.

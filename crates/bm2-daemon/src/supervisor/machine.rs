@@ -143,21 +143,35 @@ mod tests {
     fn crash_restarts_immediately_by_default() {
         let mut c = Counters::default();
         let d = on_exit(&policy(), &mut c, &exit(1, 5000));
-        assert_eq!(d, Decision::Restart { delay: Duration::ZERO });
+        assert_eq!(
+            d,
+            Decision::Restart {
+                delay: Duration::ZERO
+            }
+        );
         assert_eq!(c.restarts, 1);
         assert_eq!(c.unstable_restarts, 0);
     }
 
     #[test]
     fn unstable_restarts_past_max_give_up() {
-        let p = RestartPolicy { max_restarts: 3, ..policy() };
+        let p = RestartPolicy {
+            max_restarts: 3,
+            ..policy()
+        };
         let mut c = Counters::default();
         for _ in 0..3 {
-            assert!(matches!(on_exit(&p, &mut c, &exit(1, 10)), Decision::Restart { .. }));
+            assert!(matches!(
+                on_exit(&p, &mut c, &exit(1, 10)),
+                Decision::Restart { .. }
+            ));
         }
         match on_exit(&p, &mut c, &exit(1, 10)) {
             Decision::Error { reason } => {
-                assert!(reason.contains("exited with code 1 within min_uptime"), "{reason}");
+                assert!(
+                    reason.contains("exited with code 1 within min_uptime"),
+                    "{reason}"
+                );
                 assert!(reason.contains("4 times"), "{reason}");
             }
             other => panic!("expected error, got {other:?}"),
@@ -167,31 +181,63 @@ mod tests {
 
     #[test]
     fn stable_run_resets_unstable_count() {
-        let p = RestartPolicy { max_restarts: 1, ..policy() };
+        let p = RestartPolicy {
+            max_restarts: 1,
+            ..policy()
+        };
         let mut c = Counters::default();
-        assert!(matches!(on_exit(&p, &mut c, &exit(1, 10)), Decision::Restart { .. }));
-        assert!(matches!(on_exit(&p, &mut c, &exit(1, 2000)), Decision::Restart { .. }));
+        assert!(matches!(
+            on_exit(&p, &mut c, &exit(1, 10)),
+            Decision::Restart { .. }
+        ));
+        assert!(matches!(
+            on_exit(&p, &mut c, &exit(1, 2000)),
+            Decision::Restart { .. }
+        ));
         assert_eq!(c.unstable_restarts, 0);
-        assert!(matches!(on_exit(&p, &mut c, &exit(1, 10)), Decision::Restart { .. }));
+        assert!(matches!(
+            on_exit(&p, &mut c, &exit(1, 10)),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
     fn stop_exit_codes_and_autorestart_off_stop() {
-        let p = RestartPolicy { stop_exit_codes: vec![0, 3], ..policy() };
+        let p = RestartPolicy {
+            stop_exit_codes: vec![0, 3],
+            ..policy()
+        };
         let mut c = Counters::default();
-        assert!(matches!(on_exit(&p, &mut c, &exit(3, 10)), Decision::Stop { .. }));
-        assert!(matches!(on_exit(&p, &mut c, &exit(2, 10)), Decision::Restart { .. }));
-        let p = RestartPolicy { autorestart: false, ..policy() };
-        assert!(matches!(on_exit(&p, &mut c, &exit(0, 10)), Decision::Stop { .. }));
+        assert!(matches!(
+            on_exit(&p, &mut c, &exit(3, 10)),
+            Decision::Stop { .. }
+        ));
+        assert!(matches!(
+            on_exit(&p, &mut c, &exit(2, 10)),
+            Decision::Restart { .. }
+        ));
+        let p = RestartPolicy {
+            autorestart: false,
+            ..policy()
+        };
+        assert!(matches!(
+            on_exit(&p, &mut c, &exit(0, 10)),
+            Decision::Stop { .. }
+        ));
     }
 
     #[test]
     fn fixed_restart_delay_is_used() {
-        let p = RestartPolicy { restart_delay: Duration::from_millis(250), ..policy() };
+        let p = RestartPolicy {
+            restart_delay: Duration::from_millis(250),
+            ..policy()
+        };
         let mut c = Counters::default();
         assert_eq!(
             on_exit(&p, &mut c, &exit(1, 5000)),
-            Decision::Restart { delay: Duration::from_millis(250) }
+            Decision::Restart {
+                delay: Duration::from_millis(250)
+            }
         );
     }
 
@@ -216,6 +262,11 @@ mod tests {
         }
         assert_eq!(c.last_backoff, Some(BACKOFF_MAX));
         let d = on_exit(&p, &mut c, &exit(1, 31_000));
-        assert_eq!(d, Decision::Restart { delay: Duration::from_millis(100) });
+        assert_eq!(
+            d,
+            Decision::Restart {
+                delay: Duration::from_millis(100)
+            }
+        );
     }
 }

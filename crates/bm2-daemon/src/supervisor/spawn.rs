@@ -14,7 +14,9 @@ use tokio::process::{Child, Command};
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     /// The script is neither a file nor a program on `PATH`.
-    #[error("script not found: {script} (no such file in {cwd}, and no program of that name on PATH)")]
+    #[error(
+        "script not found: {script} (no such file in {cwd}, and no program of that name on PATH)"
+    )]
     ScriptNotFound {
         /// The script as given.
         script: String,
@@ -102,7 +104,9 @@ impl ChildTable {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
-        self.pids.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -122,14 +126,20 @@ pub struct Launch {
 }
 
 /// Resolves what to execute for `spec`, looking programs up on the `PATH` of `env`.
-pub fn plan(spec: &AppSpec, env: &BTreeMap<String, String>, table: &ChildTable) -> Result<Launch, SpawnError> {
+pub fn plan(
+    spec: &AppSpec,
+    env: &BTreeMap<String, String>,
+    table: &ChildTable,
+) -> Result<Launch, SpawnError> {
     let cwd = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
     match std::fs::metadata(&cwd) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(bad_cwd(&cwd, "not a directory")),
         Err(e) => return Err(bad_cwd(&cwd, &e.to_string())),
     }
-    let path_var = env.get("PATH").map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+    let path_var = env
+        .get("PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
     let script = resolve_script(&spec.script, &cwd, path_var)?;
     let interpreter = match spec.interpreter.as_deref() {
         Some("none" | "") => None,
@@ -169,7 +179,11 @@ pub fn plan(spec: &AppSpec, env: &BTreeMap<String, String>, table: &ChildTable) 
 }
 
 /// Builds the command for a launch: own process group, piped output, exact environment, user.
-pub fn command(launch: &Launch, spec: &AppSpec, env: &BTreeMap<String, String>) -> Result<Command, SpawnError> {
+pub fn command(
+    launch: &Launch,
+    spec: &AppSpec,
+    env: &BTreeMap<String, String>,
+) -> Result<Command, SpawnError> {
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args)
         .current_dir(&launch.cwd)
@@ -237,7 +251,11 @@ impl Interp {
     }
 }
 
-fn interpreter_for(script: &Path, path_var: &str, table: &ChildTable) -> Result<Option<Interp>, SpawnError> {
+fn interpreter_for(
+    script: &Path,
+    path_var: &str,
+    table: &ChildTable,
+) -> Result<Option<Interp>, SpawnError> {
     let ext = script.extension().and_then(|e| e.to_str()).unwrap_or("");
     let program = match ext {
         "js" | "mjs" | "cjs" => "node",
@@ -282,7 +300,9 @@ fn node_version(node: &Path, table: &ChildTable) -> Option<(u32, u32)> {
     type Versions = Vec<(PathBuf, Option<(u32, u32)>)>;
     static CACHE: OnceLock<Mutex<Versions>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
-    let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some((_, v)) = cache.iter().find(|(p, _)| p == node) {
         return *v;
     }
@@ -361,7 +381,10 @@ mod tests {
     }
 
     fn env() -> BTreeMap<String, String> {
-        BTreeMap::from([("PATH".to_string(), std::env::var("PATH").unwrap_or_default())])
+        BTreeMap::from([(
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_default(),
+        )])
     }
 
     #[test]
@@ -372,7 +395,10 @@ mod tests {
         let table = ChildTable::default();
         let py = plan(&spec_in(dir.path(), "a.py"), &env(), &table).unwrap();
         assert_eq!(py.interpreter.as_deref(), Some("python3"));
-        assert_eq!(py.args.last().unwrap(), &dir.path().join("a.py").display().to_string());
+        assert_eq!(
+            py.args.last().unwrap(),
+            &dir.path().join("a.py").display().to_string()
+        );
         let sh = plan(&spec_in(dir.path(), "b.sh"), &env(), &table).unwrap();
         assert_eq!(sh.interpreter.as_deref(), Some("bash"));
     }
@@ -392,9 +418,15 @@ mod tests {
         let mut s = spec_in(dir.path(), "x.py");
         std::fs::write(dir.path().join("x.py"), "").unwrap();
         s.interpreter = Some("no-such-interpreter-xyz".into());
-        assert!(matches!(plan(&s, &env(), &table), Err(SpawnError::InterpreterNotFound { .. })));
+        assert!(matches!(
+            plan(&s, &env(), &table),
+            Err(SpawnError::InterpreterNotFound { .. })
+        ));
         let mut s = spec_in(&dir.path().join("missing"), "x.py");
         s.interpreter = None;
-        assert!(matches!(plan(&s, &env(), &table), Err(SpawnError::BadCwd { .. })));
+        assert!(matches!(
+            plan(&s, &env(), &table),
+            Err(SpawnError::BadCwd { .. })
+        ));
     }
 }

@@ -21,10 +21,16 @@ pub fn run_daemon() -> ExitCode {
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
     if let Err(e) = init_logging(&home) {
-        eprintln!("bm2 daemon: cannot open {}: {e}", home.daemon_log().display());
+        eprintln!(
+            "bm2 daemon: cannot open {}: {e}",
+            home.daemon_log().display()
+        );
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bm2 daemon: cannot start the async runtime: {e}");
@@ -82,7 +88,10 @@ pub async fn ping(client: &Client) -> anyhow::Result<ExitCode> {
 pub async fn kill(client: &Client) -> anyhow::Result<ExitCode> {
     match client.kill().await {
         Ok(p) => {
-            render::info(&format!("stopped all processes and the daemon (pid {})", p.pid));
+            render::info(&format!(
+                "stopped all processes and the daemon (pid {})",
+                p.pid
+            ));
             wait_for_exit(p.pid).await;
             Ok(ExitCode::SUCCESS)
         }
@@ -107,7 +116,11 @@ async fn wait_for_exit(pid: u32) {
 
 pub async fn save(client: &Client) -> anyhow::Result<ExitCode> {
     let s = client.save().await.map_err(api_error)?;
-    render::info(&format!("saved {} processes to {}", s.count, s.path.display()));
+    render::info(&format!(
+        "saved {} processes to {}",
+        s.count,
+        s.path.display()
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

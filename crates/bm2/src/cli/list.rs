@@ -48,7 +48,11 @@ fn sort_list(list: &mut [ProcSummary], spec: &str) -> anyhow::Result<()> {
         "memory" | "mem" => |a, b| a.memory.cmp(&b.memory),
         "restarts" | "restart" => |a, b| a.restarts.cmp(&b.restarts),
         // Uptime grows as the start time recedes; not running counts as no uptime.
-        "uptime" => |a, b| b.started_at_ms.unwrap_or(u64::MAX).cmp(&a.started_at_ms.unwrap_or(u64::MAX)),
+        "uptime" => |a, b| {
+            b.started_at_ms
+                .unwrap_or(u64::MAX)
+                .cmp(&a.started_at_ms.unwrap_or(u64::MAX))
+        },
         other => anyhow::bail!(
             "--sort: unknown field {other:?}; use name, id, cpu, memory, restarts or uptime"
         ),

@@ -16,8 +16,16 @@ use crate::render;
 
 /// bm2 keeps your apps alive: a process manager for any language, compatible with PM2.
 #[derive(Debug, Parser)]
-#[command(name = "bm2", version, about, propagate_version = true, arg_required_else_help = true)]
-#[command(after_help = "Examples:\n  bm2 start server.js --name api -i 4\n  bm2 start app.py -- --port 8000\n  bm2 list\n  bm2 logs api\n  bm2 restart api\n\nEnvironment: BM2_HOME (default ~/.bm2), NO_COLOR.")]
+#[command(
+    name = "bm2",
+    version,
+    about,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+#[command(
+    after_help = "Examples:\n  bm2 start server.js --name api -i 4\n  bm2 start app.py -- --port 8000\n  bm2 list\n  bm2 logs api\n  bm2 restart api\n\nEnvironment: BM2_HOME (default ~/.bm2), NO_COLOR."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
@@ -27,10 +35,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Start a script, binary or command and keep it alive
-    #[command(after_help = "Examples:\n  bm2 start server.js --name api --max-memory-restart 512M\n  bm2 start worker.py -i 4 --env QUEUE=jobs\n  bm2 start npm --name web -- run start\n  bm2 start ./server --kill-timeout 10000 --kill-signal SIGTERM")]
+    #[command(
+        after_help = "Examples:\n  bm2 start server.js --name api --max-memory-restart 512M\n  bm2 start worker.py -i 4 --env QUEUE=jobs\n  bm2 start npm --name web -- run start\n  bm2 start ./server --kill-timeout 10000 --kill-signal SIGTERM"
+    )]
     Start(Box<start::StartArgs>),
     /// Stop processes (id, name, namespace, all, script path or /regex/)
-    #[command(after_help = "Examples:\n  bm2 stop api\n  bm2 stop 0 3\n  bm2 stop all\n  bm2 stop /^worker-/")]
+    #[command(
+        after_help = "Examples:\n  bm2 stop api\n  bm2 stop 0 3\n  bm2 stop all\n  bm2 stop /^worker-/"
+    )]
     Stop(targets::Targets),
     /// Restart processes (stop, then start)
     #[command(after_help = "Examples:\n  bm2 restart api\n  bm2 restart all")]
@@ -42,7 +54,10 @@ pub enum Cmd {
     #[command(after_help = "Examples:\n  bm2 reset api\n  bm2 reset all")]
     Reset(targets::Targets),
     /// Send a signal to processes: `bm2 signal SIGUSR2 api` (or `bm2 signal api SIGUSR2`)
-    #[command(visible_alias = "sendSignal", after_help = "Examples:\n  bm2 signal SIGUSR2 api\n  bm2 signal api HUP")]
+    #[command(
+        visible_alias = "sendSignal",
+        after_help = "Examples:\n  bm2 signal SIGUSR2 api\n  bm2 signal api HUP"
+    )]
     Signal(targets::SignalArgs),
     /// List processes
     #[command(visible_aliases = ["ls", "l", "status", "ps"], after_help = "Examples:\n  bm2 list\n  bm2 list --sort memory:desc\n  bm2 list --json")]
@@ -69,7 +84,10 @@ pub enum Cmd {
     /// Stop every process, then the daemon
     Kill,
     /// Save the process list, for `bm2 resurrect`
-    #[command(visible_alias = "dump", after_help = "Example:\n  bm2 save && bm2 resurrect")]
+    #[command(
+        visible_alias = "dump",
+        after_help = "Example:\n  bm2 save && bm2 resurrect"
+    )]
     Save,
     /// Start the processes saved by `bm2 save`
     Resurrect,
@@ -105,14 +123,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Prints the outcome of an action: the failures, then the process list.
-pub async fn report(client: &Client, res: Result<ActionResponse, ClientError>) -> anyhow::Result<ExitCode> {
+pub async fn report(
+    client: &Client,
+    res: Result<ActionResponse, ClientError>,
+) -> anyhow::Result<ExitCode> {
     let res = res.map_err(api_error)?;
     for e in &res.errors {
         render::error(&render::api_error_text(e));
     }
     let list = client.list().await?;
     render::table::print(&list);
-    Ok(if res.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if res.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Turns a daemon refusal into an error with its hint.

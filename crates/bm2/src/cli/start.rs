@@ -89,7 +89,10 @@ pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
     if !here.join(&args.script).is_file() {
         let list = client.list().await.map_err(super::api_error)?;
         let t = args.script.as_str();
-        if list.iter().any(|p| p.name == t || p.instance_name == t || p.id.to_string() == t) {
+        if list
+            .iter()
+            .any(|p| p.name == t || p.instance_name == t || p.id.to_string() == t)
+        {
             let res = client.restart(vec![args.script.clone()]).await;
             return report(client, res).await;
         }
@@ -124,7 +127,8 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         env.insert(k.to_string(), v.to_string());
     }
     let split = |s: Option<String>| -> Vec<String> {
-        s.map(|s| s.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+        s.map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
     };
     let spec = AppSpec {
         name,

@@ -92,14 +92,21 @@ fn split_signal(mut words: Vec<String>) -> anyhow::Result<(String, Vec<String>)>
 
 pub async fn signal(client: &Client, s: SignalArgs) -> anyhow::Result<ExitCode> {
     let (sig, targets) = split_signal(s.words)?;
-    let res = client.signal(normalize(targets), sig.clone()).await.map_err(api_error)?;
+    let res = client
+        .signal(normalize(targets), sig.clone())
+        .await
+        .map_err(api_error)?;
     for e in &res.errors {
         crate::render::error(&crate::render::api_error_text(e));
     }
     for p in &res.processes {
         crate::render::info(&format!("sent {sig} to {} (id {})", p.instance_name, p.id));
     }
-    Ok(if res.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if res.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub async fn pids(client: &Client, t: OptionalTargets) -> anyhow::Result<ExitCode> {

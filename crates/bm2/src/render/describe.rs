@@ -9,7 +9,9 @@ use super::{color, iso_time, since, uptime};
 /// Prints the detail table of one instance.
 pub fn print(d: &ProcDetail) {
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Disabled);
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled);
     if !color() {
         table.force_no_tty();
     }
@@ -35,37 +37,98 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
         ("Exec Mode", spec.exec_mode.pm2_name().to_string()),
         ("Instances", d.instances.to_string()),
         ("Namespace", s.namespace.clone()),
-        ("Uptime", if running { uptime(since(s.started_at_ms)) } else { dash() }),
+        (
+            "Uptime",
+            if running {
+                uptime(since(s.started_at_ms))
+            } else {
+                dash()
+            },
+        ),
         ("Restarts", s.restarts.to_string()),
         ("Unstable Restarts", s.unstable_restarts.to_string()),
-        ("Last Exit", d.last_exit.as_ref().map_or_else(dash, |e| {
-            format!("{e} at {} after {}", iso_time(e.at_ms), uptime(e.uptime_ms))
-        })),
-        ("CPU", if running { format!("{:.1}%", s.cpu) } else { dash() }),
-        ("Memory", if running { format_bytes(s.memory) } else { dash() }),
-        ("File Handles", d.file_handles.map_or_else(dash, |n| n.to_string())),
+        (
+            "Last Exit",
+            d.last_exit.as_ref().map_or_else(dash, |e| {
+                format!("{e} at {} after {}", iso_time(e.at_ms), uptime(e.uptime_ms))
+            }),
+        ),
+        (
+            "CPU",
+            if running {
+                format!("{:.1}%", s.cpu)
+            } else {
+                dash()
+            },
+        ),
+        (
+            "Memory",
+            if running {
+                format_bytes(s.memory)
+            } else {
+                dash()
+            },
+        ),
+        (
+            "File Handles",
+            d.file_handles.map_or_else(dash, |n| n.to_string()),
+        ),
         ("Script", spec.script.clone()),
         ("Args", join(&spec.args)),
-        ("CWD", spec.cwd.as_ref().map_or_else(dash, |c| c.display().to_string())),
-        ("Interpreter", d.interpreter.clone().unwrap_or_else(|| "none".into())),
-        ("Interpreter Args", join(&[spec.node_args.clone(), spec.interpreter_args.clone()].concat())),
+        (
+            "CWD",
+            spec.cwd
+                .as_ref()
+                .map_or_else(dash, |c| c.display().to_string()),
+        ),
+        (
+            "Interpreter",
+            d.interpreter.clone().unwrap_or_else(|| "none".into()),
+        ),
+        (
+            "Interpreter Args",
+            join(&[spec.node_args.clone(), spec.interpreter_args.clone()].concat()),
+        ),
         ("Autorestart", spec.autorestart.to_string()),
         ("Max Restarts", spec.max_restarts.to_string()),
         ("Min Uptime", format!("{} ms", spec.min_uptime)),
-        ("Restart Delay", match spec.exp_backoff_restart_delay {
-            Some(ms) => format!("exponential backoff from {ms} ms"),
-            None => format!("{} ms", spec.restart_delay),
-        }),
-        ("Stop Exit Codes", if spec.stop_exit_codes.is_empty() { dash() } else {
-            spec.stop_exit_codes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
-        }),
+        (
+            "Restart Delay",
+            match spec.exp_backoff_restart_delay {
+                Some(ms) => format!("exponential backoff from {ms} ms"),
+                None => format!("{} ms", spec.restart_delay),
+            },
+        ),
+        (
+            "Stop Exit Codes",
+            if spec.stop_exit_codes.is_empty() {
+                dash()
+            } else {
+                spec.stop_exit_codes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
         ("Kill Signal", spec.kill_signal.clone()),
         ("Kill Timeout", format!("{} ms", spec.kill_timeout)),
-        ("Max Memory Restart", spec.max_memory_restart.map_or_else(|| "disabled".into(), |b| format_bytes(b.0))),
-        ("User", match (&spec.uid, &spec.gid) {
-            (None, None) => dash(),
-            (u, g) => format!("{}:{}", u.as_deref().unwrap_or("-"), g.as_deref().unwrap_or("-")),
-        }),
+        (
+            "Max Memory Restart",
+            spec.max_memory_restart
+                .map_or_else(|| "disabled".into(), |b| format_bytes(b.0)),
+        ),
+        (
+            "User",
+            match (&spec.uid, &spec.gid) {
+                (None, None) => dash(),
+                (u, g) => format!(
+                    "{}:{}",
+                    u.as_deref().unwrap_or("-"),
+                    g.as_deref().unwrap_or("-")
+                ),
+            },
+        ),
         ("Created", iso_time(d.created_at_ms)),
         ("Out Log", d.out_log.display().to_string()),
         ("Error Log", d.err_log.display().to_string()),

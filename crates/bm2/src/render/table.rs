@@ -21,13 +21,28 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(["id", "name", "namespace", "mode", "status", "pid", "cpu", "memory", "↺", "uptime"]);
+        .set_header([
+            "id",
+            "name",
+            "namespace",
+            "mode",
+            "status",
+            "pid",
+            "cpu",
+            "memory",
+            "↺",
+            "uptime",
+        ]);
     if !colored {
         table.force_no_tty();
     }
     for p in list {
         let status = Cell::new(p.status.as_str());
-        let status = if colored { status.fg(status_color(p.status)) } else { status };
+        let status = if colored {
+            status.fg(status_color(p.status))
+        } else {
+            status
+        };
         let mode = match p.exec_mode {
             ExecMode::Fork => "fork",
             ExecMode::Cluster => "cluster",
@@ -40,10 +55,22 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
             Cell::new(mode),
             status,
             Cell::new(p.pid.map_or_else(|| "-".to_string(), |pid| pid.to_string())),
-            Cell::new(if running { format!("{:.1}%", p.cpu) } else { "-".into() }),
-            Cell::new(if running { format_bytes(p.memory) } else { "-".into() }),
+            Cell::new(if running {
+                format!("{:.1}%", p.cpu)
+            } else {
+                "-".into()
+            }),
+            Cell::new(if running {
+                format_bytes(p.memory)
+            } else {
+                "-".into()
+            }),
             Cell::new(p.restarts),
-            Cell::new(if running { uptime(since(p.started_at_ms)) } else { "-".into() }),
+            Cell::new(if running {
+                uptime(since(p.started_at_ms))
+            } else {
+                "-".into()
+            }),
         ]);
     }
     table

@@ -21,8 +21,14 @@ pub struct TestEnv {
 impl TestEnv {
     pub fn new() -> TestEnv {
         TestEnv {
-            home: tempfile::Builder::new().prefix("bm2-home-").tempdir().unwrap(),
-            dir: tempfile::Builder::new().prefix("bm2-work-").tempdir().unwrap(),
+            home: tempfile::Builder::new()
+                .prefix("bm2-home-")
+                .tempdir()
+                .unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("bm2-work-")
+                .tempdir()
+                .unwrap(),
         }
     }
 
@@ -103,7 +109,8 @@ impl TestEnv {
 
     /// `bm2 describe <target> --json`, first match.
     pub fn describe(&self, target: &str) -> Value {
-        let v: Vec<Value> = serde_json::from_str(&self.ok(&["describe", target, "--json"])).unwrap();
+        let v: Vec<Value> =
+            serde_json::from_str(&self.ok(&["describe", target, "--json"])).unwrap();
         v.into_iter().next().unwrap()
     }
 
@@ -131,7 +138,11 @@ impl TestEnv {
     }
 
     pub fn daemon_pid(&self) -> Option<u32> {
-        fs::read_to_string(self.home.path().join("daemon.pid")).ok()?.trim().parse().ok()
+        fs::read_to_string(self.home.path().join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Live processes whose environment names this home: the daemon, the apps and their trees.
@@ -196,11 +207,17 @@ impl TestEnv {
 
     /// Waits until the stdout log of `target` contains `needle`; returns the whole log.
     pub fn wait_out(&self, target: &str, needle: &str) -> String {
-        let path = self.describe(target)["out_log"].as_str().expect("out_log is a path").to_string();
-        self.wait_for(&format!("{needle:?} in the stdout log of {target} ({path})"), || {
-            let log = fs::read_to_string(&path).unwrap_or_default();
-            log.contains(needle).then_some(log)
-        })
+        let path = self.describe(target)["out_log"]
+            .as_str()
+            .expect("out_log is a path")
+            .to_string();
+        self.wait_for(
+            &format!("{needle:?} in the stdout log of {target} ({path})"),
+            || {
+                let log = fs::read_to_string(&path).unwrap_or_default();
+                log.contains(needle).then_some(log)
+            },
+        )
     }
 
     /// Waits until the file `name` of the work directory holds a complete line; returns its text.
@@ -218,7 +235,8 @@ impl TestEnv {
             .filter(|pid| {
                 fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
                     let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-                    args.first().is_some_and(|a| a.ends_with(b"bm2")) && args.get(1).is_some_and(|a| *a == b"daemon")
+                    args.first().is_some_and(|a| a.ends_with(b"bm2"))
+                        && args.get(1).is_some_and(|a| *a == b"daemon")
                 })
             })
             .collect()
@@ -229,7 +247,8 @@ fn is_bm2_cli(pid: u32) -> bool {
     // A bm2 CLI run by the test itself (not the daemon) is not a leftover.
     fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
         let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
-        args.first().is_some_and(|a| a.ends_with(b"bm2")) && args.get(1).is_some_and(|a| *a != b"daemon")
+        args.first().is_some_and(|a| a.ends_with(b"bm2"))
+            && args.get(1).is_some_and(|a| *a != b"daemon")
     })
 }
 
@@ -248,18 +267,27 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 pub fn kill_pid(pid: u32, signal: &str) {
-    let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
 }
 
 /// A TCP port that is free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for TestEnv {
