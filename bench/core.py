@@ -224,6 +224,7 @@ class Manager:
     def __init__(self, key, label, binary, home_var, pidfile):
         self.key, self.label, self.binary = key, label, binary
         self.home_var, self.pidfile = home_var, pidfile
+        self.display = binary  # path shown in reports (the binary may be a private copy)
         self.ecosystem_ok = None  # None = not probed yet
         self.ecosystem_probe = None
         self.ping_starts_daemon = None
@@ -253,6 +254,7 @@ class Home:
         Output goes to files, not pipes, so a daemon that inherits the CLI's
         stdout cannot make us wait for EOF."""
         cmd = [self.mgr.binary] + list(args)
+        shown = [self.mgr.display] + list(args)
         if quiet:
             t0 = time.perf_counter()
             try:
@@ -260,14 +262,14 @@ class Home:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     timeout=timeout).returncode
             except subprocess.TimeoutExpired:
-                raise CmdError(cmd, "timeout", "", "", f"no exit after {timeout}s")
+                raise CmdError(shown, "timeout", "", "", f"no exit after {timeout}s")
             dt = time.perf_counter() - t0
             if check and rc != 0:
                 if args and args[0] in ("list", "jlist", "ping"):
                     # read-only: re-run once with output captured, for the report
                     _, out, err, _ = self.run(args, timeout=timeout, check=False)
-                    raise CmdError(cmd, rc, out, err, "output below is from an identical re-run")
-                raise CmdError(cmd, rc, "(discarded)", "(discarded)")
+                    raise CmdError(shown, rc, out, err, "output below is from an identical re-run")
+                raise CmdError(shown, rc, "(discarded)", "(discarded)")
             return rc, "", "", dt
         with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
             t0 = time.perf_counter()
@@ -282,7 +284,7 @@ class Home:
             out = fo.read().decode("utf-8", "replace")
             err = fe.read().decode("utf-8", "replace")
         if rc == "timeout" or (check and rc != 0):
-            raise CmdError(cmd, rc, out, err,
+            raise CmdError(shown, rc, out, err,
                            f"no exit after {timeout}s" if rc == "timeout" else "")
         return rc, out, err, dt
 
@@ -318,11 +320,11 @@ class Home:
         rc, out, err, _ = self.run(["jlist"], timeout=timeout)
         i = out.find("[")
         if i < 0:
-            raise CmdError([self.mgr.binary, "jlist"], rc, out, err, "no JSON array in output")
+            raise CmdError([self.mgr.display, "jlist"], rc, out, err, "no JSON array in output")
         try:
             data, _ = json.JSONDecoder().raw_decode(out[i:])
         except ValueError as e:
-            raise CmdError([self.mgr.binary, "jlist"], rc, out, err, f"bad JSON: {e}")
+            raise CmdError([self.mgr.display, "jlist"], rc, out, err, f"bad JSON: {e}")
         for app in data:
             if isinstance(app, dict) and isinstance(app.get("pid"), int):
                 self.record(app["pid"])
@@ -351,7 +353,7 @@ class Home:
                 return time.perf_counter()
             if time.monotonic() > end:
                 got = sorted(self.online_names(last))
-                raise CmdError([self.mgr.binary, "jlist"], 0, json.dumps(
+                raise CmdError([self.mgr.display, "jlist"], 0, json.dumps(
                     [{"name": a.get("name"), "status": (a.get("pm2_env") or {}).get("status")}
                      for a in (last or [])])[:1500], "",
                     f"not all {len(want)} apps online after {timeout}s ({len(want & set(got))} are)")
@@ -491,7 +493,7 @@ def probe_ecosystem(mgr):
     ok, detail = False, ""
     try:
         rc, out, err, _ = home.run(["start", eco], timeout=60, check=False)
-        detail = f"$ {mgr.binary} start {eco}\nexit {rc}\nstdout: {out.strip()[-800:]}\nstderr: {err.strip()[-800:]}"
+        detail = f"$ {mgr.display} start {eco}\nexit {rc}\nstdout: {out.strip()[-800:]}\nstderr: {err.strip()[-800:]}"
         if rc == 0:
             try:
                 home.wait_online(names, timeout=10)
@@ -1049,7 +1051,9 @@ def main(argv=None):
             binary = os.path.join(d, "bm2")
             shutil.copy2(src, binary)
             bm2_info["snapshot_of"] = src
-        mgrs.append(Manager("bm2", "bm2", binary, "BM2_HOME", "daemon.pid"))
+        bm2 = Manager("bm2", "bm2", binary, "BM2_HOME", "daemon.pid")
+        bm2.display = src
+        mgrs.append(bm2)
 
     res = Results(mgrs)
     res.floor_crash = None
@@ -1068,7 +1072,7 @@ def main(argv=None):
     for m in mgrs:
         meta["managers"][m.key] = {"binary": m.binary, "version": version_of(m)}
     meta["managers"].get("bm2", {}).update(bm2_info)
-    log("managers: " + ", ".join(f"{m.label} {meta['managers'][m.key]['version']} ({m.binary})" for m in mgrs))
+    log("managers: " + ", ".join(f"{m.label} {meta['managers'][m.key]['version']} ({m.display})" for m in mgrs))
     interrupted = False
     funcs = {"list": sec_list, "cold": sec_cold, "rss": sec_rss, "crash": sec_crash, "many": sec_many}
     try:

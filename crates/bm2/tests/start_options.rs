@@ -408,3 +408,22 @@ fn max_memory_restart_is_recorded() {
     let j = env.jlist();
     assert_eq!(j[0]["pm2_env"]["max_memory_restart"], 536_870_912u64);
 }
+
+#[test]
+fn uid_and_gid_run_the_app_as_another_user() {
+    let env = TestEnv::new();
+    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if !is_root {
+        // Only root may switch users; that refusal is covered in spawn_errors.rs.
+        return;
+    }
+    // The work directory is private to root, so the app runs from /tmp.
+    env.script("who.sh", &printing("uid=$(id -u) gid=$(id -g)"));
+    env.ok(&[
+        "start", "who.sh", "--cwd", "/tmp", "--uid", "nobody", "--gid", "nogroup",
+    ]);
+    let expected_uid = String::from_utf8(Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout).unwrap();
+    let expected_gid = String::from_utf8(Command::new("getent").args(["group", "nogroup"]).output().unwrap().stdout).unwrap();
+    let gid = expected_gid.split(':').nth(2).unwrap().to_string();
+    env.wait_out("who", &format!("uid={} gid={gid}", expected_uid.trim()));
+}
