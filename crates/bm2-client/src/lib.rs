@@ -19,11 +19,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bm2_types::{
-    ActionResponse, ApiError, DescribeResponse, Home, PingResponse, ProcDetail, ProcSummary,
-    SaveResponse, SignalRequest, StartRequest, TargetRequest,
+    ActionResponse, ApiError, DescribeResponse, Home, LogEvent, LogFilesResponse, LogsRequest,
+    PingResponse, ProcDetail, ProcSummary, SaveResponse, SignalRequest, StartRequest,
+    TargetRequest,
 };
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -161,6 +162,33 @@ impl Client {
             .await
     }
 
+    /// Recent lines of apps' logs and, with `follow`, new lines as they are written.
+    pub async fn logs(&self, req: &LogsRequest) -> Result<LogStream, ClientError> {
+        let stream = match &self.daemon_exe {
+            Some(exe) => daemon::connect_or_start(&self.home, exe).await?,
+            None => self.connect_existing().await?,
+        };
+        let res = self
+            .send(stream, Method::POST, "/v1/logs", Some(req))
+            .await?;
+        Ok(LogStream {
+            body: res.into_body(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// Empties the log files of `targets` (all apps when empty).
+    pub async fn flush(&self, targets: Vec<String>) -> Result<LogFilesResponse, ClientError> {
+        self.call(Method::POST, "/v1/flush", Some(&TargetRequest { targets }))
+            .await
+    }
+
+    /// Reopens every log file.
+    pub async fn reload_logs(&self) -> Result<LogFilesResponse, ClientError> {
+        self.call(Method::POST, "/v1/reload-logs", None::<&()>)
+            .await
+    }
+
     async fn targets(
         &self,
         path: &str,
@@ -196,16 +224,30 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let transport = |message: String| ClientError::Transport {
-            path: self.home.socket(),
-            message,
-        };
+        let res = self.send(stream, method, path, body).await?;
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.transport(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&body).map_err(|e| self.transport(format!("bad response: {e}")))
+    }
+
+    /// Sends a request; a non-success answer becomes [`ClientError::Api`].
+    async fn send<B: Serialize>(
+        &self,
+        stream: UnixStream,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| transport(e.to_string()))?;
+            .map_err(|e| self.transport(e.to_string()))?;
         tokio::spawn(conn);
         let bytes = match body {
-            Some(b) => serde_json::to_vec(b).map_err(|e| transport(e.to_string()))?,
+            Some(b) => serde_json::to_vec(b).map_err(|e| self.transport(e.to_string()))?,
             None => Vec::new(),
         };
         let req = Request::builder()
@@ -214,29 +256,36 @@ impl Client {
             .header("host", "localhost")
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| transport(e.to_string()))?;
+            .map_err(|e| self.transport(e.to_string()))?;
         let res = sender
             .send_request(req)
             .await
-            .map_err(|e| transport(e.to_string()))?;
+            .map_err(|e| self.transport(e.to_string()))?;
         self.check_version(res.headers());
         let status = res.status();
+        if status.is_success() {
+            return Ok(res);
+        }
         let body = res
             .into_body()
             .collect()
             .await
-            .map_err(|e| transport(e.to_string()))?
+            .map_err(|e| self.transport(e.to_string()))?
             .to_bytes();
-        if !status.is_success() {
-            let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
-                ApiError::new(
-                    "http",
-                    format!("{status}: {}", String::from_utf8_lossy(&body)),
-                )
-            });
-            return Err(ClientError::Api(err));
+        let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
+            ApiError::new(
+                "http",
+                format!("{status}: {}", String::from_utf8_lossy(&body)),
+            )
+        });
+        Err(ClientError::Api(err))
+    }
+
+    fn transport(&self, message: String) -> ClientError {
+        ClientError::Transport {
+            path: self.home.socket(),
+            message,
         }
-        serde_json::from_slice(&body).map_err(|e| transport(format!("bad response: {e}")))
     }
 
     fn check_version(&self, headers: &hyper::HeaderMap) {
@@ -251,6 +300,43 @@ impl Client {
                 "warning: this bm2 is version {} but the daemon is {theirs}; run `bm2 kill` and start again to update it",
                 bm2_types::VERSION
             );
+        }
+    }
+}
+
+/// Log lines streamed by the daemon, one [`LogEvent`] at a time.
+#[derive(Debug)]
+pub struct LogStream {
+    body: Incoming,
+    buf: Vec<u8>,
+}
+
+impl LogStream {
+    /// The next line; `None` when the daemon ends the stream.
+    pub async fn next(&mut self) -> Option<Result<LogEvent, ClientError>> {
+        loop {
+            if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=i).collect();
+                return Some(serde_json::from_slice(&line[..i]).map_err(|e| {
+                    ClientError::Transport {
+                        path: PathBuf::new(),
+                        message: format!("bad log line: {e}"),
+                    }
+                }));
+            }
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Err(e) => {
+                    return Some(Err(ClientError::Transport {
+                        path: PathBuf::new(),
+                        message: e.to_string(),
+                    }));
+                }
+            }
         }
     }
 }

@@ -27,16 +27,19 @@ pub struct Shared {
     pub persist: persist::Persister,
     /// Latest CPU and memory samples.
     pub metrics: metrics::Metrics,
+    /// Open log files and the feed of live lines.
+    pub logs: std::sync::Arc<logs::LogHub>,
 }
 
 impl Shared {
-    /// Shared parts for a daemon in `home`.
-    pub fn new(home: Home) -> Shared {
+    /// Shared parts for a daemon in `home`, whose apps log with `log_defaults`.
+    pub fn new(home: Home, log_defaults: logs::LogDefaults) -> Shared {
         Shared {
             home,
             table: supervisor::spawn::ChildTable::default(),
             persist: persist::Persister::default(),
             metrics: metrics::Metrics::default(),
+            logs: std::sync::Arc::new(logs::LogHub::new(log_defaults)),
         }
     }
 }

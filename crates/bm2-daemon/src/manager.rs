@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bm2_types::{
-    ActionResponse, ApiError, AppSpec, PingResponse, ProcDetail, ProcId, ProcSummary, SaveResponse,
-    StartRequest,
+    ActionResponse, ApiError, AppSpec, LogsRequest, PingResponse, ProcDetail, ProcId, ProcSummary,
+    SaveResponse, StartRequest,
 };
 use tokio::sync::oneshot;
 
 use crate::Shared;
+use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths, Stream};
 use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::procfs;
 use crate::registry::{Handle, Instance, Registry};
@@ -18,6 +19,16 @@ use crate::supervisor::actor::{self, Command, Reply};
 use crate::supervisor::kill;
 use crate::time::now_ms;
 use bm2_types::Home;
+
+/// Recent log lines and the feed of new ones, for `bm2 logs`.
+pub struct LogSnapshot {
+    /// Lines already in the files.
+    pub history: Vec<bm2_types::LogEvent>,
+    /// New lines, when following.
+    pub live: Option<tokio::sync::broadcast::Receiver<Arc<bm2_types::LogEvent>>>,
+    /// The instances to follow; `None` for every app.
+    pub ids: Option<std::collections::HashSet<ProcId>>,
+}
 
 /// What is needed to register one instance.
 struct NewInstance {
@@ -48,12 +59,17 @@ pub struct ProcessManager {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
     started: Instant,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl ProcessManager {
     /// A manager for `home`, with its state writer and sampler running on the current runtime.
-    pub fn new(home: Home, sample_interval: Duration) -> Arc<ProcessManager> {
-        let shared = Arc::new(Shared::new(home));
+    pub fn new(
+        home: Home,
+        sample_interval: Duration,
+        log_defaults: LogDefaults,
+    ) -> Arc<ProcessManager> {
+        let shared = Arc::new(Shared::new(home, log_defaults));
         let registry = Arc::new(Registry::default());
         let writer = shared.clone();
         let reg = registry.clone();
@@ -70,7 +86,13 @@ impl ProcessManager {
             shared,
             registry,
             started: Instant::now(),
+            closing: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Becomes true when the manager shuts down; long-lived streams end then.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// The home this manager works in.
@@ -148,6 +170,13 @@ impl ProcessManager {
         env.insert("BM2_ID".into(), id.to_string());
         env.insert("pm_id".into(), id.to_string());
         env.insert("NODE_APP_INSTANCE".into(), index.to_string());
+        let name = if count > 1 {
+            format!("{}-{index}", spec.name)
+        } else {
+            spec.name.clone()
+        };
+        let log_paths = LogPaths::for_instance(home, &spec, id, count);
+        let logs = InstanceLogs::open(&self.shared.logs, &spec, &log_paths, id, name);
         let inst = Arc::new(Instance {
             id,
             app: spec.name.clone(),
@@ -155,8 +184,8 @@ impl ProcessManager {
             count,
             created_at_ms,
             env,
-            out_log: home.out_log(&spec.name, id),
-            err_log: home.err_log(&spec.name, id),
+            logs: Arc::new(std::sync::Mutex::new(logs)),
+            log_paths,
             pid_file: home.app_pid_file(&spec.name, id),
             marker,
         });
@@ -358,6 +387,7 @@ impl ProcessManager {
     /// Stops every instance. With `forget`, also empties the list and the state file (`bm2 kill`);
     /// without, the state file keeps what should run, for the next daemon (shutdown by signal).
     pub async fn shutdown(&self, forget: bool) {
+        self.closing.send_replace(true);
         let before = snapshot_state(&self.registry);
         let handles = self.registry.all();
         send_all(&handles, Command::Delete).await;
@@ -384,6 +414,53 @@ impl ProcessManager {
         if let Err(e) = persist::store(&self.shared.home.state_file(), &after) {
             tracing::error!(error = %e, "cannot write state file at shutdown");
         }
+    }
+
+    /// Recent lines of the instances named by `req`, and (when following) a feed of new lines,
+    /// taken together so that no line is missed or sent twice. Also returns the ids to follow
+    /// (`None`: every app, including apps started later).
+    pub fn logs(&self, req: &LogsRequest) -> Result<LogSnapshot, ApiError> {
+        let everything = req.targets.is_empty() || req.targets.iter().any(|t| t == "all");
+        let handles = if everything {
+            self.registry.all()
+        } else {
+            self.registry.resolve(&req.targets)?
+        };
+        let guards: Vec<_> = handles.iter().map(|h| logs::lock(&h.inst.logs)).collect();
+        let mut history = Vec::new();
+        for g in &guards {
+            if req.out {
+                history.extend(g.history(Stream::Out, req.lines));
+            }
+            if req.err {
+                history.extend(g.history(Stream::Err, req.lines));
+            }
+        }
+        let live = req.follow.then(|| self.shared.logs.subscribe());
+        drop(guards);
+        Ok(LogSnapshot {
+            history,
+            live,
+            ids: (!everything).then(|| handles.iter().map(|h| h.inst.id).collect()),
+        })
+    }
+
+    /// Empties the log files of the instances named by `targets` (all when empty).
+    pub fn flush_logs(&self, targets: &[String]) -> Result<usize, ApiError> {
+        let handles = if targets.is_empty() {
+            self.registry.all()
+        } else {
+            self.registry.resolve(targets)?
+        };
+        for h in &handles {
+            logs::lock(&h.inst.logs).flush();
+        }
+        Ok(handles.len())
+    }
+
+    /// Reopens every log file; returns how many.
+    pub fn reopen_logs(&self) -> usize {
+        self.shared.logs.reopen_all()
     }
 
     fn summary(&self, h: &Handle) -> ProcSummary {
@@ -423,8 +500,20 @@ impl ProcessManager {
             created_at_ms: h.inst.created_at_ms,
             last_exit: v.last_exit,
             status_reason: v.reason,
-            out_log: h.inst.out_log.clone(),
-            err_log: h.inst.err_log.clone(),
+            out_log: h
+                .inst
+                .log_paths
+                .out
+                .clone()
+                .unwrap_or_else(|| "/dev/null".into()),
+            err_log: h
+                .inst
+                .log_paths
+                .err
+                .clone()
+                .unwrap_or_else(|| "/dev/null".into()),
+            log_file: h.inst.log_paths.combined.clone(),
+            log_dropped_bytes: logs::lock(&h.inst.logs).dropped(),
             pid_file: h.inst.pid_file.clone(),
         }
     }
@@ -446,6 +535,21 @@ fn validate(spec: &AppSpec) -> Result<(), ApiError> {
     }
     if let Err(e) = kill::parse_signal(&spec.kill_signal) {
         return invalid(format!("app {:?}: kill_signal: {e}", spec.name));
+    }
+    if let Some(expr) = &spec.log_rotate_interval
+        && let Err(e) = logs::config::parse_cron(expr)
+    {
+        return invalid(format!("app {:?}: log_rotate_interval: {e}", spec.name));
+    }
+    if let Some(t) = spec
+        .log_type
+        .as_deref()
+        .filter(|t| !matches!(*t, "json" | "raw"))
+    {
+        return invalid(format!(
+            "app {:?}: log_type must be json or raw, not {t:?}",
+            spec.name
+        ));
     }
     Ok(())
 }

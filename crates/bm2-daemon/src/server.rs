@@ -49,6 +49,8 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
 pub struct DaemonOptions {
     /// How often CPU and memory are sampled.
     pub sample_interval: Duration,
+    /// Log settings apps inherit (from `config.toml`).
+    pub log_defaults: crate::logs::LogDefaults,
     /// Once the lock is held, point stdin/stdout at /dev/null and stderr at the daemon log, so
     /// that the daemon outlives the terminal or pipe it was started from.
     pub detach_stdio: bool,
@@ -72,6 +74,7 @@ impl Default for DaemonOptions {
     fn default() -> Self {
         DaemonOptions {
             sample_interval: Duration::from_secs(1),
+            log_defaults: crate::logs::LogDefaults::default(),
             detach_stdio: false,
         }
     }
@@ -91,7 +94,11 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "cannot become a child subreaper; double-forked processes may escape");
     }
-    let manager = ProcessManager::new(home.clone(), opts.sample_interval);
+    let manager = ProcessManager::new(
+        home.clone(),
+        opts.sample_interval,
+        opts.log_defaults.clone(),
+    );
     let restored = manager.restore().await?;
     if !restored.processes.is_empty() {
         tracing::info!(count = restored.processes.len(), "restored processes");

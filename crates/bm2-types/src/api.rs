@@ -107,3 +107,59 @@ pub struct DescribeResponse {
     /// The instances.
     pub processes: Vec<ProcDetail>,
 }
+
+/// Read an app's logs: recent lines, then (with `follow`) new lines as they are written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// Targets; empty means every app, including apps started later.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Recent lines to send first, per stream and instance.
+    #[serde(default = "default_lines")]
+    pub lines: usize,
+    /// Keep sending new lines.
+    #[serde(default)]
+    pub follow: bool,
+    /// Include stdout.
+    #[serde(default = "yes")]
+    pub out: bool,
+    /// Include stderr.
+    #[serde(default = "yes")]
+    pub err: bool,
+}
+
+fn default_lines() -> usize {
+    15
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One line of an app's output, as streamed by the logs API (one JSON object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEvent {
+    /// Instance id.
+    pub id: crate::ProcId,
+    /// Instance name.
+    pub name: String,
+    /// App name.
+    pub app: String,
+    /// `out` or `err`.
+    pub stream: String,
+    /// The line, as written to the log file, without its newline.
+    pub line: String,
+    /// True for lines read from the files before following began.
+    #[serde(default)]
+    pub history: bool,
+    /// Set on a notice that this many lines were skipped because the reader fell behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<u64>,
+}
+
+/// Result of `flush` and `reloadLogs`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LogFilesResponse {
+    /// How many files were emptied or reopened.
+    pub files: usize,
+}

@@ -78,6 +78,32 @@ pub struct AppSpec {
     pub uid: Option<String>,
     /// Group to run the process as (name or gid); only when the daemon runs as root.
     pub gid: Option<String>,
+    // Log options. Unset ones take the daemon's defaults (`$BM2_HOME/config.toml`, else 10M,
+    // retain 5, no compression).
+    /// Stdout log file (default `$BM2_HOME/logs/<name>-<id>-out.log`); `/dev/null` or `NULL` for none.
+    pub out_file: Option<String>,
+    /// Stderr log file (default `$BM2_HOME/logs/<name>-<id>-error.log`); `/dev/null` or `NULL` for none.
+    pub error_file: Option<String>,
+    /// A file receiving both streams, in addition to the two above.
+    pub log_file: Option<String>,
+    /// Instances of the app share one set of files (no `-<id>` in the default names).
+    pub merge_logs: bool,
+    /// Prefix each line with a timestamp.
+    pub time: bool,
+    /// Timestamp format, with PM2's (moment.js) tokens, e.g. `YYYY-MM-DD HH:mm:ss Z`; implies `time`.
+    pub log_date_format: Option<String>,
+    /// `json` writes one JSON object per line; anything else writes the raw lines.
+    pub log_type: Option<String>,
+    /// Write no log files at all.
+    pub disable_logs: bool,
+    /// Rotate a file when it would grow past this size.
+    pub log_max_size: Option<ByteSize>,
+    /// How many rotated files to keep.
+    pub log_retain: Option<u32>,
+    /// Gzip rotated files.
+    pub log_compress: Option<bool>,
+    /// Also rotate on this cron schedule (e.g. `0 0 * * *` for daily at midnight).
+    pub log_rotate_interval: Option<String>,
 }
 
 impl Default for AppSpec {
@@ -106,6 +132,18 @@ impl Default for AppSpec {
             autostart: true,
             uid: None,
             gid: None,
+            out_file: None,
+            error_file: None,
+            log_file: None,
+            merge_logs: false,
+            time: false,
+            log_date_format: None,
+            log_type: None,
+            disable_logs: false,
+            log_max_size: None,
+            log_retain: None,
+            log_compress: None,
+            log_rotate_interval: None,
         }
     }
 }

@@ -76,6 +76,11 @@ impl Home {
         self.root.join("daemon.log")
     }
 
+    /// Daemon-wide settings (`[logs]` defaults).
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
     /// Live state of the process list, rewritten on every change.
     pub fn state_file(&self) -> PathBuf {
         self.root.join("state.json")

@@ -120,10 +120,16 @@ pub struct ProcDetail {
     pub status_reason: Option<String>,
     /// Open file descriptors of the main process.
     pub file_handles: Option<u32>,
-    /// Stdout log file.
+    /// Stdout log file (`/dev/null` when not written).
     pub out_log: PathBuf,
-    /// Stderr log file.
+    /// Stderr log file (`/dev/null` when not written).
     pub err_log: PathBuf,
+    /// Combined log file, when there is one.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
+    /// Bytes of output that could not be written to the log files (disk full, unwritable).
+    #[serde(default)]
+    pub log_dropped_bytes: u64,
     /// Pid file.
     pub pid_file: PathBuf,
 }

@@ -422,8 +422,22 @@ fn uid_and_gid_run_the_app_as_another_user() {
     env.ok(&[
         "start", "who.sh", "--cwd", "/tmp", "--uid", "nobody", "--gid", "nogroup",
     ]);
-    let expected_uid = String::from_utf8(Command::new("id").args(["-u", "nobody"]).output().unwrap().stdout).unwrap();
-    let expected_gid = String::from_utf8(Command::new("getent").args(["group", "nogroup"]).output().unwrap().stdout).unwrap();
+    let expected_uid = String::from_utf8(
+        Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let expected_gid = String::from_utf8(
+        Command::new("getent")
+            .args(["group", "nogroup"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let gid = expected_gid.split(':').nth(2).unwrap().to_string();
     env.wait_out("who", &format!("uid={} gid={gid}", expected_uid.trim()));
 }

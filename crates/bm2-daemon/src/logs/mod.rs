@@ -1,84 +1,346 @@
-//! Capturing app output: each child's stdout and stderr pipes are copied to log files.
+//! App output: pipes are read into whole lines, formatted, written to files that rotate
+//! themselves, and broadcast to `bm2 logs` followers.
+
+pub mod config;
+pub mod daemon_log;
+pub mod file;
+pub mod format;
+mod pump;
+pub mod rotate;
+pub mod tail;
 
 use std::cell::RefCell;
-use std::fs::OpenOptions;
-use std::io::{self, Write};
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use tokio::net::unix::pipe;
+use bm2_types::{AppSpec, Home, LogEvent, ProcId};
+use tokio::sync::broadcast;
 
-/// Size of the buffer pipes are read with. One buffer per thread, shared by every pipe, so that
-/// idle apps cost no buffer memory.
-const READ_CHUNK: usize = 64 * 1024;
+pub use config::LogDefaults;
+pub use file::{LogFile, RotationPolicy};
+pub use format::{LineFormat, Stream};
+pub use pump::attach;
 
-/// Reads done for one pipe before letting other tasks run.
-const READS_PER_TURN: usize = 16;
+/// A log file shared by every instance writing to it (`merge_logs`).
+pub type SharedFile = Arc<Mutex<LogFile>>;
 
-thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+/// Live lines kept for followers that fall behind, before they are told lines were skipped.
+const FOLLOW_BUFFER: usize = 8192;
+
+/// Locks a mutex, ignoring poisoning (a panicking writer leaves the file usable).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Copies everything the pipe `fd` yields to the file at `path` (appending), until it closes.
-/// The pipe is always drained, even when the file cannot be written, so the app never blocks.
-pub fn spawn_pump(fd: OwnedFd, path: PathBuf) {
-    match pipe::Receiver::from_owned_fd(fd) {
-        Ok(rx) => {
-            tokio::spawn(pump(rx, path));
+/// The daemon's open log files and the feed of live lines.
+#[derive(Debug)]
+pub struct LogHub {
+    defaults: LogDefaults,
+    files: Mutex<HashMap<PathBuf, Weak<Mutex<LogFile>>>>,
+    events: broadcast::Sender<Arc<LogEvent>>,
+}
+
+impl LogHub {
+    /// A hub whose apps default to `defaults`.
+    pub fn new(defaults: LogDefaults) -> LogHub {
+        LogHub {
+            defaults,
+            files: Mutex::default(),
+            events: broadcast::channel(FOLLOW_BUFFER).0,
         }
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot read app output"),
+    }
+
+    /// The daemon-wide defaults.
+    pub fn defaults(&self) -> &LogDefaults {
+        &self.defaults
+    }
+
+    /// The open file at `path`, opening it when no one has it open.
+    pub fn file(&self, path: &Path, policy: RotationPolicy) -> SharedFile {
+        let mut files = lock(&self.files);
+        if let Some(f) = files.get(path).and_then(Weak::upgrade) {
+            return f;
+        }
+        let interval = policy.interval.clone();
+        let f = Arc::new(Mutex::new(LogFile::open(path.to_path_buf(), policy)));
+        if let Some(cron) = interval {
+            tokio::spawn(rotate_on_schedule(Arc::downgrade(&f), cron));
+        }
+        files.retain(|_, w| w.strong_count() > 0);
+        files.insert(path.to_path_buf(), Arc::downgrade(&f));
+        f
+    }
+
+    /// Reopens every open log file (after an external logrotate moved them).
+    pub fn reopen_all(&self) -> usize {
+        let files: Vec<SharedFile> = lock(&self.files)
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for f in &files {
+            lock(f).reopen();
+        }
+        files.len()
+    }
+
+    /// A feed of the lines written from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogEvent>> {
+        self.events.subscribe()
+    }
+
+    fn publish(&self, event: LogEvent) {
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    fn has_followers(&self) -> bool {
+        self.events.receiver_count() > 0
     }
 }
 
-async fn pump(rx: pipe::Receiver, path: PathBuf) {
-    let mut file = open_log(&path);
+async fn rotate_on_schedule(file: Weak<Mutex<LogFile>>, cron: croner::Cron) {
     loop {
-        if rx.readable().await.is_err() {
+        let now = chrono::Local::now();
+        let Ok(next) = cron.find_next_occurrence(&now, false) else {
             return;
+        };
+        let wait = (next - now).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let Some(file) = file.upgrade() else { return };
+        lock(&file).rotate();
+    }
+}
+
+/// Where one instance's output goes, and how it is formatted.
+#[derive(Debug)]
+pub struct InstanceLogs {
+    id: ProcId,
+    app: String,
+    name: String,
+    format: LineFormat,
+    out: Option<SharedFile>,
+    err: Option<SharedFile>,
+    combined: Option<SharedFile>,
+    hub: Arc<LogHub>,
+}
+
+/// The paths of an instance's log files (`None` when a stream is not written).
+#[derive(Debug, Clone, Default)]
+pub struct LogPaths {
+    /// Stdout log.
+    pub out: Option<PathBuf>,
+    /// Stderr log.
+    pub err: Option<PathBuf>,
+    /// Combined log.
+    pub combined: Option<PathBuf>,
+}
+
+impl LogPaths {
+    /// The paths for instance `id` (index of `count`) of `spec`.
+    pub fn for_instance(home: &Home, spec: &AppSpec, id: ProcId, count: u32) -> LogPaths {
+        if spec.disable_logs {
+            return LogPaths::default();
         }
-        let done = SCRATCH.with_borrow_mut(|buf| {
-            for _ in 0..READS_PER_TURN {
-                match rx.try_read(buf) {
-                    Ok(0) => return true,
-                    Ok(n) => write(&mut file, &buf[..n], &path),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return true,
+        let per_instance = count > 1 && !spec.merge_logs;
+        let dir = home.logs_dir();
+        let name = home_safe(&spec.name);
+        let default = |suffix: &str| -> PathBuf {
+            if spec.merge_logs {
+                dir.join(format!("{name}{suffix}"))
+            } else {
+                dir.join(format!("{name}-{id}{suffix}"))
+            }
+        };
+        let custom = |given: &Option<String>, fallback: Option<PathBuf>| -> Option<PathBuf> {
+            match given.as_deref() {
+                None | Some("") => fallback,
+                Some("/dev/null" | "NULL" | "null") => None,
+                Some(p) => {
+                    let p = spec.cwd.as_deref().unwrap_or(Path::new("/")).join(p);
+                    Some(if per_instance { with_id(&p, id) } else { p })
                 }
             }
-            false
-        });
-        if done {
+        };
+        LogPaths {
+            out: custom(&spec.out_file, Some(default("-out.log"))),
+            err: custom(&spec.error_file, Some(default("-error.log"))),
+            combined: match &spec.log_file {
+                None => None,
+                given => custom(given, Some(default(".log"))),
+            },
+        }
+    }
+}
+
+fn home_safe(name: &str) -> String {
+    name.replace(['/', '\0'], "_")
+}
+
+/// `out.log` becomes `out-<id>.log`, as PM2 names the files of several instances.
+fn with_id(path: &Path, id: ProcId) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{id}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{id}"),
+    };
+    path.with_file_name(name)
+}
+
+thread_local! {
+    static FORMATTED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl InstanceLogs {
+    /// Opens (or shares) the files of an instance.
+    pub fn open(
+        hub: &Arc<LogHub>,
+        spec: &AppSpec,
+        paths: &LogPaths,
+        id: ProcId,
+        name: String,
+    ) -> InstanceLogs {
+        let policy = config::policy_for(spec, hub.defaults());
+        let open = |p: &Option<PathBuf>| p.as_ref().map(|p| hub.file(p, policy.clone()));
+        InstanceLogs {
+            id,
+            app: spec.name.clone(),
+            name,
+            format: LineFormat::new(
+                spec.time,
+                spec.log_date_format.as_deref(),
+                spec.log_type.as_deref(),
+                &spec.name,
+                id,
+            ),
+            out: open(&paths.out),
+            err: open(&paths.err),
+            combined: open(&paths.combined),
+            hub: hub.clone(),
+        }
+    }
+
+    /// Writes whole lines printed on `stream`.
+    pub fn write(&self, stream: Stream, lines: &[u8]) {
+        let target = match stream {
+            Stream::Out => &self.out,
+            Stream::Err => &self.err,
+        };
+        if self.format.is_raw() {
+            self.deliver(stream, target.as_ref(), lines);
             return;
         }
-        tokio::task::yield_now().await;
+        FORMATTED.with_borrow_mut(|buf| {
+            buf.clear();
+            self.format.format(stream, lines, chrono::Local::now(), buf);
+            self.deliver(stream, target.as_ref(), buf);
+            if buf.capacity() > 4 << 20 {
+                *buf = Vec::new();
+            }
+        });
     }
-}
 
-fn write(file: &mut Option<std::fs::File>, bytes: &[u8], path: &Path) {
-    if let Some(f) = file.as_mut()
-        && let Err(e) = f.write_all(bytes)
-    {
-        tracing::warn!(path = %path.display(), error = %e, "log write failed");
-        *file = open_log(path);
-    }
-}
-
-fn open_log(path: &Path) -> Option<std::fs::File> {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    match OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(path)
-    {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot open log file");
-            None
+    fn deliver(&self, stream: Stream, target: Option<&SharedFile>, bytes: &[u8]) {
+        if let Some(f) = target {
+            let mut f = lock(f);
+            f.write_lines(bytes);
+            self.publish(stream, bytes);
+        } else {
+            self.publish(stream, bytes);
         }
+        if let Some(c) = &self.combined {
+            lock(c).write_lines(bytes);
+        }
+    }
+
+    fn publish(&self, stream: Stream, bytes: &[u8]) {
+        if !self.hub.has_followers() {
+            return;
+        }
+        for line in bytes.split(|b| *b == b'\n') {
+            if line.is_empty() && bytes.ends_with(b"\n") {
+                continue;
+            }
+            self.hub
+                .publish(self.event(stream, String::from_utf8_lossy(line).into_owned(), false));
+        }
+    }
+
+    /// An event of this instance.
+    pub fn event(&self, stream: Stream, line: String, history: bool) -> LogEvent {
+        LogEvent {
+            id: self.id,
+            name: self.name.clone(),
+            app: self.app.clone(),
+            stream: stream.as_str().to_string(),
+            line,
+            history,
+            skipped: None,
+        }
+    }
+
+    /// The last `n` lines of a stream's file, as history events.
+    pub fn history(&self, stream: Stream, n: usize) -> Vec<LogEvent> {
+        let file = match stream {
+            Stream::Out => &self.out,
+            Stream::Err => &self.err,
+        };
+        let Some(file) = file else { return Vec::new() };
+        let path = lock(file).path().to_path_buf();
+        tail::last_lines(&path, n)
+            .into_iter()
+            .map(|line| self.event(stream, line, true))
+            .collect()
+    }
+
+    /// Empties the instance's log files.
+    pub fn flush(&self) {
+        for f in [&self.out, &self.err, &self.combined].into_iter().flatten() {
+            lock(f).truncate();
+        }
+    }
+
+    /// Bytes that could not be written to the instance's files.
+    pub fn dropped(&self) -> u64 {
+        [&self.out, &self.err, &self.combined]
+            .into_iter()
+            .flatten()
+            .map(|f| lock(f).dropped())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_follow_pm2_naming() {
+        let home = Home::at(PathBuf::from("/h"));
+        let mut spec = AppSpec {
+            name: "api".into(),
+            cwd: Some(PathBuf::from("/srv")),
+            ..AppSpec::default()
+        };
+        let p = LogPaths::for_instance(&home, &spec, 3, 1);
+        assert_eq!(p.out, Some(PathBuf::from("/h/logs/api-3-out.log")));
+        assert_eq!(p.err, Some(PathBuf::from("/h/logs/api-3-error.log")));
+        assert_eq!(p.combined, None);
+        spec.merge_logs = true;
+        spec.log_file = Some(String::new());
+        let p = LogPaths::for_instance(&home, &spec, 3, 4);
+        assert_eq!(p.out, Some(PathBuf::from("/h/logs/api-out.log")));
+        assert_eq!(p.combined, Some(PathBuf::from("/h/logs/api.log")));
+        spec.merge_logs = false;
+        spec.out_file = Some("logs/out.log".into());
+        spec.error_file = Some("/dev/null".into());
+        let p = LogPaths::for_instance(&home, &spec, 2, 4);
+        assert_eq!(p.out, Some(PathBuf::from("/srv/logs/out-2.log")));
+        assert_eq!(p.err, None);
+        spec.disable_logs = true;
+        let p = LogPaths::for_instance(&home, &spec, 2, 4);
+        assert!(p.out.is_none() && p.err.is_none() && p.combined.is_none());
     }
 }

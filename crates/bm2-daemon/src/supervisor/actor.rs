@@ -14,7 +14,7 @@ use super::kill::{self, Marker};
 use super::machine::{self, Counters, Decision, RestartPolicy};
 use super::spawn;
 use crate::Shared;
-use crate::logs;
+use crate::logs::{self, Stream};
 use crate::procfs;
 use crate::registry::{Handle, Instance};
 use crate::time::now_ms;
@@ -289,10 +289,10 @@ impl Actor {
             })?;
         let pid = child.id().unwrap_or_default();
         if let Some(fd) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
-            logs::spawn_pump(fd, self.inst.out_log.clone());
+            logs::attach(self.inst.logs.clone(), Stream::Out, fd);
         }
         if let Some(fd) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
-            logs::spawn_pump(fd, self.inst.err_log.clone());
+            logs::attach(self.inst.logs.clone(), Stream::Err, fd);
         }
         let start_time = procfs::read_stat(pid).map(|s| s.start_time);
         if let Err(e) = std::fs::write(&self.inst.pid_file, pid.to_string()) {

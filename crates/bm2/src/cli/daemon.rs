@@ -20,7 +20,14 @@ pub fn run_daemon() -> ExitCode {
     };
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
-    if let Err(e) = init_logging(&home) {
+    let log_defaults = match bm2_daemon::logs::config::load(&home.config_file()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("bm2 daemon: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = bm2_daemon::logs::daemon_log::init(&home, &log_defaults) {
         eprintln!(
             "bm2 daemon: cannot open {}: {e}",
             home.daemon_log().display()
@@ -41,6 +48,7 @@ pub fn run_daemon() -> ExitCode {
         home,
         DaemonOptions {
             detach_stdio: true,
+            log_defaults,
             ..DaemonOptions::from_env()
         },
     )) {
@@ -55,22 +63,6 @@ pub fn run_daemon() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_logging(home: &Home) -> std::io::Result<()> {
-    use tracing_subscriber::EnvFilter;
-    home.create()?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.daemon_log())?;
-    let filter = EnvFilter::try_from_env("BM2_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
-        .init();
-    Ok(())
 }
 
 pub async fn ping(client: &Client) -> anyhow::Result<ExitCode> {

@@ -3,6 +3,7 @@
 pub mod daemon;
 mod describe;
 mod list;
+mod logs;
 mod start;
 mod targets;
 
@@ -70,6 +71,17 @@ pub enum Cmd {
     /// Show everything about processes
     #[command(visible_aliases = ["show", "info"], after_help = "Examples:\n  bm2 describe api\n  bm2 describe 0 --json")]
     Describe(describe::DescribeArgs),
+    /// Show the recent lines of apps' logs, then follow new lines
+    #[command(
+        after_help = "Examples:\n  bm2 logs\n  bm2 logs api --lines 100\n  bm2 logs api --err --nostream\n  bm2 logs --json | jq .line"
+    )]
+    Logs(logs::LogsArgs),
+    /// Empty log files (every app when no target is given)
+    #[command(after_help = "Examples:\n  bm2 flush\n  bm2 flush api")]
+    Flush(targets::OptionalTargets),
+    /// Reopen every log file (after an external logrotate moved them)
+    #[command(name = "reloadLogs", visible_alias = "reload-logs")]
+    ReloadLogs,
     /// Print the pids of processes (all when no target is given)
     #[command(after_help = "Examples:\n  bm2 pid api\n  bm2 pid")]
     Pid(targets::OptionalTargets),
@@ -112,6 +124,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Jlist => list::jlist(&client, false).await,
         Cmd::Prettylist => list::jlist(&client, true).await,
         Cmd::Describe(args) => describe::run(&client, args).await,
+        Cmd::Logs(args) => logs::logs(&client, args).await,
+        Cmd::Flush(t) => logs::flush(&client, t.targets).await,
+        Cmd::ReloadLogs => logs::reload(&client).await,
         Cmd::Pid(t) => targets::pids(&client, t).await,
         Cmd::Id { name } => targets::ids(&client, name).await,
         Cmd::Ping => daemon::ping(&client).await,

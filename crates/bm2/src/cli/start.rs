@@ -11,6 +11,7 @@ use clap::Args;
 use super::report;
 
 /// Options of `bm2 start`, named as in PM2.
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Script, binary or command to run (a file, or a program on PATH)
@@ -75,6 +76,42 @@ pub struct StartArgs {
     /// Run as this group (name or gid; the daemon must run as root)
     #[arg(long)]
     pub gid: Option<String>,
+    /// Stdout log file (`/dev/null` for none) [default: $BM2_HOME/logs/<name>-<id>-out.log]
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<String>,
+    /// Stderr log file (`/dev/null` for none) [default: $BM2_HOME/logs/<name>-<id>-error.log]
+    #[arg(short = 'e', long = "error", value_name = "FILE")]
+    pub error: Option<String>,
+    /// Also write both streams to one file [default FILE: $BM2_HOME/logs/<name>-<id>.log]
+    #[arg(short = 'l', long = "log", value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
+    pub log: Option<String>,
+    /// Instances share one set of log files
+    #[arg(long)]
+    pub merge_logs: bool,
+    /// Prefix each log line with a timestamp
+    #[arg(long)]
+    pub time: bool,
+    /// Timestamp format of log lines, with moment.js tokens (e.g. "YYYY-MM-DD HH:mm:ss Z")
+    #[arg(long, value_name = "FORMAT")]
+    pub log_date_format: Option<String>,
+    /// `json`: one JSON object per log line (timestamp, stream, app, id)
+    #[arg(long, value_name = "TYPE", value_parser = ["json", "raw"])]
+    pub log_type: Option<String>,
+    /// Write no log files
+    #[arg(long)]
+    pub disable_logs: bool,
+    /// Rotate a log file before it grows past this size [default: 10M]
+    #[arg(long, value_name = "SIZE")]
+    pub log_max_size: Option<ByteSize>,
+    /// Rotated log files to keep [default: 5]
+    #[arg(long, value_name = "N")]
+    pub log_retain: Option<u32>,
+    /// Gzip rotated log files
+    #[arg(long)]
+    pub log_compress: bool,
+    /// Also rotate logs on a cron schedule (e.g. "0 0 * * *" for daily at midnight)
+    #[arg(long, value_name = "CRON")]
+    pub log_rotate_interval: Option<String>,
     /// Start even if an app of this name is already managed
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -154,8 +191,29 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         autostart: !a.no_autostart,
         uid: a.uid,
         gid: a.gid,
+        out_file: a.output.map(|p| log_path(here, p)),
+        error_file: a.error.map(|p| log_path(here, p)),
+        log_file: a.log.map(|p| log_path(here, p)),
+        merge_logs: a.merge_logs,
+        time: a.time,
+        log_date_format: a.log_date_format,
+        log_type: a.log_type,
+        disable_logs: a.disable_logs,
+        log_max_size: a.log_max_size,
+        log_retain: a.log_retain,
+        log_compress: a.log_compress.then_some(true),
+        log_rotate_interval: a.log_rotate_interval,
     };
     Ok((spec, a.force))
+}
+
+/// A log path given on the command line, made absolute; `""`, `/dev/null` and `NULL` stay as they are.
+fn log_path(here: &Path, p: String) -> String {
+    if p.is_empty() || p == "NULL" || p.starts_with('/') {
+        p
+    } else {
+        here.join(p).display().to_string()
+    }
 }
 
 fn absolute(here: &Path, p: &Path) -> PathBuf {
