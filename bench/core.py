@@ -34,7 +34,7 @@ SECTION_HELP = {
     "list": "list latency with 10 apps",
     "cold": "cold start (fresh home, no daemon) until the app is online",
     "rss": "daemon RSS with 0, 10, 100 apps",
-    "crash": "crash-to-restart gap (+ plain bash loop floor)",
+    "crash": "crash-to-restart gap, C app and bash app (+ floors: C fork/exec parent, plain shell loop)",
     "many": "200 apps: start until online, list latency, daemon idle CPU",
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -511,21 +511,112 @@ def probe_ecosystem(mgr):
     return ok
 
 
-def start_many(home, names, script, method, workdir):
-    """Start apps `names`. method: auto | ecosystem | sequential.
-    Returns (method_used, seconds of the start command(s))."""
-    use_eco = method == "ecosystem" or (method == "auto" and probe_ecosystem(home.mgr))
-    if method == "ecosystem" and home.mgr.ecosystem_ok is False:
-        raise RuntimeError(f"{home.mgr.label} does not support ecosystem files (see probe)")
-    t0 = time.perf_counter()
-    if use_eco:
-        eco = write_ecosystem(workdir, names, script)
-        home.run(["start", eco], timeout=600)
-        used = "1 ecosystem file"
+def api_start_body(home, names, script, workdir):
+    """body.json for bm2's `POST /v1/start`: one AppSpec per app (name, script,
+    cwd; every other field takes its default) and the caller's environment."""
+    body = {
+        "apps": [{"name": n, "script": script, "cwd": os.path.dirname(script)} for n in names],
+        "client_env": dict(home.env),
+        "force": False,
+    }
+    path = os.path.join(workdir, "body.json")
+    with open(path, "w") as f:
+        json.dump(body, f)
+    return path
+
+
+def api_start(home, body_path, timeout=600):
+    """One request to the bm2 daemon's API: `curl --unix-socket $BM2_HOME/daemon.sock
+    -X POST http://localhost/v1/start -H 'content-type: application/json' -d @body.json`
+    (Python's http.client over the same socket when curl is missing)."""
+    sock = os.path.join(home.path, "daemon.sock")
+    curl = shutil.which("curl")
+    if curl:
+        resp = body_path + ".response"
+        cmd = [curl, "-sS", "--unix-socket", sock, "-X", "POST", "http://localhost/v1/start",
+               "-H", "content-type: application/json", "-d", "@" + body_path,
+               "-o", resp, "-w", "%{http_code}"]
+        try:
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               env=home.env, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CmdError(cmd, "timeout", "", "", f"no exit after {timeout}s")
+        try:
+            with open(resp, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        code = r.stdout.strip()
+        if r.returncode != 0 or not code.startswith("2"):
+            raise CmdError(cmd, r.returncode, f"HTTP {code}: {text}", r.stderr, "bm2 API start failed")
     else:
+        import http.client
+        import socket as socketmod
+
+        class UnixConn(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = socketmod.socket(socketmod.AF_UNIX, socketmod.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(sock)
+
+        cmd = ["(python http.client)", "POST", "/v1/start", "via", sock]
+        with open(body_path, "rb") as f:
+            data = f.read()
+        c = UnixConn("localhost")
+        c.request("POST", "/v1/start", body=data, headers={"content-type": "application/json"})
+        r = c.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        code = str(r.status)
+        c.close()
+        if not code.startswith("2"):
+            raise CmdError(cmd, code, text, "", "bm2 API start failed")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CmdError(cmd, 0, text, "", "response is not JSON")
+    if data.get("errors"):
+        raise CmdError(cmd, 0, text[:1500], "", "bm2 API start reported errors")
+    return data
+
+
+def resolve_method(mgr, method):
+    """auto: PM2 → one ecosystem file (if supported, else sequential), bm2 → one
+    API request (bm2 does not read ecosystem files yet).  `api` is bm2-only: PM2
+    gets the ecosystem file then."""
+    if method == "sequential":
+        return "sequential"
+    if mgr.key == "bm2" and method in ("auto", "api"):
+        return "api"
+    if method in ("auto", "api"):
+        return "ecosystem" if probe_ecosystem(mgr) else "sequential"
+    return method  # ecosystem
+
+
+METHOD_LABEL = {
+    "api": "1 API request (`curl POST /v1/start`, all apps in one body)",
+    "ecosystem": "1 ecosystem file",
+}
+
+
+def start_many(home, names, script, method, workdir):
+    """Start apps `names`. method: auto | ecosystem | api | sequential.
+    Returns (method_used, seconds of the start command(s))."""
+    how = resolve_method(home.mgr, method)
+    if how == "ecosystem" and method == "ecosystem" and probe_ecosystem(home.mgr) is False:
+        raise RuntimeError(f"{home.mgr.label} does not support ecosystem files (see probe)")
+    if how == "api":
+        body = api_start_body(home, names, script, workdir)
+        t0 = time.perf_counter()
+        api_start(home, body)
+    elif how == "ecosystem":
+        eco = write_ecosystem(workdir, names, script)
+        t0 = time.perf_counter()
+        home.run(["start", eco], timeout=600)
+    else:
+        t0 = time.perf_counter()
         for n in names:
             home.run(["start", script, "--name", n], timeout=60)
-        used = f"{len(names)} × `start`"
+    used = METHOD_LABEL.get(how, f"{len(names)} × `start`")
     return used, time.perf_counter() - t0
 
 
@@ -751,6 +842,15 @@ def sec_rss(args, mgrs, res):
             home.teardown()
 
 
+def parse_ts_ns(tok):
+    """A timestamp as integer nanoseconds: either `<sec>.<frac>` (bash's
+    $EPOCHREALTIME) or plain nanoseconds (crashy.c).  Integer arithmetic only."""
+    if "." in tok:
+        sec, _, frac = tok.partition(".")
+        return int(sec) * 1_000_000_000 + int((frac + "000000000")[:9])
+    return int(tok)
+
+
 def parse_crash_log(path):
     starts, gaps, runtimes = 0, [], []
     last_e = last_s = None
@@ -763,15 +863,18 @@ def parse_crash_log(path):
         parts = line.split()
         if len(parts) != 2:
             continue
-        kind, ts = parts[0], float(parts[1])
+        try:
+            kind, ts = parts[0], parse_ts_ns(parts[1])
+        except ValueError:
+            continue
         if kind == "S":
             starts += 1
             if last_e is not None:
-                gaps.append((ts - last_e) * 1000)
+                gaps.append((ts - last_e) / 1e6)
             last_s, last_e = ts, None
         elif kind == "E":
             if last_s is not None:
-                runtimes.append((ts - last_s) * 1000)
+                runtimes.append((ts - last_s) / 1e6)
             last_e = ts
     return starts, gaps, runtimes
 
@@ -785,14 +888,33 @@ def wait_starts(logf, want, timeout):
     return False
 
 
-def sec_crash(args, mgrs, res):
-    want = args.crash_restarts + 1
-    timeout = want * (args.crash_run_ms / 1000 + 2) + 10
-    # floor: the same script in a plain bash loop
-    d = make_tmpdir("bench-floor-")
-    script, logf = crash_app(d, args.crash_run_ms)
-    p = subprocess.Popen(["bash", "-c", f'while true; do bash "{script}"; done'],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+def build_crashy(res):
+    """Compile bench/crashy.c into a temp dir. Returns the binary path, or None
+    (with a note) when gcc is missing or the build fails."""
+    src = os.path.join(BENCH_DIR, "crashy.c")
+    gcc = shutil.which("gcc")
+    if not gcc:
+        res.notes.append("gcc not found: crash section uses the bash app only (no C app, no C floor)")
+        return None
+    d = make_tmpdir("bench-crashy-")
+    out = os.path.join(d, "crashy")
+    # static first (no dynamic loader work at exec: the app's own start cost is as
+    # small as it gets, so the manager's share of the gap shows); dynamic fallback
+    errs = []
+    for flags in (["-O2", "-static"], ["-O2"]):
+        r = subprocess.run([gcc] + flags + ["-o", out, src], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            res.sections["crashy_build"] = f"gcc {' '.join(flags)} -o crashy bench/crashy.c"
+            return out
+        errs.append(f"`gcc {' '.join(flags)}` exit {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+    res.notes.append("building bench/crashy.c failed; crash section uses the bash app only: " + "; ".join(errs))
+    return None
+
+
+def run_floor(argv, logf, want, timeout, gaps_wanted):
+    """Run a floor loop (a Popen in its own session) until `want` starts; returns gaps."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL, start_new_session=True)
     REG.procs.append(p)
     try:
@@ -800,60 +922,126 @@ def sec_crash(args, mgrs, res):
     finally:
         stop_popen_group(p)
     _, gaps, _ = parse_crash_log(logf)
-    gaps = gaps[:args.crash_restarts]
-    floor = median(gaps)
-    res.floor_crash = {"median_ms": floor, "samples": gaps, "summary": summary(gaps)}
+    return gaps[:gaps_wanted]
 
-    for mgr in mgrs:
-        home = mgr.new_home()
-        try:
-            d = make_tmpdir(f"bench-{mgr.key}-crash-")
-            script, logf = crash_app(d, args.crash_run_ms)
-            ensure_daemon(home, res.notes)
-            if mgr.key == "pm2":
-                # pm2's CLI has no --min-uptime flag: min_uptime is only settable
-                # in an ecosystem file, so PM2 gets the same settings that way.
-                eco = os.path.join(d, "crash.json")
-                with open(eco, "w") as f:
-                    json.dump({"apps": [{"name": "crash", "script": script, "min_uptime": 100,
-                                         "max_restarts": 1000000}]}, f)
-                home.run(["start", eco], timeout=60)
-                how = "ecosystem file {min_uptime: 100, max_restarts: 1000000}"
-            else:
-                home.run(["start", script, "--name", "crash", "--max-restarts", "1000000",
-                          "--min-uptime", "100"], timeout=60)
-                how = "start --max-restarts 1000000 --min-uptime 100"
-            ok = wait_starts(logf, want, timeout)
-            apps = home.jlist()
-            restarts = status = None
-            for a in apps:
-                if a.get("name") == "crash":
-                    restarts = (a.get("pm2_env") or {}).get("restart_time")
-                    status = (a.get("pm2_env") or {}).get("status")
-            home.run(["stop", "crash"], timeout=60, check=False)
-            starts, gaps, runtimes = parse_crash_log(logf)
-            gaps = gaps[:args.crash_restarts]
-            if not ok:
-                res.notes.append(f"{mgr.label}: only {starts} starts of the crashing app within {timeout:.0f}s "
-                                 f"(wanted {want}); jlist restart_time={restarts}, status={status}")
-            if not gaps:
-                raise RuntimeError(f"crashing app was never restarted (starts={starts}, "
-                                   f"jlist restart_time={restarts})")
-            res.add("crash_gap", f"crash → restart gap (median of {len(gaps)} restarts)", "ms",
-                    mgr.key, median(gaps), gaps,
-                    dict(summary(gaps), jlist_restart_time=restarts, started_with=how,
-                         app_runtime_ms_median=median(runtimes)))
-        except Exception as e:
-            res.error("crash", mgr.label, e)
-        finally:
-            home.teardown()
-    if floor is not None:
-        m = next((x for x in res.metrics if x["id"] == "crash_gap"), None)
-        note = f"floor, plain `while true` bash loop: {floor:.1f} ms"
+
+# crash apps: key -> (metric id, label)
+CRASH_KINDS = {
+    "c": ("crash_gap_c", "crash → restart gap, C app `crashy` run directly (`--interpreter none`)"),
+    "bash": ("crash_gap", "crash → restart gap, bash app"),
+}
+
+
+def sec_crash(args, mgrs, res):
+    want = args.crash_restarts + 1
+    timeout = want * (args.crash_run_ms / 1000 + 2) + 10
+    ms = str(args.crash_run_ms)
+    kinds = []
+    crashy = None
+    if args.crash_app in ("auto", "both", "c"):
+        crashy = build_crashy(res)
+        if crashy:
+            kinds.append("c")
+        elif args.crash_app == "c":
+            kinds.append("bash")
+    if args.crash_app in ("auto", "both", "bash") and "bash" not in kinds:
+        kinds.append("bash")
+    floors = res.crash_floors
+
+    def floor(key, desc, argv, logf):
+        gaps = run_floor(argv, logf, want, timeout, args.crash_restarts)
+        floors[key] = {"desc": desc, "median_ms": median(gaps), "samples": gaps, "summary": summary(gaps)}
+        log(f"floor {key}: {median(gaps) if gaps else float('nan'):.2f} ms")
+
+    # floors first (no manager running)
+    if "c" in kinds:
+        d = make_tmpdir("bench-floor-c-")
+        logf = os.path.join(d, "crash.log")
+        floor("c_parent", "C parent (`crashy --loop`): fork + execv + waitpid in a loop", [crashy, "--loop", logf, ms], logf)
+        d = make_tmpdir("bench-floor-csh-")
+        logf = os.path.join(d, "crash.log")
+        floor("c_shell_loop", "`while true; do crashy; done` bash loop",
+              ["bash", "-c", f'while true; do "{crashy}" "{logf}" {ms}; done'], logf)
+    if "bash" in kinds:
+        d = make_tmpdir("bench-floor-")
+        script, logf = crash_app(d, args.crash_run_ms)
+        floor("bash_loop", "`while true; do bash crash.sh; done` (bash app)",
+              ["bash", "-c", f'while true; do bash "{script}"; done'], logf)
+
+    for kind in kinds:
+        mid, label = CRASH_KINDS[kind]
+        for mgr in mgrs:
+            home = mgr.new_home()
+            try:
+                d = make_tmpdir(f"bench-{mgr.key}-crash-")
+                if kind == "c":
+                    logf = os.path.join(d, "crash.log")
+                else:
+                    script, logf = crash_app(d, args.crash_run_ms)
+                ensure_daemon(home, res.notes)
+                if mgr.key == "pm2":
+                    # pm2's CLI has no --min-uptime flag: min_uptime is only settable
+                    # in an ecosystem file, so PM2 gets the same settings that way.
+                    app = {"name": "crash", "min_uptime": 100, "max_restarts": 1000000}
+                    if kind == "c":
+                        app.update(script=crashy, interpreter="none", args=[logf, ms])
+                    else:
+                        app.update(script=script)
+                    eco = os.path.join(d, "crash.json")
+                    with open(eco, "w") as f:
+                        json.dump({"apps": [app]}, f)
+                    home.run(["start", eco], timeout=60)
+                    how = ("ecosystem file {min_uptime: 100, max_restarts: 1000000"
+                           + (', interpreter: "none"}' if kind == "c" else "}"))
+                else:
+                    if kind == "c":
+                        cmd = ["start", crashy, "--name", "crash", "--interpreter", "none",
+                               "--max-restarts", "1000000", "--min-uptime", "100", "--", logf, ms]
+                    else:
+                        cmd = ["start", script, "--name", "crash", "--max-restarts", "1000000",
+                               "--min-uptime", "100"]
+                    home.run(cmd, timeout=60)
+                    how = " ".join(cmd[:1] + cmd[3:]).replace(logf, "LOG").replace(d, "DIR")
+                ok = wait_starts(logf, want, timeout)
+                apps = home.jlist()
+                restarts = status = None
+                for a in apps:
+                    if a.get("name") == "crash":
+                        restarts = (a.get("pm2_env") or {}).get("restart_time")
+                        status = (a.get("pm2_env") or {}).get("status")
+                home.run(["stop", "crash"], timeout=60, check=False)
+                starts, gaps, runtimes = parse_crash_log(logf)
+                gaps = gaps[:args.crash_restarts]
+                if not ok:
+                    res.notes.append(f"{mgr.label} ({kind} app): only {starts} starts of the crashing app within "
+                                     f"{timeout:.0f}s (wanted {want}); jlist restart_time={restarts}, status={status}")
+                if not gaps:
+                    raise RuntimeError(f"crashing {kind} app was never restarted (starts={starts}, "
+                                       f"jlist restart_time={restarts})")
+                res.add(mid, f"{label} (median of {len(gaps)} restarts)", "ms",
+                        mgr.key, median(gaps), gaps,
+                        dict(summary(gaps), jlist_restart_time=restarts, started_with=how,
+                             app_runtime_ms_median=median(runtimes)))
+            except Exception as e:
+                res.error("crash", f"{mgr.label} ({kind} app)", e)
+            finally:
+                home.teardown()
+        # floor notes, and the gap minus the best floor
+        fkeys = ["c_parent", "c_shell_loop"] if kind == "c" else ["bash_loop"]
+        fl = [(k, floors[k]["median_ms"]) for k in fkeys if k in floors and floors[k]["median_ms"] is not None]
+        m = next((x for x in res.metrics if x["id"] == mid), None)
         if m is None:
-            res.add("crash_gap", "crash → restart gap", "ms", "pm2", None)
+            res.add(mid, label, "ms", "pm2", None)
             m = res.metrics[-1]
-        m["note"] = note
+        if fl:
+            names = {"c_parent": "C fork/exec parent", "c_shell_loop": "`while true` bash loop",
+                     "bash_loop": "`while true` bash loop"}
+            m["note"] = "floor: " + "; ".join(f"{names[k]} {v:.2f} ms" for k, v in fl)
+            base_k, base = fl[0]
+            for key, v in m["values"].items():
+                if isinstance(v, (int, float)):
+                    res.add(mid + "_minus_floor", f"{label.split(',')[0]}, {'C' if kind == 'c' else kind} app, minus the floor "
+                            f"({names[base_k]}, {base:.2f} ms)", "ms", key, v - base)
 
 
 def daemon_cpu(pid, seconds):
@@ -923,8 +1111,11 @@ def annotate_many(res):
     if methods:
         labels = {m.key: m.label for m in res.managers}
         note = "; ".join(f"{labels.get(k, k)}: {v}" for k, v in methods.items())
-        if len(set(methods.values())) > 1:
-            note += "; ⚠ not like-for-like"
+        seq = {k: "× `start`" in v for k, v in methods.items()}
+        if len(set(seq.values())) > 1:
+            note += "; ⚠ not like-for-like (sequential vs one request)"
+        elif len(set(methods.values())) > 1:
+            note += "; both a single request"
         for m in res.metrics:
             if m["id"] in ("many_cmd", "many_proc", "many_online"):
                 m["note"] = note
@@ -979,13 +1170,18 @@ def parse_args(argv):
     ap.add_argument("--rss-apps", default="10,100", help="app counts for the RSS section (default 10,100)")
     ap.add_argument("--crash-restarts", type=int, default=None, help="restarts to measure (default 30)")
     ap.add_argument("--crash-run-ms", type=int, default=200, help="how long the crashing app runs (default 200)")
+    ap.add_argument("--crash-app", choices=["auto", "c", "bash", "both"], default="auto",
+                    help="crashing app: c = bench/crashy.c compiled with gcc (run with --interpreter none), "
+                         "bash = bash script; auto/both = both (C skipped if gcc is missing) (default auto)")
     ap.add_argument("--many-apps", type=int, default=200)
     ap.add_argument("--many-list-runs", type=int, default=None, help="list invocations with many apps (default 10)")
     ap.add_argument("--idle-seconds", type=float, default=None,
                     help="idle CPU window (default 30, or $BENCH_IDLE_SECONDS)")
-    ap.add_argument("--apps-method", choices=["auto", "ecosystem", "sequential"], default="auto",
-                    help="how to start many apps: auto = ecosystem file if the manager supports it, "
-                         "else one `start` per app (default auto)")
+    ap.add_argument("--apps-method", choices=["auto", "ecosystem", "api", "sequential"], default="auto",
+                    help="how to start many apps: auto = PM2: one ecosystem file (if supported, else one "
+                         "`start` per app), bm2: one request to the daemon API (POST /v1/start with all apps); "
+                         "api = same as auto; ecosystem = ecosystem file for both; sequential = one `start` "
+                         "per app for both (default auto)")
     ap.add_argument("--settle", type=float, default=None,
                     help="seconds to wait after changes before measuring (default 3)")
     ap.add_argument("--no-snapshot", action="store_true",
@@ -1056,7 +1252,7 @@ def main(argv=None):
         mgrs.append(bm2)
 
     res = Results(mgrs)
-    res.floor_crash = None
+    res.crash_floors = {}
     res.spawn_floor = None
     started = datetime.datetime.now()
     meta = {
@@ -1112,10 +1308,13 @@ def main(argv=None):
           + ". Ratio = bm2 / PM2 (lower is better for every metric).")
     print()
     print(table)
-    if res.floor_crash and res.floor_crash["median_ms"] is not None:
+    if res.crash_floors:
         print()
-        print(f"Crash-restart floor (same script in a plain `while true` bash loop): "
-              f"{res.floor_crash['median_ms']:.1f} ms median over {len(res.floor_crash['samples'])} restarts.")
+        if res.sections.get("crashy_build"):
+            print(f"C crash app built with `{res.sections['crashy_build']}`.")
+        print("Crash-restart floors (no manager; gap between one run's exit and the next run's start, median): "
+              + "; ".join(f"{v['desc']}: {v['median_ms']:.2f} ms ({len(v['samples'])} restarts)"
+                          for v in res.crash_floors.values() if v["median_ms"] is not None) + ".")
     if res.spawn_floor:
         print()
         print(f"Harness floor: spawning `/bin/true` the same way takes {res.spawn_floor['median_ms']:.1f} ms "
@@ -1137,7 +1336,8 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"core-{started.strftime('%Y%m%d-%H%M%S')}.json")
     with open(path, "w") as f:
-        json.dump({"meta": meta, "metrics": res.metrics, "crash_floor": res.floor_crash,
+        json.dump({"meta": meta, "metrics": res.metrics, "crash_floors": res.crash_floors,
+                   "crashy_build": res.sections.get("crashy_build"),
                    "spawn_floor": res.spawn_floor,
                    "notes": res.notes, "errors": res.errors, "table_markdown": table}, f, indent=1)
     print()

@@ -19,9 +19,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bm2_types::{
-    ActionResponse, ApiError, DescribeResponse, Home, LogEvent, LogFilesResponse, LogsRequest,
-    PingResponse, ProcDetail, ProcSummary, SaveResponse, SignalRequest, StartRequest,
-    TargetRequest,
+    ActionResponse, ApiError, DescribeResponse, EnvKeyRequest, EnvSetRequest, EnvStoreResponse,
+    Home, LogEvent, LogFilesResponse, LogsRequest, PingResponse, ProcDetail, ProcSummary,
+    RestartRequest, ResurrectRequest, SaveResponse, SignalRequest, StartRequest, TargetRequest,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -121,7 +121,16 @@ impl Client {
 
     /// Restarts processes.
     pub async fn restart(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
-        self.targets("/v1/restart", targets).await
+        self.restart_with(&RestartRequest {
+            targets,
+            update_env: None,
+        })
+        .await
+    }
+
+    /// Restarts processes, optionally recomputing their environment (`--update-env`).
+    pub async fn restart_with(&self, req: &RestartRequest) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/restart", Some(req)).await
     }
 
     /// Stops and forgets processes.
@@ -150,8 +159,45 @@ impl Client {
     }
 
     /// Restores the dump file.
-    pub async fn resurrect(&self) -> Result<ActionResponse, ClientError> {
-        self.call(Method::POST, "/v1/resurrect", None::<&()>).await
+    pub async fn resurrect(&self, req: &ResurrectRequest) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/resurrect", Some(req)).await
+    }
+
+    /// Sets a variable of `app` in the env store (applied at its next start).
+    pub async fn env_set(
+        &self,
+        app: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<EnvStoreResponse, ClientError> {
+        let req = EnvSetRequest {
+            app: app.into(),
+            key: key.into(),
+            value: value.into(),
+        };
+        self.call(Method::POST, "/v1/env/set", Some(&req)).await
+    }
+
+    /// The env store's variables of `app`.
+    pub async fn env_get(&self, app: &str) -> Result<EnvStoreResponse, ClientError> {
+        let req = EnvKeyRequest {
+            app: app.into(),
+            key: None,
+        };
+        self.call(Method::POST, "/v1/env/get", Some(&req)).await
+    }
+
+    /// Deletes one (or every) env store variable of `app`.
+    pub async fn env_delete(
+        &self,
+        app: &str,
+        key: Option<&str>,
+    ) -> Result<EnvStoreResponse, ClientError> {
+        let req = EnvKeyRequest {
+            app: app.into(),
+            key: key.map(Into::into),
+        };
+        self.call(Method::POST, "/v1/env/delete", Some(&req)).await
     }
 
     /// Stops every process and the daemon. Fails with [`ClientError::NotRunning`] when no

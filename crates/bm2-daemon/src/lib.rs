@@ -3,6 +3,7 @@
 //! Use [`server::run`] to be the daemon, or [`ProcessManager`] to embed the engine.
 
 pub mod api;
+pub mod envs;
 pub mod logs;
 pub mod manager;
 pub mod metrics;
@@ -29,12 +30,15 @@ pub struct Shared {
     pub metrics: metrics::Metrics,
     /// Open log files and the feed of live lines.
     pub logs: std::sync::Arc<logs::LogHub>,
+    /// Variables set with `bm2 env set`.
+    pub env_store: envs::EnvStore,
 }
 
 impl Shared {
     /// Shared parts for a daemon in `home`, whose apps log with `log_defaults`.
     pub fn new(home: Home, log_defaults: logs::LogDefaults) -> Shared {
         Shared {
+            env_store: envs::EnvStore::open(home.env_store_file()),
             home,
             table: supervisor::spawn::ChildTable::default(),
             persist: persist::Persister::default(),

@@ -1,21 +1,21 @@
 //! The process manager: registers apps, fans commands out to their actors, restores state.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bm2_types::{
-    ActionResponse, ApiError, AppSpec, LogsRequest, PingResponse, ProcDetail, ProcId, ProcSummary,
-    SaveResponse, StartRequest,
+    ActionResponse, ApiError, AppSpec, IfExists, LogsRequest, PingResponse, ProcDetail, ProcId,
+    ProcSummary, SaveResponse, StartRequest,
 };
 use tokio::sync::oneshot;
 
 use crate::Shared;
+use crate::envs::{self, Vars};
 use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths, Stream};
 use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::procfs;
 use crate::registry::{Handle, Instance, Registry};
-use crate::supervisor::actor::{self, Command, Reply};
+use crate::supervisor::actor::{self, Command, Reply, Update};
 use crate::supervisor::kill;
 use crate::time::now_ms;
 use bm2_types::Home;
@@ -36,7 +36,7 @@ struct NewInstance {
     index: u32,
     count: u32,
     spec: Arc<AppSpec>,
-    env: BTreeMap<String, String>,
+    base_env: Arc<Vars>,
     restarts: u32,
     created_at_ms: u64,
 }
@@ -116,25 +116,58 @@ impl ProcessManager {
         for spec in &req.apps {
             validate(spec)?;
         }
+        let restart_existing = req.if_exists == IfExists::Restart && !req.force;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let mut batch = Vec::new();
+        let mut restarted = Vec::new();
         for spec in req.apps {
             let count = spec.instances.resolve(cpus);
+            let base = envs::base_env(&req.client_env, &spec);
+            let existing: Vec<Handle> = self
+                .registry
+                .all()
+                .into_iter()
+                .filter(|h| h.inst.app == spec.name)
+                .collect();
+            if restart_existing && !existing.is_empty() {
+                if existing.len() == count as usize {
+                    restarted.extend(existing.into_iter().map(|h| {
+                        (
+                            h,
+                            Arc::new(spec.clone()),
+                            req.update_env.then(|| Arc::new(base.clone())),
+                        )
+                    }));
+                    continue;
+                }
+                // The instance count changed: replace the instances, keeping their environment
+                // unless asked to update it.
+                let keep = existing[0].view.borrow().base_env.clone();
+                let names: Vec<String> = existing.iter().map(|h| h.inst.id.to_string()).collect();
+                self.act(Action::Delete, &names).await?;
+                let base = if req.update_env {
+                    base
+                } else {
+                    (*keep).clone()
+                };
+                let ids = self.registry.reserve(&spec.name, count, true)?;
+                batch.push((Arc::new(spec), ids, base));
+                continue;
+            }
             let ids = self.registry.reserve(&spec.name, count, req.force)?;
-            batch.push((Arc::new(spec), ids));
+            batch.push((Arc::new(spec), ids, base));
         }
         let mut handles = Vec::new();
-        for (spec, ids) in batch {
+        for (spec, ids, base) in batch {
             let count = ids.len() as u32;
+            let base = Arc::new(base);
             for (index, id) in ids.into_iter().enumerate() {
-                let mut env = req.client_env.clone();
-                env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
                 let handle = self.register(NewInstance {
                     id,
                     index: index as u32,
                     count,
                     spec: spec.clone(),
-                    env,
+                    base_env: base.clone(),
                     restarts: 0,
                     created_at_ms: now_ms(),
                 });
@@ -146,8 +179,22 @@ impl ProcessManager {
             .filter(|(_, a)| *a)
             .map(|(h, _)| h.clone())
             .collect();
-        let errors = send_all(&starting, Command::Start).await;
+        let mut errors = send_all(&starting, Command::Start).await;
+        for (h, spec, base_env) in &restarted {
+            let update = Update {
+                spec: Some(spec.clone()),
+                base_env: base_env.clone(),
+            };
+            errors.extend(
+                send_all(std::slice::from_ref(h), |r| {
+                    Command::Restart(Some(update.clone()), r)
+                })
+                .await,
+            );
+            handles.push((h.clone(), true));
+        }
         self.shared.persist.flush().await;
+        handles.sort_by_key(|(h, _)| h.inst.id);
         Ok(ActionResponse {
             processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
             errors,
@@ -160,16 +207,12 @@ impl ProcessManager {
             index,
             count,
             spec,
-            mut env,
+            base_env,
             restarts,
             created_at_ms,
         } = new;
         let home = &self.shared.home;
         let marker = actor::marker_for(home.root(), id);
-        env.insert("BM2_HOME".into(), home.root().display().to_string());
-        env.insert("BM2_ID".into(), id.to_string());
-        env.insert("pm_id".into(), id.to_string());
-        env.insert("NODE_APP_INSTANCE".into(), index.to_string());
         let name = if count > 1 {
             format!("{}-{index}", spec.name)
         } else {
@@ -183,15 +226,49 @@ impl ProcessManager {
             index,
             count,
             created_at_ms,
-            env,
             logs: Arc::new(std::sync::Mutex::new(logs)),
             log_paths,
             pid_file: home.app_pid_file(&spec.name, id),
             marker,
         });
-        let handle = actor::spawn_actor(inst, spec, restarts, self.shared.clone());
+        let handle = actor::spawn_actor(inst, spec, base_env, restarts, self.shared.clone());
         self.registry.insert(handle.clone());
         handle
+    }
+
+    /// Restarts the instances named by `targets`; with `update_env`, their environment is first
+    /// recomputed from that caller environment and their options.
+    pub async fn restart(
+        &self,
+        targets: &[String],
+        update_env: Option<&Vars>,
+    ) -> Result<ActionResponse, ApiError> {
+        let handles = self.registry.resolve(targets)?;
+        let mut errors = Vec::new();
+        for h in &handles {
+            let update = update_env.map(|client| {
+                let spec = h.view.borrow().spec.clone();
+                Update {
+                    spec: None,
+                    base_env: Some(Arc::new(envs::base_env(client, &spec))),
+                }
+            });
+            let (tx, rx) = oneshot::channel();
+            if h.tx.send(Command::Restart(update, tx)).await.is_ok() {
+                errors.push(rx);
+            }
+        }
+        let mut failures = Vec::new();
+        for rx in errors {
+            if let Ok(Err(e)) = rx.await {
+                failures.push(e);
+            }
+        }
+        self.shared.persist.flush().await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors: failures,
+        })
     }
 
     /// Applies `action` to every instance named by `targets`.
@@ -205,7 +282,7 @@ impl ProcessManager {
             &handles,
             match action {
                 Action::Stop => Command::Stop,
-                Action::Restart => Command::Restart,
+                Action::Restart => |r| Command::Restart(None, r),
                 Action::Delete => Command::Delete,
                 Action::Reset => Command::Reset,
             },
@@ -267,7 +344,7 @@ impl ProcessManager {
     }
 
     /// Restores the dump file: apps not managed yet are registered, and started if they ran.
-    pub async fn resurrect(&self) -> Result<ActionResponse, ApiError> {
+    pub async fn resurrect(&self, update_env: Option<&Vars>) -> Result<ActionResponse, ApiError> {
         let path = self.shared.home.dump_file();
         if !path.exists() {
             return Err(
@@ -287,7 +364,7 @@ impl ProcessManager {
             .into_iter()
             .filter(|s| !existing.contains(&(s.spec.name.clone(), s.index)))
             .collect();
-        self.restore_instances(fresh, true).await
+        self.restore_instances(fresh, true, update_env).await
     }
 
     /// Brings back the state of a previous daemon: its leftover processes are stopped, then its
@@ -306,7 +383,7 @@ impl ProcessManager {
         };
         self.stop_leftovers(&state).await;
         self.registry.set_next_id(state.next_id);
-        let restored = self.restore_instances(state.instances, false).await;
+        let restored = self.restore_instances(state.instances, false, None).await;
         Ok(restored.unwrap_or_default())
     }
 
@@ -314,6 +391,7 @@ impl ProcessManager {
         &self,
         saved: Vec<SavedInstance>,
         fresh_ids: bool,
+        update_env: Option<&Vars>,
     ) -> Result<ActionResponse, ApiError> {
         let mut handles = Vec::new();
         for s in saved {
@@ -326,8 +404,11 @@ impl ProcessManager {
                 id,
                 index: s.index,
                 count: s.count,
+                base_env: Arc::new(match update_env {
+                    Some(client) => envs::base_env(client, &s.spec),
+                    None => s.env,
+                }),
                 spec: Arc::new(s.spec),
-                env: s.env,
                 restarts: s.restarts,
                 created_at_ms: s.created_at_ms,
             });
@@ -378,9 +459,9 @@ impl ProcessManager {
             count = all.len(),
             "stopping processes left by a previous daemon"
         );
-        if !kill::wait_gone(&all, grace).await {
+        if !kill::wait_gone(&all, grace, Duration::from_millis(20)).await {
             kill::signal_all(None, &kill::alive(&all), nix::sys::signal::Signal::SIGKILL);
-            kill::wait_gone(&all, Duration::from_secs(5)).await;
+            kill::wait_gone(&all, Duration::from_secs(5), Duration::from_millis(20)).await;
         }
     }
 
@@ -445,6 +526,37 @@ impl ProcessManager {
         })
     }
 
+    /// Sets a variable of `app` in the env store (applied at its next start).
+    pub fn env_set(&self, app: &str, key: &str, value: &str) -> Result<(), ApiError> {
+        self.require_app(app)?;
+        self.shared
+            .env_store
+            .set(app, key, value)
+            .map_err(|e| ApiError::new("env_store", format!("cannot write the env store: {e}")))
+    }
+
+    /// The stored variables of `app`.
+    pub fn env_get(&self, app: &str) -> Result<Vars, ApiError> {
+        self.require_app(app)?;
+        Ok(self.shared.env_store.get(app))
+    }
+
+    /// Removes one stored variable of `app`, or all.
+    pub fn env_delete(&self, app: &str, key: Option<&str>) -> Result<usize, ApiError> {
+        self.require_app(app)?;
+        self.shared
+            .env_store
+            .delete(app, key)
+            .map_err(|e| ApiError::new("env_store", format!("cannot write the env store: {e}")))
+    }
+
+    fn require_app(&self, app: &str) -> Result<(), ApiError> {
+        if self.registry.all().iter().any(|h| h.inst.app == app) {
+            return Ok(());
+        }
+        self.registry.resolve(&[app.to_string()]).map(|_| ())
+    }
+
     /// Empties the log files of the instances named by `targets` (all when empty).
     pub fn flush_logs(&self, targets: &[String]) -> Result<usize, ApiError> {
         let handles = if targets.is_empty() {
@@ -496,7 +608,19 @@ impl ProcessManager {
             spec: (*v.spec).clone(),
             instances: h.inst.count,
             interpreter: v.interpreter,
-            env: h.inst.env.clone(),
+            pending_env: pending_env(&v.store_applied, &self.shared.env_store.get(&h.inst.app)),
+            env: if v.env.is_empty() {
+                envs::instance_env(
+                    &v.base_env,
+                    &v.spec,
+                    self.shared.home.root(),
+                    h.inst.id,
+                    h.inst.index,
+                    &self.shared.env_store.get(&h.inst.app),
+                )
+            } else {
+                (*v.env).clone()
+            },
             created_at_ms: h.inst.created_at_ms,
             last_exit: v.last_exit,
             status_reason: v.reason,
@@ -572,24 +696,26 @@ async fn send_all(handles: &[Handle], make: impl Fn(Reply) -> Command) -> Vec<Ap
     errors
 }
 
+/// Names of the stored variables not yet applied: set or changed, or deleted, since the last launch.
+fn pending_env(applied: &Vars, stored: &Vars) -> Vec<String> {
+    let mut keys: Vec<String> = stored
+        .iter()
+        .filter(|(k, v)| applied.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .chain(applied.keys().filter(|k| !stored.contains_key(*k)).cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
 fn snapshot_state(registry: &Registry) -> StateFile {
     let instances = registry
         .all()
         .iter()
         .map(|h| {
             let v = h.view.borrow();
-            let env = h
-                .inst
-                .env
-                .iter()
-                .filter(|(k, _)| {
-                    !matches!(
-                        k.as_str(),
-                        "BM2_HOME" | "BM2_ID" | "pm_id" | "NODE_APP_INSTANCE"
-                    )
-                })
-                .map(|(k, val)| (k.clone(), val.clone()))
-                .collect();
+            let env = (*v.base_env).clone();
             SavedInstance {
                 id: h.inst.id,
                 index: h.inst.index,

@@ -124,18 +124,24 @@ pub fn load(path: &Path) -> Result<StateFile, PersistError> {
     Ok(state)
 }
 
-/// Writes `state` to `path` atomically: temp file, fsync, rename, fsync of the directory.
+/// Writes `state` to `path` atomically.
 pub fn store(path: &Path, state: &StateFile) -> Result<(), PersistError> {
     let io_err = |source| PersistError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile_in(dir, path).map_err(io_err)?;
     let bytes = serde_json::to_vec_pretty(state).map_err(|e| io_err(io::Error::other(e)))?;
-    tmp.1.write_all(&bytes).map_err(io_err)?;
-    tmp.1.sync_all().map_err(io_err)?;
-    fs::rename(&tmp.0, path).map_err(io_err)?;
+    write_atomic(path, &bytes).map_err(io_err)
+}
+
+/// Replaces the file at `path` with `bytes` atomically: temp file, fsync, rename, fsync of the
+/// directory. Readers see the old or the new contents, never a mix, even after a crash.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let (tmp, mut file) = tempfile_in(dir, path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

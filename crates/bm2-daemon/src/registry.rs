@@ -24,8 +24,6 @@ pub struct Instance {
     pub count: u32,
     /// When it was registered, in ms since the epoch.
     pub created_at_ms: u64,
-    /// The full environment its processes receive.
-    pub env: BTreeMap<String, String>,
     /// Where its output goes.
     pub logs: Arc<Mutex<InstanceLogs>>,
     /// Paths of its log files.

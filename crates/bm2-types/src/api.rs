@@ -49,6 +49,72 @@ pub struct StartRequest {
     /// Start even when an app of the same name is already managed.
     #[serde(default)]
     pub force: bool,
+    /// What to do with apps that are already managed (when `force` is off).
+    #[serde(default)]
+    pub if_exists: IfExists,
+    /// When restarting managed apps, recompute their environment from `client_env` and their
+    /// new options (PM2's `--update-env`); otherwise they keep the environment they had.
+    #[serde(default)]
+    pub update_env: bool,
+}
+
+/// What `start` does with an app whose name is already managed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IfExists {
+    /// Refuse (the CLI's `start <script>`).
+    #[default]
+    Fail,
+    /// Apply the new options and restart it (`start <ecosystem file>`, `startOrRestart`).
+    Restart,
+}
+
+/// Restart processes, optionally with a fresh environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestartRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+    /// The caller's environment, to recompute the processes' environment from (`--update-env`).
+    #[serde(default)]
+    pub update_env: Option<BTreeMap<String, String>>,
+}
+
+/// Restore the dump file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResurrectRequest {
+    /// The caller's environment, to recompute the apps' environment from (`--update-env`).
+    #[serde(default)]
+    pub update_env: Option<BTreeMap<String, String>>,
+}
+
+/// Set a variable in the env store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvSetRequest {
+    /// App name.
+    pub app: String,
+    /// Variable name.
+    pub key: String,
+    /// Value.
+    pub value: String,
+}
+
+/// Read or delete variables in the env store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvKeyRequest {
+    /// App name.
+    pub app: String,
+    /// One variable; all of the app's when absent.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+/// Variables of the env store for one app.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EnvStoreResponse {
+    /// App name.
+    pub app: String,
+    /// Its stored variables.
+    pub vars: BTreeMap<String, String>,
 }
 
 /// Which processes an action applies to: ids, names, namespaces, `all`, scripts or `/regex/`.

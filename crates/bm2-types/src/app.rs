@@ -78,6 +78,40 @@ pub struct AppSpec {
     pub uid: Option<String>,
     /// Group to run the process as (name or gid); only when the daemon runs as root.
     pub gid: Option<String>,
+    /// Caller variables the app does not inherit (PM2's `filter_env`).
+    pub filter_env: FilterEnv,
+    /// Variable holding the instance index (PM2's `instance_var`).
+    pub instance_var: String,
+    /// Numeric variable increased by the instance index in each instance (PM2's `increment_var`).
+    pub increment_var: Option<String>,
+    /// Stop signals go to the whole process tree; `false` signals the main process only.
+    pub treekill: bool,
+    /// Milliseconds between checks that a stopping process has exited.
+    pub kill_retry_time: u64,
+    /// Node/Bun: source-mapped stack traces (`--enable-source-maps`).
+    pub source_map_support: bool,
+    /// Port of the app (cluster mode balances it; fork instances get `PORT = port + i`).
+    pub port: Option<u16>,
+    /// Count an instance as started only when it says it is ready.
+    pub wait_ready: bool,
+    /// Milliseconds to wait for readiness.
+    pub listen_timeout: u64,
+    /// Ask the app to stop with PM2's `shutdown` message before signals.
+    pub shutdown_with_message: bool,
+    /// Paths whose changes restart the app (empty: not watched).
+    pub watch: Vec<String>,
+    /// Paths not watched.
+    pub ignore_watch: Vec<String>,
+    /// Cron schedule of restarts.
+    pub cron_restart: Option<String>,
+    /// HTTP URL probed to check the app's health.
+    pub health_check_url: Option<String>,
+    /// Milliseconds between health probes.
+    pub health_check_interval: u64,
+    /// Milliseconds before a health probe fails.
+    pub health_check_timeout: u64,
+    /// Failed probes in a row before a restart.
+    pub health_check_max_fails: u32,
     // Log options. Unset ones take the daemon's defaults (`$BM2_HOME/config.toml`, else 10M,
     // retain 5, no compression).
     /// Stdout log file (default `$BM2_HOME/logs/<name>-<id>-out.log`); `/dev/null` or `NULL` for none.
@@ -132,6 +166,23 @@ impl Default for AppSpec {
             autostart: true,
             uid: None,
             gid: None,
+            filter_env: FilterEnv::None,
+            instance_var: "NODE_APP_INSTANCE".to_string(),
+            increment_var: None,
+            treekill: true,
+            kill_retry_time: 100,
+            source_map_support: false,
+            port: None,
+            wait_ready: false,
+            listen_timeout: 3000,
+            shutdown_with_message: false,
+            watch: Vec::new(),
+            ignore_watch: Vec::new(),
+            cron_restart: None,
+            health_check_url: None,
+            health_check_interval: 30_000,
+            health_check_timeout: 5000,
+            health_check_max_fails: 3,
             out_file: None,
             error_file: None,
             log_file: None,
@@ -145,6 +196,57 @@ impl Default for AppSpec {
             log_compress: None,
             log_rotate_interval: None,
         }
+    }
+}
+
+/// Which of the caller's environment variables an app does not inherit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FilterEnv {
+    /// Inherit everything (`false`).
+    #[default]
+    None,
+    /// Inherit nothing (`true`).
+    All,
+    /// Drop the variables whose names start with one of these.
+    Prefixes(Vec<String>),
+}
+
+impl FilterEnv {
+    /// True when the caller's variable `name` is kept.
+    pub fn keeps(&self, name: &str) -> bool {
+        match self {
+            FilterEnv::None => true,
+            FilterEnv::All => false,
+            FilterEnv::Prefixes(p) => !p.iter().any(|prefix| name.starts_with(prefix.as_str())),
+        }
+    }
+}
+
+impl Serialize for FilterEnv {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FilterEnv::None => s.serialize_bool(false),
+            FilterEnv::All => s.serialize_bool(true),
+            FilterEnv::Prefixes(p) => p.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FilterEnv {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Bool(bool),
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Bool(false) => FilterEnv::None,
+            Form::Bool(true) => FilterEnv::All,
+            Form::One(p) => FilterEnv::Prefixes(vec![p]),
+            Form::Many(p) => FilterEnv::Prefixes(p),
+        })
     }
 }
 

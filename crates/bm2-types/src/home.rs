@@ -76,6 +76,11 @@ impl Home {
         self.root.join("daemon.log")
     }
 
+    /// Variables set per app with `bm2 env set`.
+    pub fn env_store_file(&self) -> PathBuf {
+        self.root.join("env-registry.json")
+    }
+
     /// Daemon-wide settings (`[logs]` defaults).
     pub fn config_file(&self) -> PathBuf {
         self.root.join("config.toml")

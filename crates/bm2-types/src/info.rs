@@ -110,8 +110,11 @@ pub struct ProcDetail {
     pub instances: u32,
     /// The program actually executed: the interpreter, or the script itself.
     pub interpreter: Option<String>,
-    /// Full environment given to the process.
+    /// Full environment given to the process (for an instance that never ran, the one it would get).
     pub env: BTreeMap<String, String>,
+    /// Variables set with `bm2 env set`/`delete` that the running process does not have yet.
+    #[serde(default)]
+    pub pending_env: Vec<String>,
     /// When the instance was registered, in milliseconds since the Unix epoch.
     pub created_at_ms: u64,
     /// How the last process ended.

@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod home;
 mod info;
+pub mod runtime;
 mod units;
 
 pub use api::*;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let args = cli::Cli::parse();
     if let cli::Cmd::Daemon = args.cmd {
         return cli::daemon::run_daemon();
@@ -28,5 +29,18 @@ fn main() -> ExitCode {
             render::error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Lets a closed pipe (`bm2 jlist | head`) end the CLI quietly, as it does other Unix tools,
+/// instead of making every print fail.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL installs no handler.
+    unsafe {
+        let _ = nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: one router for the CLI (over the Unix socket) and, later, the REST clients.
 
 mod daemon;
+mod env;
 mod logs;
 mod processes;
 
@@ -42,6 +43,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/delete", post(processes::delete))
         .route("/v1/reset", post(processes::reset))
         .route("/v1/signal", post(processes::signal))
+        .route("/v1/env/set", post(env::set))
+        .route("/v1/env/get", post(env::get))
+        .route("/v1/env/delete", post(env::delete))
         .route("/v1/logs", post(logs::logs))
         .route("/v1/flush", post(logs::flush))
         .route("/v1/reload-logs", post(logs::reload))

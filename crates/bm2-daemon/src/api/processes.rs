@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use bm2_types::{
-    ActionResponse, DescribeResponse, ProcDetail, ProcSummary, SignalRequest, StartRequest,
-    TargetRequest,
+    ActionResponse, DescribeResponse, ProcDetail, ProcSummary, RestartRequest, SignalRequest,
+    StartRequest, TargetRequest,
 };
 
 use super::{ApiResult, AppState, Body};
@@ -47,9 +47,13 @@ pub async fn stop(
 
 pub async fn restart(
     State(s): State<AppState>,
-    Body(req): Body<TargetRequest>,
+    Body(req): Body<RestartRequest>,
 ) -> ApiResult<ActionResponse> {
-    act(&s, Action::Restart, &req).await
+    Ok(Json(
+        s.manager
+            .restart(&req.targets, req.update_env.as_ref())
+            .await?,
+    ))
 }
 
 pub async fn delete(

@@ -129,3 +129,15 @@ mod tests {
         assert_eq!((p.max_size, p.retain, p.compress), (10 << 20, 9, false));
     }
 }
+
+#[cfg(test)]
+mod cron_tests {
+    use super::parse_cron;
+
+    #[test]
+    fn five_and_six_field_expressions_parse() {
+        assert!(parse_cron("0 0 * * *").is_ok());
+        assert!(parse_cron("*/5 * * * * *").is_ok());
+        assert!(parse_cron("not cron").is_err());
+    }
+}

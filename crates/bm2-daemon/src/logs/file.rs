@@ -66,6 +66,11 @@ impl LogFile {
         &self.policy
     }
 
+    /// Bytes in the current file.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Bytes that could not be written (disk full, file not writable).
     pub fn dropped(&self) -> u64 {
         self.dropped

@@ -107,7 +107,10 @@ async fn rotate_on_schedule(file: Weak<Mutex<LogFile>>, cron: croner::Cron) {
         let wait = (next - now).to_std().unwrap_or_default();
         tokio::time::sleep(wait).await;
         let Some(file) = file.upgrade() else { return };
-        lock(&file).rotate();
+        let mut file = lock(&file);
+        if file.size() > 0 {
+            file.rotate();
+        }
     }
 }
 
@@ -259,10 +262,9 @@ impl InstanceLogs {
         if !self.hub.has_followers() {
             return;
         }
-        for line in bytes.split(|b| *b == b'\n') {
-            if line.is_empty() && bytes.ends_with(b"\n") {
-                continue;
-            }
+        // `bytes` holds whole lines: every piece before the final newline is a line.
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        for line in body.split(|b| *b == b'\n') {
             self.hub
                 .publish(self.event(stream, String::from_utf8_lossy(line).into_owned(), false));
         }

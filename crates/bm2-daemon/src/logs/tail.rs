@@ -30,6 +30,9 @@ pub fn last_lines(path: &Path, n: usize) -> Vec<String> {
         buf = block;
         start = from;
     }
+    if buf.is_empty() {
+        return Vec::new();
+    }
     let text = String::from_utf8_lossy(&buf);
     let lines: Vec<&str> = text
         .strip_suffix('\n')
@@ -62,5 +65,9 @@ mod tests {
         fs::write(&path, "a\nb").unwrap();
         assert_eq!(last_lines(&path, 5), vec!["a", "b"]);
         assert!(last_lines(&dir.path().join("missing"), 5).is_empty());
+        fs::write(&path, "").unwrap();
+        assert!(last_lines(&path, 5).is_empty());
+        fs::write(&path, "a\n\nb\n").unwrap();
+        assert_eq!(last_lines(&path, 5), vec!["a", "", "b"]);
     }
 }

@@ -14,6 +14,7 @@ use super::kill::{self, Marker};
 use super::machine::{self, Counters, Decision, RestartPolicy};
 use super::spawn;
 use crate::Shared;
+use crate::envs::{self, Vars};
 use crate::logs::{self, Stream};
 use crate::procfs;
 use crate::registry::{Handle, Instance};
@@ -29,8 +30,8 @@ pub enum Command {
     Start(Reply),
     /// Stop the process and keep it stopped.
     Stop(Reply),
-    /// Stop it if running, then start it.
-    Restart(Reply),
+    /// Stop it if running, then start it, first applying new options or a new base environment.
+    Restart(Option<Update>, Reply),
     /// Stop it and end the actor.
     Delete(Reply),
     /// Zero the restart counters.
@@ -48,11 +49,26 @@ pub enum Command {
     },
 }
 
+/// New options for an instance, applied at its next start.
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    /// New options (the instance keeps its environment unless `base_env` is given too).
+    pub spec: Option<Arc<AppSpec>>,
+    /// New base environment (`--update-env`).
+    pub base_env: Option<Arc<Vars>>,
+}
+
 /// The published state of an instance.
 #[derive(Debug, Clone)]
 pub struct InstanceView {
     /// Current options.
     pub spec: Arc<AppSpec>,
+    /// The caller's kept variables and the app's own, from which each launch's environment is made.
+    pub base_env: Arc<Vars>,
+    /// The environment of the current (or last) process.
+    pub env: Arc<Vars>,
+    /// Variables of the env store applied at the last launch.
+    pub store_applied: Vars,
     /// Current status.
     pub status: ProcStatus,
     /// Whether the instance should be running (restored as running after a daemon crash).
@@ -79,9 +95,12 @@ pub struct InstanceView {
 
 impl InstanceView {
     /// The state of an instance that has never run.
-    pub fn new(spec: Arc<AppSpec>, restarts: u32) -> Self {
+    pub fn new(spec: Arc<AppSpec>, base_env: Arc<Vars>, restarts: u32) -> Self {
         InstanceView {
             spec,
+            base_env,
+            env: Arc::default(),
+            store_applied: Vars::new(),
             status: ProcStatus::Stopped,
             desired_running: false,
             pid: None,
@@ -119,11 +138,12 @@ struct Actor {
 pub fn spawn_actor(
     inst: Arc<Instance>,
     spec: Arc<AppSpec>,
+    base_env: Arc<Vars>,
     restarts: u32,
     shared: Arc<Shared>,
 ) -> Handle {
     let (tx, rx) = mpsc::channel(16);
-    let (view_tx, view_rx) = watch::channel(InstanceView::new(spec.clone(), restarts));
+    let (view_tx, view_rx) = watch::channel(InstanceView::new(spec.clone(), base_env, restarts));
     let actor = Actor {
         policy: RestartPolicy::from(spec.as_ref()),
         counters: Counters {
@@ -190,8 +210,11 @@ impl Actor {
                 self.stop(None).await;
                 let _ = reply.send(Ok(()));
             }
-            Command::Restart(reply) => {
+            Command::Restart(update, reply) => {
                 self.stop(None).await;
+                if let Some(update) = update {
+                    self.apply(update);
+                }
                 self.counters.restarts += 1;
                 let _ = reply.send(self.fresh_start());
             }
@@ -216,6 +239,17 @@ impl Actor {
             }
         }
         false
+    }
+
+    fn apply(&mut self, update: Update) {
+        if let Some(spec) = update.spec {
+            self.policy = RestartPolicy::from(spec.as_ref());
+            self.spec = spec.clone();
+            self.publish(|v| v.spec = spec);
+        }
+        if let Some(base) = update.base_env {
+            self.publish(|v| v.base_env = base);
+        }
     }
 
     fn fresh_start(&mut self) -> Result<(), ApiError> {
@@ -278,8 +312,18 @@ impl Actor {
 
     fn launch(&mut self) -> Result<(), spawn::SpawnError> {
         let shared = &self.shared;
-        let launch = spawn::plan(&self.spec, &self.inst.env, &shared.table)?;
-        let mut cmd = spawn::command(&launch, &self.spec, &self.inst.env)?;
+        let stored = shared.env_store.get(&self.inst.app);
+        let base = self.view.borrow().base_env.clone();
+        let env = envs::instance_env(
+            &base,
+            &self.spec,
+            shared.home.root(),
+            self.inst.id,
+            self.inst.index,
+            &stored,
+        );
+        let launch = spawn::plan(&self.spec, &env, &shared.table)?;
+        let mut cmd = spawn::command(&launch, &self.spec, &env)?;
         let mut child = shared
             .table
             .spawn(&mut cmd)
@@ -305,7 +349,10 @@ impl Actor {
         });
         let restarts = self.counters.restarts;
         let unstable = self.counters.unstable_restarts;
+        let env = Arc::new(env);
         self.publish(|v| {
+            v.env = env;
+            v.store_applied = stored;
             v.status = ProcStatus::Online;
             v.desired_running = true;
             v.pid = Some(pid);
@@ -347,29 +394,40 @@ impl Actor {
     async fn terminate(&mut self, mut run: Running) -> (Option<ExitStatus>, Duration) {
         let sig = kill::parse_signal(&self.spec.kill_signal).unwrap_or(Signal::SIGINT);
         let grace = Duration::from_millis(self.spec.kill_timeout);
+        let poll = Duration::from_millis(self.spec.kill_retry_time.max(1));
         let deadline = Instant::now() + grace;
-        let known = self.shared.metrics.tree(self.inst.id);
-        let tree = kill::find_tree(Some(run.pid), &self.inst.marker, &known);
-        kill::signal_all(Some(run.pid), &tree, sig);
+        // Without treekill (PM2's `treekill: false`) only the main process is signalled.
+        let group = self.spec.treekill.then_some(run.pid);
+        let tree = if self.spec.treekill {
+            let known = self.shared.metrics.tree(self.inst.id);
+            kill::find_tree(Some(run.pid), &self.inst.marker, &known)
+        } else {
+            procfs::read_stat(run.pid)
+                .map(|s| vec![(run.pid, s.start_time)])
+                .unwrap_or_default()
+        };
+        kill::signal_all(group, &tree, sig);
         let status = if let Ok(s) = tokio::time::timeout(grace, run.child.wait()).await {
             s.ok()
         } else {
-            kill::signal_all(Some(run.pid), &kill::alive(&tree), Signal::SIGKILL);
+            kill::signal_all(group, &kill::alive(&tree), Signal::SIGKILL);
             run.child.wait().await.ok()
         };
         let uptime = run.started.elapsed();
         self.shared.table.forget(run.pid);
-        // Whatever is left of the tree (setsid'd or double-forked descendants) gets the rest of
-        // the grace period, then SIGKILL.
-        let rest = kill::find_tree(None, &self.inst.marker, &tree);
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !kill::wait_gone(&rest, left).await {
-            kill::signal_all(Some(run.pid), &kill::alive(&rest), Signal::SIGKILL);
-            kill::wait_gone(&rest, Duration::from_secs(5)).await;
+        if let Some(group) = group {
+            // Whatever is left of the tree (setsid'd or double-forked descendants) gets the rest
+            // of the grace period, then SIGKILL.
+            let rest = kill::find_tree(None, &self.inst.marker, &tree);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !kill::wait_gone(&rest, left, poll).await {
+                kill::signal_all(Some(group), &kill::alive(&rest), Signal::SIGKILL);
+                kill::wait_gone(&rest, Duration::from_secs(5), poll).await;
+            }
+            let _ =
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(group as i32), Signal::SIGKILL);
+            self.shared.table.reap_orphans(kill::zombie_orphans(&rest));
         }
-        let _ =
-            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(run.pid as i32), Signal::SIGKILL);
-        self.shared.table.reap_orphans(kill::zombie_orphans(&rest));
         (status, uptime)
     }
 
@@ -378,8 +436,12 @@ impl Actor {
         let Some(run) = self.child.take() else { return };
         self.shared.table.forget(run.pid);
         // Group members left behind by the main process are part of the app and end with it.
-        let _ =
-            nix::sys::signal::killpg(nix::unistd::Pid::from_raw(run.pid as i32), Signal::SIGKILL);
+        if self.spec.treekill {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(run.pid as i32),
+                Signal::SIGKILL,
+            );
+        }
         let exit = exit_info(status.ok(), run.started.elapsed());
         tracing::info!(id = self.inst.id, exit = %exit, "process exited");
         let decision = machine::on_exit(&self.policy, &mut self.counters, &exit);

@@ -117,9 +117,10 @@ pub fn alive(procs: &[(u32, u64)]) -> Vec<(u32, u64)> {
 }
 
 /// Polls until none of `procs` is alive; false on timeout.
-pub async fn wait_gone(procs: &[(u32, u64)], timeout: Duration) -> bool {
+/// Checks are spaced from 1 ms up to `max_pause`.
+pub async fn wait_gone(procs: &[(u32, u64)], timeout: Duration, max_pause: Duration) -> bool {
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Duration::from_millis(1).min(max_pause);
     loop {
         if alive(procs).is_empty() {
             return true;
@@ -128,7 +129,7 @@ pub async fn wait_gone(procs: &[(u32, u64)], timeout: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
+        pause = (pause * 2).min(max_pause);
     }
 }
 

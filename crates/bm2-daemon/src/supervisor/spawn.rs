@@ -155,6 +155,9 @@ pub fn plan(
             }
         })?;
         args.extend(interp.args.iter().cloned());
+        if spec.source_map_support && interp.program == "node" {
+            args.push("--enable-source-maps".to_string());
+        }
         args.extend(spec.node_args.iter().cloned());
         args.extend(spec.interpreter_args.iter().cloned());
         args.push(script.to_string_lossy().into_owned());
@@ -272,28 +275,19 @@ fn interpreter_for(
 
 /// bun if installed, else node when it can strip types, else an error naming what to install.
 fn typescript_runner(path_var: &str, table: &ChildTable) -> Result<Interp, SpawnError> {
-    if find_program("bun", path_var).is_some() {
-        return Ok(Interp::plain("bun"));
-    }
-    let Some(node) = find_program("node", path_var) else {
-        return Err(SpawnError::TypeScript(
-            "neither bun nor node is on PATH; install bun (or node 22.6 or newer)".to_string(),
-        ));
+    let bun = find_program("bun", path_var).is_some();
+    let node = if bun {
+        None
+    } else {
+        find_program("node", path_var).and_then(|n| node_version(&n, table))
     };
-    match node_version(&node, table) {
-        Some(v) if v >= (23, 6) => Ok(Interp::plain("node")),
-        Some(v) if v >= (22, 6) => Ok(Interp {
-            program: "node".to_string(),
-            args: vec!["--experimental-strip-types".to_string()],
-        }),
-        Some((major, minor)) => Err(SpawnError::TypeScript(format!(
-            "node {major}.{minor} cannot strip types and bun is not on PATH; install bun, or node 22.6 or newer"
-        ))),
-        None => Err(SpawnError::TypeScript(format!(
-            "could not read the version of {}; install bun, or node 22.6 or newer",
-            node.display()
-        ))),
-    }
+    let (program, args) = bm2_types::runtime::ts_runner(bun, node)
+        .map_err(SpawnError::TypeScript)?
+        .command();
+    Ok(Interp {
+        program: program.to_string(),
+        args: args.iter().map(ToString::to_string).collect(),
+    })
 }
 
 fn node_version(node: &Path, table: &ChildTable) -> Option<(u32, u32)> {
@@ -309,9 +303,7 @@ fn node_version(node: &Path, table: &ChildTable) -> Option<(u32, u32)> {
     let out = table
         .run_blocking(std::process::Command::new(node).arg("--version"))
         .ok()?;
-    let text = String::from_utf8_lossy(&out);
-    let mut parts = text.trim().trim_start_matches('v').split('.');
-    let version = (|| Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?)))();
+    let version = bm2_types::runtime::parse_node_version(&String::from_utf8_lossy(&out));
     cache.push((node.to_path_buf(), version));
     version
 }

@@ -116,7 +116,10 @@ pub async fn save(client: &Client) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn resurrect(client: &Client) -> anyhow::Result<ExitCode> {
-    let res = client.resurrect().await;
+pub async fn resurrect(client: &Client, update_env: bool) -> anyhow::Result<ExitCode> {
+    let req = bm2_types::ResurrectRequest {
+        update_env: update_env.then(|| std::env::vars().collect()),
+    };
+    let res = client.resurrect(&req).await;
     report(client, res).await
 }

@@ -2,6 +2,8 @@
 
 pub mod daemon;
 mod describe;
+mod ecosystem;
+mod env;
 mod list;
 mod logs;
 mod start;
@@ -40,17 +42,37 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 start server.js --name api --max-memory-restart 512M\n  bm2 start worker.py -i 4 --env QUEUE=jobs\n  bm2 start npm --name web -- run start\n  bm2 start ./server --kill-timeout 10000 --kill-signal SIGTERM"
     )]
     Start(Box<start::StartArgs>),
-    /// Stop processes (id, name, namespace, all, script path or /regex/)
+    /// Stop processes (id, name, namespace, all, script path, /regex/ or ecosystem file)
     #[command(
-        after_help = "Examples:\n  bm2 stop api\n  bm2 stop 0 3\n  bm2 stop all\n  bm2 stop /^worker-/"
+        after_help = "Examples:\n  bm2 stop api\n  bm2 stop 0 3\n  bm2 stop all\n  bm2 stop /^worker-/\n  bm2 stop ecosystem.config.js --only api"
     )]
-    Stop(targets::Targets),
-    /// Restart processes (stop, then start)
-    #[command(after_help = "Examples:\n  bm2 restart api\n  bm2 restart all")]
-    Restart(targets::Targets),
+    Stop(targets::FileTargets),
+    /// Restart processes (stop, then start); with a file, also start its apps not yet running
+    #[command(
+        after_help = "Examples:\n  bm2 restart api\n  bm2 restart all --update-env\n  bm2 restart ecosystem.config.js --env production"
+    )]
+    Restart(targets::FileTargets),
+    /// Reload processes: in fork mode, the same as restart
+    #[command(
+        visible_alias = "gracefulReload",
+        after_help = "Examples:\n  bm2 reload api\n  bm2 reload ecosystem.config.js"
+    )]
+    Reload(targets::FileTargets),
+    /// Start the apps of an ecosystem file, restarting those already running
+    #[command(
+        name = "startOrRestart",
+        after_help = "Example:\n  bm2 startOrRestart ecosystem.config.js --env production"
+    )]
+    StartOrRestart(targets::FileTargets),
+    /// Start the apps of an ecosystem file, reloading those already running
+    #[command(
+        name = "startOrReload",
+        after_help = "Example:\n  bm2 startOrReload ecosystem.config.js"
+    )]
+    StartOrReload(targets::FileTargets),
     /// Stop processes and remove them from bm2
-    #[command(visible_aliases = ["del", "rm"], after_help = "Examples:\n  bm2 delete api\n  bm2 delete all")]
-    Delete(targets::Targets),
+    #[command(visible_aliases = ["del", "rm"], after_help = "Examples:\n  bm2 delete api\n  bm2 delete all\n  bm2 delete ecosystem.config.js")]
+    Delete(targets::FileTargets),
     /// Reset the restart counters of processes
     #[command(after_help = "Examples:\n  bm2 reset api\n  bm2 reset all")]
     Reset(targets::Targets),
@@ -102,7 +124,44 @@ pub enum Cmd {
     )]
     Save,
     /// Start the processes saved by `bm2 save`
-    Resurrect,
+    Resurrect {
+        /// Recompute the apps' environment from this shell instead of the saved one
+        #[arg(long)]
+        update_env: bool,
+    },
+    /// Show the environment of a process, or manage variables: env set|get|delete
+    #[command(
+        after_help = "Examples:\n  bm2 env api               print the environment api's process received\n  bm2 env set api KEY VALUE  applied at api's next start or restart\n  bm2 env get api\n  bm2 env delete api KEY"
+    )]
+    Env(env::EnvArgs),
+    /// Write a sample ecosystem file in the current directory
+    #[command(
+        visible_alias = "init",
+        after_help = "Examples:\n  bm2 ecosystem\n  bm2 init --format yaml"
+    )]
+    Ecosystem {
+        /// File format
+        #[arg(long, value_enum, default_value = "js")]
+        format: ecosystem::InitFormat,
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check an ecosystem file without starting anything (unknown keys are errors)
+    #[command(after_help = "Example:\n  bm2 validate ecosystem.config.js --env production")]
+    Validate {
+        /// The file
+        file: String,
+        /// Environment name to resolve
+        #[arg(long = "env", value_name = "NAME")]
+        env: Vec<String>,
+    },
+    /// Print the JSON Schema of ecosystem files (for editors), or the option reference
+    Schema {
+        /// Print the option reference in Markdown instead
+        #[arg(long)]
+        markdown: bool,
+    },
     /// Run the daemon in the foreground (started automatically by other commands)
     #[command(hide = true)]
     Daemon,
@@ -116,9 +175,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Start(args) => start::run(&client, *args).await,
         Cmd::Stop(t) => targets::action(&client, targets::Verb::Stop, t).await,
-        Cmd::Restart(t) => targets::action(&client, targets::Verb::Restart, t).await,
+        Cmd::Restart(t) | Cmd::Reload(t) | Cmd::StartOrRestart(t) | Cmd::StartOrReload(t) => {
+            targets::action(&client, targets::Verb::Restart, t).await
+        }
         Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,
-        Cmd::Reset(t) => targets::action(&client, targets::Verb::Reset, t).await,
+        Cmd::Reset(t) => targets::reset(&client, t).await,
         Cmd::Signal(s) => targets::signal(&client, s).await,
         Cmd::List(args) => list::run(&client, &args).await,
         Cmd::Jlist => list::jlist(&client, false).await,
@@ -132,7 +193,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Ping => daemon::ping(&client).await,
         Cmd::Kill => daemon::kill(&client).await,
         Cmd::Save => daemon::save(&client).await,
-        Cmd::Resurrect => daemon::resurrect(&client).await,
+        Cmd::Resurrect { update_env } => daemon::resurrect(&client, update_env).await,
+        Cmd::Env(args) => env::run(&client, args).await,
+        Cmd::Ecosystem { format, force } => ecosystem::init(format, force),
+        Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
+        Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::Daemon => unreachable!("handled in main"),
     }
 }

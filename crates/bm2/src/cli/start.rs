@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use bm2_client::Client;
-use bm2_types::{AppSpec, ByteSize, Instances, StartRequest};
+use bm2_types::{AppSpec, ByteSize, IfExists, Instances, StartRequest};
 use clap::Args;
 
 use super::report;
@@ -14,7 +14,7 @@ use super::report;
 #[allow(clippy::doc_markdown)] // doc comments are the --help text
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Script, binary or command to run (a file, or a program on PATH)
+    /// Script, binary or command to run (a file, or a program on PATH), an ecosystem file, or - for a JSON config on stdin
     pub script: String,
     /// Process name (default: the script's file name without extension)
     #[arg(short = 'n', long)]
@@ -22,8 +22,8 @@ pub struct StartArgs {
     /// Working directory (default: the current directory)
     #[arg(long)]
     pub cwd: Option<PathBuf>,
-    /// Environment variable for the app (repeatable)
-    #[arg(long = "env", value_name = "KEY=VAL")]
+    /// Variable for the app (KEY=VAL, repeatable); with an ecosystem file, a name selects its env_<name> blocks
+    #[arg(long = "env", value_name = "KEY=VAL|NAME")]
     pub env: Vec<String>,
     /// Interpreter to run the script with (`none` runs it directly; default: by extension)
     #[arg(long)]
@@ -112,6 +112,8 @@ pub struct StartArgs {
     /// Also rotate logs on a cron schedule (e.g. "0 0 * * *" for daily at midnight)
     #[arg(long, value_name = "CRON")]
     pub log_rotate_interval: Option<String>,
+    #[command(flatten)]
+    pub file: super::ecosystem::FileOptions,
     /// Start even if an app of this name is already managed
     #[arg(short = 'f', long)]
     pub force: bool,
@@ -122,6 +124,9 @@ pub struct StartArgs {
 
 pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
     let here = std::env::current_dir()?;
+    if let Some(loaded) = super::ecosystem::load(&args.script, &args.env, &args.file)? {
+        return super::ecosystem::start(client, loaded, args.force, args.file.update_env).await;
+    }
     // As in PM2, `start <name|id>` of a managed app that is not a file restarts it.
     if !here.join(&args.script).is_file() {
         let list = client.list().await.map_err(super::api_error)?;
@@ -139,6 +144,8 @@ pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
         apps: vec![spec],
         client_env: std::env::vars().collect(),
         force,
+        if_exists: IfExists::Fail,
+        update_env: false,
     };
     let res = client.start(&req).await;
     report(client, res).await
@@ -152,17 +159,20 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         None => here.to_path_buf(),
     };
     let script = resolve_script(&a.script, here, &cwd);
-    let name = a.name.unwrap_or_else(|| default_name(&a.script));
-    let mut env = std::collections::BTreeMap::new();
-    for kv in a.env {
-        let Some((k, v)) = kv.split_once('=') else {
-            bail!("--env {kv:?}: expected KEY=VALUE");
-        };
-        if k.is_empty() {
-            bail!("--env {kv:?}: the variable name is empty");
-        }
-        env.insert(k.to_string(), v.to_string());
+    let name = a
+        .name
+        .unwrap_or_else(|| bm2_config::resolve::default_name(&a.script));
+    let (env_name, vars) = super::ecosystem::split_env(&a.env)?;
+    if let Some(name) = env_name {
+        bail!(
+            "--env {name}: an environment name selects the env_{name} blocks of an ecosystem file; for a variable write --env KEY=VALUE"
+        );
     }
+    let mut env = match &a.file.env_file {
+        Some(f) => bm2_config::resolve::read_env_file(&here.join(f), &f.display().to_string())?,
+        None => std::collections::BTreeMap::new(),
+    };
+    env.extend(vars);
     let split = |s: Option<String>| -> Vec<String> {
         s.map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default()
@@ -203,6 +213,7 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         log_retain: a.log_retain,
         log_compress: a.log_compress.then_some(true),
         log_rotate_interval: a.log_rotate_interval,
+        ..defaults
     };
     Ok((spec, a.force))
 }
@@ -231,28 +242,4 @@ fn resolve_script(script: &str, here: &Path, cwd: &Path) -> String {
         }
     }
     script.to_string()
-}
-
-fn default_name(script: &str) -> String {
-    let file = Path::new(script)
-        .file_name()
-        .and_then(|f| f.to_str())
-        .unwrap_or(script);
-    match file.rsplit_once('.') {
-        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
-        _ => file.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_default_to_the_file_stem() {
-        assert_eq!(default_name("server.js"), "server");
-        assert_eq!(default_name("/srv/app/worker.py"), "worker");
-        assert_eq!(default_name("npm"), "npm");
-        assert_eq!(default_name(".hidden"), ".hidden");
-    }
 }

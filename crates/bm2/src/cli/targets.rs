@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use bm2_client::Client;
+use bm2_types::RestartRequest;
 use clap::Args;
 
 use super::{api_error, report};
@@ -13,6 +14,19 @@ pub struct Targets {
     /// Ids, names, namespaces, `all`, script paths or /regex/
     #[arg(required = true, num_args = 1..)]
     pub targets: Vec<String>,
+}
+
+/// Targets, or one ecosystem file whose apps are the targets.
+#[derive(Debug, Args)]
+pub struct FileTargets {
+    /// Ids, names, namespaces, `all`, script paths, /regex/, or an ecosystem file
+    #[arg(required = true, num_args = 1..)]
+    pub targets: Vec<String>,
+    /// With an ecosystem file: the environment name (for `append_env_to_name` and env blocks)
+    #[arg(long = "env", value_name = "NAME|KEY=VAL")]
+    pub env: Vec<String>,
+    #[command(flatten)]
+    pub file: super::ecosystem::FileOptions,
 }
 
 /// Zero or more targets.
@@ -36,7 +50,6 @@ pub enum Verb {
     Stop,
     Restart,
     Delete,
-    Reset,
 }
 
 /// Script paths given as files are matched by their absolute path.
@@ -53,14 +66,40 @@ fn normalize(targets: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-pub async fn action(client: &Client, verb: Verb, t: Targets) -> anyhow::Result<ExitCode> {
+pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Result<ExitCode> {
+    if let [one] = t.targets.as_slice()
+        && let Some(loaded) = super::ecosystem::load(one, &t.env, &t.file)?
+    {
+        if let Verb::Restart = verb {
+            // As in PM2, restarting a file also starts its apps that are not running yet.
+            return super::ecosystem::start(client, loaded, false, t.file.update_env).await;
+        }
+        let names = super::ecosystem::names(&loaded);
+        let res = match verb {
+            Verb::Stop => client.stop(names).await,
+            _ => client.delete(names).await,
+        };
+        return report(client, res).await;
+    }
     let targets = normalize(t.targets);
     let res = match verb {
         Verb::Stop => client.stop(targets).await,
-        Verb::Restart => client.restart(targets).await,
+        Verb::Restart => {
+            let update_env = t.file.update_env.then(|| std::env::vars().collect());
+            client
+                .restart_with(&RestartRequest {
+                    targets,
+                    update_env,
+                })
+                .await
+        }
         Verb::Delete => client.delete(targets).await,
-        Verb::Reset => client.reset(targets).await,
     };
+    report(client, res).await
+}
+
+pub async fn reset(client: &Client, t: Targets) -> anyhow::Result<ExitCode> {
+    let res = client.reset(normalize(t.targets)).await;
     report(client, res).await
 }
 

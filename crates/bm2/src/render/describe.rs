@@ -132,11 +132,24 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
         ("Created", iso_time(d.created_at_ms)),
         ("Out Log", d.out_log.display().to_string()),
         ("Error Log", d.err_log.display().to_string()),
-        ("Combined Log", d.log_file.as_ref().map_or_else(dash, |p| p.display().to_string())),
-        ("Log Rotation", match spec.log_max_size {
-            Some(size) => format!("{}, retain {}", format_bytes(size.0), spec.log_retain.map_or_else(|| "default".into(), |r| r.to_string())),
-            None => "daemon default".to_string(),
-        }),
+        (
+            "Combined Log",
+            d.log_file
+                .as_ref()
+                .map_or_else(dash, |p| p.display().to_string()),
+        ),
+        (
+            "Log Rotation",
+            match spec.log_max_size {
+                Some(size) => format!(
+                    "{}, retain {}",
+                    format_bytes(size.0),
+                    spec.log_retain
+                        .map_or_else(|| "default".into(), |r| r.to_string())
+                ),
+                None => "daemon default".to_string(),
+            },
+        ),
         ("Dropped Log Bytes", d.log_dropped_bytes.to_string()),
         ("Pid File", d.pid_file.display().to_string()),
     ]

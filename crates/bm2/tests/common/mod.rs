@@ -347,3 +347,92 @@ pub fn session(pid: u32) -> Option<u32> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     s[s.rfind(')')? + 2..].split(' ').nth(3)?.parse().ok()
 }
+
+/// Helpers added for the logging tests.
+impl TestEnv {
+    /// `$BM2_HOME/logs`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.home.path().join("logs")
+    }
+
+    /// Names of the files in `$BM2_HOME/logs`, sorted (empty when the directory is missing).
+    pub fn log_file_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.logs_dir())
+            .map(|dir| {
+                dir.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Starts `bm2 <args>` (e.g. `logs app --raw`) with its stdout read line by line.
+    pub fn follow(&self, args: &[&str]) -> Follower {
+        let mut child = self
+            .command(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn bm2");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Follower { child, lines }
+    }
+}
+
+/// A running `bm2` command whose stdout is read line by line; killed (by its pid) and reaped
+/// when dropped.
+pub struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Follower {
+    /// The next line printed before `deadline`.
+    pub fn next_line(&self, deadline: Instant) -> Option<String> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        self.lines.recv_timeout(left).ok()
+    }
+
+    /// Reads lines until one satisfies `done`; returns every line read, that one included.
+    /// Panics after `DEADLINE`, describing `what`.
+    pub fn read_until(&self, what: &str, mut done: impl FnMut(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let Some(line) = self.next_line(deadline) else {
+                panic!("timed out after {DEADLINE:?} waiting for {what}; lines read: {seen:?}");
+            };
+            let stop = done(&line);
+            seen.push(line);
+            if stop {
+                return seen;
+            }
+        }
+    }
+
+    /// Every line printed during `window` from now.
+    pub fn lines_for(&self, window: Duration) -> Vec<String> {
+        let deadline = Instant::now() + window;
+        std::iter::from_fn(|| self.next_line(deadline)).collect()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

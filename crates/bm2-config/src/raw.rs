@@ -1,0 +1,335 @@
+//! The keys of an app in an ecosystem file, as written: PM2's `snake_case` names and BM2's
+//! `camelCase` names, every one optional, in PM2's value forms.
+
+use bm2_types::{ByteSize, FilterEnv, Instances};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::forms::{Codes, EnvVars, ExecMode, List, LogFile, Millis, Number, Scalar, Watch, Words};
+
+/// One app of an ecosystem file.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct RawApp {
+    /// Name of the app (default: the script's file name without extension).
+    pub name: Option<String>,
+    /// Script, binary or command to run, relative to `cwd` (or a program on PATH).
+    pub script: Option<String>,
+    /// Arguments for the script: an array, or one string split like a shell would.
+    pub args: Option<Words>,
+    /// Working directory, relative to the ecosystem file (default: the file's directory).
+    pub cwd: Option<String>,
+    /// Environment variables of the app.
+    pub env: Option<EnvVars>,
+    /// A dotenv file loaded before `env` (relative to `cwd`; `${VAR}` is interpolated).
+    #[serde(alias = "envFile")]
+    pub env_file: Option<String>,
+    /// Interpreter (default: by the script's extension; `none` runs the script directly).
+    #[serde(alias = "exec_interpreter", alias = "execInterpreter")]
+    pub interpreter: Option<String>,
+    /// Arguments for the interpreter, before the script.
+    #[serde(alias = "interpreterArgs")]
+    pub interpreter_args: Option<Words>,
+    /// Arguments for the Node/Bun runtime, before the script.
+    #[serde(alias = "nodeArgs")]
+    pub node_args: Option<Words>,
+    /// Namespace grouping apps; usable as a target.
+    pub namespace: Option<String>,
+    /// Number of instances: a number, `"max"` (one per CPU), `0` (same), `-N` (CPUs minus N).
+    #[schemars(with = "Option<InstancesForm>")]
+    pub instances: Option<Instances>,
+    /// `fork` or `cluster`.
+    #[serde(alias = "execMode")]
+    pub exec_mode: Option<ExecMode>,
+    /// Restart the app when it exits.
+    pub autorestart: Option<bool>,
+    /// Consecutive unstable restarts before the app is `errored`.
+    #[serde(alias = "maxRestarts")]
+    pub max_restarts: Option<Number>,
+    /// How long a process must run for its start to count as stable (ms, or `"10s"`).
+    #[serde(alias = "minUptime")]
+    pub min_uptime: Option<Millis>,
+    /// Wait before restarting a crashed process (ms, or `"2s"`).
+    #[serde(alias = "restartDelay")]
+    pub restart_delay: Option<Millis>,
+    /// Exponential backoff between unstable restarts, starting at this delay (ms).
+    #[serde(alias = "expBackoffRestartDelay")]
+    pub exp_backoff_restart_delay: Option<Millis>,
+    /// Time between the stop signal and SIGKILL (ms, or `"5s"`).
+    #[serde(alias = "killTimeout")]
+    pub kill_timeout: Option<Millis>,
+    /// First signal sent on stop.
+    #[serde(alias = "killSignal")]
+    pub kill_signal: Option<String>,
+    /// Exit codes after which the app is not restarted.
+    #[serde(alias = "stopExitCodes")]
+    pub stop_exit_codes: Option<Codes>,
+    /// Restart when the app's process tree uses more memory than this (`"512M"`, `"1G"`, bytes).
+    #[serde(alias = "maxMemoryRestart")]
+    #[schemars(with = "Option<SizeForm>")]
+    pub max_memory_restart: Option<ByteSize>,
+    /// Start the app when the file is started (`false`: register it stopped).
+    pub autostart: Option<bool>,
+    /// User to run the app as (the daemon must run as root).
+    pub uid: Option<Scalar>,
+    /// Group to run the app as (the daemon must run as root).
+    pub gid: Option<Scalar>,
+    /// Keep the caller's variables out: `true` for all, or name prefixes.
+    #[serde(alias = "filterEnv")]
+    #[schemars(with = "Option<FilterEnvForm>")]
+    pub filter_env: Option<FilterEnv>,
+    /// Variable holding the instance index (default `NODE_APP_INSTANCE`).
+    #[serde(alias = "instanceVar")]
+    pub instance_var: Option<String>,
+    /// A numeric variable increased by the instance index in each instance (e.g. `PORT`).
+    #[serde(alias = "incrementVar")]
+    pub increment_var: Option<String>,
+    /// Append `-<env name>` to the app's name when started with `--env <name>`.
+    #[serde(alias = "appendEnvToName")]
+    pub append_env_to_name: Option<bool>,
+    /// Stop signals reach the whole process tree (`false`: the main process only).
+    pub treekill: Option<bool>,
+    /// Interval between checks that a stopping app has exited (ms).
+    #[serde(alias = "killRetryTime")]
+    pub kill_retry_time: Option<Millis>,
+    /// Node: source-mapped stack traces.
+    #[serde(alias = "sourceMapSupport")]
+    pub source_map_support: Option<bool>,
+    /// Port of the app (cluster mode).
+    pub port: Option<Number>,
+    /// Wait for the app to say it is ready (`process.send('ready')` or `READY=1`).
+    #[serde(alias = "waitReady")]
+    pub wait_ready: Option<bool>,
+    /// How long to wait for readiness (ms).
+    #[serde(alias = "listenTimeout")]
+    pub listen_timeout: Option<Millis>,
+    /// Ask the app to stop with a `shutdown` message before signals.
+    #[serde(alias = "shutdownWithMessage")]
+    pub shutdown_with_message: Option<bool>,
+    /// Restart when files change: `true` (the app's directory), a path, or paths.
+    pub watch: Option<Watch>,
+    /// Paths not watched.
+    #[serde(alias = "ignoreWatch")]
+    pub ignore_watch: Option<List>,
+    /// Cron schedule of restarts.
+    #[serde(alias = "cron", alias = "cronRestart")]
+    pub cron_restart: Option<String>,
+    /// HTTP URL probed to check the app's health.
+    #[serde(alias = "healthCheckUrl")]
+    pub health_check_url: Option<String>,
+    /// Time between health probes (ms).
+    #[serde(alias = "healthCheckInterval")]
+    pub health_check_interval: Option<Millis>,
+    /// Time before a health probe fails (ms).
+    #[serde(alias = "healthCheckTimeout")]
+    pub health_check_timeout: Option<Millis>,
+    /// Failed probes in a row before a restart.
+    #[serde(alias = "healthCheckMaxFails")]
+    pub health_check_max_fails: Option<Number>,
+    /// Stdout log file (`/dev/null` for none).
+    #[serde(alias = "outFile", alias = "output", alias = "out")]
+    pub out_file: Option<String>,
+    /// Stderr log file (`/dev/null` for none).
+    #[serde(
+        alias = "errorFile",
+        alias = "err_file",
+        alias = "errFile",
+        alias = "error"
+    )]
+    pub error_file: Option<String>,
+    /// A file receiving both streams (`true` for the default path).
+    #[serde(alias = "logFile", alias = "log")]
+    pub log_file: Option<LogFile>,
+    /// Instances share one set of log files.
+    #[serde(alias = "mergeLogs", alias = "combine_logs", alias = "combineLogs")]
+    pub merge_logs: Option<bool>,
+    /// Prefix log lines with a timestamp.
+    pub time: Option<bool>,
+    /// Timestamp format of log lines (moment.js tokens, e.g. `YYYY-MM-DD HH:mm:ss Z`).
+    #[serde(alias = "logDateFormat")]
+    pub log_date_format: Option<String>,
+    /// `json` for one JSON object per log line.
+    #[serde(alias = "logType")]
+    pub log_type: Option<String>,
+    /// Write no log files.
+    #[serde(alias = "disableLogs")]
+    pub disable_logs: Option<bool>,
+    /// Rotate log files before they grow past this size (`"10M"`).
+    #[serde(alias = "logMaxSize")]
+    #[schemars(with = "Option<SizeForm>")]
+    pub log_max_size: Option<ByteSize>,
+    /// Rotated log files to keep.
+    #[serde(alias = "logRetain")]
+    pub log_retain: Option<Number>,
+    /// Gzip rotated log files.
+    #[serde(alias = "logCompress")]
+    pub log_compress: Option<bool>,
+    /// Also rotate logs on a cron schedule.
+    #[serde(alias = "logRotateInterval")]
+    pub log_rotate_interval: Option<String>,
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum InstancesForm {
+    Count(i64),
+    Text(String),
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum SizeForm {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum FilterEnvForm {
+    All(bool),
+    Prefix(String),
+    Prefixes(Vec<String>),
+}
+
+/// Every accepted key: the canonical (PM2) name and its other spellings.
+pub const KEYS: &[(&str, &[&str])] = &[
+    ("name", &[]),
+    ("script", &[]),
+    ("args", &[]),
+    ("cwd", &[]),
+    ("env", &[]),
+    ("env_file", &["envFile"]),
+    ("interpreter", &["exec_interpreter", "execInterpreter"]),
+    ("interpreter_args", &["interpreterArgs"]),
+    ("node_args", &["nodeArgs"]),
+    ("namespace", &[]),
+    ("instances", &[]),
+    ("exec_mode", &["execMode"]),
+    ("autorestart", &[]),
+    ("max_restarts", &["maxRestarts"]),
+    ("min_uptime", &["minUptime"]),
+    ("restart_delay", &["restartDelay"]),
+    ("exp_backoff_restart_delay", &["expBackoffRestartDelay"]),
+    ("kill_timeout", &["killTimeout"]),
+    ("kill_signal", &["killSignal"]),
+    ("stop_exit_codes", &["stopExitCodes"]),
+    ("max_memory_restart", &["maxMemoryRestart"]),
+    ("autostart", &[]),
+    ("uid", &[]),
+    ("gid", &[]),
+    ("filter_env", &["filterEnv"]),
+    ("instance_var", &["instanceVar"]),
+    ("increment_var", &["incrementVar"]),
+    ("append_env_to_name", &["appendEnvToName"]),
+    ("treekill", &[]),
+    ("kill_retry_time", &["killRetryTime"]),
+    ("source_map_support", &["sourceMapSupport"]),
+    ("port", &[]),
+    ("wait_ready", &["waitReady"]),
+    ("listen_timeout", &["listenTimeout"]),
+    ("shutdown_with_message", &["shutdownWithMessage"]),
+    ("watch", &[]),
+    ("ignore_watch", &["ignoreWatch"]),
+    ("cron_restart", &["cron", "cronRestart"]),
+    ("health_check_url", &["healthCheckUrl"]),
+    ("health_check_interval", &["healthCheckInterval"]),
+    ("health_check_timeout", &["healthCheckTimeout"]),
+    ("health_check_max_fails", &["healthCheckMaxFails"]),
+    ("out_file", &["outFile", "output", "out"]),
+    ("error_file", &["errorFile", "err_file", "errFile", "error"]),
+    ("log_file", &["logFile", "log"]),
+    ("merge_logs", &["mergeLogs", "combine_logs", "combineLogs"]),
+    ("time", &[]),
+    ("log_date_format", &["logDateFormat"]),
+    ("log_type", &["logType"]),
+    ("disable_logs", &["disableLogs"]),
+    ("log_max_size", &["logMaxSize"]),
+    ("log_retain", &["logRetain"]),
+    ("log_compress", &["logCompress"]),
+    ("log_rotate_interval", &["logRotateInterval"]),
+];
+
+/// PM2 keys about Node internals or PM2's own services: accepted, with no effect in bm2.
+pub const NO_EFFECT: &[&str] = &[
+    "vizion",
+    "pmx",
+    "automation",
+    "trace",
+    "disable_trace",
+    "force",
+    "post_update",
+    "deep_monitoring",
+    "windowsHide",
+    "instance_id_env",
+    "exec_interpreter_args",
+];
+
+/// The known key closest to `key`, when one is close enough to be a likely typo.
+pub fn closest_key(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase();
+    KEYS.iter()
+        .flat_map(|(canonical, aliases)| {
+            std::iter::once(canonical)
+                .chain(aliases.iter())
+                .map(move |k| (*canonical, *k))
+        })
+        .map(|(canonical, k)| {
+            (
+                canonical,
+                strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
+            )
+        })
+        .filter(|(_, d)| *d <= 3.max(key.len() / 4))
+        .min_by_key(|(_, d)| *d)
+        .map(|(canonical, _)| canonical)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ignored(json: &str) -> Vec<String> {
+        let mut ignored = Vec::new();
+        let mut de = serde_json::Deserializer::from_str(json);
+        let _: RawApp =
+            serde_ignored::deserialize(&mut de, |p| ignored.push(p.to_string())).unwrap();
+        ignored
+    }
+
+    #[test]
+    fn every_listed_key_is_accepted() {
+        for (canonical, aliases) in KEYS {
+            for key in std::iter::once(canonical).chain(aliases.iter()) {
+                assert!(
+                    ignored(&format!("{{\"{key}\": null}}")).is_empty(),
+                    "{key} is not accepted"
+                );
+            }
+        }
+        assert_eq!(ignored(r#"{"instnces": 2}"#), ["instnces"]);
+    }
+
+    #[test]
+    fn every_field_is_listed() {
+        let schema = serde_json::to_value(schemars::schema_for!(RawApp)).unwrap();
+        let props = schema["properties"].as_object().unwrap();
+        for field in props.keys() {
+            assert!(
+                KEYS.iter().any(|(k, _)| k == field),
+                "{field} missing from KEYS"
+            );
+        }
+        assert_eq!(props.len(), KEYS.len());
+    }
+
+    #[test]
+    fn typos_get_suggestions() {
+        assert_eq!(closest_key("max_memory_restat"), Some("max_memory_restart"));
+        assert_eq!(closest_key("instnaces"), Some("instances"));
+        assert_eq!(closest_key("maxMemoryRestar"), Some("max_memory_restart"));
+        assert_eq!(closest_key("completely_unrelated_thing"), None);
+    }
+}

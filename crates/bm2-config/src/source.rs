@@ -1,0 +1,293 @@
+//! Reading an ecosystem file: JSON, YAML and TOML are parsed here; JavaScript and TypeScript are
+//! evaluated with the user's runtime (node or bun), which prints the config as JSON.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{ConfigError, position};
+
+/// The kinds of ecosystem files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.json`
+    Json,
+    /// `.yaml`, `.yml`
+    Yaml,
+    /// `.toml`
+    Toml,
+    /// `.js`, `.cjs`, `.mjs`
+    JavaScript,
+    /// `.ts`, `.mts`, `.cts`
+    TypeScript,
+}
+
+impl Format {
+    /// The format of a file, by its extension.
+    pub fn of(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "json" | "json5" => Some(Format::Json),
+            "yaml" | "yml" => Some(Format::Yaml),
+            "toml" => Some(Format::Toml),
+            "js" | "cjs" | "mjs" => Some(Format::JavaScript),
+            "ts" | "mts" | "cts" => Some(Format::TypeScript),
+            _ => None,
+        }
+    }
+}
+
+/// True when `bm2 start <path>` should read `path` as an ecosystem file rather than run it:
+/// JSON, YAML and TOML files, and scripts named like `ecosystem.config.js` or `*.config.ts`.
+pub fn is_ecosystem_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    match Format::of(path) {
+        Some(Format::Json | Format::Yaml | Format::Toml) => true,
+        Some(Format::JavaScript | Format::TypeScript) => {
+            name.starts_with("ecosystem") || name.contains(".config.")
+        }
+        None => false,
+    }
+}
+
+/// Text of a config to parse: its own text, or the JSON printed by evaluating it.
+pub struct Text {
+    /// The text.
+    pub body: String,
+    /// How to parse it.
+    pub kind: Kind,
+    /// False when the text was produced by evaluating a script, whose line numbers mean nothing
+    /// to the user.
+    pub has_lines: bool,
+}
+
+/// A data format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+    /// TOML.
+    Toml,
+}
+
+/// Reads (or evaluates) the file at `path`.
+pub fn read(path: &Path, shown: &str) -> Result<Text, ConfigError> {
+    let format = Format::of(path).ok_or_else(|| {
+        ConfigError::file(
+            shown,
+            "not an ecosystem file: use .js, .cjs, .mjs, .ts, .json, .yaml, .yml or .toml",
+        )
+    })?;
+    let kind = match format {
+        Format::Json => Kind::Json,
+        Format::Yaml => Kind::Yaml,
+        Format::Toml => Kind::Toml,
+        Format::JavaScript | Format::TypeScript => {
+            return Ok(Text {
+                body: evaluate(path, shown, format == Format::TypeScript)?,
+                kind: Kind::Json,
+                has_lines: false,
+            });
+        }
+    };
+    let body = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::file(shown, format!("cannot read: {e}")))?;
+    Ok(Text {
+        body,
+        kind,
+        has_lines: true,
+    })
+}
+
+/// Parses `text` into `T`, tracking the key path of any error and the keys that `T` ignores.
+pub fn parse<T: DeserializeOwned>(
+    text: &Text,
+    shown: &str,
+) -> Result<(T, Vec<String>), ConfigError> {
+    let mut ignored = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let on_ignored = |p: serde_ignored::Path| ignored.push(p.to_string());
+    let result = match text.kind {
+        Kind::Json => {
+            let mut de = serde_json::Deserializer::from_str(&text.body);
+            let de = serde_path_to_error::Deserializer::new(&mut de, &mut track);
+            serde_ignored::deserialize(de, on_ignored).map_err(|e| {
+                let (line, col) = (e.line(), e.column());
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+                (msg, (line > 0).then_some((line, col)))
+            })
+        }
+        Kind::Yaml => {
+            let de = serde_norway::Deserializer::from_str(&text.body);
+            let de = serde_path_to_error::Deserializer::new(de, &mut track);
+            serde_ignored::deserialize(de, on_ignored).map_err(|e| {
+                let pos = e.location().map(|l| (l.line(), l.column()));
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg);
+                // The YAML parser starts its messages with the path, which is reported apart.
+                let msg = match msg.split_once(": ") {
+                    Some((path, rest)) if !path.contains(' ') => rest,
+                    _ => msg,
+                };
+                (msg.to_string(), pos)
+            })
+        }
+        Kind::Toml => match toml::de::Deserializer::parse(&text.body) {
+            Ok(de) => {
+                let de = serde_path_to_error::Deserializer::new(de, &mut track);
+                serde_ignored::deserialize(de, on_ignored).map_err(|e| {
+                    let pos = e.span().map(|s| position(&text.body, s.start));
+                    (e.message().to_string(), pos)
+                })
+            }
+            Err(e) => Err((
+                e.message().to_string(),
+                e.span().map(|s| position(&text.body, s.start)),
+            )),
+        },
+    };
+    match result {
+        Ok(v) => Ok((
+            v,
+            ignored.into_iter().map(|p| bracket_indices(&p)).collect(),
+        )),
+        Err((message, pos)) => {
+            let path = bracket_indices(&track.path().to_string());
+            let mut err = ConfigError::file(shown, message);
+            if text.has_lines {
+                let mut pos = pos;
+                // YAML errors point at the start of the mapping; the key's own line is clearer.
+                if text.kind == Kind::Yaml
+                    && let Some(key) = path.rsplit('.').next()
+                    && let Some(line) = crate::error::line_of_key(&text.body, key)
+                {
+                    pos = Some((line, 1));
+                }
+                err = err.at(pos.map(|p| p.0), pos.map(|p| p.1));
+            }
+            if !path.is_empty() && path != "." && path != "?" {
+                err = err.at_key(path);
+            }
+            Err(err)
+        }
+    }
+}
+
+/// `apps.1.instances` (or `apps[1].instances`) as `apps[1].instances`.
+pub fn bracket_indices(path: &str) -> String {
+    let mut out = String::new();
+    for part in path.split('.') {
+        if part.chars().all(|c| c.is_ascii_digit()) && !part.is_empty() {
+            let _ = write!(out, "[{part}]");
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+const LOADER: &str = r#"
+const { pathToFileURL } = await import("node:url");
+const mod = await import(pathToFileURL(process.env.BM2_ECOSYSTEM_FILE).href);
+let cfg = mod.default !== undefined ? mod.default : mod;
+if (typeof cfg === "function") cfg = cfg();
+cfg = await cfg;
+process.stdout.write(JSON.stringify(cfg === undefined ? null : cfg));
+"#;
+
+/// Runs the config script with node (or bun, for TypeScript) and returns the JSON it prints.
+fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, ConfigError> {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    let (program, pre_args): (PathBuf, Vec<&str>) = if typescript {
+        let bun = find_program("bun", &path_var);
+        let node_version = match (&bun, find_program("node", &path_var)) {
+            (None, Some(node)) => node_version(&node),
+            _ => None,
+        };
+        let runner = bm2_types::runtime::ts_runner(bun.is_some(), node_version).map_err(|e| {
+            ConfigError::file(shown, format!("cannot read a TypeScript config: {e}"))
+        })?;
+        let (name, args) = runner.command();
+        let program = find_program(name, &path_var).unwrap_or_else(|| PathBuf::from(name));
+        (program, args.to_vec())
+    } else {
+        let node = find_program("node", &path_var).ok_or_else(|| {
+            ConfigError::file(shown, "cannot read a JavaScript config: node is not on PATH; install Node.js (or use a .json, .yaml or .toml file)")
+        })?;
+        (node, Vec::new())
+    };
+    let is_bun = program.file_name().is_some_and(|n| n == "bun");
+    let mut cmd = Command::new(&program);
+    cmd.args(&pre_args);
+    if !is_bun {
+        cmd.arg("--input-type=module");
+    }
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| ConfigError::file(shown, format!("cannot read: {e}")))?;
+    let out = cmd
+        .arg("-e")
+        .arg(LOADER)
+        .env("BM2_ECOSYSTEM_FILE", &abs)
+        .current_dir(abs.parent().unwrap_or(Path::new("/")))
+        .output()
+        .map_err(|e| ConfigError::file(shown, format!("cannot run {}: {e}", program.display())))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(ConfigError::file(
+            shown,
+            format!(
+                "{} failed to evaluate it:\n{}",
+                program.display(),
+                stderr.trim_end()
+            ),
+        ));
+    }
+    String::from_utf8(out.stdout)
+        .map_err(|_| ConfigError::file(shown, "the config printed something that is not UTF-8"))
+}
+
+fn find_program(name: &str, path_var: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+fn node_version(node: &Path) -> Option<(u32, u32)> {
+    let out = Command::new(node).arg("--version").output().ok()?;
+    bm2_types::runtime::parse_node_version(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ecosystem_files_are_told_from_scripts() {
+        assert!(is_ecosystem_file(Path::new("ecosystem.config.js")));
+        assert!(is_ecosystem_file(Path::new("/srv/pm2.config.cjs")));
+        assert!(is_ecosystem_file(Path::new("apps.json")));
+        assert!(is_ecosystem_file(Path::new("apps.yml")));
+        assert!(is_ecosystem_file(Path::new("bm2.config.ts")));
+        assert!(!is_ecosystem_file(Path::new("server.js")));
+        assert!(!is_ecosystem_file(Path::new("main.ts")));
+        assert!(!is_ecosystem_file(Path::new("run.sh")));
+    }
+
+    #[test]
+    fn paths_use_brackets() {
+        assert_eq!(bracket_indices("apps.1.instances"), "apps[1].instances");
+        assert_eq!(bracket_indices("0.name"), "[0].name");
+    }
+}
