@@ -218,8 +218,13 @@ impl ProcessManager {
         } else {
             spec.name.clone()
         };
-        let log_paths = LogPaths::for_instance(home, &spec, id, count);
-        let logs = InstanceLogs::open(&self.shared.logs, &spec, &log_paths, id, name);
+        let logs = InstanceLogs::open(
+            &self.shared.logs,
+            &spec,
+            LogPaths::for_instance(home, &spec, id, count),
+            id,
+            name,
+        );
         let inst = Arc::new(Instance {
             id,
             app: spec.name.clone(),
@@ -227,7 +232,6 @@ impl ProcessManager {
             count,
             created_at_ms,
             logs: Arc::new(std::sync::Mutex::new(logs)),
-            log_paths,
             pid_file: home.app_pid_file(&spec.name, id),
             marker,
         });
@@ -601,6 +605,10 @@ impl ProcessManager {
 
     fn detail(&self, h: &Handle) -> ProcDetail {
         let summary = self.summary(h);
+        let (paths, dropped) = {
+            let logs = logs::lock(&h.inst.logs);
+            (logs.paths().clone(), logs.dropped())
+        };
         let v = h.snapshot();
         ProcDetail {
             file_handles: v.pid.and_then(procfs::fd_count),
@@ -624,20 +632,10 @@ impl ProcessManager {
             created_at_ms: h.inst.created_at_ms,
             last_exit: v.last_exit,
             status_reason: v.reason,
-            out_log: h
-                .inst
-                .log_paths
-                .out
-                .clone()
-                .unwrap_or_else(|| "/dev/null".into()),
-            err_log: h
-                .inst
-                .log_paths
-                .err
-                .clone()
-                .unwrap_or_else(|| "/dev/null".into()),
-            log_file: h.inst.log_paths.combined.clone(),
-            log_dropped_bytes: logs::lock(&h.inst.logs).dropped(),
+            out_log: paths.out.unwrap_or_else(|| "/dev/null".into()),
+            err_log: paths.err.unwrap_or_else(|| "/dev/null".into()),
+            log_file: paths.combined,
+            log_dropped_bytes: dropped,
             pid_file: h.inst.pid_file.clone(),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bm2_types::{ApiError, ProcId};
 use tokio::sync::{mpsc, watch};
 
-use crate::logs::{InstanceLogs, LogPaths};
+use crate::logs::InstanceLogs;
 use crate::supervisor::actor::{Command, InstanceView};
 use crate::supervisor::kill::Marker;
 
@@ -26,8 +26,6 @@ pub struct Instance {
     pub created_at_ms: u64,
     /// Where its output goes.
     pub logs: Arc<Mutex<InstanceLogs>>,
-    /// Paths of its log files.
-    pub log_paths: LogPaths,
     /// Pid file.
     pub pid_file: PathBuf,
     /// How its processes are recognised.

@@ -124,6 +124,7 @@ pub struct InstanceLogs {
     out: Option<SharedFile>,
     err: Option<SharedFile>,
     combined: Option<SharedFile>,
+    paths: LogPaths,
     hub: Arc<LogHub>,
 }
 
@@ -201,7 +202,7 @@ impl InstanceLogs {
     pub fn open(
         hub: &Arc<LogHub>,
         spec: &AppSpec,
-        paths: &LogPaths,
+        paths: LogPaths,
         id: ProcId,
         name: String,
     ) -> InstanceLogs {
@@ -221,8 +222,14 @@ impl InstanceLogs {
             out: open(&paths.out),
             err: open(&paths.err),
             combined: open(&paths.combined),
+            paths,
             hub: hub.clone(),
         }
+    }
+
+    /// Where the instance's output goes.
+    pub fn paths(&self) -> &LogPaths {
+        &self.paths
     }
 
     /// Writes whole lines printed on `stream`.

@@ -244,6 +244,17 @@ impl Actor {
     fn apply(&mut self, update: Update) {
         if let Some(spec) = update.spec {
             self.policy = RestartPolicy::from(spec.as_ref());
+            // Log options may have changed: reopen the files for the new options.
+            let paths = logs::LogPaths::for_instance(
+                &self.shared.home,
+                &spec,
+                self.inst.id,
+                self.inst.count,
+            );
+            let name = self.inst.display_name();
+            let reopened =
+                logs::InstanceLogs::open(&self.shared.logs, &spec, paths, self.inst.id, name);
+            *logs::lock(&self.inst.logs) = reopened;
             self.spec = spec.clone();
             self.publish(|v| v.spec = spec);
         }
