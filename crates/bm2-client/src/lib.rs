@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bm2_types::{
     ActionResponse, ApiError, DescribeResponse, EnvKeyRequest, EnvSetRequest, EnvStoreResponse,
     Home, LogEvent, LogFilesResponse, LogsRequest, PingResponse, ProcDetail, ProcSummary,
-    RestartRequest, ResurrectRequest, SaveResponse, SignalRequest, StartRequest, TargetRequest,
+    ReloadRequest, RestartRequest, ResurrectRequest, SaveResponse, ScaleRequest, SignalRequest,
+    StartRequest, TargetRequest,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -131,6 +132,20 @@ impl Client {
     /// Restarts processes, optionally recomputing their environment (`--update-env`).
     pub async fn restart_with(&self, req: &RestartRequest) -> Result<ActionResponse, ClientError> {
         self.call(Method::POST, "/v1/restart", Some(req)).await
+    }
+
+    /// Reloads processes without downtime, `parallel` instances at a time.
+    pub async fn reload(&self, req: &ReloadRequest) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/reload", Some(req)).await
+    }
+
+    /// Sets the number of instances of an app: `N`, `+N` or `-N`.
+    pub async fn scale(&self, app: &str, instances: &str) -> Result<ActionResponse, ClientError> {
+        let req = ScaleRequest {
+            app: app.into(),
+            instances: instances.into(),
+        };
+        self.call(Method::POST, "/v1/scale", Some(&req)).await
     }
 
     /// Stops and forgets processes.

@@ -330,6 +330,17 @@ impl<'de> Deserialize<'de> for ExecMode {
     }
 }
 
+/// `lb`: `round_robin` or `least_conn` (dashes accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balancing(pub bm2_types::LoadBalancing);
+
+impl<'de> Deserialize<'de> for Balancing {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(Balancing).map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,8 +95,15 @@ pub struct RawApp {
     /// Node: source-mapped stack traces.
     #[serde(alias = "sourceMapSupport")]
     pub source_map_support: Option<bool>,
-    /// Port of the app (cluster mode).
+    /// Port of the app: cluster mode balances it; in fork mode instance i gets `PORT = port + i`.
     pub port: Option<Number>,
+    /// Address the cluster balancer listens on (default: all interfaces).
+    #[serde(alias = "listenHost")]
+    pub listen_host: Option<String>,
+    /// How the cluster balancer picks an instance: `round_robin` (default) or `least_conn`.
+    #[serde(alias = "loadBalancing", alias = "load_balancing")]
+    #[schemars(with = "Option<String>")]
+    pub lb: Option<crate::forms::Balancing>,
     /// Wait for the app to say it is ready (`process.send('ready')` or `READY=1`).
     #[serde(alias = "waitReady")]
     pub wait_ready: Option<bool>,
@@ -228,6 +235,8 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("kill_retry_time", &["killRetryTime"]),
     ("source_map_support", &["sourceMapSupport"]),
     ("port", &[]),
+    ("listen_host", &["listenHost"]),
+    ("lb", &["loadBalancing", "load_balancing"]),
     ("wait_ready", &["waitReady"]),
     ("listen_timeout", &["listenTimeout"]),
     ("shutdown_with_message", &["shutdownWithMessage"]),

@@ -114,6 +114,8 @@ pub fn resolve(
         kill_retry_time: ms(raw.kill_retry_time, d.kill_retry_time),
         source_map_support: raw.source_map_support.unwrap_or(d.source_map_support),
         port,
+        listen_host: raw.listen_host,
+        lb: raw.lb.map_or(d.lb, |b| b.0),
         wait_ready: raw.wait_ready.unwrap_or(d.wait_ready),
         listen_timeout: ms(raw.listen_timeout, d.listen_timeout),
         shutdown_with_message: raw.shutdown_with_message.unwrap_or(d.shutdown_with_message),

@@ -40,6 +40,9 @@ pub fn instance_env(
     {
         env.insert(var.clone(), (n + i64::from(index)).to_string());
     }
+    if let (Some(port), bm2_types::ExecMode::Fork) = (spec.port, spec.exec_mode) {
+        env.insert("PORT".into(), (u32::from(port) + index).to_string());
+    }
     let instance_var = if spec.instance_var.is_empty() {
         "NODE_APP_INSTANCE"
     } else {

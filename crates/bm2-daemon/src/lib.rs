@@ -3,6 +3,7 @@
 //! Use [`server::run`] to be the daemon, or [`ProcessManager`] to embed the engine.
 
 pub mod api;
+pub mod cluster;
 pub mod envs;
 pub mod logs;
 pub mod manager;
@@ -32,6 +33,8 @@ pub struct Shared {
     pub logs: std::sync::Arc<logs::LogHub>,
     /// Variables set with `bm2 env set`.
     pub env_store: envs::EnvStore,
+    /// Balancers of cluster apps.
+    pub cluster: cluster::ClusterHub,
 }
 
 impl Shared {
@@ -39,6 +42,7 @@ impl Shared {
     pub fn new(home: Home, log_defaults: logs::LogDefaults) -> Shared {
         Shared {
             env_store: envs::EnvStore::open(home.env_store_file()),
+            cluster: cluster::ClusterHub::new(home.clone()),
             home,
             table: supervisor::spawn::ChildTable::default(),
             persist: persist::Persister::default(),

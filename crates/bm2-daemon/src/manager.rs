@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bm2_types::{
-    ActionResponse, ApiError, AppSpec, IfExists, LogsRequest, PingResponse, ProcDetail, ProcId,
-    ProcSummary, SaveResponse, StartRequest,
+    ActionResponse, ApiError, AppSpec, ClusterInfo, IfExists, LogsRequest, PingResponse,
+    ProcDetail, ProcId, ProcSummary, SaveResponse, StartRequest,
 };
 use tokio::sync::oneshot;
 
@@ -15,7 +15,7 @@ use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths, Stream};
 use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::procfs;
 use crate::registry::{Handle, Instance, Registry};
-use crate::supervisor::actor::{self, Command, Reply, Update};
+use crate::supervisor::actor::{self, Command, InstanceView, Reply, Update};
 use crate::supervisor::kill;
 use crate::time::now_ms;
 use bm2_types::Home;
@@ -116,7 +116,8 @@ impl ProcessManager {
         for spec in &req.apps {
             validate(spec)?;
         }
-        let restart_existing = req.if_exists == IfExists::Restart && !req.force;
+        let restart_existing = req.if_exists != IfExists::Fail && !req.force;
+        let reload = req.if_exists == IfExists::Reload;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let mut batch = Vec::new();
         let mut restarted = Vec::new();
@@ -157,6 +158,22 @@ impl ProcessManager {
             let ids = self.registry.reserve(&spec.name, count, req.force)?;
             batch.push((Arc::new(spec), ids, base));
         }
+        // The public socket of a cluster app opens before its instances start, so that early
+        // connections wait for the first ready instance instead of being refused.
+        for (spec, _, _) in &batch {
+            if let (bm2_types::ExecMode::Cluster, Some(port)) = (spec.exec_mode, spec.port) {
+                self.shared
+                    .cluster
+                    .balancer(&spec.name, spec.listen_host.as_deref(), port, spec.lb)
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(
+                            "listen_failed",
+                            format!("{}: cannot listen on port {port}: {e}", spec.name),
+                        )
+                    })?;
+            }
+        }
         let mut handles = Vec::new();
         for (spec, ids, base) in batch {
             let count = ids.len() as u32;
@@ -185,12 +202,12 @@ impl ProcessManager {
                 spec: Some(spec.clone()),
                 base_env: base_env.clone(),
             };
-            errors.extend(
-                send_all(std::slice::from_ref(h), |r| {
-                    Command::Restart(Some(update.clone()), r)
-                })
-                .await,
-            );
+            let one = std::slice::from_ref(h);
+            if reload {
+                errors.extend(send_all(one, |r| Command::Reload(Some(update.clone()), r)).await);
+            } else {
+                errors.extend(send_all(one, |r| Command::Restart(Some(update.clone()), r)).await);
+            }
             handles.push((h.clone(), true));
         }
         self.shared.persist.flush().await;
@@ -275,6 +292,111 @@ impl ProcessManager {
         })
     }
 
+    /// Reloads the instances named by `targets`, `parallel` at a time: each gets a new process
+    /// that takes over once ready (see the actor's reload).
+    pub async fn reload(
+        &self,
+        targets: &[String],
+        parallel: usize,
+    ) -> Result<ActionResponse, ApiError> {
+        let handles = self.registry.resolve(targets)?;
+        let mut errors = Vec::new();
+        for chunk in handles.chunks(parallel.max(1)) {
+            errors.extend(send_all(chunk, |r| Command::Reload(None, r)).await);
+        }
+        self.shared.persist.flush().await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors,
+        })
+    }
+
+    /// Sets the number of instances of `app` (`N`, `+N`, `-N`): new instances inherit the
+    /// app's options and environment; the highest-numbered ones are drained and removed first.
+    pub async fn scale(&self, app: &str, how: &str) -> Result<ActionResponse, ApiError> {
+        let mut existing: Vec<Handle> = self
+            .registry
+            .all()
+            .into_iter()
+            .filter(|h| h.inst.app == app)
+            .collect();
+        if existing.is_empty() {
+            self.registry.resolve(&[app.to_string()])?;
+            return Err(ApiError::new(
+                "unknown_target",
+                format!("{app:?} is an instance, not an app; scale takes an app name"),
+            ));
+        }
+        existing.sort_by_key(|h| h.inst.index);
+        let current = existing.len() as i64;
+        let bad = || {
+            ApiError::new(
+                "invalid_request",
+                format!("scale {app} {how:?}: expected N, +N or -N"),
+            )
+        };
+        let target = match how.trim() {
+            t if t.starts_with('+') => current + t[1..].parse::<i64>().map_err(|_| bad())?,
+            t if t.starts_with('-') => current - t[1..].parse::<i64>().map_err(|_| bad())?,
+            t => t.parse::<i64>().map_err(|_| bad())?,
+        };
+        if target < 1 {
+            return Err(ApiError::new(
+                "invalid_request",
+                format!(
+                    "scale {app}: an app keeps at least one instance; use `bm2 delete {app}` to remove it"
+                ),
+            ));
+        }
+        let target = target as usize;
+        if target > existing.len() {
+            let template = existing.last().map(Handle::snapshot).ok_or_else(bad)?;
+            let next_index = existing.last().map_or(0, |h| h.inst.index + 1);
+            let ids = self
+                .registry
+                .reserve(app, (target - existing.len()) as u32, true)?;
+            let mut added = Vec::new();
+            for (i, id) in ids.into_iter().enumerate() {
+                added.push(self.register(NewInstance {
+                    id,
+                    index: next_index + i as u32,
+                    count: target as u32,
+                    spec: template.spec.clone(),
+                    base_env: template.base_env.clone(),
+                    restarts: 0,
+                    created_at_ms: now_ms(),
+                }));
+            }
+            let errors = send_all(&added, Command::Start).await;
+            self.shared.persist.flush().await;
+            return Ok(ActionResponse {
+                processes: added.iter().map(|h| self.summary(h)).collect(),
+                errors,
+            });
+        }
+        let removed: Vec<Handle> = existing.split_off(target);
+        for h in &removed {
+            let (pid, grace) = {
+                let v = h.view.borrow();
+                (v.pid, Duration::from_millis(v.spec.kill_timeout))
+            };
+            if let Some(pid) = pid {
+                for b in self.shared.cluster.of(app).await {
+                    if let Some(active) = b.drain(pid) {
+                        let deadline = tokio::time::Instant::now() + grace;
+                        while active.load(std::sync::atomic::Ordering::Relaxed) > 0
+                            && tokio::time::Instant::now() < deadline
+                        {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+            }
+        }
+        let ids: Vec<String> = removed.iter().map(|h| h.inst.id.to_string()).collect();
+        self.act(Action::Delete, &ids).await
+    }
+
     /// Applies `action` to every instance named by `targets`.
     pub async fn act(
         &self,
@@ -297,6 +419,12 @@ impl ProcessManager {
             for h in &handles {
                 self.registry.remove(h.inst.id);
                 let _ = std::fs::remove_file(&h.inst.pid_file);
+            }
+            let remaining = self.registry.all();
+            for h in &handles {
+                if !remaining.iter().any(|r| r.inst.app == h.inst.app) {
+                    self.shared.cluster.close(&h.inst.app).await;
+                }
             }
         }
         self.shared.persist.flush().await;
@@ -605,6 +733,7 @@ impl ProcessManager {
 
     fn detail(&self, h: &Handle) -> ProcDetail {
         let summary = self.summary(h);
+        let cluster = self.cluster_info(h, &h.snapshot());
         let (paths, dropped) = {
             let logs = logs::lock(&h.inst.logs);
             (logs.paths().clone(), logs.dropped())
@@ -637,7 +766,40 @@ impl ProcessManager {
             log_file: paths.combined,
             log_dropped_bytes: dropped,
             pid_file: h.inst.pid_file.clone(),
+            cluster,
         }
+    }
+
+    fn cluster_info(&self, h: &Handle, v: &InstanceView) -> Option<ClusterInfo> {
+        if v.spec.exec_mode != bm2_types::ExecMode::Cluster {
+            return None;
+        }
+        let balancer = v.public_port.and_then(|port| {
+            self.shared
+                .cluster
+                .try_of(&h.inst.app)
+                .into_iter()
+                .find(|b| b.addr().port() == port)
+        });
+        let (connections, total) = match (&balancer, v.pid) {
+            (Some(b), Some(pid)) => b.connections(pid).unwrap_or_default(),
+            _ => (0, 0),
+        };
+        Some(ClusterInfo {
+            listen: balancer.map_or_else(
+                || {
+                    v.public_port.map_or_else(
+                        || "-".to_string(),
+                        |p| format!("{}:{p}", v.spec.listen_host.as_deref().unwrap_or("0.0.0.0")),
+                    )
+                },
+                |b| b.addr().to_string(),
+            ),
+            private_port: v.private_port,
+            ready: v.ready && v.pid.is_some(),
+            connections,
+            total_connections: total,
+        })
     }
 }
 

@@ -33,9 +33,9 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// `<app>-<i>` when the app has several instances, else the app's name.
+    /// `<app>-<i>` when the app has (or had, before scaling) several instances, else its name.
     pub fn display_name(&self) -> String {
-        if self.count > 1 {
+        if self.count > 1 || self.index > 0 {
             format!("{}-{}", self.app, self.index)
         } else {
             self.app.clone()

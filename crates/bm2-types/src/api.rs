@@ -67,6 +67,8 @@ pub enum IfExists {
     Fail,
     /// Apply the new options and restart it (`start <ecosystem file>`, `startOrRestart`).
     Restart,
+    /// Apply the new options and reload it without downtime (`reload <file>`, `startOrReload`).
+    Reload,
 }
 
 /// Restart processes, optionally with a fresh environment.
@@ -228,4 +230,23 @@ pub struct LogEvent {
 pub struct LogFilesResponse {
     /// How many files were emptied or reopened.
     pub files: usize,
+}
+
+/// Reload processes without downtime.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReloadRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+    /// Instances reloaded at a time (default 1).
+    #[serde(default)]
+    pub parallel: Option<usize>,
+}
+
+/// Change the number of instances of an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    /// The app's name.
+    pub app: String,
+    /// `N`, `+N` or `-N`.
+    pub instances: String,
 }

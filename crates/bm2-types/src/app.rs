@@ -92,6 +92,10 @@ pub struct AppSpec {
     pub source_map_support: bool,
     /// Port of the app (cluster mode balances it; fork instances get `PORT = port + i`).
     pub port: Option<u16>,
+    /// Address the cluster balancer listens on (default: all interfaces).
+    pub listen_host: Option<String>,
+    /// How the cluster balancer picks an instance.
+    pub lb: LoadBalancing,
     /// Count an instance as started only when it says it is ready.
     pub wait_ready: bool,
     /// Milliseconds to wait for readiness.
@@ -173,6 +177,8 @@ impl Default for AppSpec {
             kill_retry_time: 100,
             source_map_support: false,
             port: None,
+            listen_host: None,
+            lb: LoadBalancing::RoundRobin,
             wait_ready: false,
             listen_timeout: 3000,
             shutdown_with_message: false,
@@ -195,6 +201,29 @@ impl Default for AppSpec {
             log_retain: None,
             log_compress: None,
             log_rotate_interval: None,
+        }
+    }
+}
+
+/// How the cluster balancer spreads connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadBalancing {
+    /// Each instance in turn.
+    #[default]
+    RoundRobin,
+    /// The instance with the fewest open connections.
+    LeastConn,
+}
+
+impl std::str::FromStr for LoadBalancing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.replace('-', "_").as_str() {
+            "round_robin" | "rr" => Ok(LoadBalancing::RoundRobin),
+            "least_conn" | "least_connections" => Ok(LoadBalancing::LeastConn),
+            _ => Err(format!("expected round-robin or least-conn, got {s:?}")),
         }
     }
 }

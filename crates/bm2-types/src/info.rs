@@ -135,4 +135,22 @@ pub struct ProcDetail {
     pub log_dropped_bytes: u64,
     /// Pid file.
     pub pid_file: PathBuf,
+    /// Cluster details, for instances behind the balancer.
+    #[serde(default)]
+    pub cluster: Option<ClusterInfo>,
+}
+
+/// An instance of a cluster app, as the balancer sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Public address of the balancer (`0.0.0.0:3000`).
+    pub listen: String,
+    /// The instance's private port.
+    pub private_port: Option<u16>,
+    /// Whether it receives connections.
+    pub ready: bool,
+    /// Connections open to it now.
+    pub connections: u64,
+    /// Connections it has received.
+    pub total_connections: u64,
 }

@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stop", post(processes::stop))
         .route("/v1/restart", post(processes::restart))
         .route("/v1/delete", post(processes::delete))
+        .route("/v1/reload", post(processes::reload))
+        .route("/v1/scale", post(processes::scale))
         .route("/v1/reset", post(processes::reset))
         .route("/v1/signal", post(processes::signal))
         .route("/v1/env/set", post(env::set))
@@ -80,10 +82,9 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let status = match self.0.code.as_str() {
             "unknown_target" | "not_found" | "no_dump" => StatusCode::NOT_FOUND,
-            "already_exists" => StatusCode::CONFLICT,
-            "invalid_app" | "invalid_target" | "invalid_signal" | "bad_request" => {
-                StatusCode::BAD_REQUEST
-            }
+            "already_exists" | "listen_failed" => StatusCode::CONFLICT,
+            "invalid_app" | "invalid_target" | "invalid_signal" | "invalid_request"
+            | "bad_request" => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(self.0)).into_response()

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use bm2_types::{
-    ActionResponse, DescribeResponse, ProcDetail, ProcSummary, RestartRequest, SignalRequest,
-    StartRequest, TargetRequest,
+    ActionResponse, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest, RestartRequest,
+    ScaleRequest, SignalRequest, StartRequest, TargetRequest,
 };
 
 use super::{ApiResult, AppState, Body};
@@ -75,4 +75,24 @@ pub async fn signal(
     Body(req): Body<SignalRequest>,
 ) -> ApiResult<ActionResponse> {
     Ok(Json(s.manager.signal(&req.targets, &req.signal).await?))
+}
+
+/// Reloads processes without downtime.
+pub async fn reload(
+    State(s): State<AppState>,
+    Body(req): Body<ReloadRequest>,
+) -> ApiResult<ActionResponse> {
+    Ok(Json(
+        s.manager
+            .reload(&req.targets, req.parallel.unwrap_or(1))
+            .await?,
+    ))
+}
+
+/// Changes the number of instances of an app.
+pub async fn scale(
+    State(s): State<AppState>,
+    Body(req): Body<ScaleRequest>,
+) -> ApiResult<ActionResponse> {
+    Ok(Json(s.manager.scale(&req.app, &req.instances).await?))
 }

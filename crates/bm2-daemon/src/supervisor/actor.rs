@@ -7,15 +7,16 @@ use std::time::{Duration, Instant};
 
 use bm2_types::{ApiError, AppSpec, ExitInfo, ProcStatus, format_bytes};
 use nix::sys::signal::Signal;
-use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::kill::{self, Marker};
 use super::machine::{self, Counters, Decision, RestartPolicy};
+use super::process::{self, Running};
 use super::spawn;
 use crate::Shared;
-use crate::envs::{self, Vars};
-use crate::logs::{self, Stream};
+use crate::cluster::Event;
+use crate::envs::Vars;
+use crate::logs;
 use crate::procfs;
 use crate::registry::{Handle, Instance};
 use crate::time::now_ms;
@@ -32,6 +33,8 @@ pub enum Command {
     Stop(Reply),
     /// Stop it if running, then start it, first applying new options or a new base environment.
     Restart(Option<Update>, Reply),
+    /// Start a new process, wait until it is ready, move traffic to it, then stop the old one.
+    Reload(Option<Update>, Reply),
     /// Stop it and end the actor.
     Delete(Reply),
     /// Zero the restart counters.
@@ -91,6 +94,12 @@ pub struct InstanceView {
     pub interpreter: Option<String>,
     /// Script or program path of the last launch.
     pub exec_path: Option<PathBuf>,
+    /// Private port of the current process (cluster mode).
+    pub private_port: Option<u16>,
+    /// Public port its balancer serves (cluster mode).
+    pub public_port: Option<u16>,
+    /// Whether the current process receives traffic (cluster) or said it is ready.
+    pub ready: bool,
 }
 
 impl InstanceView {
@@ -112,14 +121,11 @@ impl InstanceView {
             reason: None,
             interpreter: None,
             exec_path: None,
+            private_port: None,
+            public_port: None,
+            ready: false,
         }
     }
-}
-
-struct Running {
-    child: Child,
-    pid: u32,
-    started: Instant,
 }
 
 struct Actor {
@@ -130,6 +136,8 @@ struct Actor {
     counters: Counters,
     child: Option<Running>,
     restart_at: Option<tokio::time::Instant>,
+    ready_deadline: Option<tokio::time::Instant>,
+    launches: u64,
     view: watch::Sender<InstanceView>,
     rx: mpsc::Receiver<Command>,
 }
@@ -155,6 +163,8 @@ pub fn spawn_actor(
         spec,
         child: None,
         restart_at: None,
+        ready_deadline: None,
+        launches: 0,
         view: view_tx,
         rx,
     };
@@ -186,7 +196,11 @@ impl Actor {
                         break;
                     }
                 }
-                status = wait_child(&mut self.child) => self.on_exit(status),
+                activity = child_activity(&mut self.child) => match activity {
+                    Activity::Exited(status) => self.on_exit(status),
+                    Activity::Said(event) => self.on_event(event).await,
+                },
+                () = wait_until(self.ready_deadline) => self.on_not_ready(),
                 () = wait_until(self.restart_at) => {
                     self.restart_at = None;
                     let _ = self.spawn();
@@ -217,6 +231,12 @@ impl Actor {
                 }
                 self.counters.restarts += 1;
                 let _ = reply.send(self.fresh_start());
+            }
+            Command::Reload(update, reply) => {
+                if let Some(update) = update {
+                    self.apply(update);
+                }
+                let _ = reply.send(self.reload().await);
             }
             Command::Delete(reply) => {
                 self.stop(None).await;
@@ -322,49 +342,42 @@ impl Actor {
     }
 
     fn launch(&mut self) -> Result<(), spawn::SpawnError> {
-        let shared = &self.shared;
-        let stored = shared.env_store.get(&self.inst.app);
+        let started = self.start_process()?;
+        self.adopt(started);
+        Ok(())
+    }
+
+    fn start_process(&mut self) -> Result<process::Started, spawn::SpawnError> {
+        self.launches += 1;
         let base = self.view.borrow().base_env.clone();
-        let env = envs::instance_env(
-            &base,
-            &self.spec,
-            shared.home.root(),
-            self.inst.id,
-            self.inst.index,
-            &stored,
-        );
-        let launch = spawn::plan(&self.spec, &env, &shared.table)?;
-        let mut cmd = spawn::command(&launch, &self.spec, &env)?;
-        let mut child = shared
-            .table
-            .spawn(&mut cmd)
-            .map_err(|source| spawn::SpawnError::Os {
-                program: launch.program.display().to_string(),
-                source,
-            })?;
-        let pid = child.id().unwrap_or_default();
-        if let Some(fd) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
-            logs::attach(self.inst.logs.clone(), Stream::Out, fd);
-        }
-        if let Some(fd) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
-            logs::attach(self.inst.logs.clone(), Stream::Err, fd);
-        }
-        let start_time = procfs::read_stat(pid).map(|s| s.start_time);
-        if let Err(e) = std::fs::write(&self.inst.pid_file, pid.to_string()) {
-            tracing::warn!(path = %self.inst.pid_file.display(), error = %e, "cannot write pid file");
-        }
-        self.child = Some(Running {
-            child,
-            pid,
-            started: Instant::now(),
-        });
+        process::start(&self.shared, &self.inst, &self.spec, &base, self.launches)
+    }
+
+    /// Makes a started process the instance's current one.
+    fn adopt(&mut self, started: process::Started) {
+        let process::Started {
+            running,
+            env,
+            stored,
+            launch,
+            start_time,
+        } = started;
+        let (pid, ready) = (running.pid, running.ready);
+        let (private_port, public_port) = (running.private_port, running.public_port);
+        self.ready_deadline = (!ready)
+            .then(|| tokio::time::Instant::now() + Duration::from_millis(self.spec.listen_timeout));
+        self.child = Some(running);
         let restarts = self.counters.restarts;
         let unstable = self.counters.unstable_restarts;
         let env = Arc::new(env);
         self.publish(|v| {
             v.env = env;
             v.store_applied = stored;
-            v.status = ProcStatus::Online;
+            v.status = if ready {
+                ProcStatus::Online
+            } else {
+                ProcStatus::Launching
+            };
             v.desired_running = true;
             v.pid = Some(pid);
             v.pid_start_time = start_time;
@@ -373,6 +386,9 @@ impl Actor {
             v.unstable_restarts = unstable;
             v.interpreter = launch.interpreter;
             v.exec_path = Some(launch.script);
+            v.private_port = private_port;
+            v.public_port = public_port;
+            v.ready = ready;
             if !v
                 .reason
                 .as_deref()
@@ -381,6 +397,149 @@ impl Actor {
                 v.reason = None;
             }
         });
+    }
+
+    /// The current process said something: it is ready, or listens for a public port.
+    async fn on_event(&mut self, event: Option<Event>) {
+        let Some(run) = self.child.as_mut() else {
+            return;
+        };
+        match event {
+            Some(Event::Ready) => run.ready = true,
+            Some(Event::Listen(port)) => {
+                run.public_port = Some(port);
+                run.ready = true;
+            }
+            None => {
+                run.events = None;
+                return;
+            }
+        }
+        let (ready, public_port) = (run.ready, run.public_port);
+        if ready {
+            self.ready_deadline = None;
+            self.route_to_current().await;
+            self.publish(|v| {
+                v.status = ProcStatus::Online;
+                v.ready = true;
+                v.public_port = public_port;
+                if v.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("not ready"))
+                {
+                    v.reason = None;
+                }
+            });
+        }
+    }
+
+    /// The current process did not say it is ready within `listen_timeout`: it counts as online
+    /// (as in PM2) but receives no connections until it is ready.
+    fn on_not_ready(&mut self) {
+        self.ready_deadline = None;
+        let ms = self.spec.listen_timeout;
+        self.publish(|v| {
+            v.status = ProcStatus::Online;
+            v.reason = Some(format!(
+                "not ready after listen_timeout ({ms} ms); it receives no connections until it is"
+            ));
+        });
+    }
+
+    /// Registers the current process with its app's balancer, once it is ready and its public
+    /// port is known.
+    async fn route_to_current(&mut self) {
+        let Some(run) = self.child.as_mut() else {
+            return;
+        };
+        if run.registered || !run.ready {
+            return;
+        }
+        let (Some(public), Some(private)) = (run.public_port, run.private_port) else {
+            return;
+        };
+        let (pid, id) = (run.pid, self.inst.id);
+        match self
+            .shared
+            .cluster
+            .balancer(
+                &self.inst.app,
+                self.spec.listen_host.as_deref(),
+                public,
+                self.spec.lb,
+            )
+            .await
+        {
+            Ok(b) => {
+                b.add(id, pid, private);
+                if let Some(run) = self.child.as_mut() {
+                    run.registered = true;
+                }
+            }
+            Err(e) => {
+                let reason = format!("cannot listen on port {public}: {e}");
+                tracing::warn!(id, %reason, "cluster");
+                self.publish(|v| v.reason = Some(reason));
+            }
+        }
+    }
+
+    /// Replaces the current process without a gap: the new one starts, becomes ready and takes
+    /// new connections before the old one is drained and stopped. If the new one does not
+    /// become ready, it is stopped and the old one keeps serving.
+    async fn reload(&mut self) -> Result<(), ApiError> {
+        let Some(old) = self.child.take() else {
+            return self.fresh_start();
+        };
+        let name = self.inst.display_name();
+        let mut started = match self.start_process() {
+            Ok(s) => s,
+            Err(e) => {
+                self.child = Some(old);
+                return Err(ApiError::new(
+                    "spawn_failed",
+                    format!("{name}: spawn failed: {e}"),
+                ));
+            }
+        };
+        let timeout = Duration::from_millis(self.spec.listen_timeout);
+        if !wait_ready(&mut started.running, timeout).await {
+            let new_pid = started.running.pid;
+            self.terminate(started.running).await;
+            self.child = Some(old);
+            return Err(ApiError::new(
+                "not_ready",
+                format!(
+                    "{name}: the new process (pid {new_pid}) did not become ready within {} ms; the old process (pid {}) keeps serving",
+                    timeout.as_millis(),
+                    self.child.as_ref().map_or(0, |r| r.pid)
+                ),
+            ));
+        }
+        // New connections go to the new process; the old one finishes what it has.
+        let old_pid = old.pid;
+        self.adopt(started);
+        self.route_to_current().await;
+        self.publish(|v| {
+            v.status = ProcStatus::Online;
+            v.ready = true;
+        });
+        self.ready_deadline = None;
+        let grace = Duration::from_millis(self.spec.kill_timeout);
+        for b in self.shared.cluster.of(&self.inst.app).await {
+            if let Some(active) = b.drain(old_pid) {
+                let deadline = tokio::time::Instant::now() + grace;
+                while active.load(std::sync::atomic::Ordering::Relaxed) > 0
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        self.terminate(old).await;
+        self.counters.restarts += 1;
+        let restarts = self.counters.restarts;
+        self.publish(|v| v.restarts = restarts);
         Ok(())
     }
 
@@ -417,7 +576,16 @@ impl Actor {
                 .map(|s| vec![(run.pid, s.start_time)])
                 .unwrap_or_default()
         };
-        kill::signal_all(group, &tree, sig);
+        for b in self.shared.cluster.of(&self.inst.app).await {
+            b.remove(run.pid);
+        }
+        let asked = match (&mut run.ipc, self.spec.shutdown_with_message) {
+            (Some(ipc), true) => ipc.send(&serde_json::json!("shutdown")).await.is_ok(),
+            _ => false,
+        };
+        if !asked {
+            kill::signal_all(group, &tree, sig);
+        }
         let status = if let Ok(s) = tokio::time::timeout(grace, run.child.wait()).await {
             s.ok()
         } else {
@@ -446,6 +614,10 @@ impl Actor {
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>) {
         let Some(run) = self.child.take() else { return };
         self.shared.table.forget(run.pid);
+        self.ready_deadline = None;
+        for b in self.shared.cluster.try_of(&self.inst.app) {
+            b.remove(run.pid);
+        }
         // Group members left behind by the main process are part of the app and end with it.
         if self.spec.treekill {
             let _ = nix::sys::signal::killpg(
@@ -508,11 +680,48 @@ fn exit_info(status: Option<ExitStatus>, uptime: Duration) -> ExitInfo {
     }
 }
 
-async fn wait_child(child: &mut Option<Running>) -> std::io::Result<ExitStatus> {
-    match child {
-        Some(run) => run.child.wait().await,
-        None => std::future::pending().await,
+/// What the current process did.
+enum Activity {
+    /// It exited.
+    Exited(std::io::Result<ExitStatus>),
+    /// It said something (`None`: its channels closed).
+    Said(Option<Event>),
+}
+
+async fn child_activity(child: &mut Option<Running>) -> Activity {
+    let Some(run) = child.as_mut() else {
+        return std::future::pending().await;
+    };
+    match run.events.as_mut() {
+        Some(events) => tokio::select! {
+            status = run.child.wait() => Activity::Exited(status),
+            event = events.recv() => Activity::Said(event),
+        },
+        None => Activity::Exited(run.child.wait().await),
     }
+}
+
+/// Waits until a starting process is ready; false when it exits or `timeout` passes first.
+async fn wait_ready(run: &mut Running, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !run.ready {
+        let Some(events) = run.events.as_mut() else {
+            return false;
+        };
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Ready) => run.ready = true,
+                Some(Event::Listen(port)) => {
+                    run.public_port = Some(port);
+                    run.ready = true;
+                }
+                None => return false,
+            },
+            _ = run.child.wait() => return false,
+            () = tokio::time::sleep_until(deadline) => return false,
+        }
+    }
+    true
 }
 
 async fn wait_until(at: Option<tokio::time::Instant>) {

@@ -3,4 +3,5 @@
 pub mod actor;
 pub mod kill;
 pub mod machine;
+pub mod process;
 pub mod spawn;

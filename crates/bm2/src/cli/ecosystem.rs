@@ -79,18 +79,19 @@ pub fn load(target: &str, env: &[String], opts: &FileOptions) -> anyhow::Result<
     Ok(Some(loaded))
 }
 
-/// Starts the apps of a file; apps already managed get their new options and are restarted.
+/// Starts the apps of a file; apps already managed get their new options and are restarted
+/// or reloaded, as `if_exists` says.
 pub async fn start(
     client: &Client,
     loaded: Loaded,
-    force: bool,
+    if_exists: IfExists,
     update_env: bool,
 ) -> anyhow::Result<ExitCode> {
     let req = StartRequest {
         apps: loaded.apps,
         client_env: std::env::vars().collect(),
-        force,
-        if_exists: IfExists::Restart,
+        force: false,
+        if_exists,
         update_env,
     };
     let res = client.start(&req).await;

@@ -52,7 +52,7 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 restart api\n  bm2 restart all --update-env\n  bm2 restart ecosystem.config.js --env production"
     )]
     Restart(targets::FileTargets),
-    /// Reload processes: in fork mode, the same as restart
+    /// Reload processes without downtime: each instance's new process takes over once ready
     #[command(
         visible_alias = "gracefulReload",
         after_help = "Examples:\n  bm2 reload api\n  bm2 reload ecosystem.config.js"
@@ -70,6 +70,15 @@ pub enum Cmd {
         after_help = "Example:\n  bm2 startOrReload ecosystem.config.js"
     )]
     StartOrReload(targets::FileTargets),
+    /// Change the number of instances of an app: N, +N or -N
+    #[command(after_help = "Examples:\n  bm2 scale api 8\n  bm2 scale api +2\n  bm2 scale api -1")]
+    Scale {
+        /// App name
+        app: String,
+        /// N, +N or -N
+        #[arg(allow_hyphen_values = true)]
+        instances: String,
+    },
     /// Stop processes and remove them from bm2
     #[command(visible_aliases = ["del", "rm"], after_help = "Examples:\n  bm2 delete api\n  bm2 delete all\n  bm2 delete ecosystem.config.js")]
     Delete(targets::FileTargets),
@@ -175,9 +184,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Start(args) => start::run(&client, *args).await,
         Cmd::Stop(t) => targets::action(&client, targets::Verb::Stop, t).await,
-        Cmd::Restart(t) | Cmd::Reload(t) | Cmd::StartOrRestart(t) | Cmd::StartOrReload(t) => {
+        Cmd::Restart(t) | Cmd::StartOrRestart(t) => {
             targets::action(&client, targets::Verb::Restart, t).await
         }
+        Cmd::Reload(t) | Cmd::StartOrReload(t) => {
+            targets::action(&client, targets::Verb::Reload, t).await
+        }
+        Cmd::Scale { app, instances } => targets::scale(&client, &app, &instances).await,
         Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,
         Cmd::Reset(t) => targets::reset(&client, t).await,
         Cmd::Signal(s) => targets::signal(&client, s).await,

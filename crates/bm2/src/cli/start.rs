@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use bm2_client::Client;
-use bm2_types::{AppSpec, ByteSize, IfExists, Instances, StartRequest};
+use bm2_types::{AppSpec, ByteSize, ExecMode, IfExists, Instances, StartRequest};
 use clap::Args;
 
 use super::report;
@@ -40,6 +40,28 @@ pub struct StartArgs {
     /// Number of instances: N, `max` (one per CPU), 0 (same), -N (CPUs minus N)
     #[arg(short = 'i', long, allow_hyphen_values = true)]
     pub instances: Option<Instances>,
+    /// fork or cluster [default: cluster for Node/Bun scripts given -i, else fork]
+    #[arg(long, value_name = "MODE", value_parser = ["fork", "cluster", "fork_mode", "cluster_mode"])]
+    pub exec_mode: Option<String>,
+    /// Port of the app: in cluster mode bm2 listens on it and balances connections across the
+    /// instances (each gets a private PORT); in fork mode instance i gets PORT = port + i
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address the cluster balancer listens on [default: all interfaces]
+    #[arg(long, value_name = "HOST")]
+    pub listen_host: Option<String>,
+    /// How the cluster balancer picks an instance: round-robin or least-conn
+    #[arg(long, value_name = "STRATEGY")]
+    pub lb: Option<bm2_types::LoadBalancing>,
+    /// An instance is ready when it says so: process.send('ready') (Node/Bun) or READY=1 on $NOTIFY_SOCKET
+    #[arg(long)]
+    pub wait_ready: bool,
+    /// Milliseconds to wait for an instance to be ready [default: 3000]
+    #[arg(long, value_name = "MS")]
+    pub listen_timeout: Option<u64>,
+    /// Stop the app with a `shutdown` message on its IPC channel (Node/Bun) before SIGKILL
+    #[arg(long)]
+    pub shutdown_with_message: bool,
     /// Consecutive unstable restarts before giving up [default: 16]
     #[arg(long)]
     pub max_restarts: Option<u32>,
@@ -125,7 +147,25 @@ pub struct StartArgs {
 pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
     let here = std::env::current_dir()?;
     if let Some(loaded) = super::ecosystem::load(&args.script, &args.env, &args.file)? {
-        return super::ecosystem::start(client, loaded, args.force, args.file.update_env).await;
+        let if_exists = if args.force {
+            IfExists::Fail
+        } else {
+            IfExists::Restart
+        };
+        let mut loaded = loaded;
+        if args.force {
+            // --force starts another copy of each app, as in PM2.
+            let req = StartRequest {
+                apps: std::mem::take(&mut loaded.apps),
+                client_env: std::env::vars().collect(),
+                force: true,
+                if_exists,
+                update_env: false,
+            };
+            let res = client.start(&req).await;
+            return report(client, res).await;
+        }
+        return super::ecosystem::start(client, loaded, if_exists, args.file.update_env).await;
     }
     // As in PM2, `start <name|id>` of a managed app that is not a file restarts it.
     if !here.join(&args.script).is_file() {
@@ -177,6 +217,12 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         s.map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default()
     };
+    let mode = exec_mode(
+        a.exec_mode.as_deref(),
+        a.instances.is_some(),
+        &a.script,
+        a.interpreter.as_deref(),
+    );
     let spec = AppSpec {
         name,
         script,
@@ -188,7 +234,13 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         node_args: split(a.node_args),
         namespace: a.namespace.unwrap_or(defaults.namespace),
         instances: a.instances.unwrap_or(defaults.instances),
-        exec_mode: defaults.exec_mode,
+        exec_mode: mode,
+        port: a.port,
+        listen_host: a.listen_host,
+        lb: a.lb.unwrap_or_default(),
+        wait_ready: a.wait_ready,
+        listen_timeout: a.listen_timeout.unwrap_or(defaults.listen_timeout),
+        shutdown_with_message: a.shutdown_with_message,
         autorestart: !a.no_autorestart,
         max_restarts: a.max_restarts.unwrap_or(defaults.max_restarts),
         min_uptime: a.min_uptime.unwrap_or(defaults.min_uptime),
@@ -216,6 +268,35 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         ..defaults
     };
     Ok((spec, a.force))
+}
+
+/// The exec mode: as given, else cluster for Node/Bun scripts started with `-i` (as PM2 does),
+/// else fork.
+fn exec_mode(
+    given: Option<&str>,
+    instances: bool,
+    script: &str,
+    interpreter: Option<&str>,
+) -> ExecMode {
+    match given {
+        Some("cluster" | "cluster_mode") => ExecMode::Cluster,
+        Some(_) => ExecMode::Fork,
+        None => {
+            let js_ext = matches!(
+                Path::new(script).extension().and_then(|e| e.to_str()),
+                Some("js" | "cjs" | "mjs" | "ts" | "mts" | "cts" | "tsx")
+            );
+            let js = match interpreter {
+                Some(i) => matches!(i.rsplit('/').next(), Some("node" | "bun")),
+                None => js_ext,
+            };
+            if instances && js {
+                ExecMode::Cluster
+            } else {
+                ExecMode::Fork
+            }
+        }
+    }
 }
 
 /// A log path given on the command line, made absolute; `""`, `/dev/null` and `NULL` stay as they are.

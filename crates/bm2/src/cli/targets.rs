@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bm2_client::Client;
-use bm2_types::RestartRequest;
+use bm2_types::{IfExists, ReloadRequest, RestartRequest};
 use clap::Args;
 
 use super::{api_error, report};
@@ -27,6 +27,9 @@ pub struct FileTargets {
     pub env: Vec<String>,
     #[command(flatten)]
     pub file: super::ecosystem::FileOptions,
+    /// reload: instances reloaded at a time
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallel: usize,
 }
 
 /// Zero or more targets.
@@ -49,6 +52,7 @@ pub struct SignalArgs {
 pub enum Verb {
     Stop,
     Restart,
+    Reload,
     Delete,
 }
 
@@ -70,9 +74,27 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
     if let [one] = t.targets.as_slice()
         && let Some(loaded) = super::ecosystem::load(one, &t.env, &t.file)?
     {
-        if let Verb::Restart = verb {
-            // As in PM2, restarting a file also starts its apps that are not running yet.
-            return super::ecosystem::start(client, loaded, false, t.file.update_env).await;
+        // As in PM2, restarting or reloading a file also starts its apps not running yet.
+        match verb {
+            Verb::Restart => {
+                return super::ecosystem::start(
+                    client,
+                    loaded,
+                    IfExists::Restart,
+                    t.file.update_env,
+                )
+                .await;
+            }
+            Verb::Reload => {
+                return super::ecosystem::start(
+                    client,
+                    loaded,
+                    IfExists::Reload,
+                    t.file.update_env,
+                )
+                .await;
+            }
+            _ => {}
         }
         let names = super::ecosystem::names(&loaded);
         let res = match verb {
@@ -93,8 +115,21 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
                 })
                 .await
         }
+        Verb::Reload => {
+            client
+                .reload(&ReloadRequest {
+                    targets,
+                    parallel: Some(t.parallel),
+                })
+                .await
+        }
         Verb::Delete => client.delete(targets).await,
     };
+    report(client, res).await
+}
+
+pub async fn scale(client: &Client, app: &str, instances: &str) -> anyhow::Result<ExitCode> {
+    let res = client.scale(app, instances).await;
     report(client, res).await
 }
 

@@ -129,6 +129,29 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
                 ),
             },
         ),
+        (
+            "Balancer",
+            d.cluster.as_ref().map_or_else(dash, |c| c.listen.clone()),
+        ),
+        (
+            "Private Port",
+            d.cluster
+                .as_ref()
+                .and_then(|c| c.private_port)
+                .map_or_else(dash, |p| p.to_string()),
+        ),
+        (
+            "Ready",
+            d.cluster
+                .as_ref()
+                .map_or_else(dash, |c| c.ready.to_string()),
+        ),
+        (
+            "Connections",
+            d.cluster.as_ref().map_or_else(dash, |c| {
+                format!("{} open, {} total", c.connections, c.total_connections)
+            }),
+        ),
         ("Created", iso_time(d.created_at_ms)),
         ("Out Log", d.out_log.display().to_string()),
         ("Error Log", d.err_log.display().to_string()),

@@ -1,0 +1,111 @@
+//! Cluster mode: one balancer per app on its public port, and the channels through which
+//! instances say they are ready.
+
+pub mod balancer;
+pub mod channels;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bm2_types::{Home, LoadBalancing};
+
+pub use balancer::Balancer;
+pub use channels::Event;
+
+use crate::logs::lock;
+
+/// The Node/Bun preload that redirects a hard-coded `listen(port)` to the private port.
+const SHIM: &str = include_str!("shim.cjs");
+
+/// The balancers of every cluster app.
+#[derive(Debug)]
+pub struct ClusterHub {
+    balancers: tokio::sync::Mutex<HashMap<(String, u16), Arc<Balancer>>>,
+    shim: Mutex<Option<PathBuf>>,
+    home: Home,
+}
+
+impl ClusterHub {
+    /// The hub of a daemon.
+    pub fn new(home: Home) -> ClusterHub {
+        ClusterHub {
+            balancers: tokio::sync::Mutex::default(),
+            shim: Mutex::default(),
+            home,
+        }
+    }
+
+    /// The balancer of `app` on `port`, binding it on first use.
+    pub async fn balancer(
+        &self,
+        app: &str,
+        host: Option<&str>,
+        port: u16,
+        lb: LoadBalancing,
+    ) -> std::io::Result<Arc<Balancer>> {
+        let mut balancers = self.balancers.lock().await;
+        if let Some(b) = balancers.get(&(app.to_string(), port)) {
+            b.set_strategy(lb);
+            return Ok(b.clone());
+        }
+        let host = host.unwrap_or("0.0.0.0");
+        let addr: SocketAddr = format!("{host}:{port}")
+            .parse()
+            .or_else(|_| format!("[{host}]:{port}").parse())
+            .map_err(|_| std::io::Error::other(format!("bad listen address {host}:{port}")))?;
+        let b = Balancer::bind(addr, lb).await?;
+        balancers.insert((app.to_string(), port), b.clone());
+        Ok(b)
+    }
+
+    /// The balancers of `app`.
+    pub async fn of(&self, app: &str) -> Vec<Arc<Balancer>> {
+        self.balancers
+            .lock()
+            .await
+            .iter()
+            .filter(|((a, _), _)| a == app)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// The balancers of `app`, without waiting (for reads from sync code).
+    pub fn try_of(&self, app: &str) -> Vec<Arc<Balancer>> {
+        self.balancers
+            .try_lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|((a, _), _)| a == app)
+                    .map(|(_, b)| b.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Closes the public sockets of `app` (when it has no instance left).
+    pub async fn close(&self, app: &str) {
+        self.balancers.lock().await.retain(|(a, _), _| a != app);
+    }
+
+    /// Path of the preload shim, written on first use.
+    pub fn shim(&self) -> std::io::Result<PathBuf> {
+        let mut shim = lock(&self.shim);
+        if let Some(p) = shim.as_ref() {
+            return Ok(p.clone());
+        }
+        let path = self.home.root().join("cluster-shim.cjs");
+        std::fs::write(&path, SHIM)?;
+        *shim = Some(path.clone());
+        Ok(path)
+    }
+
+    /// Where the `NOTIFY_SOCKET` of instance `id`'s `seq`th launch lives.
+    pub fn notify_path(&self, id: u32, seq: u64) -> PathBuf {
+        self.home
+            .root()
+            .join("notify")
+            .join(format!("{id}-{seq}.sock"))
+    }
+}
