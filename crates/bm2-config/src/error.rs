@@ -76,17 +76,33 @@ pub fn position(text: &str, offset: usize) -> (usize, usize) {
 /// The line where `key` first appears as a key in `text` (a best effort, for warnings).
 pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
     text.lines()
-        .position(|l| {
-            let t = l
-                .trim_start()
-                .trim_start_matches(['"', '\'', '-', ' ', '{', ',']);
-            t.starts_with(key)
-                && t[key.len()..]
-                    .trim_start_matches(['"', '\''])
-                    .trim_start()
-                    .starts_with([':', '='])
-        })
+        .position(|l| is_key_line(l, key))
         .map(|i| i + 1)
+}
+
+/// The line of `key` nearest to where a parser stopped (`line`): the last one at or before it
+/// (JSON and TOML stop after the value), or with `after`, the first one at or after it (YAML
+/// points at the start of the mapping).
+pub fn line_of_key_near(text: &str, key: &str, line: usize, after: bool) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let hit = |i: &usize| is_key_line(lines[*i], key);
+    let found = if after {
+        (line.saturating_sub(1)..lines.len()).find(hit)
+    } else {
+        (0..line.min(lines.len())).rev().find(hit)
+    };
+    found.map(|i| i + 1)
+}
+
+fn is_key_line(line: &str, key: &str) -> bool {
+    let t = line
+        .trim_start()
+        .trim_start_matches(['"', '\'', '-', ' ', '{', ',']);
+    t.starts_with(key)
+        && t[key.len()..]
+            .trim_start_matches(['"', '\''])
+            .trim_start()
+            .starts_with([':', '='])
 }
 
 #[cfg(test)]

@@ -160,12 +160,23 @@ pub fn parse<T: DeserializeOwned>(
             let mut err = ConfigError::file(shown, message);
             if text.has_lines {
                 let mut pos = pos;
-                // YAML errors point at the start of the mapping; the key's own line is clearer.
-                if text.kind == Kind::Yaml
-                    && let Some(key) = path.rsplit('.').next()
-                    && let Some(line) = crate::error::line_of_key(&text.body, key)
+                // Parsers point after the value (JSON, TOML) or at the start of the mapping
+                // (YAML); the line of the key itself is clearer.
+                let app_key = path.rsplit('.').next().filter(|k| {
+                    crate::raw::KEYS
+                        .iter()
+                        .any(|(c, a)| c == k || a.contains(k))
+                        || k.starts_with("env_")
+                });
+                if let (Some((line, _)), Some(key)) = (pos, app_key)
+                    && let Some(key_line) = crate::error::line_of_key_near(
+                        &text.body,
+                        key,
+                        line,
+                        text.kind == Kind::Yaml,
+                    )
                 {
-                    pos = Some((line, 1));
+                    pos = Some((key_line, 1));
                 }
                 err = err.at(pos.map(|p| p.0), pos.map(|p| p.1));
             }
