@@ -950,24 +950,32 @@ def sec_crash(args, mgrs, res):
 
     def floor(key, desc, argv, logf):
         gaps = run_floor(argv, logf, want, timeout, args.crash_restarts)
-        floors[key] = {"desc": desc, "median_ms": median(gaps), "samples": gaps, "summary": summary(gaps)}
-        log(f"floor {key}: {median(gaps) if gaps else float('nan'):.2f} ms")
+        f = floors.setdefault(key, {"desc": desc, "samples": [], "rounds": 0})
+        f["samples"] += gaps
+        f["rounds"] += 1
+        f["median_ms"] = median(f["samples"])
+        f["summary"] = summary(f["samples"])
+        log(f"floor {key}: {median(gaps) if gaps else float('nan'):.2f} ms this round")
 
-    # floors first (no manager running)
-    if "c" in kinds:
-        d = make_tmpdir("bench-floor-c-")
-        logf = os.path.join(d, "crash.log")
-        floor("c_parent", "C parent (`crashy --loop`): fork + execv + waitpid in a loop", [crashy, "--loop", logf, ms], logf)
-        d = make_tmpdir("bench-floor-csh-")
-        logf = os.path.join(d, "crash.log")
-        floor("c_shell_loop", "`while true; do crashy; done` bash loop",
-              ["bash", "-c", f'while true; do "{crashy}" "{logf}" {ms}; done'], logf)
-    if "bash" in kinds:
-        d = make_tmpdir("bench-floor-")
-        script, logf = crash_app(d, args.crash_run_ms)
-        floor("bash_loop", "`while true; do bash crash.sh; done` (bash app)",
-              ["bash", "-c", f'while true; do bash "{script}"; done'], logf)
+    def run_floors(tag):
+        if "c" in kinds:
+            d = make_tmpdir(f"bench-floor-c{tag}-")
+            logf = os.path.join(d, "crash.log")
+            floor("c_parent", "C parent (`crashy --loop`): fork + execv + waitpid in a loop",
+                  [crashy, "--loop", logf, ms], logf)
+            d = make_tmpdir(f"bench-floor-csh{tag}-")
+            logf = os.path.join(d, "crash.log")
+            floor("c_shell_loop", "`while true; do crashy; done` bash loop",
+                  ["bash", "-c", f'while true; do "{crashy}" "{logf}" {ms}; done'], logf)
+        if "bash" in kinds:
+            d = make_tmpdir(f"bench-floor{tag}-")
+            script, logf = crash_app(d, args.crash_run_ms)
+            floor("bash_loop", "`while true; do bash crash.sh; done` (bash app)",
+                  ["bash", "-c", f'while true; do bash "{script}"; done'], logf)
 
+    # floors (no manager running) before and after the managers, samples pooled,
+    # so load drift on this shared machine hits floors and managers alike
+    run_floors("a")
     for kind in kinds:
         mid, label = CRASH_KINDS[kind]
         for mgr in mgrs:
@@ -1026,6 +1034,9 @@ def sec_crash(args, mgrs, res):
                 res.error("crash", f"{mgr.label} ({kind} app)", e)
             finally:
                 home.teardown()
+    run_floors("b")
+    for kind in kinds:
+        mid, label = CRASH_KINDS[kind]
         # floor notes, and the gap minus the best floor
         fkeys = ["c_parent", "c_shell_loop"] if kind == "c" else ["bash_loop"]
         fl = [(k, floors[k]["median_ms"]) for k in fkeys if k in floors and floors[k]["median_ms"] is not None]
@@ -1042,6 +1053,10 @@ def sec_crash(args, mgrs, res):
                 if isinstance(v, (int, float)):
                     res.add(mid + "_minus_floor", f"{label.split(',')[0]}, {'C' if kind == 'c' else kind} app, minus the floor "
                             f"({names[base_k]}, {base:.2f} ms)", "ms", key, v - base)
+            # show the "minus the floor" row right under its gap row
+            sub = next(x for x in res.metrics if x["id"] == mid + "_minus_floor")
+            res.metrics.remove(sub)
+            res.metrics.insert(res.metrics.index(m) + 1, sub)
 
 
 def daemon_cpu(pid, seconds):
@@ -1056,31 +1071,66 @@ def daemon_cpu(pid, seconds):
     return 100.0 * ticks / CLK_TCK / (t1 - t0), ticks
 
 
+def many_start_once(args, home, n):
+    """Start n idle apps in `home` (daemon brought up first, not timed). Returns
+    (pid, method, cmd_ms, procs_ms, online_ms)."""
+    d = make_tmpdir(f"bench-{home.mgr.key}-many-")
+    script, marks = idle_app(d)
+    pid = ensure_daemon(home, [])
+    names = [f"app-{i}" for i in range(n)]
+    t0 = time.perf_counter()
+    used, cmd_s = start_many(home, names, script, args.apps_method, d)
+    # all app processes exist: every app wrote its marker
+    end = time.monotonic() + 120
+    while count_marks(marks) < n and time.monotonic() < end:
+        time.sleep(0.01)
+    t_procs = time.perf_counter()
+    if count_marks(marks) < n:
+        raise RuntimeError(f"only {count_marks(marks)}/{n} app processes started within 120 s")
+    t_online = home.wait_online(names, timeout=180)
+    return pid, used, cmd_s * 1000, (t_procs - t0) * 1000, (t_online - t0) * 1000
+
+
 def sec_many(args, mgrs, res):
     n = args.many_apps
+    samples = {m.key: {"cmd": [], "proc": [], "online": []} for m in mgrs}
+    used_by = {}
+    failed = set()
+    # extra start-only rounds, managers interleaved, each in a fresh home
+    for r in range(args.many_start_runs - 1):
+        order = mgrs if r % 2 == 0 else list(reversed(mgrs))
+        for mgr in order:
+            if mgr.key in failed:
+                continue
+            home = mgr.new_home()
+            try:
+                _, used, c, p, o = many_start_once(args, home, n)
+                used_by[mgr.key] = used
+                for k, v in (("cmd", c), ("proc", p), ("online", o)):
+                    samples[mgr.key][k].append(v)
+            except Exception as e:
+                failed.add(mgr.key)
+                res.error("many", mgr.label, e)
+            finally:
+                home.teardown()
     for mgr in mgrs:
+        if mgr.key in failed:
+            continue
         home = mgr.new_home()
         try:
-            d = make_tmpdir(f"bench-{mgr.key}-many-")
-            script, marks = idle_app(d)
-            pid = ensure_daemon(home, res.notes)
+            # the last start round; this home then stays up for list / RSS / idle CPU
+            pid, used, c, p, o = many_start_once(args, home, n)
+            s_ = samples[mgr.key]
+            for k, v in (("cmd", c), ("proc", p), ("online", o)):
+                s_[k].append(v)
+            k_ = len(s_["cmd"])
+            res.add("many_cmd", f"{n} apps: start command wall time (median of {k_})", "ms", mgr.key,
+                    median(s_["cmd"]), s_["cmd"], dict(summary(s_["cmd"]), method=used))
+            res.add("many_proc", f"{n} apps: start → all {n} app processes running (median of {k_})", "ms",
+                    mgr.key, median(s_["proc"]), s_["proc"], dict(summary(s_["proc"]), method=used))
+            res.add("many_online", f"{n} apps: start → all online confirmed by `jlist` (median of {k_})", "ms",
+                    mgr.key, median(s_["online"]), s_["online"], dict(summary(s_["online"]), method=used))
             names = [f"app-{i}" for i in range(n)]
-            t0 = time.perf_counter()
-            used, cmd_s = start_many(home, names, script, args.apps_method, d)
-            # all app processes exist: every app wrote its marker
-            end = time.monotonic() + 120
-            while count_marks(marks) < n and time.monotonic() < end:
-                time.sleep(0.01)
-            t_procs = time.perf_counter()
-            if count_marks(marks) < n:
-                raise RuntimeError(f"only {count_marks(marks)}/{n} app processes started within 120 s")
-            t_online = home.wait_online(names, timeout=180)
-            res.add("many_cmd", f"{n} apps: start command(s) wall time", "ms", mgr.key, cmd_s * 1000,
-                    extra={"method": used})
-            res.add("many_proc", f"{n} apps: start → all {n} app processes running", "ms", mgr.key,
-                    (t_procs - t0) * 1000, extra={"method": used})
-            res.add("many_online", f"{n} apps: start → all online confirmed by `jlist`", "ms", mgr.key,
-                    (t_online - t0) * 1000, extra={"method": used})
             res.sections.setdefault("many_method", {})[mgr.key] = used
             if home.daemon_pid() != pid:
                 raise RuntimeError(f"daemon pid changed ({pid} → {home.daemon_pid()})")
@@ -1174,6 +1224,9 @@ def parse_args(argv):
                     help="crashing app: c = bench/crashy.c compiled with gcc (run with --interpreter none), "
                          "bash = bash script; auto/both = both (C skipped if gcc is missing) (default auto)")
     ap.add_argument("--many-apps", type=int, default=200)
+    ap.add_argument("--many-start-runs", type=int, default=None,
+                    help="times the 200 apps are started (fresh home each, managers interleaved; median) "
+                         "(default 3)")
     ap.add_argument("--many-list-runs", type=int, default=None, help="list invocations with many apps (default 10)")
     ap.add_argument("--idle-seconds", type=float, default=None,
                     help="idle CPU window (default 30, or $BENCH_IDLE_SECONDS)")
@@ -1198,6 +1251,7 @@ def parse_args(argv):
     a.cold_runs = dflt(a.cold_runs, 10, 3)
     a.crash_restarts = dflt(a.crash_restarts, 30, 10)
     a.many_list_runs = dflt(a.many_list_runs, 10, 5)
+    a.many_start_runs = max(1, dflt(a.many_start_runs, 3, 1))
     env_idle = os.environ.get("BENCH_IDLE_SECONDS")
     a.idle_seconds = dflt(a.idle_seconds, float(env_idle) if env_idle else 30.0, 5.0)
     a.settle = dflt(a.settle, 3.0, 1.5)

@@ -43,7 +43,7 @@ CHILD = os.path.join(BENCH_DIR, "logchild.py")
 SCENARIOS = ["devnull", "cat", "pm2", "bm2", "bm2-default", "bm2-time"]
 DESC = {
     "devnull": "child > /dev/null",
-    "cat": "child | cat > file",
+    "cat": "child \\| cat > file",
     "pm2": "PM2 (`pm2 start --no-autorestart`)",
     "bm2": "bm2 (`--no-autorestart --log-max-size 1G`)",
     "bm2-default": "bm2, default log settings (rotate at 10M, keep 5)",
@@ -153,8 +153,10 @@ def read_done(errfile):
     try:
         with open(errfile, "rb") as f:
             for ln in f:
-                if ln.startswith(b"LOGCHILD_DONE "):
-                    return json.loads(ln[len(b"LOGCHILD_DONE "):])
+                # with --time the line carries a timestamp prefix
+                i = ln.find(b"LOGCHILD_DONE ")
+                if i >= 0:
+                    return json.loads(ln[i + len(b"LOGCHILD_DONE "):])
     except (OSError, ValueError):
         pass
     return None
@@ -249,11 +251,11 @@ def run_managed(kind, args, d, mgr):
                     complete = tail_has_last_line(out, last_line)
                 if complete:
                     break
-                size = total_size(out)
-                if size != last_size:
-                    last_size, last_change = size, time.monotonic()
-                elif time.monotonic() - last_change > args.stall:
-                    break  # log stopped growing: lost data, checked below
+            size = (total_size(out), os.path.getsize(err) if os.path.exists(err) else -1)
+            if size != last_size:
+                last_size, last_change = size, time.monotonic()
+            elif time.monotonic() - last_change > args.stall:
+                break  # logs stopped growing: lost data (checked below) or a stuck child
             time.sleep(0.01)
         t_done = time.time()
         st1 = core.proc_stat(dpid)

@@ -109,7 +109,10 @@ pub fn start(
     };
     if spec.wait_ready {
         let path = shared.cluster.notify_path(inst.id, seq);
-        channels::notify_socket(&mut cmd, path, tx.clone()).map_err(os_err("the notify socket"))?;
+        // A socket path too long for the system (a deep BM2_HOME) leaves only the IPC channel.
+        if let Err(e) = channels::notify_socket(&mut cmd, path.clone(), tx.clone()) {
+            tracing::warn!(id = inst.id, path = %path.display(), error = %e, "no NOTIFY_SOCKET for this process");
+        }
     }
     let mut child = shared
         .table
