@@ -135,6 +135,8 @@ impl Balancer {
                     .unwrap_or(candidates[0])
             }
         };
+        // Counted as open from the moment it is chosen, so that a drain never misses it.
+        chosen.active.fetch_add(1, Ordering::Relaxed);
         Some((chosen.port, chosen.active.clone(), chosen.total.clone()))
     }
 }
@@ -161,13 +163,13 @@ async fn serve(balancer: Arc<Balancer>, mut client: TcpStream) {
         if let Some((port, active, total)) = balancer.pick(&tried) {
             if let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", port)).await {
                 let _ = upstream.set_nodelay(true);
-                active.fetch_add(1, Ordering::Relaxed);
                 total.fetch_add(1, Ordering::Relaxed);
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                 active.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
             // Refused: that process just died or is not listening yet; try another.
+            active.fetch_sub(1, Ordering::Relaxed);
             tried.push(port);
             continue;
         }

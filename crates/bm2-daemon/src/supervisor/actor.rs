@@ -505,8 +505,10 @@ impl Actor {
         let timeout = Duration::from_millis(self.spec.listen_timeout);
         if !wait_ready(&mut started.running, timeout).await {
             let new_pid = started.running.pid;
-            self.terminate(started.running).await;
+            // The old process is the current one again before the new one is stopped, so that
+            // stopping the new one spares it.
             self.child = Some(old);
+            self.terminate(started.running).await;
             return Err(ApiError::new(
                 "not_ready",
                 format!(
@@ -576,6 +578,14 @@ impl Actor {
                 .map(|s| vec![(run.pid, s.start_time)])
                 .unwrap_or_default()
         };
+        // During a reload the instance has two processes, both carrying its marker: the one
+        // staying (the current one) and its descendants are left alone.
+        let spared = self
+            .child
+            .as_ref()
+            .map(|c| kill::tree_of(c.pid))
+            .unwrap_or_default();
+        let tree: Vec<(u32, u64)> = tree.into_iter().filter(|p| !spared.contains(p)).collect();
         for b in self.shared.cluster.of(&self.inst.app).await {
             b.remove(run.pid);
         }
@@ -597,7 +607,10 @@ impl Actor {
         if let Some(group) = group {
             // Whatever is left of the tree (setsid'd or double-forked descendants) gets the rest
             // of the grace period, then SIGKILL.
-            let rest = kill::find_tree(None, &self.inst.marker, &tree);
+            let rest: Vec<(u32, u64)> = kill::find_tree(None, &self.inst.marker, &tree)
+                .into_iter()
+                .filter(|p| !spared.contains(p))
+                .collect();
             let left = deadline.saturating_duration_since(Instant::now());
             if !kill::wait_gone(&rest, left, poll).await {
                 kill::signal_all(Some(group), &kill::alive(&rest), Signal::SIGKILL);

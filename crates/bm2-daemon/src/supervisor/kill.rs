@@ -67,6 +67,18 @@ pub fn find_tree(main_pid: Option<u32>, marker: &Marker, known: &[(u32, u64)]) -
     out
 }
 
+/// A process and its descendants, as (pid, start time).
+pub fn tree_of(pid: u32) -> Vec<(u32, u64)> {
+    let snapshot = procfs::snapshot();
+    let tree = Tree::new(&snapshot);
+    snapshot
+        .iter()
+        .filter(|p| p.pid == pid)
+        .chain(tree.descendants(pid))
+        .map(|p| (p.pid, p.start_time))
+        .collect()
+}
+
 /// Processes of this machine carrying `marker`, anywhere in the tree (used after a daemon crash,
 /// when the orphans of the old daemon were adopted by init).
 pub fn find_marked(marker: &Marker) -> Vec<(u32, u64)> {

@@ -1,0 +1,1030 @@
+//! Cluster mode: the daemon's load balancer in front of the instances of an app, readiness
+//! (port, `process.send('ready')`, `NOTIFY_SOCKET`), zero-downtime reload, scaling, the
+//! `shutdown` message, Node apps with a hard-coded port, and `PORT` in fork mode.
+//!
+//! The apps are small HTTP servers written by the tests that answer with their pid; the tests
+//! talk to them with a minimal HTTP/1.0 client over 127.0.0.1.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{DEADLINE, TestEnv, alive, free_port, kill_pid};
+use serde_json::Value;
+
+// ---- apps ----
+
+/// Node: listens on `$PORT`, answers with its pid.
+const NODE_SERVER: &str = "\
+const http = require('http');
+http.createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT);
+";
+
+/// Python: listens on `$PORT` (127.0.0.1), answers with its pid, logs nothing.
+const PY_SERVER: &str = "\
+import http.server, os
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
+";
+
+/// Node: listens on `$PORT` at once; instance 0 says it is ready as soon as it listens, the
+/// others only once the file `go` exists (`process.send('ready')`).
+fn node_gated(go: &Path) -> String {
+    let go = go.display().to_string();
+    format!(
+        "\
+const fs = require('fs');
+const http = require('http');
+http.createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT, () => {{
+  if (process.env.NODE_APP_INSTANCE === '0') return process.send('ready');
+  const t = setInterval(() => {{
+    if (fs.existsSync({go:?})) {{ clearInterval(t); process.send('ready'); }}
+  }}, 20);
+}});
+"
+    )
+}
+
+/// Python: like [`node_gated`], but says it is ready with systemd's `READY=1` datagram to
+/// `$NOTIFY_SOCKET`.
+fn py_gated(go: &Path) -> String {
+    let go = go.display().to_string();
+    format!(
+        "\
+import http.server, os, socket, threading, time
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+srv = http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+if os.environ.get('NODE_APP_INSTANCE') != '0':
+    while not os.path.exists({go:?}):
+        time.sleep(0.02)
+addr = os.environ['NOTIFY_SOCKET']
+if addr.startswith('@'):
+    addr = '\\0' + addr[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b'READY=1', addr)
+threading.Event().wait()
+"
+    )
+}
+
+// ---- HTTP client ----
+
+/// `GET /` on 127.0.0.1:`port` with HTTP/1.0; the body of a 200 answer.
+fn http_get(port: u16) -> Result<String, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return Err(format!("incomplete answer: {text:?}"));
+    };
+    let status = head.lines().next().unwrap_or_default();
+    if !(status.starts_with("HTTP/1.") && status.split(' ').nth(1) == Some("200")) {
+        return Err(format!("status line {status:?}"));
+    }
+    Ok(body.to_string())
+}
+
+/// The pid an app answered with.
+fn get_pid(port: u16) -> Result<u32, String> {
+    let body = http_get(port)?;
+    body.trim()
+        .parse()
+        .map_err(|_| format!("body is not a pid: {body:?}"))
+}
+
+/// `n` requests in a row; the set of pids that answered. Panics on any failure.
+fn pids_answering(port: u16, n: usize) -> BTreeSet<u32> {
+    (0..n)
+        .map(|i| get_pid(port).unwrap_or_else(|e| panic!("request {i} to port {port}: {e}")))
+        .collect()
+}
+
+/// True when something accepts connections on 127.0.0.1:`port`.
+fn accepts(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .is_ok()
+}
+
+// ---- request load ----
+
+/// What a load generator saw.
+#[derive(Debug, Default)]
+struct Stats {
+    ok: u64,
+    failures: Vec<String>,
+    pids: BTreeSet<u32>,
+}
+
+/// Longest a load generator runs.
+const LOAD_BOUND: Duration = Duration::from_secs(90);
+
+/// Threads sending requests to a port in a loop until [`Load::finish`] (or [`LOAD_BOUND`]).
+struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<Stats>>,
+}
+
+impl Load {
+    fn start(port: u16, threads: usize, pace: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let threads = (0..threads)
+            .map(|t| {
+                let (stop, done) = (stop.clone(), done.clone());
+                std::thread::spawn(move || {
+                    let mut stats = Stats::default();
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_BOUND {
+                        match get_pid(port) {
+                            Ok(pid) => {
+                                stats.ok += 1;
+                                stats.pids.insert(pid);
+                            }
+                            Err(e) => stats
+                                .failures
+                                .push(format!("thread {t} at {:?}: {e}", started.elapsed())),
+                        }
+                        done.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(pace);
+                    }
+                    stats
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            done,
+            threads,
+        }
+    }
+
+    /// Waits until `n` more requests have been answered or failed.
+    fn wait_requests(&self, n: u64) {
+        let target = self.done.load(Ordering::Relaxed) + n;
+        common::wait_for(&format!("{n} more requests"), DEADLINE, || {
+            (self.done.load(Ordering::Relaxed) >= target).then_some(())
+        });
+    }
+
+    fn finish(self) -> Stats {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Stats::default();
+        for t in self.threads {
+            let s = t.join().expect("load thread");
+            all.ok += s.ok;
+            all.failures.extend(s.failures);
+            all.pids.extend(s.pids);
+        }
+        all
+    }
+}
+
+fn assert_no_failures(stats: &Stats, during: &str) {
+    assert!(
+        stats.failures.is_empty(),
+        "{} of {} requests failed during {during}; first failures: {:#?}",
+        stats.failures.len(),
+        stats.ok + stats.failures.len() as u64,
+        &stats.failures[..stats.failures.len().min(10)]
+    );
+    assert!(stats.ok > 0, "no request was answered during {during}");
+}
+
+// ---- bm2 state ----
+
+/// `bm2 describe <app> --json`: every instance.
+fn details(env: &TestEnv, app: &str) -> Vec<Value> {
+    serde_json::from_str(&env.ok(&["describe", app, "--json"])).unwrap()
+}
+
+/// The list rows of the app `app`, by instance index.
+fn rows(env: &TestEnv, app: &str) -> Vec<Value> {
+    let mut rows: Vec<Value> = env
+        .list()
+        .into_iter()
+        .filter(|p| p["name"] == app)
+        .collect();
+    rows.sort_by_key(|p| p["instance"].as_u64());
+    rows
+}
+
+fn is_ready(d: &Value) -> bool {
+    d["status"] == "online" && d["pid"].is_u64() && d["cluster"]["ready"] == true
+}
+
+/// Waits until the app has exactly the instances 0..n, all online and ready behind the
+/// balancer; returns their pids by instance index.
+fn wait_ready(env: &TestEnv, app: &str, n: usize) -> Vec<u32> {
+    env.wait_for(&format!("{n} ready instances of {app}"), || {
+        let ds = details(env, app);
+        let indexes: BTreeSet<u64> = ds.iter().filter_map(|d| d["instance"].as_u64()).collect();
+        (ds.len() == n && indexes == (0..n as u64).collect() && ds.iter().all(is_ready)).then(
+            || {
+                let mut ds = ds;
+                ds.sort_by_key(|d| d["instance"].as_u64());
+                ds.iter()
+                    .map(|d| d["pid"].as_u64().unwrap() as u32)
+                    .collect()
+            },
+        )
+    })
+}
+
+/// The describe entry of instance `index` of `app`.
+fn detail(env: &TestEnv, app: &str, index: u64) -> Value {
+    try_detail(env, app, index).unwrap_or_else(|| panic!("no instance {index} of {app}"))
+}
+
+/// The describe entry of instance `index` of `app`, when the app has it.
+fn try_detail(env: &TestEnv, app: &str, index: u64) -> Option<Value> {
+    if !env.list().iter().any(|p| p["name"] == app) {
+        return None;
+    }
+    details(env, app)
+        .into_iter()
+        .find(|d| d["instance"] == index)
+}
+
+/// The private port of a cluster instance: describe's cluster field, else its `PORT`.
+fn private_port(d: &Value) -> Option<u16> {
+    d["cluster"]["private_port"]
+        .as_u64()
+        .map(|p| p as u16)
+        .or_else(|| d["env"]["PORT"].as_str()?.parse().ok())
+}
+
+fn set(pids: &[u32]) -> BTreeSet<u32> {
+    pids.iter().copied().collect()
+}
+
+/// Waits for a `bm2` command started in the background; asserts it succeeded.
+fn wait_child_ok(child: &mut Child, what: &str) {
+    let status = common::wait_for(what, DEADLINE, || child.try_wait().unwrap());
+    assert!(status.success(), "{what}: {status}");
+}
+
+// ---- 1. balancing ----
+
+#[test]
+fn node_cluster_spreads_requests_over_all_instances() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.js", NODE_SERVER);
+    env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
+    let pids = wait_ready(&env, "server", 4);
+    assert!(
+        rows(&env, "server")
+            .iter()
+            .all(|p| p["exec_mode"] == "cluster"),
+        "a Node script with -i runs in cluster mode: {:?}",
+        rows(&env, "server")
+    );
+    let seen = pids_answering(port, 40);
+    assert_eq!(seen, set(&pids), "40 requests should reach the 4 instances");
+}
+
+#[test]
+fn python_with_exec_mode_cluster_spreads_requests_over_all_instances() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.py", PY_SERVER);
+    env.ok(&[
+        "start",
+        "server.py",
+        "-i",
+        "4",
+        "--exec-mode",
+        "cluster",
+        "--port",
+        &port.to_string(),
+    ]);
+    let pids = wait_ready(&env, "server", 4);
+    let seen = pids_answering(port, 40);
+    assert_eq!(seen, set(&pids), "40 requests should reach the 4 instances");
+}
+
+#[test]
+fn cluster_instances_get_a_private_port_and_cluster_variables() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file(
+        "vars.js",
+        "\
+const http = require('http');
+const e = process.env;
+const body = JSON.stringify({ pid: process.pid, PORT: e.PORT, BM2_CLUSTER: e.BM2_CLUSTER,
+  BM2_WORKER_ID: e.BM2_WORKER_ID, BM2_INSTANCES: e.BM2_INSTANCES,
+  NODE_APP_INSTANCE: e.NODE_APP_INSTANCE });
+http.createServer((q, s) => s.end(body)).listen(e.PORT);
+",
+    );
+    env.ok(&["start", "vars.js", "-i", "4", "--port", &port.to_string()]);
+    wait_ready(&env, "vars", 4);
+    let mut by_pid: BTreeMap<u64, Value> = BTreeMap::new();
+    for i in 0..40 {
+        let body = http_get(port).unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        by_pid.insert(v["pid"].as_u64().unwrap(), v);
+    }
+    assert_eq!(by_pid.len(), 4, "answers: {by_pid:?}");
+    let workers: BTreeSet<&str> = by_pid
+        .values()
+        .map(|v| v["BM2_WORKER_ID"].as_str().unwrap_or("unset"))
+        .collect();
+    assert_eq!(workers, BTreeSet::from(["0", "1", "2", "3"]), "{by_pid:?}");
+    let mut private = BTreeSet::new();
+    for v in by_pid.values() {
+        assert_eq!(v["BM2_CLUSTER"], "true", "{v}");
+        assert_eq!(v["BM2_INSTANCES"], "4", "{v}");
+        assert_eq!(v["NODE_APP_INSTANCE"], v["BM2_WORKER_ID"], "{v}");
+        let p: u16 = v["PORT"].as_str().unwrap().parse().unwrap();
+        assert_ne!(p, port, "an instance must not get the public port: {v}");
+        private.insert(p);
+    }
+    assert_eq!(
+        private.len(),
+        4,
+        "each instance has its own port: {by_pid:?}"
+    );
+    for d in details(&env, "vars") {
+        let pid = d["pid"].as_u64().unwrap();
+        assert_eq!(
+            private_port(&d).map(|p| p.to_string()).as_deref(),
+            by_pid[&pid]["PORT"].as_str(),
+            "describe's private port of pid {pid}: {}",
+            d["cluster"]
+        );
+        let listen = d["cluster"]["listen"].as_str().unwrap_or_default();
+        assert!(
+            listen.ends_with(&format!(":{port}")),
+            "describe's balancer address {listen:?} should be on port {port}"
+        );
+    }
+}
+
+#[test]
+fn listen_host_restricts_the_balancer_address() {
+    let env = TestEnv::new();
+    let (open, local) = (free_port(), free_port());
+    env.file("server.js", NODE_SERVER);
+    env.ok(&[
+        "start",
+        "server.js",
+        "--name",
+        "open",
+        "-i",
+        "2",
+        "--port",
+        &open.to_string(),
+    ]);
+    env.ok(&[
+        "start",
+        "server.js",
+        "--name",
+        "local",
+        "-i",
+        "2",
+        "--port",
+        &local.to_string(),
+        "--listen-host",
+        "127.0.0.1",
+    ]);
+    wait_ready(&env, "open", 2);
+    wait_ready(&env, "local", 2);
+    let listen = |app: &str| detail(&env, app, 0)["cluster"]["listen"].clone();
+    assert_eq!(listen("local"), format!("127.0.0.1:{local}"));
+    let default = listen("open");
+    let default = default.as_str().unwrap_or_default();
+    assert!(
+        default == format!("0.0.0.0:{open}") || default == format!("[::]:{open}"),
+        "by default the balancer listens on all interfaces: {default:?}"
+    );
+    assert_eq!(pids_answering(local, 10).len(), 2);
+    assert_eq!(pids_answering(open, 10).len(), 2);
+}
+
+#[test]
+fn least_conn_sends_new_connections_to_the_least_busy_instance() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let go = env.path("go");
+    env.file("gated.js", &node_gated(&go));
+    let mut start = env
+        .command(&[
+            "start",
+            "gated.js",
+            "-i",
+            "2",
+            "--port",
+            &port.to_string(),
+            "--lb",
+            "least-conn",
+            "--wait-ready",
+            "--listen-timeout",
+            "60000",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Only instance 0 is ready: three idle connections all go to it.
+    let first = env.wait_for("instance 0 to be ready", || {
+        let d = try_detail(&env, "gated", 0)?;
+        is_ready(&d).then(|| d["pid"].as_u64().unwrap() as u32)
+    });
+    let idle: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    env.wait_for("3 open connections to instance 0", || {
+        (detail(&env, "gated", 0)["cluster"]["connections"] == 3).then_some(())
+    });
+    fs::write(&go, "").unwrap();
+    let pids = wait_ready(&env, "gated", 2);
+    wait_child_ok(&mut start, "bm2 start --wait-ready");
+    let second = pids[1];
+    let seen: Vec<u32> = (0..10)
+        .map(|i| get_pid(port).unwrap_or_else(|e| panic!("request {i}: {e}")))
+        .collect();
+    assert!(
+        seen.iter().all(|p| *p == second),
+        "with 3 connections open to {first}, least-conn should send every request to {second}: {seen:?}"
+    );
+    drop(idle);
+}
+
+// ---- 2. crash ----
+
+#[test]
+fn an_instance_killed_with_sigkill_fails_no_request_and_comes_back() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.js", NODE_SERVER);
+    env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
+    let pids = wait_ready(&env, "server", 4);
+    let victim = pids[2];
+    let started = Instant::now();
+    let mut killed_at = None;
+    let mut stats = Stats::default();
+    while started.elapsed() < Duration::from_secs(3) {
+        if killed_at.is_none() && started.elapsed() >= Duration::from_millis(500) {
+            // Between two requests: no request is in flight to it when it dies.
+            kill_pid(victim, "KILL");
+            killed_at = Some(started.elapsed());
+        }
+        match get_pid(port) {
+            Ok(pid) => {
+                stats.ok += 1;
+                stats.pids.insert(pid);
+            }
+            Err(e) => stats.failures.push(format!(
+                "at {:?} (killed at {killed_at:?}): {e}",
+                started.elapsed()
+            )),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!alive(victim), "{victim} was killed");
+    assert_no_failures(&stats, "the SIGKILL of one instance");
+    let back = env.wait_new_pid("server-2", u64::from(victim));
+    let now = wait_ready(&env, "server", 4);
+    assert_eq!(u64::from(now[2]), back);
+    assert_eq!(
+        pids_answering(port, 40),
+        set(&now),
+        "the restarted instance gets requests again"
+    );
+}
+
+// ---- 3. reload ----
+
+#[test]
+fn reload_under_load_fails_no_request_and_replaces_every_process() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.js", NODE_SERVER);
+    env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
+    let old = wait_ready(&env, "server", 4);
+    let load = Load::start(port, 8, Duration::from_millis(5));
+    load.wait_requests(100);
+    let out = env.ok(&["reload", "server"]);
+    let new = wait_ready(&env, "server", 4);
+    load.wait_requests(100);
+    let stats = load.finish();
+    assert_no_failures(&stats, "bm2 reload");
+    assert!(
+        set(&old).is_disjoint(&set(&new)),
+        "every instance should have a new process: old {old:?}, new {new:?} (reload said {out:?})"
+    );
+    for pid in &old {
+        assert!(!alive(*pid), "old process {pid} should have been stopped");
+    }
+    assert_eq!(pids_answering(port, 40), set(&new));
+    let restarts: Vec<Value> = rows(&env, "server")
+        .iter()
+        .map(|p| p["restarts"].clone())
+        .collect();
+    assert_eq!(
+        restarts,
+        vec![Value::from(1); 4],
+        "one reload replaces each process once (more means a new process died and was restarted)"
+    );
+}
+
+#[test]
+fn graceful_reload_alias_with_parallel_reloads_without_failures() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.js", NODE_SERVER);
+    env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
+    let old = wait_ready(&env, "server", 4);
+    let load = Load::start(port, 4, Duration::from_millis(5));
+    load.wait_requests(50);
+    env.ok(&["gracefulReload", "server", "--parallel", "2"]);
+    let new = wait_ready(&env, "server", 4);
+    load.wait_requests(50);
+    let stats = load.finish();
+    assert_no_failures(&stats, "bm2 gracefulReload --parallel 2");
+    assert!(
+        set(&old).is_disjoint(&set(&new)),
+        "old {old:?}, new {new:?}"
+    );
+}
+
+#[test]
+fn fork_mode_reload_starts_the_new_process_before_stopping_the_old_one() {
+    let env = TestEnv::new();
+    // Each process appends "start <pid>" when it starts, then says it is ready, and
+    // "stop <pid>" when it is stopped.
+    let events = env.path("events");
+    env.file(
+        "forky.py",
+        &format!(
+            "\
+import os, signal, socket, sys, time
+
+def log(line):
+    with open({ev:?}, 'a') as f:
+        f.write(line + '\\n')
+
+def stop(*args):
+    log('stop %d' % os.getpid())
+    sys.exit(0)
+
+signal.signal(signal.SIGINT, stop)
+signal.signal(signal.SIGTERM, stop)
+log('start %d' % os.getpid())
+addr = os.environ['NOTIFY_SOCKET']
+if addr.startswith('@'):
+    addr = '\\0' + addr[1:]
+socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'READY=1', addr)
+while True:
+    time.sleep(1)
+",
+            ev = events.display().to_string()
+        ),
+    );
+    env.ok(&[
+        "start",
+        "forky.py",
+        "--wait-ready",
+        "--listen-timeout",
+        "20000",
+    ]);
+    let old = env.wait_status("forky", "online")["pid"].as_u64().unwrap();
+    env.wait_for("the start line", || {
+        fs::read_to_string(&events)
+            .ok()
+            .filter(|s| s.contains(&format!("start {old}\n")))
+    });
+    env.ok(&["reload", "forky"]);
+    let new = env.wait_new_pid("forky", old);
+    let log = env.wait_for("the stop line of the old process", || {
+        fs::read_to_string(&events)
+            .ok()
+            .filter(|s| s.contains(&format!("stop {old}\n")))
+    });
+    let lines: Vec<&str> = log.lines().collect();
+    let started = lines.iter().position(|l| *l == format!("start {new}"));
+    let stopped = lines.iter().position(|l| *l == format!("stop {old}"));
+    assert!(
+        started.is_some() && started < stopped,
+        "the new process should be started (and ready) before the old one is stopped: {lines:?}"
+    );
+}
+
+// ---- 4. reload with an instance that never becomes ready ----
+
+#[test]
+fn reload_fails_when_the_new_process_never_becomes_ready_and_the_old_one_keeps_serving() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let marker = env.path("never-ready").display().to_string();
+    env.file(
+        "stubborn.js",
+        &format!(
+            "\
+const fs = require('fs');
+const http = require('http');
+if (fs.existsSync({marker:?})) {{
+  setInterval(() => {{}}, 1000);
+}} else {{
+  http.createServer((q, s) => s.end(String(process.pid)))
+    .listen(process.env.PORT, () => process.send('ready'));
+}}
+"
+        ),
+    );
+    env.ok(&[
+        "start",
+        "stubborn.js",
+        "-i",
+        "2",
+        "--port",
+        &port.to_string(),
+        "--wait-ready",
+        "--listen-timeout",
+        "1000",
+    ]);
+    let old = wait_ready(&env, "stubborn", 2);
+    fs::write(&marker, "").unwrap();
+    let started = Instant::now();
+    let (ok, stdout, stderr) = env.output(&["reload", "stubborn"]);
+    assert!(
+        !ok,
+        "reload should fail:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "reload should give up after the listen timeout, took {:?}",
+        started.elapsed()
+    );
+    let said = format!("{stdout}{stderr}").to_lowercase();
+    assert!(
+        said.contains("ready"),
+        "the message should say the instance did not become ready:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    let now: Vec<(u64, Value)> = rows(&env, "stubborn")
+        .iter()
+        .map(|p| (p["pid"].as_u64().unwrap_or(0), p["status"].clone()))
+        .collect();
+    assert_eq!(
+        now,
+        old.iter()
+            .map(|p| (u64::from(*p), Value::from("online")))
+            .collect::<Vec<_>>(),
+        "the old processes stay online"
+    );
+    assert_eq!(wait_ready(&env, "stubborn", 2), old);
+    assert_eq!(
+        pids_answering(port, 20),
+        set(&old),
+        "the old processes still serve"
+    );
+    env.wait_for("the never-ready processes to be stopped", || {
+        (set(&env.app_pids()) == set(&old)).then_some(())
+    });
+}
+
+// ---- 5. --wait-ready ----
+
+/// Instance 0 says it is ready at once, instance 1 once `go` exists: until then instance 1
+/// listens but gets no request and is not ready.
+fn readiness_is_what_the_app_says(
+    env: &TestEnv,
+    app: &str,
+    port: u16,
+    go: &Path,
+    mut start: Child,
+) {
+    let first = env.wait_for("instance 0 to be ready", || {
+        let d = try_detail(env, app, 0)?;
+        is_ready(&d).then(|| d["pid"].as_u64().unwrap() as u32)
+    });
+    let (second, second_port) = env.wait_for("instance 1 to listen on its private port", || {
+        let d = try_detail(env, app, 1)?;
+        let pid = d["pid"].as_u64()?;
+        let p = private_port(&d)?;
+        accepts(p).then_some((pid as u32, p))
+    });
+    assert_ne!(second_port, port);
+    assert_eq!(
+        detail(env, app, 1)["cluster"]["ready"],
+        false,
+        "instance 1 listens but has not said it is ready"
+    );
+    assert_eq!(
+        pids_answering(port, 20),
+        BTreeSet::from([first]),
+        "only the ready instance gets requests"
+    );
+    assert_eq!(detail(env, app, 1)["cluster"]["ready"], false);
+    assert!(alive(second));
+    fs::write(go, "").unwrap();
+    let pids = wait_ready(env, app, 2);
+    assert_eq!(pids, [first, second]);
+    assert_eq!(pids_answering(port, 20), set(&pids));
+    wait_child_ok(&mut start, "bm2 start --wait-ready");
+}
+
+#[test]
+fn wait_ready_with_node_process_send() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let go = env.path("go");
+    env.file("gated.js", &node_gated(&go));
+    let start = env
+        .command(&[
+            "start",
+            "gated.js",
+            "-i",
+            "2",
+            "--port",
+            &port.to_string(),
+            "--wait-ready",
+            "--listen-timeout",
+            "60000",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    readiness_is_what_the_app_says(&env, "gated", port, &go, start);
+}
+
+#[test]
+fn wait_ready_with_notify_socket() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let go = env.path("go");
+    env.file("gated.py", &py_gated(&go));
+    let start = env
+        .command(&[
+            "start",
+            "gated.py",
+            "-i",
+            "2",
+            "--exec-mode",
+            "cluster",
+            "--port",
+            &port.to_string(),
+            "--wait-ready",
+            "--listen-timeout",
+            "60000",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    readiness_is_what_the_app_says(&env, "gated", port, &go, start);
+}
+
+// ---- 6. scale ----
+
+#[test]
+fn scale_up_and_down_under_load_fails_no_request() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.js", NODE_SERVER);
+    env.ok(&["start", "server.js", "-i", "2", "--port", &port.to_string()]);
+    let two = wait_ready(&env, "server", 2);
+    let load = Load::start(port, 4, Duration::from_millis(5));
+    load.wait_requests(50);
+
+    env.ok(&["scale", "server", "+2"]);
+    let four = wait_ready(&env, "server", 4);
+    assert_eq!(four[..2], two[..], "scaling up keeps the running instances");
+    load.wait_requests(50);
+
+    env.ok(&["scale", "server", "-1"]);
+    let three = wait_ready(&env, "server", 3);
+    assert_eq!(
+        three[..],
+        four[..3],
+        "scaling down removes the highest-numbered instance"
+    );
+    load.wait_requests(50);
+
+    env.ok(&["scale", "server", "2"]);
+    let last = wait_ready(&env, "server", 2);
+    assert_eq!(last[..], four[..2]);
+    load.wait_requests(50);
+
+    let stats = load.finish();
+    assert_no_failures(&stats, "scale +2, -1 and 2");
+    assert!(
+        set(&four).is_subset(&stats.pids),
+        "the added instances got requests: {:?} of {four:?}",
+        stats.pids
+    );
+    assert_eq!(rows(&env, "server").len(), 2);
+    env.wait_for("the removed instances' processes to exit", || {
+        (set(&env.app_pids()) == set(&last)).then_some(())
+    });
+    assert_eq!(pids_answering(port, 20), set(&last));
+}
+
+// ---- 7. --shutdown-with-message ----
+
+/// A Node app that writes `shutdown-<i>` when it gets the `shutdown` message and exits, and
+/// `sigint-<i>` if a SIGINT comes first.
+fn shutdown_recorder(dir: &Path) -> String {
+    format!(
+        "\
+const fs = require('fs');
+const path = require('path');
+const http = require('http');
+const i = process.env.NODE_APP_INSTANCE;
+process.on('message', (m) => {{
+  if (m === 'shutdown') {{
+    fs.writeFileSync(path.join({dir:?}, 'shutdown-' + i), 'shutdown\\n');
+    process.exit(0);
+  }}
+}});
+process.on('SIGINT', () => {{
+  fs.writeFileSync(path.join({dir:?}, 'sigint-' + i), 'sigint\\n');
+  process.exit(0);
+}});
+if (process.env.PORT) {{
+  http.createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT);
+}} else {{
+  setInterval(() => {{}}, 1000);
+}}
+",
+        dir = dir.display().to_string()
+    )
+}
+
+#[test]
+fn shutdown_with_message_in_cluster_mode() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("polite.js", &shutdown_recorder(env.dir.path()));
+    env.ok(&[
+        "start",
+        "polite.js",
+        "-i",
+        "2",
+        "--port",
+        &port.to_string(),
+        "--shutdown-with-message",
+    ]);
+    wait_ready(&env, "polite", 2);
+    env.ok(&["stop", "polite"]);
+    for i in 0..2 {
+        assert!(
+            !env.path(&format!("sigint-{i}")).exists(),
+            "instance {i} got SIGINT before the shutdown message"
+        );
+        assert_eq!(
+            fs::read_to_string(env.path(&format!("shutdown-{i}")))
+                .ok()
+                .as_deref(),
+            Some("shutdown\n"),
+            "instance {i} should have received the shutdown message"
+        );
+        assert_eq!(env.proc(&format!("polite-{i}"))["status"], "stopped");
+    }
+}
+
+#[test]
+fn shutdown_with_message_in_fork_mode() {
+    let env = TestEnv::new();
+    env.file("polite.js", &shutdown_recorder(env.dir.path()));
+    env.ok(&["start", "polite.js", "--shutdown-with-message"]);
+    env.wait_status("polite", "online");
+    env.ok(&["stop", "polite"]);
+    let i = env.proc("polite")["instance"].as_u64().unwrap();
+    assert!(
+        !env.path(&format!("sigint-{i}")).exists(),
+        "the app got SIGINT before the shutdown message"
+    );
+    assert_eq!(
+        fs::read_to_string(env.path(&format!("shutdown-{i}")))
+            .ok()
+            .as_deref(),
+        Some("shutdown\n"),
+        "the app should have received the shutdown message"
+    );
+    assert_eq!(env.proc("polite")["status"], "stopped");
+}
+
+// ---- 8. hard-coded port ----
+
+#[test]
+fn node_app_with_a_hard_coded_port_is_balanced_on_that_port() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file(
+        "hard.js",
+        &format!(
+            "\
+const http = require('http');
+http.createServer((q, s) => s.end(String(process.pid))).listen({port});
+"
+        ),
+    );
+    env.ok(&["start", "hard.js", "-i", "2"]);
+    let pids = wait_ready(&env, "hard", 2);
+    for d in details(&env, "hard") {
+        assert_ne!(
+            private_port(&d),
+            Some(port),
+            "instances listen on private ports: {}",
+            d["cluster"]
+        );
+    }
+    assert_eq!(
+        pids_answering(port, 20),
+        set(&pids),
+        "port {port} is balanced over both instances"
+    );
+}
+
+// ---- 9. PORT in fork mode ----
+
+#[test]
+fn fork_mode_instances_get_port_plus_their_index() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.script(
+        "portfork.sh",
+        &format!(
+            "echo \"$PORT\" > {dir}/port-$NODE_APP_INSTANCE\nexec sleep 1000\n",
+            dir = env.dir.path().display()
+        ),
+    );
+    env.ok(&[
+        "start",
+        "portfork.sh",
+        "-i",
+        "2",
+        "--port",
+        &port.to_string(),
+    ]);
+    assert_eq!(env.wait_marker("port-0"), format!("{port}\n"));
+    assert_eq!(env.wait_marker("port-1"), format!("{}\n", port + 1));
+    let rows = rows(&env, "portfork");
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|p| p["exec_mode"] == "fork"), "{rows:?}");
+    assert!(!accepts(port), "nothing balances port {port} in fork mode");
+}
+
+#[test]
+fn fork_mode_python_servers_listen_on_port_plus_their_index() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.py", PY_SERVER);
+    env.ok(&["start", "server.py", "-i", "2", "--port", &port.to_string()]);
+    let pids: Vec<u32> = env.wait_for("both instances to answer on their ports", || {
+        let a = get_pid(port).ok()?;
+        let b = get_pid(port + 1).ok()?;
+        Some(vec![a, b])
+    });
+    let rows = rows(&env, "server");
+    let listed: Vec<u32> = rows
+        .iter()
+        .map(|p| p["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(pids, listed, "instance i answers on port {port} + i");
+    assert!(rows.iter().all(|p| p["exec_mode"] == "fork"), "{rows:?}");
+}
