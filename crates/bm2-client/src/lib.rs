@@ -286,12 +286,7 @@ impl Client {
         body: Option<&B>,
     ) -> Result<T, ClientError> {
         let res = self.send(stream, method, path, body).await?;
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.transport(e.to_string()))?
-            .to_bytes();
+        let body = self.read_body(res).await?;
         serde_json::from_slice(&body).map_err(|e| self.transport(format!("bad response: {e}")))
     }
 
@@ -327,12 +322,7 @@ impl Client {
         if status.is_success() {
             return Ok(res);
         }
-        let body = res
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| self.transport(e.to_string()))?
-            .to_bytes();
+        let body = self.read_body(res).await?;
         let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
             ApiError::new(
                 "http",
@@ -340,6 +330,15 @@ impl Client {
             )
         });
         Err(ClientError::Api(err))
+    }
+
+    async fn read_body(&self, res: hyper::Response<Incoming>) -> Result<Bytes, ClientError> {
+        Ok(res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| self.transport(e.to_string()))?
+            .to_bytes())
     }
 
     fn transport(&self, message: String) -> ClientError {

@@ -85,24 +85,7 @@ fn daemon_crash_restores_apps_with_same_ids_and_new_pids() {
 fn daemon_crash_leftovers_outside_the_app_tree_are_stopped() {
     let env = TestEnv::new();
     // A double-forked grandchild in a session of its own, reparented away from the app.
-    env.script(
-        "daemonize.py",
-        r#"import os, time
-pid = os.fork()
-if pid == 0:
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    with open("grandchild.pid.tmp", "w") as f:
-        f.write(str(os.getpid()))
-    os.rename("grandchild.pid.tmp", "grandchild.pid")
-    while True:
-        time.sleep(1)
-os.waitpid(pid, 0)
-while True:
-    time.sleep(0.2)
-"#,
-    );
+    env.script("daemonize.py", common::DOUBLE_FORK);
     env.ok(&["start", "daemonize.py", "--name", "tree"]);
     let main = env.wait_status("tree", "online")["pid"].as_u64().unwrap() as u32;
     let grandchild = env.wait_pid_file("grandchild.pid");

@@ -13,24 +13,6 @@ use common::{TestEnv, alive, session};
 const SETSID_GRANDCHILD: &str = "setsid bash -c 'echo $$ > grandchild.pid; exec sleep 1000' &\n\
                                  while true; do sleep 0.2; done\n";
 
-/// Python main that double-forks a daemonized grandchild (setsid, parent gone, so it is
-/// reparented away from the app's tree) and then keeps running.
-const DOUBLE_FORK: &str = r#"import os, time
-pid = os.fork()
-if pid == 0:
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    with open("grandchild.pid.tmp", "w") as f:
-        f.write(str(os.getpid()))
-    os.rename("grandchild.pid.tmp", "grandchild.pid")
-    while True:
-        time.sleep(1)
-os.waitpid(pid, 0)
-while True:
-    time.sleep(0.2)
-"#;
-
 /// Starts `script` as `name` and returns (main pid, grandchild pid) once the grandchild runs
 /// in a session of its own.
 fn start_with_grandchild(env: &TestEnv, script: &str, name: &str) -> (u32, u32) {
@@ -67,7 +49,7 @@ fn stop_kills_setsid_grandchild() {
 #[test]
 fn stop_kills_double_forked_grandchild() {
     let env = TestEnv::new();
-    env.script("daemonize.py", DOUBLE_FORK);
+    env.script("daemonize.py", common::DOUBLE_FORK);
     let (main, grandchild) = start_with_grandchild(&env, "daemonize.py", "tree");
     env.ok(&["stop", "tree"]);
     env.wait_status("tree", "stopped");
@@ -105,7 +87,7 @@ fn delete_kills_setsid_grandchild() {
 #[test]
 fn delete_kills_double_forked_grandchild() {
     let env = TestEnv::new();
-    env.script("daemonize.py", DOUBLE_FORK);
+    env.script("daemonize.py", common::DOUBLE_FORK);
     let (main, grandchild) = start_with_grandchild(&env, "daemonize.py", "tree");
     env.ok(&["delete", "tree"]);
     assert!(env.list().is_empty());

@@ -9,6 +9,24 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Python main that double-forks a daemonized grandchild (setsid, parent gone, so it is
+/// reparented away from the app's tree), writes its pid to `grandchild.pid`, and keeps running.
+pub const DOUBLE_FORK: &str = r#"import os, time
+pid = os.fork()
+if pid == 0:
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    with open("grandchild.pid.tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename("grandchild.pid.tmp", "grandchild.pid")
+    while True:
+        time.sleep(1)
+os.waitpid(pid, 0)
+while True:
+    time.sleep(0.2)
+"#;
+
 /// Default deadline for conditions to become true.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
