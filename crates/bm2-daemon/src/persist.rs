@@ -198,8 +198,13 @@ impl Persister {
         loop {
             let target = *requested.borrow_and_update();
             if target > *self.written.borrow() {
-                if let Err(e) = store(&path, &build()) {
-                    tracing::error!(error = %e, "cannot write state file");
+                // The write (with its fsync) runs off the daemon's thread, which stays free to
+                // restart processes and answer commands.
+                let (state, path) = (build(), path.clone());
+                match tokio::task::spawn_blocking(move || store(&path, &state)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "cannot write state file"),
+                    Err(e) => tracing::error!(error = %e, "state file writer failed"),
                 }
                 self.written.send_replace(target);
                 continue;

@@ -57,12 +57,12 @@ pub async fn run_sampler(shared: Arc<Shared>, registry: Arc<Registry>, interval:
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         timer.tick().await;
-        sampler.tick();
+        sampler.tick().await;
     }
 }
 
 impl Sampler {
-    fn tick(&mut self) {
+    async fn tick(&mut self) {
         let handles = self.registry.all();
         let running: Vec<_> = handles
             .iter()
@@ -82,7 +82,7 @@ impl Sampler {
             self.outsiders.clear();
             self.last_mains = mains_sorted;
         }
-        let snapshot = self.scan();
+        let snapshot = self.scan().await;
         let elapsed = self.last.elapsed().as_secs_f64().max(1e-3);
         self.last = Instant::now();
         let tree = Tree::new(&snapshot);
@@ -144,22 +144,40 @@ impl Sampler {
         self.shared.table.reap_orphans(zombies);
     }
 
-    /// Reads every process not known to be outside all app trees.
-    fn scan(&mut self) -> Vec<ProcStat> {
-        let pids = procfs::pids();
-        let alive: HashSet<u32> = pids.iter().copied().collect();
-        self.outsiders.retain(|pid| alive.contains(pid));
+    /// Reads every process not known to be outside all app trees, in the blocking pool so that
+    /// the daemon's thread is never held up by `/proc`.
+    async fn scan(&mut self) -> Vec<ProcStat> {
+        let mut reader = std::mem::take(&mut self.reader);
+        let mut outsiders = std::mem::take(&mut self.outsiders);
         let members: HashSet<u32> = self.prev_ticks.keys().map(|k| k.0).collect();
-        pids.into_iter()
-            .filter(|pid| !self.outsiders.contains(pid))
-            .filter_map(|pid| {
-                if members.contains(&pid) {
-                    self.reader.read_kept(pid)
-                } else {
-                    self.reader.read(pid)
-                }
-            })
-            .collect()
+        let job = tokio::task::spawn_blocking(move || {
+            let pids = procfs::pids();
+            let alive: HashSet<u32> = pids.iter().copied().collect();
+            outsiders.retain(|pid| alive.contains(pid));
+            let snapshot = pids
+                .into_iter()
+                .filter(|pid| !outsiders.contains(pid))
+                .filter_map(|pid| {
+                    if members.contains(&pid) {
+                        reader.read_kept(pid)
+                    } else {
+                        reader.read(pid)
+                    }
+                })
+                .collect();
+            (reader, outsiders, snapshot)
+        });
+        match job.await {
+            Ok((reader, outsiders, snapshot)) => {
+                self.reader = reader;
+                self.outsiders = outsiders;
+                snapshot
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "process scan failed");
+                Vec::new()
+            }
+        }
     }
 
     /// Children of the daemon that are not main processes: orphans adopted as subreaper, owned
