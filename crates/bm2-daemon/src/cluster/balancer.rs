@@ -2,11 +2,12 @@
 //! through reloads, scaling and crashes; each connection goes to a ready instance.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bm2_types::{LoadBalancing, ProcId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -24,12 +25,25 @@ pub struct Backend {
     pub pid: u32,
     /// Its private port on 127.0.0.1.
     pub port: u16,
-    /// False once it should receive no new connections.
-    pub accepting: bool,
+    /// Set when it should receive no new connections or requests.
+    pub draining: Arc<AtomicBool>,
     /// Connections open to it now.
     pub active: Arc<AtomicU64>,
     /// Connections it has received.
     pub total: Arc<AtomicU64>,
+}
+
+/// A connection's tie to the process serving it.
+struct Link {
+    port: u16,
+    draining: Arc<AtomicBool>,
+    active: Arc<AtomicU64>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A balancer listening on the app's public address.
@@ -75,7 +89,7 @@ impl Balancer {
             id,
             pid,
             port,
-            accepting: true,
+            draining: Arc::default(),
             active: Arc::default(),
             total: Arc::default(),
         });
@@ -83,11 +97,12 @@ impl Balancer {
         self.changed.notify_waiters();
     }
 
-    /// Stops sending new connections to a process; returns its open connection counter.
+    /// Stops sending new connections to a process, and moves its keep-alive HTTP connections to
+    /// other processes at their next request; returns its open connection counter.
     pub fn drain(&self, pid: u32) -> Option<Arc<AtomicU64>> {
-        let mut backends = lock(&self.backends);
-        let b = backends.iter_mut().find(|b| b.pid == pid)?;
-        b.accepting = false;
+        let backends = lock(&self.backends);
+        let b = backends.iter().find(|b| b.pid == pid)?;
+        b.draining.store(true, Ordering::Relaxed);
         Some(b.active.clone())
     }
 
@@ -109,15 +124,19 @@ impl Balancer {
 
     /// Number of processes accepting connections.
     pub fn ready_count(&self) -> usize {
-        lock(&self.backends).iter().filter(|b| b.accepting).count()
+        lock(&self.backends)
+            .iter()
+            .filter(|b| !b.draining.load(Ordering::Relaxed))
+            .count()
     }
 
-    /// Picks a process for a new connection, skipping `tried` ports.
-    fn pick(&self, tried: &[u16]) -> Option<(u16, Arc<AtomicU64>, Arc<AtomicU64>)> {
+    /// Picks a process for a new connection (or request), skipping `tried` ports. The pick
+    /// counts as an open connection at once, so that a drain never misses it.
+    fn pick(&self, tried: &[u16]) -> Option<Link> {
         let backends = lock(&self.backends);
         let candidates: Vec<&Backend> = backends
             .iter()
-            .filter(|b| b.accepting && !tried.contains(&b.port))
+            .filter(|b| !b.draining.load(Ordering::Relaxed) && !tried.contains(&b.port))
             .collect();
         if candidates.is_empty() {
             return None;
@@ -135,9 +154,40 @@ impl Balancer {
                     .unwrap_or(candidates[0])
             }
         };
-        // Counted as open from the moment it is chosen, so that a drain never misses it.
         chosen.active.fetch_add(1, Ordering::Relaxed);
-        Some((chosen.port, chosen.active.clone(), chosen.total.clone()))
+        chosen.total.fetch_add(1, Ordering::Relaxed);
+        Some(Link {
+            port: chosen.port,
+            draining: chosen.draining.clone(),
+            active: chosen.active.clone(),
+        })
+    }
+
+    /// A connection to a ready process, trying the others when one refuses; `None` when no
+    /// process answers before `deadline`.
+    async fn connect(&self, deadline: tokio::time::Instant) -> Option<(Link, TcpStream)> {
+        let mut tried = Vec::new();
+        loop {
+            let changed = self.changed.notified();
+            if let Some(link) = self.pick(&tried) {
+                if let Ok(upstream) = TcpStream::connect(("127.0.0.1", link.port)).await {
+                    let _ = upstream.set_nodelay(true);
+                    return Some((link, upstream));
+                }
+                // Refused: that process just died or is not listening yet; try another.
+                tried.push(link.port);
+                continue;
+            }
+            tried.clear();
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            // Wait for a change (an instance became ready) or retry shortly anyway.
+            tokio::select! {
+                () = changed => {}
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
     }
 }
 
@@ -153,34 +203,105 @@ async fn accept_loop(listener: TcpListener, balancer: std::sync::Weak<Balancer>)
     }
 }
 
-/// Connects the client to a ready process, trying the others when one refuses, and waiting (a
-/// bounded time) when none is ready.
+/// Buffer size of each direction of a proxied connection.
+const BUF: usize = 16 * 1024;
+
+/// Serves one client connection: waits (a bounded time) for a ready process, then copies bytes
+/// both ways. When its process drains, a keep-alive HTTP/1 connection moves to another process
+/// at a request boundary (the client sends a new request after the previous response), so a
+/// reload fails no request; other protocols stay with their process until it stops.
 async fn serve(balancer: Arc<Balancer>, mut client: TcpStream) {
-    let deadline = tokio::time::Instant::now() + WAIT_FOR_BACKEND;
-    let mut tried = Vec::new();
-    loop {
-        let changed = balancer.changed.notified();
-        if let Some((port, active, total)) = balancer.pick(&tried) {
-            if let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", port)).await {
-                let _ = upstream.set_nodelay(true);
-                total.fetch_add(1, Ordering::Relaxed);
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                active.fetch_sub(1, Ordering::Relaxed);
-                return;
+    let Some((mut link, mut upstream)) = balancer
+        .connect(tokio::time::Instant::now() + WAIT_FOR_BACKEND)
+        .await
+    else {
+        return;
+    };
+    let mut from_client = vec![0u8; BUF];
+    let mut from_upstream = vec![0u8; BUF];
+    // Whether the process has answered since the client last sent: the next client bytes then
+    // start a new request.
+    let mut answered = false;
+    let mut http = None::<bool>;
+    let mut client_open = true;
+    let mut upstream_open = true;
+    while client_open || upstream_open {
+        tokio::select! {
+            read = client.read(&mut from_client), if client_open => {
+                let n = match read {
+                    Ok(0) | Err(_) => {
+                        client_open = false;
+                        let _ = upstream.shutdown().await;
+                        continue;
+                    }
+                    Ok(n) => n,
+                };
+                let data = &from_client[..n];
+                let is_http = *http.get_or_insert_with(|| looks_like_http_request(data));
+                if answered && is_http && link.draining.load(Ordering::Relaxed) && looks_like_http_request(data)
+                    && let Some((new_link, new_upstream)) = balancer.connect(tokio::time::Instant::now()).await
+                {
+                    link = new_link;
+                    upstream = new_upstream;
+                    upstream_open = true;
+                }
+                answered = false;
+                if upstream.write_all(data).await.is_err() {
+                    return;
+                }
             }
-            // Refused: that process just died or is not listening yet; try another.
-            active.fetch_sub(1, Ordering::Relaxed);
-            tried.push(port);
-            continue;
+            read = upstream.read(&mut from_upstream), if upstream_open => {
+                let n = match read {
+                    Ok(0) | Err(_) => {
+                        upstream_open = false;
+                        let _ = client.shutdown().await;
+                        continue;
+                    }
+                    Ok(n) => n,
+                };
+                if !answered && from_upstream[..n].starts_with(b"HTTP/1.1 101") {
+                    // Upgraded (WebSocket): no longer request/response.
+                    http = Some(false);
+                }
+                answered = true;
+                if client.write_all(&from_upstream[..n]).await.is_err() {
+                    return;
+                }
+            }
         }
-        tried.clear();
-        if tokio::time::Instant::now() >= deadline {
+        if !upstream_open && client_open && !answered {
+            // The process closed while a request was in flight: nothing more will come.
             return;
         }
-        // Wait for a change (an instance became ready) or retry shortly anyway.
-        tokio::select! {
-            () = changed => {}
-            () = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
+    }
+    drop(link);
+}
+
+/// True when `data` starts like an HTTP/1 request line.
+fn looks_like_http_request(data: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"PATCH ",
+        b"OPTIONS ",
+        b"TRACE ",
+        b"CONNECT ",
+    ];
+    METHODS.iter().any(|m| data.starts_with(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_requests_are_recognised() {
+        assert!(looks_like_http_request(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http_request(b"POST /x HTTP/1.1\r\n"));
+        assert!(!looks_like_http_request(b"\x16\x03\x01"));
+        assert!(!looks_like_http_request(b"PING\r\n"));
     }
 }
