@@ -1012,7 +1012,7 @@ fn fork_mode_instances_get_port_plus_their_index() {
 #[test]
 fn fork_mode_python_servers_listen_on_port_plus_their_index() {
     let env = TestEnv::new();
-    let port = free_port();
+    let port = free_port_pair();
     env.file("server.py", PY_SERVER);
     env.ok(&["start", "server.py", "-i", "2", "--port", &port.to_string()]);
     let pids: Vec<u32> = env.wait_for("both instances to answer on their ports", || {
@@ -1027,4 +1027,15 @@ fn fork_mode_python_servers_listen_on_port_plus_their_index() {
         .collect();
     assert_eq!(pids, listed, "instance i answers on port {port} + i");
     assert!(rows.iter().all(|p| p["exec_mode"] == "fork"), "{rows:?}");
+}
+
+/// A port P such that P and P + 1 are both free right now (fork instances use P + i).
+fn free_port_pair() -> u16 {
+    common::wait_for("two consecutive free ports", common::DEADLINE, || {
+        let port = free_port();
+        let next = port.checked_add(1)?;
+        std::net::TcpListener::bind(("127.0.0.1", next))
+            .ok()
+            .map(|_| port)
+    })
 }

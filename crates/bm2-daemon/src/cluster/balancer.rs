@@ -58,8 +58,17 @@ pub struct Balancer {
 
 impl Balancer {
     /// Binds `addr` and starts accepting.
-    pub async fn bind(addr: SocketAddr, strategy: LoadBalancing) -> std::io::Result<Arc<Balancer>> {
-        let listener = TcpListener::bind(addr).await?;
+    /// Connections are served on `rt`.
+    pub async fn bind(
+        addr: SocketAddr,
+        strategy: LoadBalancing,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<Arc<Balancer>> {
+        // The socket belongs to the runtime that serves it.
+        let listener = rt
+            .spawn(async move { TcpListener::bind(addr).await })
+            .await
+            .map_err(std::io::Error::other)??;
         let balancer = Arc::new(Balancer {
             addr: listener.local_addr()?,
             strategy: Mutex::new(strategy),
@@ -67,7 +76,7 @@ impl Balancer {
             next: AtomicUsize::new(0),
             changed: Notify::new(),
         });
-        tokio::spawn(accept_loop(listener, Arc::downgrade(&balancer)));
+        rt.spawn(accept_loop(listener, Arc::downgrade(&balancer)));
         Ok(balancer)
     }
 

@@ -25,7 +25,11 @@ pub struct ClusterHub {
     balancers: tokio::sync::Mutex<HashMap<(String, u16), Arc<Balancer>>>,
     shim: Mutex<Option<PathBuf>>,
     home: Home,
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
 }
+
+/// Threads that proxy cluster traffic, apart from the daemon's own thread.
+const PROXY_THREADS: usize = 2;
 
 impl ClusterHub {
     /// The hub of a daemon.
@@ -34,6 +38,7 @@ impl ClusterHub {
             balancers: tokio::sync::Mutex::default(),
             shim: Mutex::default(),
             home,
+            runtime: Mutex::default(),
         }
     }
 
@@ -55,9 +60,27 @@ impl ClusterHub {
             .parse()
             .or_else(|_| format!("[{host}]:{port}").parse())
             .map_err(|_| std::io::Error::other(format!("bad listen address {host}:{port}")))?;
-        let b = Balancer::bind(addr, lb).await?;
+        let rt = self.proxy_runtime()?;
+        let b = Balancer::bind(addr, lb, &rt).await?;
         balancers.insert((app.to_string(), port), b.clone());
         Ok(b)
+    }
+
+    /// The runtime that proxies connections, started with the first cluster app: traffic uses
+    /// its own threads, so it neither waits for nor delays supervision.
+    fn proxy_runtime(&self) -> std::io::Result<tokio::runtime::Handle> {
+        let mut rt = lock(&self.runtime);
+        if let Some(rt) = rt.as_ref() {
+            return Ok(rt.handle().clone());
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(PROXY_THREADS)
+            .thread_name("bm2-proxy")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        *rt = Some(runtime);
+        Ok(handle)
     }
 
     /// The balancers of `app`.
@@ -107,5 +130,13 @@ impl ClusterHub {
             .root()
             .join("notify")
             .join(format!("{id}-{seq}.sock"))
+    }
+}
+
+impl Drop for ClusterHub {
+    fn drop(&mut self) {
+        if let Some(rt) = lock(&self.runtime).take() {
+            rt.shutdown_background();
+        }
     }
 }
