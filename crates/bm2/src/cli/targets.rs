@@ -71,6 +71,12 @@ fn normalize(targets: Vec<String>) -> Vec<String> {
 }
 
 pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Result<ExitCode> {
+    if t.parallel != 1 && !matches!(verb, Verb::Reload) {
+        anyhow::bail!("--parallel applies to reload");
+    }
+    if t.file.update_env && matches!(verb, Verb::Stop | Verb::Delete) {
+        anyhow::bail!("--update-env applies to start, restart and reload");
+    }
     if let [one] = t.targets.as_slice()
         && let Some(loaded) = super::ecosystem::load(one, &t.env, &t.file)?
     {
