@@ -41,6 +41,9 @@ struct NewInstance {
     created_at_ms: u64,
 }
 
+/// Most instances one app may have.
+const MAX_INSTANCES: u32 = 4096;
+
 /// A bulk action on targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -123,6 +126,15 @@ impl ProcessManager {
         let mut restarted = Vec::new();
         for spec in req.apps {
             let count = spec.instances.resolve(cpus);
+            if count > MAX_INSTANCES {
+                return Err(ApiError::new(
+                    "invalid_app",
+                    format!(
+                        "app {:?}: {count} instances is more than bm2 runs per app ({MAX_INSTANCES})",
+                        spec.name
+                    ),
+                ));
+            }
             let base = envs::base_env(&req.client_env, &spec);
             let existing: Vec<Handle> = self
                 .registry
@@ -336,8 +348,12 @@ impl ProcessManager {
             )
         };
         let target = match how.trim() {
-            t if t.starts_with('+') => current + t[1..].parse::<i64>().map_err(|_| bad())?,
-            t if t.starts_with('-') => current - t[1..].parse::<i64>().map_err(|_| bad())?,
+            t if t.starts_with('+') => {
+                current.saturating_add(t[1..].parse::<i64>().map_err(|_| bad())?)
+            }
+            t if t.starts_with('-') => {
+                current.saturating_sub(t[1..].parse::<i64>().map_err(|_| bad())?)
+            }
             t => t.parse::<i64>().map_err(|_| bad())?,
         };
         if target < 1 {
@@ -346,6 +362,12 @@ impl ProcessManager {
                 format!(
                     "scale {app}: an app keeps at least one instance; use `bm2 delete {app}` to remove it"
                 ),
+            ));
+        }
+        if target > i64::from(MAX_INSTANCES) {
+            return Err(ApiError::new(
+                "invalid_request",
+                format!("scale {app}: at most {MAX_INSTANCES} instances"),
             ));
         }
         let target = target as usize;

@@ -193,3 +193,14 @@ fn daemon_still_starts_valid_apps_after_spawn_errors() {
     assert_eq!(env.app_pids().len(), 1, "apps: {:?}", env.app_pids());
     env.ok(&["ping"]);
 }
+
+#[test]
+fn absurd_instance_counts_are_refused_and_the_daemon_lives_on() {
+    let env = TestEnv::new();
+    let err = env.fail(&["start", "sleep", "-i", "999999", "--", "1000"]);
+    assert!(err.contains("instances"), "{err}");
+    env.ok(&["start", "sleep", "--name", "one", "--", "1000"]);
+    let err = env.fail(&["scale", "one", "+9223372036854775807"]);
+    assert!(err.contains("at most"), "{err}");
+    env.ok(&["ping"]);
+}
