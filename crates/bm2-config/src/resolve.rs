@@ -170,7 +170,8 @@ pub fn default_name(script: &str) -> String {
     }
 }
 
-fn log_path(cwd: &Path, p: String) -> String {
+/// A log path relative to `cwd` made absolute; `""`, `NULL` and absolute paths stay as given.
+pub fn log_path(cwd: &Path, p: String) -> String {
     if p.is_empty() || p == "NULL" || p.starts_with('/') {
         p
     } else {

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use bm2_types::runtime::find_program;
 use std::process::Command;
 
 use serde::de::DeserializeOwned;
@@ -262,17 +264,6 @@ fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, Config
     }
     String::from_utf8(out.stdout)
         .map_err(|_| ConfigError::file(shown, "the config printed something that is not UTF-8"))
-}
-
-fn find_program(name: &str, path_var: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    path_var
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
 }
 
 fn node_version(node: &Path) -> Option<(u32, u32)> {

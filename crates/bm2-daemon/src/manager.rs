@@ -403,16 +403,7 @@ impl ProcessManager {
                 (v.pid, Duration::from_millis(v.spec.kill_timeout))
             };
             if let Some(pid) = pid {
-                for b in self.shared.cluster.of(app).await {
-                    if let Some(active) = b.drain(pid) {
-                        let deadline = tokio::time::Instant::now() + grace;
-                        while active.load(std::sync::atomic::Ordering::Relaxed) > 0
-                            && tokio::time::Instant::now() < deadline
-                        {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                    }
-                }
+                self.shared.cluster.drain(app, pid, grace).await;
             }
         }
         let ids: Vec<String> = removed.iter().map(|h| h.inst.id.to_string()).collect();

@@ -43,6 +43,25 @@ pub fn ts_runner(
     }
 }
 
+/// Looks a program up: a path (containing `/`) is taken as is, a bare name is searched in the
+/// directories of `path_var` (a `PATH` value). Only executable files count.
+pub fn find_program(name: &str, path_var: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return is_exec(&p).then_some(p);
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_exec(p))
+}
+
 /// Parses `node --version` output (`v20.11.1`) into (major, minor).
 pub fn parse_node_version(text: &str) -> Option<(u32, u32)> {
     let mut parts = text.trim().trim_start_matches('v').split('.');

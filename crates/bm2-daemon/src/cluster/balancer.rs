@@ -131,14 +131,6 @@ impl Balancer {
         })
     }
 
-    /// Number of processes accepting connections.
-    pub fn ready_count(&self) -> usize {
-        lock(&self.backends)
-            .iter()
-            .filter(|b| !b.draining.load(Ordering::Relaxed))
-            .count()
-    }
-
     /// Picks a process for a new connection (or request), skipping `tried` ports. The pick
     /// counts as an open connection at once, so that a drain never misses it.
     fn pick(&self, tried: &[u16]) -> Option<Link> {

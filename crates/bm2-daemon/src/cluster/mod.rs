@@ -94,6 +94,21 @@ impl ClusterHub {
             .collect()
     }
 
+    /// Stops sending new connections and requests to process `pid` of `app`, then waits (up to
+    /// `grace`) until its open connections have finished or moved away.
+    pub async fn drain(&self, app: &str, pid: u32, grace: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        for b in self.of(app).await {
+            if let Some(active) = b.drain(pid) {
+                while active.load(std::sync::atomic::Ordering::Relaxed) > 0
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
     /// The balancers of `app`, without waiting (for reads from sync code).
     pub fn try_of(&self, app: &str) -> Vec<Arc<Balancer>> {
         self.balancers

@@ -528,16 +528,10 @@ impl Actor {
         });
         self.ready_deadline = None;
         let grace = Duration::from_millis(self.spec.kill_timeout);
-        for b in self.shared.cluster.of(&self.inst.app).await {
-            if let Some(active) = b.drain(old_pid) {
-                let deadline = tokio::time::Instant::now() + grace;
-                while active.load(std::sync::atomic::Ordering::Relaxed) > 0
-                    && tokio::time::Instant::now() < deadline
-                {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
+        self.shared
+            .cluster
+            .drain(&self.inst.app, old_pid, grace)
+            .await;
         self.terminate(old).await;
         self.counters.restarts += 1;
         let restarts = self.counters.restarts;

@@ -224,21 +224,7 @@ fn resolve_script(script: &str, cwd: &Path, path_var: &str) -> Result<PathBuf, S
     })
 }
 
-/// Looks a program up: a path is taken as is, a bare name is searched on `path_var`.
-pub fn find_program(name: &str, path_var: &str) -> Option<PathBuf> {
-    let is_exec = |p: &Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return is_exec(&p).then_some(p);
-    }
-    path_var
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| is_exec(p))
-}
+pub use bm2_types::runtime::find_program;
 
 struct Interp {
     program: String,

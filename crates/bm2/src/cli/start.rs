@@ -253,9 +253,9 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         autostart: !a.no_autostart,
         uid: a.uid,
         gid: a.gid,
-        out_file: a.output.map(|p| log_path(here, p)),
-        error_file: a.error.map(|p| log_path(here, p)),
-        log_file: a.log.map(|p| log_path(here, p)),
+        out_file: a.output.map(|p| bm2_config::resolve::log_path(here, p)),
+        error_file: a.error.map(|p| bm2_config::resolve::log_path(here, p)),
+        log_file: a.log.map(|p| bm2_config::resolve::log_path(here, p)),
         merge_logs: a.merge_logs,
         time: a.time,
         log_date_format: a.log_date_format,
@@ -299,28 +299,17 @@ fn exec_mode(
     }
 }
 
-/// A log path given on the command line, made absolute; `""`, `/dev/null` and `NULL` stay as they are.
-fn log_path(here: &Path, p: String) -> String {
-    if p.is_empty() || p == "NULL" || p.starts_with('/') {
-        p
-    } else {
-        here.join(p).display().to_string()
-    }
-}
-
 fn absolute(here: &Path, p: &Path) -> PathBuf {
     let joined = here.join(p);
     std::fs::canonicalize(&joined).unwrap_or(joined)
 }
 
-/// A script that exists as a file (relative to the current directory, then to `cwd`) becomes an
-/// absolute path; anything else is kept as given, to be looked up on PATH by the daemon.
+/// A script that exists as a file relative to the current directory becomes an absolute path;
+/// otherwise it is resolved against `cwd` as in ecosystem files (kept as given when it is not a
+/// file there either: a program looked up on PATH by the daemon).
 fn resolve_script(script: &str, here: &Path, cwd: &Path) -> String {
-    for base in [here, cwd] {
-        let candidate = base.join(script);
-        if candidate.is_file() {
-            return absolute(base, Path::new(script)).display().to_string();
-        }
+    if here.join(script).is_file() {
+        return absolute(here, Path::new(script)).display().to_string();
     }
-    script.to_string()
+    bm2_config::resolve::resolve_script(script, cwd)
 }
