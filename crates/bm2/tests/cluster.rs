@@ -123,6 +123,79 @@ fn http_get(port: u16) -> Result<String, String> {
     Ok(body.to_string())
 }
 
+/// An HTTP/1.1 client that keeps its connection open between requests, as browsers and load
+/// generators do, and opens a new one only after the server said `Connection: close`.
+struct KeepAlive {
+    port: u16,
+    conn: Option<TcpStream>,
+}
+
+impl KeepAlive {
+    fn new(port: u16) -> KeepAlive {
+        KeepAlive { port, conn: None }
+    }
+
+    /// `GET /` on the open connection (or a new one); the body of a 200 answer. Any error on
+    /// a reused connection counts: a server must not close a connection a request is sent on
+    /// without answering it.
+    fn get(&mut self) -> Result<String, String> {
+        if self.conn.is_none() {
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .map_err(|e| format!("connect: {e}"))?;
+            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            self.conn = Some(s);
+        }
+        let result = self.exchange();
+        if !matches!(result, Ok((_, true))) {
+            self.conn = None;
+        }
+        result.map(|(body, _)| body)
+    }
+
+    /// One request and its answer: (body, whether the connection stays open).
+    fn exchange(&mut self) -> Result<(String, bool), String> {
+        let s = self.conn.as_mut().expect("connected");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err(format!(
+                    "connection closed before the answer ({} bytes of it)",
+                    buf.len()
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let status = head.lines().next().unwrap_or_default().to_string();
+        if status.split(' ').nth(1) != Some("200") {
+            return Err(format!("status line {status:?}"));
+        }
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| format!("no content-length in {head:?}"))?;
+        while buf.len() < head_end + length {
+            let n = s.read(&mut chunk).map_err(|e| format!("read body: {e}"))?;
+            if n == 0 {
+                return Err("connection closed in the body".into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
+        let keep = !head.lines().any(|l| l.trim() == "connection: close");
+        Ok((body, keep))
+    }
+}
+
 /// The pid an app answered with.
 fn get_pid(port: u16) -> Result<u32, String> {
     let body = http_get(port)?;
@@ -168,7 +241,17 @@ struct Load {
 }
 
 impl Load {
+    /// A new connection per request.
     fn start(port: u16, threads: usize, pace: Duration) -> Load {
+        Load::run(port, threads, pace, false)
+    }
+
+    /// A keep-alive connection per thread, reopened only when the server closes it.
+    fn keep_alive(port: u16, threads: usize, pace: Duration) -> Load {
+        Load::run(port, threads, pace, true)
+    }
+
+    fn run(port: u16, threads: usize, pace: Duration, keep_alive: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let started = Instant::now();
@@ -177,8 +260,18 @@ impl Load {
                 let (stop, done) = (stop.clone(), done.clone());
                 std::thread::spawn(move || {
                     let mut stats = Stats::default();
+                    let mut client = KeepAlive::new(port);
                     while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_BOUND {
-                        match get_pid(port) {
+                        let answer = if keep_alive {
+                            client.get().and_then(|b| {
+                                b.trim()
+                                    .parse()
+                                    .map_err(|_| format!("body is not a pid: {b:?}"))
+                            })
+                        } else {
+                            get_pid(port)
+                        };
+                        match answer {
                             Ok(pid) => {
                                 stats.ok += 1;
                                 stats.pids.insert(pid);
@@ -570,6 +663,68 @@ fn reload_under_load_fails_no_request_and_replaces_every_process() {
         vec![Value::from(1); 4],
         "one reload replaces each process once (more means a new process died and was restarted)"
     );
+}
+
+#[test]
+fn reload_under_keep_alive_load_fails_no_request() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.js", NODE_SERVER);
+    env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
+    let old = wait_ready(&env, "server", 4);
+    let load = Load::keep_alive(port, 8, Duration::from_millis(2));
+    load.wait_requests(200);
+    env.ok(&["reload", "server"]);
+    let new = wait_ready(&env, "server", 4);
+    load.wait_requests(200);
+    let stats = load.finish();
+    assert_no_failures(&stats, "bm2 reload with keep-alive clients");
+    assert!(
+        set(&new).is_subset(&stats.pids),
+        "the keep-alive clients moved to the new processes {new:?}: {:?}",
+        stats.pids
+    );
+    for pid in &old {
+        assert!(!alive(*pid), "old process {pid} should have been stopped");
+    }
+}
+
+/// A Node server that answers with the client port it sees.
+const NODE_PEER_PORT: &str = "\
+const http = require('http');
+http.createServer((q, s) => s.end(String(q.socket.remotePort))).listen(process.env.PORT);
+";
+
+#[test]
+fn node_instances_serve_the_client_socket_itself() {
+    // The balancer hands each connection to a Node instance over its IPC channel: the app sees
+    // the client's own address, and no byte goes through the daemon.
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("peer.js", NODE_PEER_PORT);
+    env.ok(&["start", "peer.js", "-i", "2", "--port", &port.to_string()]);
+    wait_ready(&env, "peer", 2);
+    env.wait_for("a connection handed to an instance", || {
+        let mut client = KeepAlive::new(port);
+        let seen = client.get().ok()?;
+        let local = client.conn.as_ref()?.local_addr().ok()?.port();
+        (seen.trim() == local.to_string()).then_some(())
+    });
+    for i in 0..20 {
+        let mut client = KeepAlive::new(port);
+        let seen = client.get().unwrap_or_else(|e| panic!("request {i}: {e}"));
+        let local = client.conn.as_ref().map(|c| c.local_addr().unwrap().port());
+        assert_eq!(
+            Some(seen.trim().to_string()),
+            local.map(|p| p.to_string()),
+            "request {i}: the app should see the client's port"
+        );
+    }
+    let total: u64 = details(&env, "peer")
+        .iter()
+        .map(|d| d["cluster"]["total_connections"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(total >= 20, "handed connections are counted: {total}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
+use super::ipc::Ipc;
 use crate::logs::lock;
 
 /// How long a connection waits for an instance to become ready before it is closed.
@@ -31,11 +32,21 @@ pub struct Backend {
     pub active: Arc<AtomicU64>,
     /// Connections it has received.
     pub total: Arc<AtomicU64>,
+    /// Its IPC channel, when it takes connections handed over it (Node cluster instances).
+    pub ipc: Option<Arc<Ipc>>,
+}
+
+impl Backend {
+    /// Connections open to it now: proxied ones, and handed ones not reported closed.
+    fn open(&self) -> u64 {
+        self.active.load(Ordering::Relaxed) + self.ipc.as_ref().map_or(0, |i| i.open())
+    }
 }
 
 /// A connection's tie to the process serving it.
 struct Link {
     port: u16,
+    ipc: Option<Arc<Ipc>>,
     draining: Arc<AtomicBool>,
     active: Arc<AtomicU64>,
 }
@@ -54,6 +65,7 @@ pub struct Balancer {
     backends: Mutex<Vec<Backend>>,
     next: AtomicUsize,
     changed: Notify,
+    rt: tokio::runtime::Handle,
 }
 
 impl Balancer {
@@ -75,6 +87,7 @@ impl Balancer {
             backends: Mutex::default(),
             next: AtomicUsize::new(0),
             changed: Notify::new(),
+            rt: rt.clone(),
         });
         rt.spawn(accept_loop(listener, Arc::downgrade(&balancer)));
         Ok(balancer)
@@ -90,8 +103,12 @@ impl Balancer {
         *lock(&self.strategy) = strategy;
     }
 
-    /// Starts sending new connections to a ready process.
-    pub fn add(&self, id: ProcId, pid: u32, port: u16) {
+    /// Starts sending new connections to a ready process; with `ipc`, they are handed to it
+    /// over its IPC channel once its shim says it takes them.
+    pub fn add(self: &Arc<Self>, id: ProcId, pid: u32, port: u16, ipc: Option<Arc<Ipc>>) {
+        if let Some(ipc) = &ipc {
+            ipc.join(Arc::downgrade(self));
+        }
         let mut backends = lock(&self.backends);
         backends.retain(|b| b.pid != pid);
         backends.push(Backend {
@@ -101,18 +118,37 @@ impl Balancer {
             draining: Arc::default(),
             active: Arc::default(),
             total: Arc::default(),
+            ipc,
         });
         drop(backends);
         self.changed.notify_waiters();
     }
 
     /// Stops sending new connections to a process, and moves its keep-alive HTTP connections to
-    /// other processes at their next request; returns its open connection counter.
-    pub fn drain(&self, pid: u32) -> Option<Arc<AtomicU64>> {
+    /// other processes at their next request (proxied ones here; handed ones are closed by the
+    /// process after their current response); false when it is not a backend.
+    pub fn drain(&self, pid: u32) -> bool {
         let backends = lock(&self.backends);
-        let b = backends.iter().find(|b| b.pid == pid)?;
+        let Some(b) = backends.iter().find(|b| b.pid == pid) else {
+            return false;
+        };
         b.draining.store(true, Ordering::Relaxed);
-        Some(b.active.clone())
+        if let Some(ipc) = &b.ipc {
+            ipc.drain();
+        }
+        true
+    }
+
+    /// Serves connections that a process was handed but never took (it died).
+    pub fn redispatch(self: &Arc<Self>, conns: Vec<std::net::TcpStream>) {
+        for conn in conns {
+            let b = self.clone();
+            self.rt.spawn(async move {
+                if let Ok(client) = TcpStream::from_std(conn) {
+                    serve(b, client).await;
+                }
+            });
+        }
     }
 
     /// Forgets a process (it stopped or crashed).
@@ -123,12 +159,10 @@ impl Balancer {
 
     /// (open, total) connections of a process, when it is a backend.
     pub fn connections(&self, pid: u32) -> Option<(u64, u64)> {
-        lock(&self.backends).iter().find(|b| b.pid == pid).map(|b| {
-            (
-                b.active.load(Ordering::Relaxed),
-                b.total.load(Ordering::Relaxed),
-            )
-        })
+        lock(&self.backends)
+            .iter()
+            .find(|b| b.pid == pid)
+            .map(|b| (b.open(), b.total.load(Ordering::Relaxed)))
     }
 
     /// Picks a process for a new connection (or request), skipping `tried` ports. The pick
@@ -151,7 +185,7 @@ impl Balancer {
                 let n = candidates.len();
                 (0..n)
                     .map(|i| candidates[(start + i) % n])
-                    .min_by_key(|b| b.active.load(Ordering::Relaxed))
+                    .min_by_key(|b| b.open())
                     .unwrap_or(candidates[0])
             }
         };
@@ -159,21 +193,37 @@ impl Balancer {
         chosen.total.fetch_add(1, Ordering::Relaxed);
         Some(Link {
             port: chosen.port,
+            ipc: chosen.ipc.clone(),
             draining: chosen.draining.clone(),
             active: chosen.active.clone(),
         })
     }
 
-    /// A connection to a ready process, trying the others when one refuses; `None` when no
+    /// Routes a connection to a ready process, trying the others when one refuses: `client`
+    /// is handed to the process when it takes connections over IPC (and is then taken out of
+    /// `client`), otherwise a connection to the process is opened for proxying. `None` when no
     /// process answers before `deadline`.
-    async fn connect(&self, deadline: tokio::time::Instant) -> Option<(Link, TcpStream)> {
+    async fn connect(
+        &self,
+        client: &mut Option<TcpStream>,
+        deadline: tokio::time::Instant,
+    ) -> Option<Route> {
         let mut tried = Vec::new();
         loop {
             let changed = self.changed.notified();
             if let Some(link) = self.pick(&tried) {
+                if let Some(ipc) = link.ipc.as_ref().filter(|i| i.can_take())
+                    && let Some(conn) = client.take()
+                {
+                    let conn = conn.into_std().ok()?;
+                    match ipc.hand(conn) {
+                        Ok(()) => return Some(Route::Handed),
+                        Err(conn) => *client = Some(TcpStream::from_std(conn).ok()?),
+                    }
+                }
                 if let Ok(upstream) = TcpStream::connect(("127.0.0.1", link.port)).await {
                     let _ = upstream.set_nodelay(true);
-                    return Some((link, upstream));
+                    return Some(Route::Proxied(link, upstream));
                 }
                 // Refused: that process just died or is not listening yet; try another.
                 tried.push(link.port);
@@ -190,6 +240,14 @@ impl Balancer {
             }
         }
     }
+}
+
+/// Where a connection went.
+enum Route {
+    /// To a process over its IPC channel: it serves the connection itself.
+    Handed,
+    /// To a process's private port, through this connection.
+    Proxied(Link, TcpStream),
 }
 
 async fn accept_loop(listener: TcpListener, balancer: std::sync::Weak<Balancer>) {
@@ -211,13 +269,15 @@ const BUF: usize = 16 * 1024;
 /// both ways. When its process drains, a keep-alive HTTP/1 connection moves to another process
 /// at a request boundary (the client sends a new request after the previous response), so a
 /// reload fails no request; other protocols stay with their process until it stops.
-async fn serve(balancer: Arc<Balancer>, mut client: TcpStream) {
-    let Some((mut link, mut upstream)) = balancer
-        .connect(tokio::time::Instant::now() + WAIT_FOR_BACKEND)
-        .await
+async fn serve(balancer: Arc<Balancer>, client: TcpStream) {
+    let mut client = Some(client);
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_BACKEND;
+    let Some(Route::Proxied(mut link, mut upstream)) =
+        balancer.connect(&mut client, deadline).await
     else {
         return;
     };
+    let Some(mut client) = client else { return };
     let mut from_client = vec![0u8; BUF];
     let mut from_upstream = vec![0u8; BUF];
     // Whether the process has answered since the client last sent: the next client bytes then
@@ -240,7 +300,7 @@ async fn serve(balancer: Arc<Balancer>, mut client: TcpStream) {
                 let data = &from_client[..n];
                 let is_http = *http.get_or_insert_with(|| looks_like_http_request(data));
                 if answered && is_http && link.draining.load(Ordering::Relaxed) && looks_like_http_request(data)
-                    && let Some((new_link, new_upstream)) = balancer.connect(tokio::time::Instant::now()).await
+                    && let Some(Route::Proxied(new_link, new_upstream)) = balancer.connect(&mut None, tokio::time::Instant::now()).await
                 {
                     link = new_link;
                     upstream = new_upstream;

@@ -3,6 +3,7 @@
 
 pub mod balancer;
 pub mod channels;
+pub mod ipc;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -99,8 +100,8 @@ impl ClusterHub {
     pub async fn drain(&self, app: &str, pid: u32, grace: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         for b in self.of(app).await {
-            if let Some(active) = b.drain(pid) {
-                while active.load(std::sync::atomic::Ordering::Relaxed) > 0
+            if b.drain(pid) {
+                while b.connections(pid).is_some_and(|(open, _)| open > 0)
                     && tokio::time::Instant::now() < deadline
                 {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -471,7 +471,7 @@ impl Actor {
             .await
         {
             Ok(b) => {
-                b.add(id, pid, private);
+                b.add(id, pid, private, run.ipc.clone());
                 if let Some(run) = self.child.as_mut() {
                     run.registered = true;
                 }
@@ -584,7 +584,7 @@ impl Actor {
             b.remove(run.pid);
         }
         let asked = match (&mut run.ipc, self.spec.shutdown_with_message) {
-            (Some(ipc), true) => ipc.send(&serde_json::json!("shutdown")).await.is_ok(),
+            (Some(ipc), true) => ipc.send(&serde_json::json!("shutdown")).is_ok(),
             _ => false,
         };
         if !asked {

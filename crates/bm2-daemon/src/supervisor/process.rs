@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 use super::spawn::{self, Launch, SpawnError};
 use crate::Shared;
 use crate::cluster::Event;
-use crate::cluster::channels::{self, IpcWriter};
+use crate::cluster::channels;
+use crate::cluster::ipc::{self, Ipc};
 use crate::envs::{self, Vars};
 use crate::logs::{self, Stream};
 use crate::procfs;
@@ -35,7 +36,7 @@ pub struct Running {
     /// What it says (ready, listening), while it is not ready yet.
     pub events: Option<mpsc::UnboundedReceiver<Event>>,
     /// The IPC channel, when it has one.
-    pub ipc: Option<IpcWriter>,
+    pub ipc: Option<std::sync::Arc<Ipc>>,
 }
 
 /// A process just started, with what it was started with.
@@ -103,7 +104,7 @@ pub fn start(
         move |source| SpawnError::Os { program, source }
     };
     let ipc = if js && (spec.wait_ready || spec.shutdown_with_message || cluster) {
-        Some(channels::ipc(&mut cmd, tx.clone()).map_err(os_err("the IPC channel"))?)
+        Some(ipc::attach(&mut cmd, tx.clone()).map_err(os_err("the IPC channel"))?)
     } else {
         None
     };

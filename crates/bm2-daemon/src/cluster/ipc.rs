@@ -1,0 +1,288 @@
+//! The daemon's end of a Node or Bun process's IPC channel (`NODE_CHANNEL_FD`).
+//!
+//! The channel carries what the process says (`process.send('ready')`, the cluster shim's
+//! reports) and what bm2 tells it (PM2's `shutdown`). For Node cluster instances it also carries
+//! connections: the balancer hands an accepted socket to the worker with Node's own handle
+//! protocol (a `NODE_HANDLE` message with the descriptor attached), the way Node's cluster
+//! module does, and the worker serves it directly, so no byte of it passes through the daemon.
+//! The daemon keeps its copy of each socket until the worker acknowledges it: when the worker
+//! dies first, the connection goes to another instance and the client notices nothing.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use command_fds::{CommandFdExt, FdMapping};
+use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::balancer::Balancer;
+use super::channels::Event;
+use crate::logs::lock;
+
+/// File descriptor number of the IPC channel in the child, as Node expects in `NODE_CHANNEL_FD`.
+const CHILD_FD: i32 = 3;
+
+/// Connections handed to a worker that it has not acknowledged yet, at most: a worker that
+/// falls behind gets its next connections through the proxy.
+const WINDOW: usize = 64;
+
+/// The message that carries a connection; the shim injects it into the app's server.
+const CONNECTION_MESSAGE: &[u8] =
+    b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{\"cmd\":\"NODE_BM2_CONN\"}}\n";
+
+/// The daemon's end of one process's IPC channel.
+#[derive(Debug)]
+pub struct Ipc {
+    out: Mutex<Outbox>,
+    /// The shim serves handed connections.
+    handoff: AtomicBool,
+    /// The channel is open.
+    alive: AtomicBool,
+    /// Connections the worker has acknowledged.
+    handed: AtomicU64,
+    /// Handed connections the worker reports closed.
+    closed: AtomicU64,
+    /// Where unacknowledged connections go when the worker dies.
+    balancer: Mutex<Weak<Balancer>>,
+}
+
+#[derive(Debug)]
+struct Outbox {
+    stream: StdUnixStream,
+    unacked: VecDeque<std::net::TcpStream>,
+}
+
+/// Gives the child an IPC channel on fd 3 (`NODE_CHANNEL_FD`); what it says arrives on
+/// `events`.
+pub fn attach(
+    cmd: &mut tokio::process::Command,
+    events: mpsc::UnboundedSender<Event>,
+) -> io::Result<Arc<Ipc>> {
+    let (ours, theirs) = StdUnixStream::pair()?;
+    cmd.as_std_mut()
+        .fd_mappings(vec![FdMapping {
+            parent_fd: theirs.into(),
+            child_fd: CHILD_FD,
+        }])
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    cmd.env("NODE_CHANNEL_FD", CHILD_FD.to_string())
+        .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
+    ours.set_nonblocking(true)?;
+    let reader = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
+    let ipc = Arc::new(Ipc {
+        out: Mutex::new(Outbox {
+            stream: ours,
+            unacked: VecDeque::new(),
+        }),
+        handoff: AtomicBool::new(false),
+        alive: AtomicBool::new(true),
+        handed: AtomicU64::new(0),
+        closed: AtomicU64::new(0),
+        balancer: Mutex::new(Weak::new()),
+    });
+    tokio::spawn(read_loop(reader, ipc.clone(), events));
+    Ok(ipc)
+}
+
+/// Reads the process's messages until the channel closes.
+async fn read_loop(
+    reader: tokio::net::UnixStream,
+    ipc: Arc<Ipc>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        match parse_message(&line) {
+            Some(Message::Event(event)) => {
+                // The supervisor may have stopped listening; acknowledgements still matter.
+                let _ = events.send(event);
+            }
+            Some(Message::Ack) => ipc.acked(),
+            Some(Message::Handoff) => ipc.handoff.store(true, Ordering::Relaxed),
+            Some(Message::Closed(n)) => {
+                ipc.closed.fetch_max(n, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
+    ipc.alive.store(false, Ordering::Relaxed);
+    let orphans: Vec<_> = lock(&ipc.out).unacked.drain(..).collect();
+    if !orphans.is_empty()
+        && let Some(balancer) = lock(&ipc.balancer).upgrade()
+    {
+        balancer.redispatch(orphans);
+    }
+}
+
+/// A message of the IPC channel.
+#[derive(Debug, PartialEq, Eq)]
+enum Message {
+    /// Something the supervisor acts on.
+    Event(Event),
+    /// Node acknowledged a handed connection.
+    Ack,
+    /// The shim serves handed connections.
+    Handoff,
+    /// The shim has closed this many handed connections in all.
+    Closed(u64),
+}
+
+/// Reads one message: `"ready"`, Node's `NODE_HANDLE_ACK`, or a shim report.
+fn parse_message(line: &str) -> Option<Message> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    if value.as_str() == Some("ready") {
+        return Some(Message::Event(Event::Ready));
+    }
+    if value["cmd"] == "NODE_HANDLE_ACK" {
+        return Some(Message::Ack);
+    }
+    match value["type"].as_str()? {
+        "bm2:listen" => value["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .map(|p| Message::Event(Event::Listen(p))),
+        "bm2:handoff" => Some(Message::Handoff),
+        "bm2:closed" => value["n"].as_u64().map(Message::Closed),
+        _ => None,
+    }
+}
+
+impl Ipc {
+    /// Sends one message (JSON, as Node's `process.on('message')` receives it, or as an
+    /// `internalMessage` when it has a `cmd` starting with `NODE_`).
+    pub fn send(&self, message: &serde_json::Value) -> io::Result<()> {
+        let mut line = serde_json::to_vec(message)?;
+        line.push(b'\n');
+        let mut out = lock(&self.out);
+        write_all(&mut out.stream, &line)
+    }
+
+    /// Sends new connections here (the balancer this process belongs to takes back what the
+    /// process cannot serve).
+    pub fn join(&self, balancer: Weak<Balancer>) {
+        *lock(&self.balancer) = balancer;
+    }
+
+    /// True when a connection can be handed to the process now.
+    pub fn can_take(&self) -> bool {
+        self.handoff.load(Ordering::Relaxed)
+            && self.alive.load(Ordering::Relaxed)
+            && lock(&self.out).unacked.len() < WINDOW
+    }
+
+    /// Hands `conn` to the process; gives it back when it cannot be sent now.
+    pub fn hand(&self, conn: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
+        let mut out = lock(&self.out);
+        if out.unacked.len() >= WINDOW || !self.alive.load(Ordering::Relaxed) {
+            return Err(conn);
+        }
+        let fds = [conn.as_raw_fd()];
+        let sent = sendmsg::<()>(
+            out.stream.as_fd().as_raw_fd(),
+            &[IoSlice::new(CONNECTION_MESSAGE)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            None,
+        );
+        match sent {
+            Ok(n) => {
+                // The descriptor went with the first byte; a short write (the channel nearly
+                // full, which the window prevents) is finished without it.
+                if n < CONNECTION_MESSAGE.len()
+                    && write_all(&mut out.stream, &CONNECTION_MESSAGE[n..]).is_err()
+                {
+                    self.alive.store(false, Ordering::Relaxed);
+                }
+                out.unacked.push_back(conn);
+                Ok(())
+            }
+            Err(_) => Err(conn),
+        }
+    }
+
+    /// Node took the oldest handed connection: it owns it now.
+    fn acked(&self) {
+        if lock(&self.out).unacked.pop_front().is_some() {
+            self.handed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Connections handed to the process and still open (as far as its last report says).
+    pub fn open(&self) -> u64 {
+        let unacked = lock(&self.out).unacked.len() as u64;
+        let handed = self.handed.load(Ordering::Relaxed);
+        unacked + handed.saturating_sub(self.closed.load(Ordering::Relaxed))
+    }
+
+    /// Tells the process to finish the requests it has and close its connections (each
+    /// response then carries `Connection: close`).
+    pub fn drain(&self) {
+        if self.handoff.load(Ordering::Relaxed) {
+            let _ = self.send(&serde_json::json!({ "cmd": "NODE_BM2_DRAIN" }));
+        }
+    }
+}
+
+/// Writes all of `data` to the non-blocking channel, waiting briefly when it is full.
+fn write_all(stream: &mut StdUnixStream, mut data: &[u8]) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while !data.is_empty() {
+        match stream.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_read() {
+        assert_eq!(
+            parse_message("\"ready\""),
+            Some(Message::Event(Event::Ready))
+        );
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:listen","port":3000}"#),
+            Some(Message::Event(Event::Listen(3000)))
+        );
+        assert_eq!(
+            parse_message(r#"{"cmd":"NODE_HANDLE_ACK"}"#),
+            Some(Message::Ack)
+        );
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:handoff"}"#),
+            Some(Message::Handoff)
+        );
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:closed","n":7}"#),
+            Some(Message::Closed(7))
+        );
+        assert_eq!(parse_message(r#"{"type":"other"}"#), None);
+        assert_eq!(parse_message("garbage"), None);
+    }
+
+    #[test]
+    fn the_handle_message_is_json() {
+        let v: serde_json::Value =
+            serde_json::from_slice(CONNECTION_MESSAGE.strip_suffix(b"\n").unwrap()).unwrap();
+        assert_eq!(v["cmd"], "NODE_HANDLE");
+        assert_eq!(v["msg"]["cmd"], "NODE_BM2_CONN");
+    }
+}
