@@ -727,6 +727,64 @@ fn node_instances_serve_the_client_socket_itself() {
     assert!(total >= 20, "handed connections are counted: {total}");
 }
 
+/// A Node server that answers with its pid; on SIGUSR2 it writes `<dir>/blocked-<pid>` and
+/// blocks its event loop for good (it reads nothing more, not even its IPC channel).
+fn node_blockable(dir: &Path) -> String {
+    let dir = dir.display().to_string();
+    format!(
+        "\
+const fs = require('fs');
+const http = require('http');
+http.createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT);
+process.on('SIGUSR2', () => {{
+  fs.writeFileSync({dir:?} + '/blocked-' + process.pid, '');
+  for (;;) {{}}
+}});
+"
+    )
+}
+
+#[test]
+fn connections_handed_to_a_worker_that_dies_before_taking_them_go_to_another() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("block.js", &node_blockable(env.home_path()));
+    env.ok(&["start", "block.js", "-i", "2", "--port", &port.to_string()]);
+    let pids = wait_ready(&env, "block", 2);
+    // Both instances answer (and their shims have had time to say they take handed ones).
+    env.wait_for("both instances to answer", || {
+        (pids_answering(port, 10) == set(&pids)).then_some(())
+    });
+    let stuck = pids[1];
+    kill_pid(stuck, "USR2");
+    env.wait_for("the instance to block", || {
+        env.home_path()
+            .join(format!("blocked-{stuck}"))
+            .exists()
+            .then_some(())
+    });
+    // Round robin sends about half of these to the blocked process, which never takes them.
+    let clients: Vec<JoinHandle<Result<u32, String>>> = (0..6)
+        .map(|_| std::thread::spawn(move || get_pid(port)))
+        .collect();
+    env.wait_for("connections waiting for the blocked process", || {
+        let d = details(&env, "block");
+        let waiting = d
+            .iter()
+            .find(|d| d["pid"].as_u64() == Some(u64::from(stuck)))?["cluster"]["connections"]
+            .as_u64()?;
+        (waiting > 0).then_some(())
+    });
+    kill_pid(stuck, "KILL");
+    for (i, c) in clients.into_iter().enumerate() {
+        let pid = c
+            .join()
+            .expect("client thread")
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
+        assert_ne!(pid, stuck, "client {i} was answered by the blocked process");
+    }
+}
+
 #[test]
 fn graceful_reload_alias_with_parallel_reloads_without_failures() {
     let env = TestEnv::new();
