@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod config;
 pub mod envs;
 pub mod logs;
 pub mod manager;
@@ -35,6 +36,9 @@ pub struct Shared {
     pub env_store: envs::EnvStore,
     /// Balancers of cluster apps.
     pub cluster: cluster::ClusterHub,
+    /// Counts changes to the process table (a state published, an instance added or removed),
+    /// for readers that follow it (the dashboard's event stream).
+    pub changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -48,6 +52,12 @@ impl Shared {
             persist: persist::Persister::default(),
             metrics: metrics::Metrics::default(),
             logs: std::sync::Arc::new(logs::LogHub::new(log_defaults)),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Records that the process table changed.
+    pub fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }

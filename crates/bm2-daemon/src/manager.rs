@@ -266,6 +266,7 @@ impl ProcessManager {
         });
         let handle = actor::spawn_actor(inst, spec, base_env, restarts, self.shared.clone());
         self.registry.insert(handle.clone());
+        self.shared.changed();
         handle
     }
 
@@ -431,6 +432,7 @@ impl ProcessManager {
         if action == Action::Delete {
             for h in &handles {
                 self.registry.remove(h.inst.id);
+                self.shared.changed();
                 let _ = std::fs::remove_file(&h.inst.pid_file);
             }
             let remaining = self.registry.all();
@@ -637,6 +639,7 @@ impl ProcessManager {
             }
         };
         self.registry.clear();
+        self.shared.changed();
         if let Err(e) = persist::store(&self.shared.home.state_file(), &after) {
             tracing::error!(error = %e, "cannot write state file at shutdown");
         }

@@ -51,6 +51,8 @@ pub struct DaemonOptions {
     pub sample_interval: Duration,
     /// Log settings apps inherit (from `config.toml`).
     pub log_defaults: crate::logs::LogDefaults,
+    /// The dashboard settings of config.toml (started with the daemon when `enabled`).
+    pub dashboard: bm2_types::DashboardOptions,
     /// Once the lock is held, point stdin/stdout at /dev/null and stderr at the daemon log, so
     /// that the daemon outlives the terminal or pipe it was started from.
     pub detach_stdio: bool,
@@ -75,6 +77,7 @@ impl Default for DaemonOptions {
         DaemonOptions {
             sample_interval: Duration::from_secs(1),
             log_defaults: crate::logs::LogDefaults::default(),
+            dashboard: bm2_types::DashboardOptions::default(),
             detach_stdio: false,
         }
     }

@@ -250,3 +250,45 @@ pub struct ScaleRequest {
     /// `N`, `+N` or `-N`.
     pub instances: String,
 }
+
+/// Where and how the web dashboard and the Prometheus endpoint listen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardOptions {
+    /// Start them with the daemon (read from `$BM2_HOME/config.toml`).
+    pub enabled: bool,
+    /// Port of the dashboard, its REST API and WebSocket (0: any free port).
+    pub port: u16,
+    /// Port of the read-only Prometheus endpoint (0: any free port).
+    pub metrics_port: u16,
+    /// Address both listen on.
+    pub host: String,
+    /// Serve read-only JSON without the token.
+    pub public_read: bool,
+}
+
+impl Default for DashboardOptions {
+    fn default() -> Self {
+        DashboardOptions {
+            enabled: false,
+            port: 9615,
+            metrics_port: 9616,
+            host: "127.0.0.1".into(),
+            public_read: false,
+        }
+    }
+}
+
+/// A running dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardInfo {
+    /// The page's address, carrying the access token.
+    pub url: String,
+    /// The Prometheus endpoint's address.
+    pub metrics_url: String,
+    /// What it was started with (ports as bound).
+    pub options: DashboardOptions,
+    /// Set when it is reachable from other machines over plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}

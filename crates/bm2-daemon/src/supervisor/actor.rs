@@ -671,6 +671,7 @@ impl Actor {
     fn publish(&self, f: impl FnOnce(&mut InstanceView)) {
         self.view.send_modify(f);
         self.shared.persist.touch();
+        self.shared.changed();
     }
 }
 

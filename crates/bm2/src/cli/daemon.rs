@@ -20,14 +20,14 @@ pub fn run_daemon() -> ExitCode {
     };
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
-    let log_defaults = match bm2_daemon::logs::config::load(&home.config_file()) {
+    let config = match bm2_daemon::config::load(&home.config_file()) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("bm2 daemon: {e}");
             return ExitCode::FAILURE;
         }
     };
-    if let Err(e) = bm2_daemon::logs::daemon_log::init(&home, &log_defaults) {
+    if let Err(e) = bm2_daemon::logs::daemon_log::init(&home, &config.logs) {
         eprintln!(
             "bm2 daemon: cannot open {}: {e}",
             home.daemon_log().display()
@@ -48,7 +48,8 @@ pub fn run_daemon() -> ExitCode {
         home,
         DaemonOptions {
             detach_stdio: true,
-            log_defaults,
+            log_defaults: config.logs,
+            dashboard: config.dashboard,
             ..DaemonOptions::from_env()
         },
     )) {
