@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use bm2_types::{ProcDetail, ProcStatus, ProcSummary, format_bytes};
+use bm2_types::{ExecMode, ProcDetail, ProcStatus, ProcSummary, format_bytes};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -246,13 +246,14 @@ impl MonitState {
             if !d.spec.args.is_empty() {
                 lines.push(field("args", d.spec.args.join(" ")));
             }
+            let mode = match d.spec.exec_mode {
+                ExecMode::Fork => "fork",
+                ExecMode::Cluster => "cluster",
+            };
+            let plural = if d.instances == 1 { "" } else { "s" };
             lines.push(field(
                 "mode",
-                format!(
-                    "{} ({} instances)",
-                    d.spec.exec_mode.pm2_name(),
-                    d.instances
-                ),
+                format!("{mode}, {} instance{plural}", d.instances),
             ));
             if let Some(cwd) = &d.spec.cwd {
                 lines.push(field("cwd", cwd.display().to_string()));
@@ -327,7 +328,6 @@ fn status_color(s: ProcStatus) -> Color {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bm2_types::ExecMode;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
