@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bm2_types::{
     ActionResponse, ApiError, DescribeResponse, EnvKeyRequest, EnvSetRequest, EnvStoreResponse,
-    Home, LogEvent, LogFilesResponse, LogsRequest, PingResponse, ProcDetail, ProcSummary,
-    ReloadRequest, RestartRequest, ResurrectRequest, SaveResponse, ScaleRequest, SignalRequest,
-    StartRequest, TargetRequest,
+    Home, LogEvent, LogFilesResponse, LogsRequest, MetricsHistory, MetricsSnapshot, PingResponse,
+    ProcDetail, ProcId, ProcSummary, ReloadRequest, RestartRequest, ResurrectRequest, SaveResponse,
+    ScaleRequest, SignalRequest, StartRequest, TargetRequest,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -225,10 +225,7 @@ impl Client {
 
     /// Recent lines of apps' logs and, with `follow`, new lines as they are written.
     pub async fn logs(&self, req: &LogsRequest) -> Result<LogStream, ClientError> {
-        let stream = match &self.daemon_exe {
-            Some(exe) => daemon::connect_or_start(&self.home, exe).await?,
-            None => self.connect_existing().await?,
-        };
+        let stream = self.connect().await?;
         let res = self
             .send(stream, Method::POST, "/v1/logs", Some(req))
             .await?;
@@ -250,6 +247,35 @@ impl Client {
             .await
     }
 
+    /// Every process's and the machine's figures now.
+    pub async fn metrics(&self) -> Result<MetricsSnapshot, ClientError> {
+        self.call(Method::GET, "/v1/metrics", None::<&()>).await
+    }
+
+    /// The samples of the last `seconds` (1 to 3600), of every process or only the one with id
+    /// `only`.
+    pub async fn metrics_history(
+        &self,
+        seconds: u64,
+        only: Option<ProcId>,
+    ) -> Result<MetricsHistory, ClientError> {
+        let path = match only {
+            Some(id) => format!("/v1/metrics/history?seconds={seconds}&id={id}"),
+            None => format!("/v1/metrics/history?seconds={seconds}"),
+        };
+        self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// The metrics as Prometheus exposition text.
+    pub async fn prometheus(&self) -> Result<String, ClientError> {
+        let stream = self.connect().await?;
+        let res = self
+            .send(stream, Method::GET, "/v1/prometheus", None::<&()>)
+            .await?;
+        let body = self.read_body(res).await?;
+        String::from_utf8(body.to_vec()).map_err(|e| self.transport(format!("bad response: {e}")))
+    }
+
     async fn targets(
         &self,
         path: &str,
@@ -265,11 +291,16 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let stream = match &self.daemon_exe {
-            Some(exe) => daemon::connect_or_start(&self.home, exe).await?,
-            None => self.connect_existing().await?,
-        };
+        let stream = self.connect().await?;
         self.exchange(stream, method, path, body).await
+    }
+
+    /// A connection to the daemon, started first when allowed.
+    async fn connect(&self) -> Result<UnixStream, ClientError> {
+        match &self.daemon_exe {
+            Some(exe) => daemon::connect_or_start(&self.home, exe).await,
+            None => self.connect_existing().await,
+        }
     }
 
     async fn connect_existing(&self) -> Result<UnixStream, ClientError> {

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bm2_types::{
-    ActionResponse, ApiError, AppSpec, ClusterInfo, IfExists, LogsRequest, PingResponse,
-    ProcDetail, ProcId, ProcSummary, SaveResponse, StartRequest,
+    ActionResponse, ApiError, AppSpec, ClusterInfo, IfExists, LogsRequest, MetricsHistory,
+    MetricsSnapshot, PingResponse, ProcDetail, ProcId, ProcSummary, SaveResponse, StartRequest,
 };
 use tokio::sync::oneshot;
 
@@ -477,6 +477,31 @@ impl ProcessManager {
             None => self.registry.all(),
         };
         Ok(handles.iter().map(|h| self.detail(h)).collect())
+    }
+
+    /// Every instance's and the machine's figures now (`bm2 metrics`). Reads `/proc` in the
+    /// blocking pool.
+    pub async fn metrics(&self) -> Result<MetricsSnapshot, ApiError> {
+        let registry = self.registry.clone();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || crate::metrics::snapshot::snapshot(&registry, &shared))
+            .await
+            .map_err(|e| ApiError::new("internal", format!("metrics snapshot failed: {e}")))
+    }
+
+    /// The samples of the last `seconds`, of every instance or only `only`
+    /// (`bm2 metrics --history`).
+    pub fn metrics_history(
+        &self,
+        seconds: u64,
+        only: Option<ProcId>,
+    ) -> Result<MetricsHistory, ApiError> {
+        crate::metrics::snapshot::history(&self.registry, &self.shared, seconds, only)
+    }
+
+    /// The metrics as Prometheus exposition text (`bm2 prometheus`).
+    pub async fn prometheus(&self) -> Result<String, ApiError> {
+        Ok(crate::metrics::prometheus::render(&self.metrics().await?))
     }
 
     /// Writes the dump file.

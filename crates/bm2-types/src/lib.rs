@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod home;
 mod info;
+mod metrics;
 pub mod runtime;
 mod units;
 
@@ -12,6 +13,7 @@ pub use api::*;
 pub use app::*;
 pub use home::Home;
 pub use info::*;
+pub use metrics::*;
 pub use units::*;
 
 /// Version of the bm2 binaries, sent with every API response.

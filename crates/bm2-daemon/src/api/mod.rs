@@ -3,6 +3,7 @@
 mod daemon;
 mod env;
 mod logs;
+mod metrics;
 mod processes;
 
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/logs", post(logs::logs))
         .route("/v1/flush", post(logs::flush))
         .route("/v1/reload-logs", post(logs::reload))
+        .route("/v1/metrics", get(metrics::snapshot))
+        .route("/v1/metrics/history", get(metrics::history))
+        .route("/v1/prometheus", get(metrics::prometheus))
         .fallback(not_found)
         .layer(axum::middleware::map_response(add_version))
         .with_state(state)

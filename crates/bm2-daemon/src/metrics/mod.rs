@@ -1,12 +1,20 @@
-//! CPU and memory of each instance's whole process tree, sampled periodically.
+//! Metrics: the sampler of CPU and memory per process tree, the history ring, the JSON snapshot
+//! and the Prometheus text. The snapshot, history and Prometheus functions are what the API
+//! serves; they only read what the sampler left here.
 
+pub mod history;
+pub mod prometheus;
 mod sampler;
+pub mod snapshot;
+pub mod system;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bm2_types::ProcId;
 
+pub use history::History;
 pub use sampler::run_sampler;
 
 /// The latest measurement of one instance.
@@ -20,15 +28,25 @@ pub struct Sample {
     pub tree: Vec<(u32, u64)>,
 }
 
-/// Latest samples, shared between the sampler and readers.
+/// Latest samples and the history, shared between the sampler and readers.
 #[derive(Debug, Default)]
 pub struct Metrics {
     samples: Mutex<HashMap<ProcId, Sample>>,
+    history: Mutex<History>,
+    /// The machine's CPU busy percent over the last interval, as `f32` bits.
+    system_cpu: AtomicU32,
+    /// The sample interval, in milliseconds.
+    interval_ms: AtomicU64,
 }
 
 impl Metrics {
     fn lock(&self) -> MutexGuard<'_, HashMap<ProcId, Sample>> {
         self.samples.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The history, locked.
+    pub fn history(&self) -> MutexGuard<'_, History> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// CPU percent and memory bytes of an instance (zero when not sampled).
@@ -47,5 +65,19 @@ impl Metrics {
     /// Replaces all samples.
     pub fn replace(&self, samples: HashMap<ProcId, Sample>) {
         *self.lock() = samples;
+    }
+
+    /// The machine's CPU busy percent over the last interval.
+    pub fn system_cpu(&self) -> f32 {
+        f32::from_bits(self.system_cpu.load(Ordering::Relaxed))
+    }
+
+    fn set_system_cpu(&self, percent: f32) {
+        self.system_cpu.store(percent.to_bits(), Ordering::Relaxed);
+    }
+
+    /// The sample interval, in milliseconds (0 before the sampler starts).
+    pub fn interval_ms(&self) -> u64 {
+        self.interval_ms.load(Ordering::Relaxed)
     }
 }

@@ -1,5 +1,6 @@
 //! The periodic sampler: each tick attributes processes to their instance, measures every tree,
-//! enforces `max_memory_restart` and reaps orphans adopted by the daemon.
+//! enforces `max_memory_restart`, reaps orphans adopted by the daemon, and records one history
+//! point per instance and one for the machine.
 //!
 //! A process seen once outside every app tree is not read again: it can only join a tree by being
 //! new (a new pid). Its pid is dropped from that list when it disappears, and the list is cleared
@@ -14,8 +15,11 @@ use bm2_types::ProcId;
 use tokio::time::MissedTickBehavior;
 
 use super::Sample;
+use super::history::{Point, SystemPoint, kib};
+use super::system::{self, CpuTimes};
 use crate::Shared;
 use crate::procfs::{self, ProcStat, Tree};
+use crate::registry::Handle;
 use crate::registry::Registry;
 use crate::supervisor::actor::Command;
 
@@ -36,6 +40,7 @@ struct Sampler {
     outsiders: HashSet<u32>,
     last_mains: Vec<u32>,
     ticks: u32,
+    cpu_times: Option<CpuTimes>,
 }
 
 /// Samples every `interval` until the runtime ends.
@@ -52,7 +57,12 @@ pub async fn run_sampler(shared: Arc<Shared>, registry: Arc<Registry>, interval:
         outsiders: HashSet::new(),
         last_mains: Vec::new(),
         ticks: 0,
+        cpu_times: system::cpu_times(),
     };
+    sampler.shared.metrics.interval_ms.store(
+        interval.as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let mut timer = tokio::time::interval(interval);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -64,6 +74,40 @@ pub async fn run_sampler(shared: Arc<Shared>, registry: Arc<Registry>, interval:
 impl Sampler {
     async fn tick(&mut self) {
         let handles = self.registry.all();
+        let samples = self.measure(&handles).await;
+        self.record(&handles, &samples);
+        self.shared.metrics.replace(samples);
+    }
+
+    /// Appends the machine's and every instance's point to the history.
+    fn record(&mut self, handles: &[Handle], samples: &HashMap<ProcId, Sample>) {
+        let now = system::cpu_times();
+        let cpu = match (now, self.cpu_times) {
+            (Some(now), Some(before)) => now.usage_since(&before),
+            _ => 0.0,
+        };
+        self.cpu_times = now;
+        self.shared.metrics.set_system_cpu(cpu);
+        let free = system::memory().map_or(0, |(_, free)| free);
+        let points = handles.iter().map(|h| {
+            let point = samples.get(&h.inst.id).map_or(Point::default(), |s| Point {
+                cpu: s.cpu,
+                mem_kib: kib(s.memory),
+            });
+            (h.inst.id, point)
+        });
+        self.shared.metrics.history().record(
+            crate::time::now_ms(),
+            SystemPoint {
+                cpu,
+                free_kib: kib(free),
+            },
+            points,
+        );
+    }
+
+    /// Measures every running instance's tree.
+    async fn measure(&mut self, handles: &[Handle]) -> HashMap<ProcId, Sample> {
         let running: Vec<_> = handles
             .iter()
             .filter_map(|h| {
@@ -72,8 +116,7 @@ impl Sampler {
             })
             .collect();
         if running.is_empty() && self.prev_ticks.is_empty() {
-            self.shared.metrics.replace(HashMap::new());
-            return;
+            return HashMap::new();
         }
         let mut mains_sorted: Vec<u32> = running.iter().map(|r| r.1).collect();
         mains_sorted.sort_unstable();
@@ -134,7 +177,6 @@ impl Sampler {
                 .map(|p| p.pid),
         );
         self.prev_ticks = next_ticks;
-        self.shared.metrics.replace(samples);
         let me = std::process::id();
         let zombies = tree
             .children(me)
@@ -142,6 +184,7 @@ impl Sampler {
             .filter(|p| p.is_zombie() && !mains.contains(&p.pid))
             .map(|p| p.pid);
         self.shared.table.reap_orphans(zombies);
+        samples
     }
 
     /// Reads every process not known to be outside all app trees, in the blocking pool so that

@@ -19,19 +19,71 @@ pub struct ListArgs {
     /// Print bm2's own JSON list instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Redraw the table in place every second until Ctrl-C (with --json: one list per line)
+    #[arg(long, visible_alias = "live")]
+    pub watch: bool,
 }
 
 pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let mut list = client.list().await.map_err(api_error)?;
-    if let Some(sort) = &args.sort {
-        sort_list(&mut list, sort)?;
+    if args.watch {
+        return watch(client, args).await;
     }
+    let list = fetch(client, args).await?;
     if args.json {
         println!("{}", serde_json::to_string(&list)?);
     } else {
         render::table::print(&list);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn fetch(client: &Client, args: &ListArgs) -> anyhow::Result<Vec<ProcSummary>> {
+    let mut list = client.list().await.map_err(api_error)?;
+    if let Some(sort) = &args.sort {
+        sort_list(&mut list, sort)?;
+    }
+    Ok(list)
+}
+
+/// `list --watch`: fetches the list every second and redraws it over the previous one (cursor
+/// home, each line cleared to its end, the rest of the screen cleared), so nothing flickers.
+async fn watch(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stdout = std::io::stdout();
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+        let list = fetch(client, args).await?;
+        let mut out = stdout.lock();
+        if args.json {
+            writeln!(out, "{}", serde_json::to_string(&list)?)?;
+        } else {
+            let text = if list.is_empty() {
+                "[bm2] no processes; start one with `bm2 start <script>`".to_string()
+            } else {
+                render::table::render(&list, render::color()).to_string()
+            };
+            if first {
+                write!(out, "\x1b[2J")?;
+                first = false;
+            }
+            write!(out, "\x1b[H")?;
+            for line in text.lines() {
+                write!(out, "{line}\x1b[K\r\n")?;
+            }
+            write!(
+                out,
+                "\x1b[K\r\n[bm2] {} processes · refreshed every second · Ctrl-C to quit\x1b[K\r\n\x1b[J",
+                list.len()
+            )?;
+        }
+        out.flush()?;
+    }
 }
 
 fn sort_list(list: &mut [ProcSummary], spec: &str) -> anyhow::Result<()> {

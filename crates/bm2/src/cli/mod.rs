@@ -6,6 +6,8 @@ mod ecosystem;
 mod env;
 mod list;
 mod logs;
+mod metrics;
+mod monit;
 mod start;
 mod targets;
 
@@ -92,8 +94,19 @@ pub enum Cmd {
     )]
     Signal(targets::SignalArgs),
     /// List processes
-    #[command(visible_aliases = ["ls", "l", "status", "ps"], after_help = "Examples:\n  bm2 list\n  bm2 list --sort memory:desc\n  bm2 list --json")]
+    #[command(visible_aliases = ["ls", "l", "status", "ps"], after_help = "Examples:\n  bm2 list\n  bm2 list --sort memory:desc\n  bm2 list --json\n  bm2 list --watch")]
     List(list::ListArgs),
+    /// Open the full-screen monitor: processes, CPU and memory over the last minute, logs
+    #[command(after_help = "Keys: ↑/↓ (or k/j) select, r restart, s stop, q quit.")]
+    Monit,
+    /// Print CPU, memory and status of every process and the machine as JSON
+    #[command(
+        after_help = "Examples:\n  bm2 metrics\n  bm2 metrics --history 600 | jq '.processes[0].cpu'"
+    )]
+    Metrics(metrics::MetricsArgs),
+    /// Print the metrics in Prometheus exposition format
+    #[command(after_help = "Example:\n  bm2 prometheus | grep bm2_process_cpu")]
+    Prometheus,
     /// Print the process list as JSON, in PM2's `jlist` shape
     #[command(after_help = "Example:\n  bm2 jlist | jq '.[] | {name, pid}'")]
     Jlist,
@@ -195,6 +208,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Reset(t) => targets::reset(&client, t).await,
         Cmd::Signal(s) => targets::signal(&client, s).await,
         Cmd::List(args) => list::run(&client, &args).await,
+        Cmd::Monit => monit::run(&client).await,
+        Cmd::Metrics(args) => metrics::metrics(&client, &args).await,
+        Cmd::Prometheus => metrics::prometheus(&client).await,
         Cmd::Jlist => list::jlist(&client, false).await,
         Cmd::Prettylist => list::jlist(&client, true).await,
         Cmd::Describe(args) => describe::run(&client, args).await,

@@ -1,6 +1,7 @@
 //! Everything the CLI prints: messages, tables, PM2-shaped JSON.
 
 pub mod describe;
+pub mod monit;
 pub mod pm2;
 pub mod table;
 

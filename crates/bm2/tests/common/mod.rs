@@ -1,6 +1,8 @@
 //! Test harness: a real `bm2` binary and daemon in a temporary `BM2_HOME` per test.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
