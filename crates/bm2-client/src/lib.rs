@@ -19,10 +19,10 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bm2_types::{
-    ActionResponse, ApiError, DescribeResponse, EnvKeyRequest, EnvSetRequest, EnvStoreResponse,
-    Home, LogEvent, LogFilesResponse, LogsRequest, MetricsHistory, MetricsSnapshot, PingResponse,
-    ProcDetail, ProcId, ProcSummary, ReloadRequest, RestartRequest, ResurrectRequest, SaveResponse,
-    ScaleRequest, SignalRequest, StartRequest, TargetRequest,
+    ActionResponse, ApiError, DashboardInfo, DashboardOptions, DescribeResponse, EnvKeyRequest,
+    EnvSetRequest, EnvStoreResponse, Home, LogEvent, LogFilesResponse, LogsRequest, MetricsHistory,
+    MetricsSnapshot, PingResponse, ProcDetail, ProcId, ProcSummary, ReloadRequest, RestartRequest,
+    ResurrectRequest, SaveResponse, ScaleRequest, SignalRequest, StartRequest, TargetRequest,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -264,6 +264,26 @@ impl Client {
             None => format!("/v1/metrics/history?seconds={seconds}"),
         };
         self.call(Method::GET, &path, None::<&()>).await
+    }
+
+    /// Starts the web dashboard and the Prometheus endpoint (again, when they run).
+    pub async fn dashboard_start(
+        &self,
+        opts: &DashboardOptions,
+    ) -> Result<DashboardInfo, ClientError> {
+        self.call(Method::POST, "/v1/dashboard/start", Some(opts))
+            .await
+    }
+
+    /// Stops the web dashboard; true when it was running.
+    pub async fn dashboard_stop(&self) -> Result<bool, ClientError> {
+        self.call(Method::POST, "/v1/dashboard/stop", None::<&()>)
+            .await
+    }
+
+    /// The running dashboard's addresses, if it runs.
+    pub async fn dashboard(&self) -> Result<Option<DashboardInfo>, ClientError> {
+        self.call(Method::GET, "/v1/dashboard", None::<&()>).await
     }
 
     /// The metrics as Prometheus exposition text.

@@ -46,7 +46,6 @@ pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
     Ok(file)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +84,10 @@ mod tests {
         std::fs::write(&path, "[dashboard]\nenabled = true\nport = 8080\n").unwrap();
         let d = load(&path).unwrap().dashboard;
         assert!(d.enabled);
-        assert_eq!((d.port, d.metrics_port, d.host.as_str()), (8080, 9616, "127.0.0.1"));
+        assert_eq!(
+            (d.port, d.metrics_port, d.host.as_str()),
+            (8080, 9616, "127.0.0.1")
+        );
         std::fs::write(&path, "[dashboard]\nprot = 8080\n").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("prot") && e.contains("line 2"), "{e}");

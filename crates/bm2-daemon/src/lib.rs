@@ -15,6 +15,7 @@ pub mod registry;
 pub mod server;
 pub mod supervisor;
 mod time;
+pub mod web;
 
 pub use bm2_types::Home;
 pub use manager::{Action, ProcessManager};

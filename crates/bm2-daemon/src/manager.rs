@@ -93,6 +93,11 @@ impl ProcessManager {
         })
     }
 
+    /// Follows changes to the process table (the value only counts them).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
     /// Becomes true when the manager shuts down; long-lived streams end then.
     pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
         self.closing.subscribe()

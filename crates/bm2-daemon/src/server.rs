@@ -108,10 +108,19 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     }
     let listener = bind(&home.socket())?;
     let exit = Arc::new(Notify::new());
-    let app = api::router(AppState {
+    let state = AppState {
         manager: manager.clone(),
         exit: exit.clone(),
-    });
+        web: Arc::default(),
+    };
+    if opts.dashboard.enabled {
+        match state.web.start(opts.dashboard.clone(), state.clone()).await {
+            Ok(info) => tracing::info!(url = %info.metrics_url, "dashboard enabled in config.toml"),
+            Err(e) => tracing::error!(error = %e, "cannot start the dashboard of config.toml"),
+        }
+    }
+    let web = state.web.clone();
+    let app = api::router(state);
     tracing::info!(pid = std::process::id(), socket = %home.socket().display(), "daemon ready");
     let by_signal = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = by_signal.clone();
@@ -125,6 +134,7 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         }
     });
     serve.await.map_err(io_err("serve API"))?;
+    web.stop().await;
     if by_signal.load(std::sync::atomic::Ordering::SeqCst) {
         tracing::info!("signal received: stopping apps");
         manager.shutdown(false).await;

@@ -81,9 +81,14 @@ impl Home {
         self.root.join("env-registry.json")
     }
 
-    /// Daemon-wide settings (`[logs]` defaults).
+    /// Daemon-wide settings (`[logs]` defaults, `[dashboard]`).
     pub fn config_file(&self) -> PathBuf {
         self.root.join("config.toml")
+    }
+
+    /// The web dashboard's access token (mode 0600).
+    pub fn dashboard_token(&self) -> PathBuf {
+        self.root.join("dashboard.token")
     }
 
     /// Live state of the process list, rewritten on every change.

@@ -1,10 +1,12 @@
-//! The HTTP API: one router for the CLI (over the Unix socket) and, later, the REST clients.
+//! The HTTP API: the `/v1` routes the CLI uses over the Unix socket, which the web dashboard
+//! also serves (behind its token) beside its own REST routes.
 
 mod daemon;
 mod env;
 mod logs;
-mod metrics;
-mod processes;
+pub(crate) mod metrics;
+pub(crate) mod processes;
+mod web;
 
 use std::sync::Arc;
 
@@ -26,10 +28,20 @@ pub struct AppState {
     pub manager: Arc<ProcessManager>,
     /// Notified when the daemon must exit (after `kill`).
     pub exit: Arc<Notify>,
+    /// The web dashboard, when started.
+    pub web: Arc<crate::web::Web>,
 }
 
-/// The router of the whole API.
+/// The router of the API on the Unix socket.
 pub fn router(state: AppState) -> Router {
+    routes()
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(add_version))
+        .with_state(state)
+}
+
+/// The `/v1` routes.
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/ping", get(daemon::ping))
         .route("/v1/save", post(daemon::save))
@@ -55,12 +67,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/metrics", get(metrics::snapshot))
         .route("/v1/metrics/history", get(metrics::history))
         .route("/v1/prometheus", get(metrics::prometheus))
-        .fallback(not_found)
-        .layer(axum::middleware::map_response(add_version))
-        .with_state(state)
+        .route("/v1/dashboard", get(web::status))
+        .route("/v1/dashboard/start", post(web::start))
+        .route("/v1/dashboard/stop", post(web::stop))
 }
 
-async fn add_version(mut res: Response) -> Response {
+/// Adds the daemon's version to a response.
+pub async fn add_version(mut res: Response) -> Response {
     res.headers_mut().insert(
         bm2_types::VERSION_HEADER,
         HeaderValue::from_static(bm2_types::VERSION),
@@ -68,7 +81,8 @@ async fn add_version(mut res: Response) -> Response {
     res
 }
 
-async fn not_found() -> Failure {
+/// The answer to an unknown route.
+pub async fn not_found() -> Failure {
     Failure(ApiError::new("not_found", "no such API route"))
 }
 
@@ -86,6 +100,9 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let status = match self.0.code.as_str() {
             "unknown_target" | "not_found" | "no_dump" => StatusCode::NOT_FOUND,
+            "unauthorized" => StatusCode::UNAUTHORIZED,
+            "forbidden" => StatusCode::FORBIDDEN,
+            "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "already_exists" | "listen_failed" => StatusCode::CONFLICT,
             "invalid_app" | "invalid_target" | "invalid_signal" | "invalid_request"
             | "bad_request" => StatusCode::BAD_REQUEST,

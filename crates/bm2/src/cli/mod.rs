@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch: one file per command family.
 
 pub mod daemon;
+mod dashboard;
 mod describe;
 mod ecosystem;
 mod env;
@@ -107,6 +108,11 @@ pub enum Cmd {
     /// Print the metrics in Prometheus exposition format
     #[command(after_help = "Example:\n  bm2 prometheus | grep bm2_process_cpu")]
     Prometheus,
+    /// Start the web dashboard (and the Prometheus endpoint) in the daemon and print its URL
+    #[command(
+        after_help = "Examples:\n  bm2 dashboard\n  bm2 dashboard --port 8080 --metrics-port 8081\n  bm2 dashboard status\n  bm2 dashboard stop\n\nThe URL carries the access token (kept in $BM2_HOME/dashboard.token). Enable it at\ndaemon start with a [dashboard] table in $BM2_HOME/config.toml (enabled = true)."
+    )]
+    Dashboard(dashboard::DashboardArgs),
     /// Print the process list as JSON, in PM2's `jlist` shape
     #[command(after_help = "Example:\n  bm2 jlist | jq '.[] | {name, pid}'")]
     Jlist,
@@ -211,6 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Monit => monit::run(&client).await,
         Cmd::Metrics(args) => metrics::metrics(&client, &args).await,
         Cmd::Prometheus => metrics::prometheus(&client).await,
+        Cmd::Dashboard(args) => dashboard::run(&client, args).await,
         Cmd::Jlist => list::jlist(&client, false).await,
         Cmd::Prettylist => list::jlist(&client, true).await,
         Cmd::Describe(args) => describe::run(&client, args).await,
