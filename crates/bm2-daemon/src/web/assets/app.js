@@ -26,6 +26,7 @@
     pending: new Map(), // correlation id -> {action, label, timer, rowId}
     seq: 0,
     detailSeq: 0,
+    detailShown: null, // id whose details are on screen
     detailTimer: null,
     reconnectTimer: null,
   };
@@ -85,6 +86,14 @@
     return `${d}d ${h % 24}h`;
   }
 
+  // A chart span, rounded to 5 s: `2m`, `1m 30s`, `45s`.
+  function fmtSpan(ms) {
+    const s = Math.max(5, Math.round(ms / 5000) * 5);
+    const m = Math.floor(s / 60);
+    if (!m) return `${s}s`;
+    return s % 60 ? `${m}m ${s % 60}s` : `${m}m`;
+  }
+
   function serverNow() {
     return Date.now() - state.clockOffset;
   }
@@ -95,6 +104,12 @@
     const when = new Date(ms).toLocaleString();
     if (ago >= 0) return `${when} (${fmtDuration(ago)} ago)`;
     return `${when} (in ${fmtDuration(-ago)})`;
+  }
+
+  // A moment shown with its distance from now, kept current by tickUptimes().
+  function timeNode(ms) {
+    if (typeof ms !== 'number' || !isFinite(ms) || ms <= 0) return '–';
+    return el('span', { class: 'reltime', 'data-ms': String(ms) }, fmtTime(ms));
   }
 
   function statusClass(status) {
@@ -158,6 +173,11 @@
 
   function setLive(mode) {
     const live = $('live');
+    if (live.dataset.state !== mode) {
+      const now = Date.now();
+      live.dataset.since = String(now);
+      live.title = `${mode === 'connected' ? 'Connected' : 'Not connected'} since ${new Date(now).toLocaleTimeString()}`;
+    }
     live.dataset.state = mode;
     const text = {
       connected: 'Live',
@@ -189,7 +209,10 @@
       state.connected = true;
       setLive('connected');
       $('auth-banner').hidden = true;
-      if (state.selected !== null) requestLogs();
+      if (state.selected !== null) {
+        requestLogs();
+        scheduleDetail(0);
+      }
     });
     ws.addEventListener('message', (ev) => {
       let msg;
@@ -274,7 +297,9 @@
   function applyState(data) {
     state.procs = new Map();
     for (const p of data.processes || []) state.procs.set(p.id, p);
-    if (data.metrics) applyMetrics(data.metrics, false);
+    // The chart takes one point per metrics message; a state (sent on every connection) only
+    // starts it.
+    if (data.metrics) applyMetrics(data.metrics, false, state.chart.length === 0);
     if (state.selected !== null && !state.procs.has(state.selected)) clearSelection();
     renderAll();
   }
@@ -297,7 +322,7 @@
     renderCards();
   }
 
-  function applyMetrics(m, render = true) {
+  function applyMetrics(m, render = true, chartPoint = true) {
     state.metrics = m;
     if (typeof m.timestamp === 'number') state.clockOffset = Date.now() - m.timestamp;
     let cpu = 0;
@@ -311,9 +336,11 @@
         row.memory = pm.memory;
       }
     }
-    state.chart.push({ t: m.timestamp, cpu, mem });
-    if (state.chart.length > CHART_POINTS) state.chart.splice(0, state.chart.length - CHART_POINTS);
-    $('chart').dataset.points = String(state.chart.length);
+    if (chartPoint) {
+      state.chart.push({ t: m.timestamp, cpu, mem });
+      if (state.chart.length > CHART_POINTS) state.chart.splice(0, state.chart.length - CHART_POINTS);
+      $('chart').dataset.points = String(state.chart.length);
+    }
     setText($('legend-cpu'), fmtPct(cpu));
     setText($('legend-mem'), fmtBytes(mem));
     if (render) {
@@ -414,6 +441,15 @@
     return niceCeil(v / unit) * unit;
   }
 
+  // The usual spacing of the points (the median), for the time axis.
+  function sampleInterval(pts) {
+    const gaps = [];
+    for (let i = 1; i < pts.length; i += 1) gaps.push(pts[i].t - pts[i - 1].t);
+    if (!gaps.length) return 2000;
+    gaps.sort((a, b) => a - b);
+    return gaps[Math.floor(gaps.length / 2)] || 2000;
+  }
+
   function drawChart() {
     const canvas = $('chart');
     const w = canvas.clientWidth;
@@ -463,11 +499,11 @@
       ctx.textAlign = 'left';
       ctx.fillText(fmtBytes(Math.round(memMax * frac)).replace('.0 ', ' '), pad.l + cw + 6, y);
     }
-    const interval = pts.length >= 2 ? (pts[pts.length - 1].t - pts[0].t) / (pts.length - 1) : 2000;
+    const interval = sampleInterval(pts);
     ctx.fillStyle = text;
     ctx.textBaseline = 'alphabetic';
     ctx.textAlign = 'left';
-    ctx.fillText(`-${fmtDuration(interval * (CHART_POINTS - 1))}`, pad.l, h - 6);
+    ctx.fillText(`-${fmtSpan(interval * (CHART_POINTS - 1))}`, pad.l, h - 6);
     ctx.textAlign = 'right';
     ctx.fillText('now', pad.l + cw, h - 6);
 
@@ -625,6 +661,7 @@
       const p = state.procs.get(id);
       if (p) setText(r.cells.uptime, uptimeOf(p));
     }
+    for (const t of $('detail').querySelectorAll('.reltime')) setText(t, fmtTime(Number(t.dataset.ms)));
   }
 
   function onTableClick(ev) {
@@ -745,6 +782,7 @@
     state.follow = true;
     renderLogView('Loading…');
     requestLogs();
+    state.detailShown = null;
     $('detail').replaceChildren(el('p', { class: 'empty' }, 'Loading…'));
     scheduleDetail(0);
   }
@@ -753,6 +791,7 @@
     state.selected = null;
     state.logs = { id: null, ready: false, out: [], err: [] };
     state.detailSeq += 1;
+    state.detailShown = null;
     setText($('logs-name'), '');
     setText($('detail-name'), '');
     renderLogView('The selected process was removed.');
@@ -783,7 +822,10 @@
       });
       body = await res.json().catch(() => null);
     } catch (e) {
-      if (seq === state.detailSeq) showDetailError(`Could not reach the daemon: ${e.message}`);
+      // Details already shown stay; they are fetched again once reconnected.
+      if (seq === state.detailSeq && state.detailShown !== id) {
+        showDetailError(`Could not reach the daemon: ${e.message}`);
+      }
       return;
     }
     if (seq !== state.detailSeq || id !== state.selected) return;
@@ -806,6 +848,7 @@
   }
 
   function showDetailError(message) {
+    state.detailShown = null;
     $('detail').replaceChildren(el('p', { class: 'error-text', 'data-testid': 'detail-error' }, message));
   }
 
@@ -832,7 +875,7 @@
 
   function genericValue(key, v) {
     if (v === null || v === undefined) return '–';
-    if (typeof v === 'number' && /(_at_ms|_ms_at|_time_ms|^next_)/.test(key) && v > 1e11) return fmtTime(v);
+    if (typeof v === 'number' && /(_at_ms|_ms_at|_time_ms|^next_)/.test(key) && v > 1e11) return timeNode(v);
     if (typeof v === 'number' && /_ms$/.test(key)) return fmtDuration(v);
     if (typeof v === 'number' && /bytes$/.test(key)) return fmtBytes(v);
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -849,7 +892,7 @@
     let how = 'exited';
     if (e.signal) how = `killed by ${e.signal}`;
     else if (e.code !== null && e.code !== undefined) how = `exited with code ${e.code}`;
-    return `${how} at ${fmtTime(e.at_ms)} after ${fmtDuration(e.uptime_ms)}`;
+    return el('span', null, `${how} at `, timeNode(e.at_ms), ` after ${fmtDuration(e.uptime_ms)}`);
   }
 
   function renderHealth(h) {
@@ -859,7 +902,7 @@
     const cls = /^(ok|healthy|up|passing)$/i.test(st) ? 'health-ok' : /^(unknown|pending|starting)$/i.test(st) ? 'health-unknown' : 'health-bad';
     const rows = [['State', el('span', { class: cls }, st), 'health.state']];
     const lastError = h.last_error ?? h.lastError ?? h.error;
-    if (lastError !== undefined) rows.push(['Last error', lastError === null ? '–' : String(lastError), 'health.last_error']);
+    if (lastError !== undefined) rows.push(['Last error', genericValue('last_error', lastError), 'health.last_error']);
     for (const [k, v] of Object.entries(h)) {
       if (['state', 'status', 'last_error', 'lastError', 'error'].includes(k)) continue;
       rows.push([humanKey(k), genericValue(k, v), `health.${k}`]);
@@ -889,17 +932,15 @@
       ['Status', el('span', { class: `badge ${statusClass(d.status)}` }, d.status), 'status'],
       ['Status reason', d.status_reason ?? null, 'status_reason'],
       ['PID', running ? String(d.pid) : null, 'pid'],
-      ['Script', spec.script ?? null, 'script'],
+      ['Script path', spec.script ?? null, 'script'],
       ['Arguments', Array.isArray(spec.args) && spec.args.length ? spec.args.join(' ') : null, 'args'],
-      ['Exec path', d.interpreter || spec.script || null, 'exec_path'],
-      ['Interpreter', d.interpreter || 'none', 'interpreter'],
+      ['Interpreter', d.interpreter || 'none (runs the script itself)', 'interpreter'],
       ['CWD', spec.cwd ?? null, 'cwd'],
       ['Exec mode', d.exec_mode ?? spec.exec_mode ?? null, 'exec_mode'],
       ['Instances', d.instances !== undefined ? String(d.instances) : null, 'instances'],
       ['Namespace', d.namespace ?? null, 'namespace'],
-      ['Created', fmtTime(d.created_at_ms), 'created'],
-      ['Started', running ? fmtTime(d.started_at_ms) : null, 'started'],
-      ['Uptime', running ? fmtDuration(serverNow() - d.started_at_ms) : null, 'uptime'],
+      ['Created', timeNode(d.created_at_ms), 'created'],
+      ['Started', running ? timeNode(d.started_at_ms) : null, 'started'],
       ['Restarts', `${d.restarts ?? 0} (unstable ${d.unstable_restarts ?? 0})`, 'restarts'],
       ['Last exit', describeExit(d.last_exit), 'last_exit'],
       ['CPU', running ? fmtPct(Number(d.cpu)) : null, 'cpu'],
@@ -908,7 +949,10 @@
       ['Environment', env === null ? null : `${env} variable${env === 1 ? '' : 's'}${pendingEnv ? ` (${pendingEnv} pending restart)` : ''}`, 'env'],
     ];
     if (nextCron !== undefined) {
-      main.push(['Next cron restart', typeof nextCron === 'number' ? fmtTime(nextCron) : nextCron, 'next_cron']);
+      let when = nextCron;
+      if (typeof nextCron === 'number') when = timeNode(nextCron);
+      else if (typeof nextCron === 'string' && !Number.isNaN(Date.parse(nextCron))) when = timeNode(Date.parse(nextCron));
+      main.push(['Next cron restart', when, 'next_cron']);
     }
     const logs = [
       ['Out log', d.out_log ?? null, 'out_log'],
@@ -948,6 +992,7 @@
     const openOptions = box.querySelector('details.options');
     const wasOpen = !!(openOptions && openOptions.open);
     box.replaceChildren(...parts);
+    state.detailShown = d.id;
     if (wasOpen) box.querySelector('details.options').open = true;
   }
 
@@ -984,7 +1029,15 @@
 
   function appendLog(d) {
     const logs = state.logs;
-    if (!logs.ready || d.id !== logs.id || (d.stream !== 'out' && d.stream !== 'err')) return;
+    if (!logs.ready) return;
+    if (typeof d.skipped === 'number') {
+      // The browser fell behind the daemon's log feed: say so where lines are missing.
+      const note = `… ${d.skipped} line${d.skipped === 1 ? '' : 's'} skipped (too fast to show) …`;
+      for (const stream of ['out', 'err']) logs[stream].push({ note });
+      showLine({ note }, state.tab);
+      return;
+    }
+    if (d.id !== logs.id || (d.stream !== 'out' && d.stream !== 'err')) return;
     const buf = logs[d.stream];
     buf.push(String(d.line));
     if (buf.length > MAX_LOG_LINES) buf.splice(0, buf.length - MAX_LOG_LINES);
@@ -992,10 +1045,14 @@
       $(`unread-${d.stream}`).hidden = false;
       return;
     }
+    showLine(d.line, d.stream);
+  }
+
+  function showLine(line, stream) {
     const box = $('log');
     const empty = box.querySelector('.log-empty');
     if (empty) empty.remove();
-    box.append(logLine(d.line, d.stream));
+    box.append(logLine(line, stream));
     while (box.childElementCount > MAX_LOG_LINES) {
       const first = box.firstElementChild;
       const h = state.follow ? 0 : first.offsetHeight;
@@ -1008,6 +1065,9 @@
   const TS = /^(\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]?:?)(\s*)/;
 
   function logLine(text, stream) {
+    if (text && typeof text === 'object' && text.note) {
+      return el('div', { class: 'log-line note', 'data-testid': 'log-note' }, text.note);
+    }
     const line = String(text);
     let cls = 'log-line';
     if (stream === 'err') cls += ' err';
