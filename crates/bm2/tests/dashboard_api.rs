@@ -392,15 +392,25 @@ fn action_body(action: &str, target: &str) -> String {
 
 /// The read-only routes of the dashboard port.
 fn read_routes() -> Vec<&'static str> {
+    let mut all = public_read_routes();
+    all.extend(private_routes());
+    all
+}
+
+/// The read-only routes `--public-read` opens.
+fn public_read_routes() -> Vec<&'static str> {
     vec![
         "/api/processes",
-        "/api/processes/alpha",
         "/api/metrics",
         "/api/metrics/history?seconds=2",
         "/api/prometheus",
         "/metrics",
-        "/api/logs?target=alpha",
     ]
+}
+
+/// Read-only routes that may show secrets (environments, log lines): the token always.
+fn private_routes() -> Vec<&'static str> {
+    vec!["/api/processes/alpha", "/api/logs?target=alpha"]
 }
 
 /// A token of the right shape that is not the token.
@@ -1023,8 +1033,8 @@ fn v1_routes_answer_on_the_dashboard_port_with_the_token() {
         described["processes"][0]["instance_name"], "alpha",
         "{described}"
     );
-    let status = d.get("/v1/dashboard").expect(200);
-    assert_eq!(status["options"]["port"], d.port, "{status}");
+    let status = env.ok(&["dashboard", "status"]);
+    assert!(status.contains(&format!(":{}/", d.port)), "{status}");
 
     d.get_anon("/v1/ping").expect_error(401, "unauthorized");
     d.get_anon("/v1/processes")
@@ -1064,130 +1074,21 @@ fn v1_kill_through_the_dashboard_stops_the_daemon() {
     wait_refused(d.metrics_port);
 }
 
-/// SERVER BUG: `POST /v1/dashboard/stop` sent to the dashboard itself never answers (the
-/// handler waits for the dashboard's server to shut down, which waits for this very request).
+/// The routes that control the dashboard are the CLI's (over the Unix socket): the dashboard
+/// does not serve them, so it cannot be stopped or moved from a browser session.
 #[test]
-fn v1_dashboard_stop_through_the_dashboard_answers() {
+fn the_dashboard_does_not_serve_its_own_control_routes() {
     let env = TestEnv::new();
     let d = start_dashboard(&env, &[]);
-    let r = try_http(
-        d.port,
-        "POST",
-        "/v1/dashboard/stop",
-        &[("Authorization", &d.bearer())],
-        None,
-        Duration::from_secs(10),
-    );
-    let r = r.unwrap_or_else(|e| {
-        panic!(
-            "SERVER BUG: POST /v1/dashboard/stop on the dashboard port did not answer within 10 s \
-             ({e}): it waits for its own connection to close"
-        )
-    });
-    assert_eq!(r.expect(200), json!(true));
-    wait_refused(d.port);
-}
-
-/// SERVER BUG: `POST /v1/dashboard/start` sent to the dashboard itself (a restart on other
-/// ports) never answers, and the dashboard is left stopped when the client gives up.
-#[test]
-fn v1_dashboard_start_through_the_dashboard_answers() {
-    let env = TestEnv::new();
-    let d = start_dashboard(&env, &[]);
-    let (port, metrics_port) = two_ports();
-    let body = json!({
-        "enabled": true, "port": port, "metrics_port": metrics_port,
-        "host": "127.0.0.1", "public_read": false,
-    })
-    .to_string();
-    let r = try_http(
-        d.port,
-        "POST",
-        "/v1/dashboard/start",
-        &[
-            ("Authorization", &d.bearer()),
-            ("Content-Type", "application/json"),
-        ],
-        Some(&body),
-        Duration::from_secs(10),
-    );
-    let r = r.unwrap_or_else(|e| {
-        panic!(
-            "SERVER BUG: POST /v1/dashboard/start on the dashboard port did not answer within \
-             10 s ({e}); `bm2 dashboard status` now says: {}",
-            env.ok(&["dashboard", "status"])
-        )
-    });
-    let info = r.expect(200);
-    assert_eq!(info["options"]["port"], port, "{info}");
-    let moved = http(
-        port,
-        "GET",
-        "/api/processes",
-        &[("Authorization", &d.bearer())],
-        None,
-    );
-    assert_eq!(moved.status, 200, "{moved:?}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// The page, the session cookie and Origin
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn page_is_public_and_the_tokened_url_logs_in() {
-    let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
-    let d = start_dashboard(&env, &[]);
-
-    let page = d.get_anon("/");
-    assert_eq!(page.status, 200, "{page:?}");
-    assert!(
-        page.header("content-type")
-            .unwrap()
-            .starts_with("text/html"),
-        "{page:?}"
-    );
-    assert!(page.header("content-security-policy").is_some(), "{page:?}");
-    assert_eq!(page.header("x-frame-options"), Some("DENY"));
-    assert!(page.body.to_ascii_lowercase().contains("<html"), "{page:?}");
-    assert!(!page.body.contains(&d.token), "the page carries the token");
-    for (asset, ct) in [
-        ("/assets/app.js", "text/javascript"),
-        ("/assets/app.css", "text/css"),
+    for (method, path) in [
+        ("GET", "/v1/dashboard"),
+        ("POST", "/v1/dashboard/stop"),
+        ("POST", "/v1/dashboard/start"),
     ] {
-        let r = d.get_anon(asset);
-        assert_eq!(r.status, 200, "{asset}: {r:?}");
-        assert!(r.header("content-type").unwrap().starts_with(ct), "{r:?}");
+        d.request(method, path, &[("Authorization", &d.bearer())], None)
+            .expect_error(404, "not_found");
     }
-
-    let wrong = d.get_anon(&format!("/?token={}", wrong_token(&d.token)));
-    assert_eq!(wrong.status, 200, "a wrong token shows the page: {wrong:?}");
-    assert!(wrong.header("set-cookie").is_none(), "{wrong:?}");
-
-    let r = d.get_anon(&format!("/?token={}", d.token));
-    assert_eq!(r.status, 303, "{r:?}");
-    assert_eq!(r.header("location"), Some("/"));
-    let set = r.header("set-cookie").expect("Set-Cookie");
-    let attrs: Vec<&str> = set.split(';').map(str::trim).collect();
-    assert!(attrs.contains(&"HttpOnly"), "{set}");
-    assert!(attrs.contains(&"SameSite=Strict"), "{set}");
-    assert!(attrs.contains(&"Path=/"), "{set}");
-    let cookie = attrs[0];
-    assert!(cookie.ends_with(&format!("={}", d.token)), "{set}");
-
-    for route in read_routes() {
-        let r = d.request("GET", route, &[("Cookie", cookie)], None);
-        assert_eq!(r.status, 200, "GET {route} with the session cookie: {r:?}");
-    }
-    let list = d
-        .request("GET", "/api/processes", &[("Cookie", cookie)], None)
-        .expect(200);
-    assert!(named(&list, "alpha").is_some(), "{list}");
-    // With other cookies beside it.
-    let several = format!("theme=dark; {cookie}; lang=en");
-    let r = d.request("GET", "/api/metrics", &[("Cookie", &several)], None);
-    assert_eq!(r.status, 200, "{r:?}");
+    d.get("/api/processes").expect(200);
 }
 
 #[test]
@@ -1247,9 +1148,13 @@ fn public_read_serves_reads_without_the_token_but_not_actions() {
     let status = env.ok(&["dashboard", "status"]);
     assert!(status.contains("public"), "{status}");
 
-    for route in read_routes() {
+    for route in public_read_routes() {
         let r = d.get_anon(route);
         assert_eq!(r.status, 200, "GET {route} without the token: {r:?}");
+    }
+    for route in private_routes() {
+        d.get_anon(route).expect_error(401, "unauthorized");
+        d.get(route).expect(200);
     }
     let list = d.get_anon("/api/processes").expect(200);
     assert!(named(&list, "alpha").is_some(), "{list}");
@@ -1417,8 +1322,6 @@ fn non_loopback_host_prints_a_warning() {
     d.get("/api/processes").expect(200);
     let (_, _, status_err) = env.output(&["dashboard", "status"]);
     assert!(status_err.contains("warning"), "{status_err}");
-    let info = d.get("/v1/dashboard").expect(200);
-    assert_eq!(info["options"]["host"], "0.0.0.0", "{info}");
 
     let err = env.fail(&[
         "dashboard",
@@ -2053,4 +1956,22 @@ fn websocket_closes_when_the_dashboard_stops() {
         "the WebSocket stayed open after the dashboard stopped"
     );
     wait_refused(d.port);
+}
+
+#[test]
+fn a_loopback_dashboard_answers_only_loopback_names() {
+    // A page whose name is made to resolve to 127.0.0.1 (DNS rebinding) sends its own name.
+    let env = TestEnv::new();
+    start_sleeper(&env, "alpha");
+    let d = start_dashboard(&env, &["--public-read"]);
+    let foreign = format!("evil.example:{}", d.port);
+    d.request("GET", "/api/processes", &[("Host", &foreign)], None)
+        .expect_error(403, "forbidden");
+    for host in [
+        format!("localhost:{}", d.port),
+        format!("127.0.0.1:{}", d.port),
+    ] {
+        d.request("GET", "/api/processes", &[("Host", &host)], None)
+            .expect(200);
+    }
 }

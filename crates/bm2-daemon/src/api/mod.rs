@@ -35,12 +35,16 @@ pub struct AppState {
 /// The router of the API on the Unix socket.
 pub fn router(state: AppState) -> Router {
     routes()
+        .route("/v1/dashboard", get(web::status))
+        .route("/v1/dashboard/start", post(web::start))
+        .route("/v1/dashboard/stop", post(web::stop))
         .fallback(not_found)
         .layer(axum::middleware::map_response(add_version))
         .with_state(state)
 }
 
-/// The `/v1` routes.
+/// The `/v1` routes that the web dashboard serves too (all but those that control the
+/// dashboard itself).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/ping", get(daemon::ping))
@@ -67,9 +71,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/metrics", get(metrics::snapshot))
         .route("/v1/metrics/history", get(metrics::history))
         .route("/v1/prometheus", get(metrics::prometheus))
-        .route("/v1/dashboard", get(web::status))
-        .route("/v1/dashboard/start", post(web::start))
-        .route("/v1/dashboard/stop", post(web::stop))
 }
 
 /// Adds the daemon's version to a response.

@@ -20,6 +20,7 @@ pub struct Guard {
     token: Arc<str>,
     public_read: bool,
     cookie: Arc<str>,
+    loopback: bool,
 }
 
 /// How a request proved it has the token.
@@ -31,12 +32,14 @@ enum Proof {
 
 impl Guard {
     /// Rules for a dashboard with `token` on `port` (the cookie name carries the port, so that
-    /// dashboards of several daemons on one host do not overwrite each other's sessions).
-    pub fn new(token: String, public_read: bool, port: u16) -> Guard {
+    /// dashboards of several daemons on one host do not overwrite each other's sessions),
+    /// listening on a `loopback` address or not.
+    pub fn new(token: String, public_read: bool, port: u16, loopback: bool) -> Guard {
         Guard {
             token: token.into(),
             public_read,
             cookie: format!("bm2_session_{port}").into(),
+            loopback,
         }
     }
 
@@ -81,6 +84,45 @@ pub async fn read(State(guard): State<Guard>, req: Request, next: Next) -> Respo
         return next.run(req).await;
     }
     unauthorized()
+}
+
+/// Read-only routes whose answers may hold secrets (environments, log lines): the token always.
+pub async fn private(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    if guard.proof(req.headers()).is_some() {
+        return next.run(req).await;
+    }
+    unauthorized()
+}
+
+/// A dashboard on a loopback address answers only requests addressed to a loopback name, so
+/// that a web page whose name is made to resolve to 127.0.0.1 (DNS rebinding) cannot read it.
+pub async fn host(State(guard): State<Guard>, req: Request, next: Next) -> Response {
+    if !guard.loopback
+        || req
+            .headers()
+            .get(header::HOST)
+            .is_none_or(|h| loopback_host(h.to_str().unwrap_or("")))
+    {
+        return next.run(req).await;
+    }
+    Failure(ApiError::new(
+        "forbidden",
+        "this dashboard listens on a loopback address: address it as 127.0.0.1, [::1] or localhost",
+    ))
+    .into_response()
+}
+
+/// True for `127.x.x.x`, `[::1]` or `localhost`, with or without a port.
+fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _)| name)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Routes that act, and the WebSocket: the token, and the dashboard's own origin for browsers.
@@ -156,7 +198,7 @@ mod tests {
 
     #[test]
     fn the_token_comes_in_a_header_or_the_session_cookie() {
-        let g = Guard::new("abc123".into(), false, 9615);
+        let g = Guard::new("abc123".into(), false, 9615, true);
         assert_eq!(
             g.proof(&headers(&[("authorization", "Bearer abc123")])),
             Some(Proof::Header)
@@ -174,6 +216,23 @@ mod tests {
             None
         );
         assert_eq!(g.proof(&headers(&[])), None);
+    }
+
+    #[test]
+    fn loopback_names_are_recognised() {
+        for ok in [
+            "127.0.0.1:9615",
+            "127.0.0.1",
+            "localhost:1",
+            "LOCALHOST",
+            "[::1]:9615",
+            "[::1]",
+        ] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in ["evil.example:9615", "10.0.0.1:9615", "", "[::2]:1"] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -37,13 +37,20 @@ struct Running {
 }
 
 impl Running {
+    /// Stops accepting at once, lets open requests finish for a moment, then drops the servers
+    /// (a client that holds a request open does not hold up the daemon).
     async fn shut(self) {
         let _ = self.stop.send(true);
-        for s in self.servers {
-            let _ = s.await;
+        for mut s in self.servers {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut s).await.is_err() {
+                s.abort();
+            }
         }
     }
 }
+
+/// How long open requests may take to finish when the dashboard stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Web {
     /// Starts the dashboard with `opts` (restarting it when it runs); returns its addresses.
@@ -53,85 +60,36 @@ impl Web {
         state: AppState,
     ) -> Result<DashboardInfo, ApiError> {
         let mut running = self.running.lock().await;
-        if let Some(r) = running.take() {
-            r.shut().await;
-        }
-        let ip: IpAddr = opts.host.parse().map_err(|_| {
-            ApiError::new(
-                "invalid_request",
-                format!(
-                    "--host {:?} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)",
-                    opts.host
-                ),
-            )
-        })?;
-        let path = state.manager.home().dashboard_token();
-        let token = token::load_or_create(&path).map_err(|e| {
-            ApiError::new(
-                "io_error",
-                format!("cannot create the access token {}: {e}", path.display()),
-            )
-        })?;
-        let bind = |port: u16, what: &'static str| async move {
-            TcpListener::bind(SocketAddr::new(ip, port))
-                .await
-                .map_err(|e| {
-                    ApiError::new(
-                        "listen_failed",
-                        format!(
-                            "the {what} cannot listen on {}: {e}",
-                            SocketAddr::new(ip, port)
-                        ),
-                    )
-                })
+        let Some(previous) = running.take() else {
+            let r = launch(&opts, &state).await?;
+            let info = r.info.clone();
+            *running = Some(r);
+            return Ok(info);
         };
-        let web_listener = bind(opts.port, "dashboard").await?;
-        let metrics_listener = bind(opts.metrics_port, "Prometheus endpoint").await?;
-        let web_addr = web_listener.local_addr().map_err(|e| io_error(&e))?;
-        let metrics_addr = metrics_listener.local_addr().map_err(|e| io_error(&e))?;
-        let (stop, stopped) = watch::channel(false);
-        let guard = Guard::new(token.clone(), opts.public_read, web_addr.port());
-        let web = dashboard_router(state.clone(), guard, stopped.clone());
-        let metrics = metrics_router(state);
-        let servers = vec![
-            serve(web_listener, web, stopped.clone()),
-            serve(metrics_listener, metrics, stopped),
-        ];
-        let shown = |addr: SocketAddr| match addr.ip() {
-            IpAddr::V4(v4) if v4.is_unspecified() => {
-                SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+        // The new ports are bound before the old dashboard stops; when they are the old ones,
+        // the old one stops first, and comes back if the new one cannot start.
+        let launched = if let Ok(r) = launch(&opts, &state).await {
+            previous.shut().await;
+            Ok(r)
+        } else {
+            let old = previous.info.options.clone();
+            previous.shut().await;
+            match launch(&opts, &state).await {
+                Ok(r) => Ok(r),
+                Err(e) => {
+                    match launch(&old, &state).await {
+                        Ok(r) => *running = Some(r),
+                        Err(again) => {
+                            tracing::warn!(error = %again, "the previous dashboard could not be restored");
+                        }
+                    }
+                    Err(e)
+                }
             }
-            IpAddr::V6(v6) if v6.is_unspecified() => {
-                SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
-            }
-            _ => addr,
         };
-        let warning = (!ip.is_loopback()).then(|| {
-            format!(
-                "the dashboard listens on {ip}, reachable from other machines over plain HTTP: the \
-                 token and everything shown travel unencrypted. Put a TLS reverse proxy in front \
-                 of it, or listen on 127.0.0.1 and use an SSH tunnel."
-            )
-        });
-        if let Some(w) = &warning {
-            tracing::warn!("{w}");
-        }
-        let info = DashboardInfo {
-            url: format!("http://{}/?token={token}", shown(web_addr)),
-            metrics_url: format!("http://{}/metrics", shown(metrics_addr)),
-            options: DashboardOptions {
-                port: web_addr.port(),
-                metrics_port: metrics_addr.port(),
-                ..opts
-            },
-            warning,
-        };
-        tracing::info!(dashboard = %shown(web_addr), metrics = %shown(metrics_addr), "dashboard started");
-        *running = Some(Running {
-            info: info.clone(),
-            stop,
-            servers,
-        });
+        let r = launched?;
+        let info = r.info.clone();
+        *running = Some(r);
         Ok(info)
     }
 
@@ -149,6 +107,91 @@ impl Web {
     pub async fn info(&self) -> Option<DashboardInfo> {
         self.running.lock().await.as_ref().map(|r| r.info.clone())
     }
+}
+
+/// Binds the dashboard's two ports and starts serving them.
+async fn launch(opts: &DashboardOptions, state: &AppState) -> Result<Running, ApiError> {
+    let ip: IpAddr = opts.host.parse().map_err(|_| {
+        ApiError::new(
+            "invalid_request",
+            format!(
+                "--host {:?} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)",
+                opts.host
+            ),
+        )
+    })?;
+    let path = state.manager.home().dashboard_token();
+    let token = token::load_or_create(&path).map_err(|e| {
+        ApiError::new(
+            "io_error",
+            format!("cannot create the access token {}: {e}", path.display()),
+        )
+    })?;
+    let bind = |port: u16, what: &'static str| async move {
+        TcpListener::bind(SocketAddr::new(ip, port))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    "listen_failed",
+                    format!(
+                        "the {what} cannot listen on {}: {e}",
+                        SocketAddr::new(ip, port)
+                    ),
+                )
+            })
+    };
+    let web_listener = bind(opts.port, "dashboard").await?;
+    let metrics_listener = bind(opts.metrics_port, "Prometheus endpoint").await?;
+    let web_addr = web_listener.local_addr().map_err(|e| io_error(&e))?;
+    let metrics_addr = metrics_listener.local_addr().map_err(|e| io_error(&e))?;
+    let (stop, stopped) = watch::channel(false);
+    let guard = Guard::new(
+        token.clone(),
+        opts.public_read,
+        web_addr.port(),
+        ip.is_loopback(),
+    );
+    let web = dashboard_router(state.clone(), guard, stopped.clone());
+    let metrics = metrics_router(state.clone());
+    let servers = vec![
+        serve(web_listener, web, stopped.clone()),
+        serve(metrics_listener, metrics, stopped),
+    ];
+    let shown = |addr: SocketAddr| match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => {
+            SocketAddr::new([127, 0, 0, 1].into(), addr.port())
+        }
+        IpAddr::V6(v6) if v6.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
+    let warning = (!ip.is_loopback()).then(|| {
+        format!(
+            "the dashboard listens on {ip}, reachable from other machines over plain HTTP: the \
+             token and everything shown travel unencrypted. Put a TLS reverse proxy in front \
+             of it, or listen on 127.0.0.1 and use an SSH tunnel."
+        )
+    });
+    if let Some(w) = &warning {
+        tracing::warn!("{w}");
+    }
+    let info = DashboardInfo {
+        url: format!("http://{}/?token={token}", shown(web_addr)),
+        metrics_url: format!("http://{}/metrics", shown(metrics_addr)),
+        options: DashboardOptions {
+            port: web_addr.port(),
+            metrics_port: metrics_addr.port(),
+            ..opts.clone()
+        },
+        warning,
+    };
+    tracing::info!(dashboard = %shown(web_addr), metrics = %shown(metrics_addr), "dashboard started");
+    Ok(Running {
+        info,
+        stop,
+        servers,
+    })
 }
 
 fn io_error(e: &std::io::Error) -> ApiError {
@@ -185,13 +228,16 @@ fn dashboard_router(state: AppState, guard: Guard, stopped: watch::Receiver<bool
         .route_layer(axum::Extension(guard.clone()));
     let read = Router::new()
         .route("/api/processes", get(api::processes::list))
-        .route("/api/processes/{target}", get(rest::detail))
         .route("/api/metrics", get(api::metrics::snapshot))
         .route("/api/metrics/history", get(api::metrics::history))
         .route("/api/prometheus", get(api::metrics::prometheus))
         .route("/metrics", get(api::metrics::prometheus))
-        .route("/api/logs", get(rest::logs))
         .route_layer(from_fn_with_state(guard.clone(), auth::read));
+    // Environments and log lines may hold secrets: the token, even with --public-read.
+    let private = Router::new()
+        .route("/api/processes/{target}", get(rest::detail))
+        .route("/api/logs", get(rest::logs))
+        .route_layer(from_fn_with_state(guard.clone(), auth::private));
     let write = Router::new()
         .route("/api/restart", post(rest::restart))
         .route("/api/stop", post(rest::stop))
@@ -202,14 +248,17 @@ fn dashboard_router(state: AppState, guard: Guard, stopped: watch::Receiver<bool
         .route("/ws", get(ws::upgrade))
         .merge(api::routes())
         .route_layer(axum::Extension(stopped))
-        .route_layer(from_fn_with_state(guard, auth::write));
+        .route_layer(from_fn_with_state(guard.clone(), auth::write));
+    let host_guard = guard;
     public
         .merge(read)
+        .merge(private)
         .merge(write)
         .fallback(api::not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(map_response(security_headers))
         .layer(map_response(api::add_version))
+        .layer(from_fn_with_state(host_guard, auth::host))
         .with_state(state)
 }
 

@@ -2,11 +2,15 @@
 
 use axum::Extension;
 use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use bm2_types::ApiError;
+
 use super::Guard;
+use crate::api::Failure;
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
@@ -26,7 +30,16 @@ pub struct PageQuery {
 
 /// The page. Opened with the right token, it sets the session cookie and sends the browser to
 /// `/`, so that the token leaves the address bar and the history.
-pub async fn index(Extension(guard): Extension<Guard>, Query(q): Query<PageQuery>) -> Response {
+pub async fn index(
+    Extension(guard): Extension<Guard>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => {
+            return Failure(ApiError::new("bad_request", e.body_text())).into_response();
+        }
+    };
     if let Some(token) = q.token
         && guard.is_token(&token)
     {

@@ -3,7 +3,7 @@
 //! the WebSocket shares.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use bm2_types::{ActionResponse, ApiError, LogEvent, LogsRequest, ProcDetail};
 use serde::{Deserialize, Serialize};
@@ -173,8 +173,9 @@ pub async fn flush(
 /// `GET /api/processes/{target}`: the details of the matching instances.
 pub async fn detail(
     State(s): State<AppState>,
-    Path(target): Path<String>,
+    target: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Vec<ProcDetail>> {
+    let Path(target) = target.map_err(|e| Failure(ApiError::new("bad_request", e.body_text())))?;
     Ok(Json(s.manager.details(Some(&[target]))?))
 }
 

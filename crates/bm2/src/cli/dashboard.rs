@@ -24,7 +24,7 @@ pub struct DashboardArgs {
     /// Address to listen on; anything but a loopback address exposes it to the network
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
-    /// Serve read-only JSON (process list, metrics) without the token
+    /// Serve the process list and metrics without the token (details and logs still need it)
     #[arg(long)]
     pub public_read: bool,
 }
