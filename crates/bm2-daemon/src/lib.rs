@@ -14,6 +14,7 @@ pub mod registry;
 pub mod server;
 pub mod supervisor;
 mod time;
+pub mod triggers;
 
 pub use bm2_types::Home;
 pub use manager::{Action, ProcessManager};

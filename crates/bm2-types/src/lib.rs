@@ -6,12 +6,14 @@ mod app;
 mod home;
 mod info;
 pub mod runtime;
+mod triggers;
 mod units;
 
 pub use api::*;
 pub use app::*;
 pub use home::Home;
 pub use info::*;
+pub use triggers::*;
 pub use units::*;
 
 /// Version of the bm2 binaries, sent with every API response.
