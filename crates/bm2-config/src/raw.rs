@@ -289,6 +289,7 @@ pub const NO_EFFECT: &[&str] = &[
     "windowsHide",
     "instance_id_env",
     "exec_interpreter_args",
+    "watch_options",
 ];
 
 /// The known key closest to `key`, when one is close enough to be a likely typo.

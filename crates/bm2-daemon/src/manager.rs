@@ -402,7 +402,10 @@ impl ProcessManager {
                     count: target as u32,
                     spec: template.spec.clone(),
                     base_env: template.base_env.clone(),
-                    history: History::default(),
+                    history: History {
+                        watch_off: template.watch_off.clone(),
+                        ..History::default()
+                    },
                     created_at_ms: now_ms(),
                 }));
             }

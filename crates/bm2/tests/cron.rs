@@ -35,7 +35,7 @@ fn a_six_field_schedule_restarts_the_app_on_time() {
         "next run {next} is not on a multiple of 3 s"
     );
     assert!(
-        next > now_ms().saturating_sub(1000) && next <= now_ms() + 3000,
+        next > now_ms().saturating_sub(3000) && next <= now_ms() + 3000,
         "{next}"
     );
     let table = env.ok(&["describe", "app"]);
@@ -46,16 +46,17 @@ fn a_six_field_schedule_restarts_the_app_on_time() {
         (cron_restarts(&d) >= 2 && d["status"] == "online").then_some(d)
     });
     assert_ne!(d["pid"].as_u64(), Some(first));
-    // Each restart happened at its scheduled second.
+    // The restart happened at its scheduled second.
+    let due = d["cron"]["last_run_ms"].as_u64().unwrap();
     let at = d["last_restart"]["at_ms"].as_u64().unwrap();
+    assert!(due.is_multiple_of(3000), "ran at {due}");
     assert!(
-        at % 3000 < 1000,
-        "restarted at {at}, late for a multiple of 3 s"
+        at >= due && at - due < 2000,
+        "due at {due}, restarted at {at}"
     );
     assert_eq!(d["last_restart"]["reason"], "cron");
     let reason = d["status_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("cron_restart"), "{reason}");
-    assert!(d["cron"]["last_run_ms"].as_u64().is_some(), "{d}");
 }
 
 #[test]

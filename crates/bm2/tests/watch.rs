@@ -53,15 +53,15 @@ fn a_burst_of_writes_restarts_the_app_once() {
     let env = TestEnv::new();
     env.script("app.sh", "exec sleep 1000\n");
     write(&env, "src/a.js", "1");
-    env.ok(&["start", "app.sh", "--watch", "--watch-delay", "400"]);
+    env.ok(&["start", "app.sh", "--watch", "--watch-delay", "800"]);
     let first = env.wait_status("app", "online")["pid"].as_u64().unwrap();
     let d = wait_watching(&env, "app");
     assert_eq!(d["watch"]["paths"][0], env.dir.path().to_str().unwrap());
-    assert_eq!(d["watch"]["delay_ms"], 400);
+    assert_eq!(d["watch"]["delay_ms"], 800);
 
     for i in 0..5 {
         write(&env, "src/a.js", &format!("v{i}"));
-        std::thread::sleep(Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(20));
     }
     let d = wait_watch_restarts(&env, "app", 1);
     assert_ne!(d["pid"].as_u64(), Some(first));
@@ -156,7 +156,17 @@ fn the_loop_guard_stops_watching_an_app_that_crashes_on_every_change() {
         "if grep -q bad conf/settings; then exit 1; fi\nexec sleep 1000\n",
     );
     write(&env, "conf/settings", "good");
-    env.ok(&["start", "app.sh", "--watch", "conf", "--watch-delay", "100"]);
+    // A long min_uptime: the crash surely falls within each restart's probation.
+    env.ok(&[
+        "start",
+        "app.sh",
+        "--watch",
+        "conf",
+        "--watch-delay",
+        "100",
+        "--min-uptime",
+        "3000",
+    ]);
     wait_watching(&env, "app");
     for n in 1..=3 {
         write(&env, "conf/settings", &format!("bad {n}"));
@@ -204,6 +214,8 @@ fn an_app_that_writes_its_own_watched_files_trips_the_guard() {
         "state",
         "--watch-delay",
         "100",
+        "--min-uptime",
+        "3000",
     ]);
     wait_watching(&env, "app");
     write(&env, "state/go", "");

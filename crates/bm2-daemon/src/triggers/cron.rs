@@ -126,6 +126,7 @@ pub async fn run(ctx: Context, cfg: CronConfig) {
         ctx.publish(|s| s.cron = Some(cfg.info(Some(next), last)));
         sleep_until_wall(next).await;
         last = Some(next);
+        ctx.publish(|s| s.cron = Some(cfg.info(cfg.next_after(next), last)));
         let detail = format!("cron_restart {:?} came due", cfg.expression);
         match ctx.ask(RestartReason::Cron, detail, None).await {
             Outcome::Restarted => {}

@@ -22,6 +22,20 @@ use crate::Shared;
 use crate::envs::Vars;
 use crate::supervisor::actor::{Command, InstanceView};
 
+/// Longest interval, timeout or delay a trigger option may give, in milliseconds (30 days):
+/// larger values are refused rather than overflowing a deadline.
+pub const MAX_MS: u64 = 30 * 24 * 3600 * 1000;
+
+/// Refuses a duration option above [`MAX_MS`]; `name` is the key and flag.
+fn check_ms(value: u64, name: &str) -> Result<(), String> {
+    if value > MAX_MS {
+        return Err(format!(
+            "{name} is {value} ms; at most {MAX_MS} ms (30 days)"
+        ));
+    }
+    Ok(())
+}
+
 /// A trigger's request to restart an instance.
 #[derive(Debug)]
 pub struct Trigger {

@@ -58,6 +58,7 @@ impl WatchConfig {
             }
         }
         IgnoreSet::new(&spec.ignore_watch, &base, never.clone())?;
+        super::check_ms(spec.watch_delay, "watch_delay (--watch-delay)")?;
         let delay = Duration::from_millis(spec.watch_delay);
         Ok(Some(WatchConfig {
             roots,
@@ -65,7 +66,7 @@ impl WatchConfig {
             ignore: spec.ignore_watch.clone(),
             never,
             delay,
-            probation: Duration::from_millis(spec.min_uptime).max(MIN_PROBATION),
+            probation: Duration::from_millis(spec.min_uptime.min(super::MAX_MS)).max(MIN_PROBATION),
         }))
     }
 
@@ -291,5 +292,12 @@ mod tests {
                 .unwrap_err()
                 .contains("ignore_watch")
         );
+        let spec = AppSpec {
+            watch: vec![".".into()],
+            watch_delay: u64::MAX,
+            ..AppSpec::default()
+        };
+        let e = WatchConfig::from_spec(&spec, Vec::new()).unwrap_err();
+        assert!(e.contains("--watch-delay"), "{e}");
     }
 }

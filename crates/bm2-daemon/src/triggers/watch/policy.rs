@@ -51,7 +51,7 @@ impl Debounce {
     /// When the pending changes are due to restart the app, if any are pending.
     pub fn due(&self) -> Option<Instant> {
         let (first, last) = (self.first?, self.last?);
-        let cap = (self.delay * MAX_WAIT_FACTOR).max(MIN_MAX_WAIT);
+        let cap = self.delay.saturating_mul(MAX_WAIT_FACTOR).max(MIN_MAX_WAIT);
         Some((last + self.delay).min(first + cap))
     }
 
