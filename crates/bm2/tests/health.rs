@@ -118,11 +118,11 @@ fn an_app_whose_http_endpoint_fails_is_restarted_after_max_fails() {
         "{reason}"
     );
     assert_eq!(d["last_restart"]["reason"], "health", "{d}");
-    let table = env.ok(&["describe", "srv"]);
-    assert!(
-        table.contains("unhealthy") && table.contains("HTTP 500"),
-        "{table}"
-    );
+    // The table says it too (between probes: a restarted process is `unknown` until probed).
+    env.wait_for("describe to show unhealthy and the error", || {
+        let table = env.ok(&["describe", "srv"]);
+        (table.contains("(unhealthy") && table.contains("last error: HTTP 500")).then_some(())
+    });
     let log = std::fs::read_to_string(env.home_path().join("daemon.log")).unwrap();
     assert!(log.contains("reason=\"health\""), "{log}");
 

@@ -201,8 +201,9 @@ impl Triggers {
     }
 
     /// Starts, replaces or stops each trigger to match `setup`; a trigger whose configuration is
-    /// unchanged keeps running. A configuration that cannot be used (which `validate` refuses at
-    /// start) is reported in the daemon log and in the trigger's published state.
+    /// unchanged keeps running. A configuration that cannot be used (which [`validate`] refuses
+    /// at start, so only an old state file or a changed `TZ` can bring one) leaves that trigger
+    /// off and is reported in the daemon log (and, for a schedule, by `describe`).
     pub fn configure(&mut self, setup: &Setup<'_>) {
         let ctx = &self.ctx;
         let health = health::HealthConfig::from_spec(setup.spec).unwrap_or_else(|e| {

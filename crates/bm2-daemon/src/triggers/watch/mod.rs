@@ -112,120 +112,170 @@ fn clean(path: &Path) -> PathBuf {
 
 /// Watches until aborted, or until the loop guard turns watching off.
 pub async fn run(ctx: Context, cfg: WatchConfig) {
-    let mut info = cfg.info(true, None);
-    let started = IgnoreSet::new(&cfg.ignore, &cfg.base, cfg.never.clone()).and_then(|ignore| {
-        let inotify = Inotify::init().map_err(|e| format!("cannot start inotify: {e}"))?;
-        let stream = inotify
-            .into_event_stream(vec![0u8; 64 * 1024])
-            .map_err(|e| format!("cannot start inotify: {e}"))?;
-        Ok((Arc::new(ignore), stream))
-    });
-    let (ignore, mut stream) = match started {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(id = ctx.id, error = %e, "file watching failed");
-            info.watching = false;
-            info.error = Some(e);
-            ctx.publish(|s| s.watch = Some(info));
-            return;
-        }
-    };
-    let mut tree = Tree::new(stream.watches(), ignore, cfg.roots.clone());
-    tree.scan().await;
-    info.directories = tree.len();
-    info.error.clone_from(&tree.error);
-    tracing::info!(id = ctx.id, directories = tree.len(), error = ?tree.error, "watching files");
-    ctx.publish(|s| s.watch = Some(info.clone()));
-
-    let mut debounce = Debounce::new(cfg.delay);
-    let mut guard = LoopGuard::new(LOOP_LIMIT, cfg.probation);
-    let mut view = ctx.view.clone();
-    loop {
-        let (due, probation) = (debounce.due(), guard.probation_end());
-        let verdict = tokio::select! {
-            event = stream.next() => {
-                let event = match event {
-                    Some(Ok(event)) => event,
-                    Some(Err(e)) => {
-                        tracing::warn!(id = ctx.id, error = %e, "file watching failed");
-                        info.watching = false;
-                        info.error = Some(format!("reading inotify events: {e}"));
-                        ctx.publish(|s| s.watch = Some(info));
-                        return;
-                    }
-                    None => return,
-                };
-                let change = tree.on_event(event.mask, &event.wd, event.name.as_deref()).await;
-                let verdict = change.map_or(Verdict::Pending, |change| {
-                    let what = match change {
-                        Change::Path(p) => cfg.show(&p),
-                        Change::Overflow => "(too many changes to tell)".to_string(),
-                    };
-                    let now = Instant::now();
-                    debounce.record(now, what.clone());
-                    info.last_change = Some(what);
-                    guard.judge(now, exits(&ctx), true)
-                });
-                if info.directories != tree.len() || info.error != tree.error || verdict != Verdict::Pending {
-                    info.directories = tree.len();
-                    info.error.clone_from(&tree.error);
-                    ctx.publish(|s| s.watch = Some(info.clone()));
-                }
-                verdict
-            }
-            () = wait_until(due) => {
-                restart(&ctx, &mut debounce, &mut guard, &mut stream, &mut tree).await;
-                Verdict::Pending
-            }
-            () = wait_until(probation) => guard.judge(Instant::now(), exits(&ctx), false),
-            Ok(()) = view.changed(), if probation.is_some() => {
-                guard.judge(Instant::now(), exits(&ctx), false)
-            }
-        };
-        if let Verdict::Tripped(n) = verdict {
-            let reason = format!(
-                "watching stopped at {}: the app crashed or changed its own watched files after each of its last {n} restarts on change (a restart loop); fix it, then `bm2 restart {} --watch`",
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
-                ctx.name
-            );
-            tracing::warn!(id = ctx.id, %reason, "restart loop");
-            info.watching = false;
-            info.off_reason = Some(reason.clone());
-            ctx.publish(|s| s.watch = Some(info));
-            ctx.tell(Command::Watch(WatchChange::Off(reason), None))
-                .await;
-            return;
-        }
-    }
-}
-
-/// Restarts the app for the pending changes. Changes that arrive while it restarts are taken as
-/// part of the same change: the new process starts after them.
-async fn restart(
-    ctx: &Context,
-    debounce: &mut Debounce,
-    guard: &mut LoopGuard,
-    stream: &mut inotify::EventStream<Vec<u8>>,
-    tree: &mut Tree,
-) {
-    let Some((what, count)) = debounce.take() else {
+    let Some(mut watcher) = Watcher::start(ctx, cfg).await else {
         return;
     };
-    let detail = match count {
-        0 | 1 => format!("{what} changed"),
-        2 => format!("{what} and 1 other path changed"),
-        n => format!("{what} and {} other paths changed", n - 1),
-    };
-    let outcome = ctx.ask(RestartReason::Watch, detail, None).await;
-    while let Some(Some(Ok(event))) = stream.next().now_or_never() {
-        tree.on_event(event.mask, &event.wd, event.name.as_deref())
+    watcher.run().await;
+}
+
+/// The state of one app's watch task.
+struct Watcher {
+    ctx: Context,
+    cfg: WatchConfig,
+    info: WatchInfo,
+    stream: inotify::EventStream<Vec<u8>>,
+    tree: Tree,
+    debounce: Debounce,
+    guard: LoopGuard,
+}
+
+impl Watcher {
+    /// Opens an inotify instance and watches the tree; `None` (after saying why) when it cannot.
+    async fn start(ctx: Context, cfg: WatchConfig) -> Option<Watcher> {
+        let mut info = cfg.info(true, None);
+        let opened = IgnoreSet::new(&cfg.ignore, &cfg.base, cfg.never.clone()).and_then(|ignore| {
+            let inotify = Inotify::init().map_err(|e| format!("cannot start inotify: {e}"))?;
+            let stream = inotify
+                .into_event_stream(vec![0u8; 64 * 1024])
+                .map_err(|e| format!("cannot start inotify: {e}"))?;
+            Ok((Arc::new(ignore), stream))
+        });
+        let (ignore, stream) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(id = ctx.id, error = %e, "file watching failed");
+                info.watching = false;
+                info.error = Some(e);
+                ctx.publish(|s| s.watch = Some(info));
+                return None;
+            }
+        };
+        let mut tree = Tree::new(stream.watches(), ignore, cfg.roots.clone());
+        tree.scan().await;
+        tracing::info!(id = ctx.id, directories = tree.len(), error = ?tree.error, "watching files");
+        let mut watcher = Watcher {
+            debounce: Debounce::new(cfg.delay),
+            guard: LoopGuard::new(LOOP_LIMIT, cfg.probation),
+            ctx,
+            cfg,
+            info,
+            stream,
+            tree,
+        };
+        watcher.publish();
+        Some(watcher)
+    }
+
+    async fn run(&mut self) {
+        let mut view = self.ctx.view.clone();
+        loop {
+            let (due, probation) = (self.debounce.due(), self.guard.probation_end());
+            let verdict = tokio::select! {
+                event = self.stream.next() => match event {
+                    Some(Ok(event)) => self.on_event(&event).await,
+                    Some(Err(e)) => return self.fail(&format!("reading inotify events: {e}")),
+                    None => return,
+                },
+                () = wait_until(due) => {
+                    self.restart().await;
+                    Verdict::Pending
+                }
+                () = wait_until(probation) => self.judge(false),
+                Ok(()) = view.changed(), if probation.is_some() => self.judge(false),
+            };
+            if let Verdict::Tripped(n) = verdict {
+                return self.trip(n).await;
+            }
+        }
+    }
+
+    /// One inotify event: the tree follows it, and a change counts toward the next restart.
+    async fn on_event(&mut self, event: &inotify::Event<std::ffi::OsString>) -> Verdict {
+        let (dirs, error) = (self.tree.len(), self.tree.error.clone());
+        let change = self
+            .tree
+            .on_event(event.mask, &event.wd, event.name.as_deref())
+            .await;
+        if dirs != self.tree.len() || error != self.tree.error {
+            self.publish();
+        }
+        let Some(change) = change else {
+            return Verdict::Pending;
+        };
+        let what = match change {
+            Change::Path(p) => self.cfg.show(&p),
+            Change::Overflow => "(too many changes to tell)".to_string(),
+        };
+        self.debounce.record(Instant::now(), what);
+        self.judge(true)
+    }
+
+    /// The loop guard's judgement of the last restart on change, now.
+    fn judge(&mut self, changed: bool) -> Verdict {
+        self.guard.judge(Instant::now(), exits(&self.ctx), changed)
+    }
+
+    /// Restarts the app for the pending changes. Changes that arrive while it restarts are
+    /// taken as part of the same change: the new process starts after them.
+    async fn restart(&mut self) {
+        let Some((what, count)) = self.debounce.take() else {
+            return;
+        };
+        let detail = match count {
+            0 | 1 => format!("{what} changed"),
+            2 => format!("{what} and 1 other path changed"),
+            n => format!("{what} and {} other paths changed", n - 1),
+        };
+        self.info.last_change = Some(what);
+        self.publish();
+        let outcome = self.ctx.ask(RestartReason::Watch, detail, None).await;
+        while let Some(Some(Ok(event))) = self.stream.next().now_or_never() {
+            self.tree
+                .on_event(event.mask, &event.wd, event.name.as_deref())
+                .await;
+        }
+        self.debounce.clear();
+        match outcome {
+            Outcome::Restarted => self.guard.restarted(Instant::now(), exits(&self.ctx)),
+            Outcome::Ignored(why) => {
+                tracing::debug!(id = self.ctx.id, %why, "restart on change skipped");
+            }
+            Outcome::Failed(e) => {
+                tracing::warn!(id = self.ctx.id, error = %e, "restart on change failed");
+            }
+        }
+        self.publish();
+    }
+
+    /// The loop guard tripped: watching stops, and says why.
+    async fn trip(&mut self, restarts: u32) {
+        let reason = format!(
+            "watching stopped at {}: the app crashed or changed its own watched files after each of its last {restarts} restarts on change (a restart loop); fix it, then `bm2 restart {} --watch`",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+            self.ctx.name
+        );
+        tracing::warn!(id = self.ctx.id, %reason, "restart loop");
+        self.info.watching = false;
+        self.info.off_reason = Some(reason.clone());
+        self.publish();
+        self.ctx
+            .tell(Command::Watch(WatchChange::Off(reason), None))
             .await;
     }
-    debounce.clear();
-    match outcome {
-        Outcome::Restarted => guard.restarted(Instant::now(), exits(ctx)),
-        Outcome::Ignored(why) => tracing::debug!(id = ctx.id, %why, "restart on change skipped"),
-        Outcome::Failed(e) => tracing::warn!(id = ctx.id, error = %e, "restart on change failed"),
+
+    /// Watching failed for good: says why.
+    fn fail(&mut self, error: &str) {
+        tracing::warn!(id = self.ctx.id, %error, "file watching failed");
+        self.info.watching = false;
+        self.tree.error = Some(error.to_string());
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        self.info.directories = self.tree.len();
+        self.info.error.clone_from(&self.tree.error);
+        let info = self.info.clone();
+        self.ctx.publish(|s| s.watch = Some(info));
     }
 }
 
