@@ -22,7 +22,8 @@ use bm2_types::{
     ActionResponse, ApiError, DashboardInfo, DashboardOptions, DescribeResponse, EnvKeyRequest,
     EnvSetRequest, EnvStoreResponse, Home, LogEvent, LogFilesResponse, LogsRequest, MetricsHistory,
     MetricsSnapshot, PingResponse, ProcDetail, ProcId, ProcSummary, ReloadRequest, RestartRequest,
-    ResurrectRequest, SaveResponse, ScaleRequest, SignalRequest, StartRequest, TargetRequest,
+    ResurrectRequest, SaveResponse, ScaleRequest, SignalRequest, StartRequest, StopRequest,
+    TargetRequest,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -117,14 +118,23 @@ impl Client {
 
     /// Stops processes.
     pub async fn stop(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
-        self.targets("/v1/stop", targets).await
+        self.stop_with(&StopRequest {
+            targets,
+            stop_watching: false,
+        })
+        .await
+    }
+
+    /// Stops processes, optionally turning their file watching off (`--watch`).
+    pub async fn stop_with(&self, req: &StopRequest) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/stop", Some(req)).await
     }
 
     /// Restarts processes.
     pub async fn restart(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
         self.restart_with(&RestartRequest {
             targets,
-            update_env: None,
+            ..RestartRequest::default()
         })
         .await
     }

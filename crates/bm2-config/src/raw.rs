@@ -113,17 +113,29 @@ pub struct RawApp {
     /// Ask the app to stop with a `shutdown` message before signals.
     #[serde(alias = "shutdownWithMessage")]
     pub shutdown_with_message: Option<bool>,
-    /// Restart when files change: `true` (the app's directory), a path, or paths.
+    /// Restart when files change: `true` (the app's directory), a path, or paths (relative to
+    /// `cwd`).
     pub watch: Option<Watch>,
-    /// Paths not watched.
+    /// Globs never watched: without `/` a name at any depth (`node_modules`, `*.log`), with `/` a
+    /// path from `cwd` (`client/img`). Replaces the default list.
     #[serde(alias = "ignoreWatch")]
     pub ignore_watch: Option<List>,
-    /// Cron schedule of restarts.
+    /// Quiet time after a change before the restart (ms).
+    #[serde(alias = "watchDelay")]
+    pub watch_delay: Option<Millis>,
+    /// Cron schedule of restarts: 5 fields, or 6 with seconds first, in the app's `TZ` or local
+    /// time. A stopped app is not started by it.
     #[serde(alias = "cron", alias = "cronRestart")]
     pub cron_restart: Option<String>,
-    /// HTTP URL probed to check the app's health.
+    /// HTTP URL probed to check the app's health (`http://` only; 2xx and 3xx are healthy).
     #[serde(alias = "healthCheckUrl")]
     pub health_check_url: Option<String>,
+    /// `host:port` that must accept TCP connections for the app to be healthy.
+    #[serde(alias = "healthCheckTcp")]
+    pub health_check_tcp: Option<String>,
+    /// Shell command run in the app's directory and environment; healthy when it exits 0.
+    #[serde(alias = "healthCheckCmd")]
+    pub health_check_cmd: Option<String>,
     /// Time between health probes (ms).
     #[serde(alias = "healthCheckInterval")]
     pub health_check_interval: Option<Millis>,
@@ -242,8 +254,11 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("shutdown_with_message", &["shutdownWithMessage"]),
     ("watch", &[]),
     ("ignore_watch", &["ignoreWatch"]),
+    ("watch_delay", &["watchDelay"]),
     ("cron_restart", &["cron", "cronRestart"]),
     ("health_check_url", &["healthCheckUrl"]),
+    ("health_check_tcp", &["healthCheckTcp"]),
+    ("health_check_cmd", &["healthCheckCmd"]),
     ("health_check_interval", &["healthCheckInterval"]),
     ("health_check_timeout", &["healthCheckTimeout"]),
     ("health_check_max_fails", &["healthCheckMaxFails"]),
@@ -274,6 +289,7 @@ pub const NO_EFFECT: &[&str] = &[
     "windowsHide",
     "instance_id_env",
     "exec_interpreter_args",
+    "watch_options",
 ];
 
 /// The known key closest to `key`, when one is close enough to be a likely typo.

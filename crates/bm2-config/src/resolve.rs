@@ -120,9 +120,12 @@ pub fn resolve(
         listen_timeout: ms(raw.listen_timeout, d.listen_timeout),
         shutdown_with_message: raw.shutdown_with_message.unwrap_or(d.shutdown_with_message),
         watch: raw.watch.map(|w| w.0).unwrap_or_default(),
-        ignore_watch: raw.ignore_watch.map(|l| l.0).unwrap_or_default(),
+        ignore_watch: raw.ignore_watch.map_or(d.ignore_watch, |l| l.0),
+        watch_delay: ms(raw.watch_delay, d.watch_delay),
         cron_restart: raw.cron_restart,
         health_check_url: raw.health_check_url,
+        health_check_tcp: raw.health_check_tcp,
+        health_check_cmd: raw.health_check_cmd,
         health_check_interval: ms(raw.health_check_interval, d.health_check_interval),
         health_check_timeout: ms(raw.health_check_timeout, d.health_check_timeout),
         health_check_max_fails: to_u32(

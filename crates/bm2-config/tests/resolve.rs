@@ -316,11 +316,14 @@ fn every_key_of_the_full_fixture_takes_effect() {
     assert!(a.shutdown_with_message);
     assert_eq!(a.watch, ["srv", "lib"]);
     assert_eq!(a.ignore_watch, ["node_modules", "*.log"]);
+    assert_eq!(a.watch_delay, 2000);
     assert_eq!(a.cron_restart.as_deref(), Some("0 3 * * *"));
     assert_eq!(
         a.health_check_url.as_deref(),
         Some("http://127.0.0.1:8080/health")
     );
+    assert_eq!(a.health_check_tcp.as_deref(), Some("127.0.0.1:5432"));
+    assert_eq!(a.health_check_cmd.as_deref(), Some("test -e ready"));
     assert_eq!(a.health_check_interval, 15_000);
     assert_eq!(a.health_check_timeout, 2500);
     assert_eq!(a.health_check_max_fails, 4);
@@ -461,6 +464,8 @@ fn value_forms_are_read_into_one_shape() {
     assert_eq!(b.watch, ["src"]);
     assert_eq!(c.watch, ["src", "lib"]);
     assert!(d.watch.is_empty() && e.watch.is_empty());
+    // ignore_watch: bm2's default list unless given
+    assert_eq!(a.ignore_watch, ["node_modules", ".git", ".bm2", "logs"]);
 
     // stop_exit_codes: one number or an array
     assert_eq!(a.stop_exit_codes, [3]);

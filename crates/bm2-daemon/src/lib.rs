@@ -15,6 +15,7 @@ pub mod registry;
 pub mod server;
 pub mod supervisor;
 mod time;
+pub mod triggers;
 pub mod web;
 
 pub use bm2_types::Home;

@@ -15,7 +15,7 @@ use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths, Stream};
 use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::procfs;
 use crate::registry::{Handle, Instance, Registry};
-use crate::supervisor::actor::{self, Command, InstanceView, Reply, Update};
+use crate::supervisor::actor::{self, Command, History, InstanceView, Reply, Update, WatchChange};
 use crate::supervisor::kill;
 use crate::time::now_ms;
 use bm2_types::Home;
@@ -37,7 +37,7 @@ struct NewInstance {
     count: u32,
     spec: Arc<AppSpec>,
     base_env: Arc<Vars>,
-    restarts: u32,
+    history: History,
     created_at_ms: u64,
 }
 
@@ -123,6 +123,9 @@ impl ProcessManager {
     pub async fn start(&self, req: StartRequest) -> Result<ActionResponse, ApiError> {
         for spec in &req.apps {
             validate(spec)?;
+            let env = envs::base_env(&req.client_env, spec);
+            crate::triggers::validate(spec, env.get("TZ").map(String::as_str))
+                .map_err(|e| ApiError::new("invalid_app", format!("app {:?}: {e}", spec.name)))?;
         }
         let restart_existing = req.if_exists != IfExists::Fail && !req.force;
         let reload = req.if_exists == IfExists::Reload;
@@ -202,7 +205,7 @@ impl ProcessManager {
                     count,
                     spec: spec.clone(),
                     base_env: base.clone(),
-                    restarts: 0,
+                    history: History::default(),
                     created_at_ms: now_ms(),
                 });
                 handles.push((handle, spec.autostart));
@@ -242,7 +245,7 @@ impl ProcessManager {
             count,
             spec,
             base_env,
-            restarts,
+            history,
             created_at_ms,
         } = new;
         let home = &self.shared.home;
@@ -269,7 +272,7 @@ impl ProcessManager {
             pid_file: home.app_pid_file(&spec.name, id),
             marker,
         });
-        let handle = actor::spawn_actor(inst, spec, base_env, restarts, self.shared.clone());
+        let handle = actor::spawn_actor(inst, spec, base_env, history, self.shared.clone());
         self.registry.insert(handle.clone());
         self.shared.changed();
         handle
@@ -282,7 +285,21 @@ impl ProcessManager {
         targets: &[String],
         update_env: Option<&Vars>,
     ) -> Result<ActionResponse, ApiError> {
+        self.restart_toggling(targets, update_env, false).await
+    }
+
+    /// [`ProcessManager::restart`], first turning file watching on for the instances not
+    /// watching and off for those watching when `toggle_watch` is set (`restart --watch`).
+    pub async fn restart_toggling(
+        &self,
+        targets: &[String],
+        update_env: Option<&Vars>,
+        toggle_watch: bool,
+    ) -> Result<ActionResponse, ApiError> {
         let handles = self.registry.resolve(targets)?;
+        if toggle_watch {
+            send_all(&handles, |r| Command::Watch(WatchChange::Toggle, Some(r))).await;
+        }
         let mut errors = Vec::new();
         for h in &handles {
             let update = update_env.map(|client| {
@@ -391,7 +408,10 @@ impl ProcessManager {
                     count: target as u32,
                     spec: template.spec.clone(),
                     base_env: template.base_env.clone(),
-                    restarts: 0,
+                    history: History {
+                        watch_off: template.watch_off.clone(),
+                        ..History::default()
+                    },
                     created_at_ms: now_ms(),
                 }));
             }
@@ -449,6 +469,27 @@ impl ProcessManager {
         }
         self.shared.persist.flush().await;
         Ok(ActionResponse { processes, errors })
+    }
+
+    /// Stops the instances named by `targets`; with `stop_watching`, their file watching is
+    /// turned off too (`stop --watch`), so that starting them again does not watch either.
+    pub async fn stop(
+        &self,
+        targets: &[String],
+        stop_watching: bool,
+    ) -> Result<ActionResponse, ApiError> {
+        if stop_watching {
+            let handles = self.registry.resolve(targets)?;
+            let reason = format!(
+                "watching turned off at {} by `bm2 stop --watch`",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            );
+            send_all(&handles, |r| {
+                Command::Watch(WatchChange::Off(reason.clone()), Some(r))
+            })
+            .await;
+        }
+        self.act(Action::Stop, targets).await
     }
 
     /// Sends a signal to the main process of every instance named by `targets`.
@@ -586,7 +627,12 @@ impl ProcessManager {
                     None => s.env,
                 }),
                 spec: Arc::new(s.spec),
-                restarts: s.restarts,
+                history: History {
+                    restarts: s.restarts,
+                    restart_reasons: s.restart_reasons,
+                    watch_off: s.watch_off,
+                    held: s.held,
+                },
                 created_at_ms: s.created_at_ms,
             });
             let running = s.running;
@@ -774,6 +820,7 @@ impl ProcessManager {
             restarts: v.restarts,
             unstable_restarts: v.unstable_restarts,
             started_at_ms: v.pid.and(v.started_at_ms),
+            restart_reasons: v.restart_reasons.clone(),
         }
     }
 
@@ -785,6 +832,7 @@ impl ProcessManager {
             (logs.paths().clone(), logs.dropped())
         };
         let v = h.snapshot();
+        let triggers = h.triggers.borrow().clone();
         ProcDetail {
             file_handles: v.pid.and_then(procfs::fd_count),
             summary,
@@ -813,6 +861,10 @@ impl ProcessManager {
             log_dropped_bytes: dropped,
             pid_file: h.inst.pid_file.clone(),
             cluster,
+            last_restart: v.last_restart,
+            health: triggers.health,
+            cron: triggers.cron,
+            watch: triggers.watch,
         }
     }
 
@@ -933,6 +985,9 @@ fn snapshot_state(registry: &Registry) -> StateFile {
                 pid_start_time: v.pid_start_time,
                 restarts: v.restarts,
                 created_at_ms: h.inst.created_at_ms,
+                restart_reasons: v.restart_reasons.clone(),
+                watch_off: v.watch_off.clone(),
+                held: v.held,
             }
         })
         .collect();

@@ -57,10 +57,24 @@ pub struct SavedInstance {
     /// When it was registered, ms since the epoch.
     #[serde(default)]
     pub created_at_ms: u64,
+    /// Restarts by reason.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restart_reasons: BTreeMap<String, u64>,
+    /// Why file watching is off although `watch` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_off: Option<String>,
+    /// Stopped on request (or never started): cron and watch leave it stopped. Files written
+    /// before this field existed read as held.
+    #[serde(default = "yes")]
+    pub held: bool,
 }
 
 fn one() -> u32 {
     1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A state or dump file that cannot be used.
@@ -243,10 +257,26 @@ mod tests {
                 pid_start_time: Some(7),
                 restarts: 1,
                 created_at_ms: 5,
+                restart_reasons: BTreeMap::from([("watch".to_string(), 1)]),
+                watch_off: Some("turned off".into()),
+                held: false,
             }],
         };
         store(&path, &state).unwrap();
         assert_eq!(load(&path).unwrap(), state);
+    }
+
+    #[test]
+    fn instances_written_before_triggers_existed_are_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        fs::write(
+            &path,
+            r#"{"version": 1, "instances": [{"id": 0, "spec": {"name": "a", "script": "a.sh"}}]}"#,
+        )
+        .unwrap();
+        let s = &load(&path).unwrap().instances[0];
+        assert!(s.held && s.restart_reasons.is_empty() && s.watch_off.is_none());
     }
 
     #[test]

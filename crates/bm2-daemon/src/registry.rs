@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use crate::logs::InstanceLogs;
 use crate::supervisor::actor::{Command, InstanceView};
 use crate::supervisor::kill::Marker;
+use crate::triggers::TriggerState;
 
 /// What never changes about an instance while it is managed.
 #[derive(Debug)]
@@ -52,6 +53,8 @@ pub struct Handle {
     pub tx: mpsc::Sender<Command>,
     /// Its current state, as published by its actor.
     pub view: watch::Receiver<InstanceView>,
+    /// The state of its health check, cron schedule and file watcher.
+    pub triggers: watch::Receiver<TriggerState>,
 }
 
 impl Handle {

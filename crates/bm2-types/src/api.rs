@@ -79,6 +79,21 @@ pub struct RestartRequest {
     /// The caller's environment, to recompute the processes' environment from (`--update-env`).
     #[serde(default)]
     pub update_env: Option<BTreeMap<String, String>>,
+    /// Turn file watching on for processes not watching (their directory, when `watch` is
+    /// unset), off for those watching, before restarting them (`--watch`, as in PM2).
+    #[serde(default)]
+    pub toggle_watch: bool,
+}
+
+/// Stop processes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StopRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+    /// Also stop watching their files (`--watch`, as in PM2), so that a later start does not
+    /// watch either.
+    #[serde(default)]
+    pub stop_watching: bool,
 }
 
 /// Restore the dump file.

@@ -102,14 +102,21 @@ pub struct AppSpec {
     pub listen_timeout: u64,
     /// Ask the app to stop with PM2's `shutdown` message before signals.
     pub shutdown_with_message: bool,
-    /// Paths whose changes restart the app (empty: not watched).
+    /// Paths whose changes restart the app, relative to `cwd` (empty: not watched; `.`: `cwd`).
     pub watch: Vec<String>,
-    /// Paths not watched.
+    /// Globs of paths never watched: a pattern without `/` matches a file or directory name at
+    /// any depth, one with `/` a path relative to `cwd`. Replaces the default list when given.
     pub ignore_watch: Vec<String>,
-    /// Cron schedule of restarts.
+    /// Milliseconds without further changes before a change restarts the app.
+    pub watch_delay: u64,
+    /// Cron schedule of restarts (5 fields, or 6 with seconds), in the app's `TZ` or local time.
     pub cron_restart: Option<String>,
-    /// HTTP URL probed to check the app's health.
+    /// HTTP URL probed to check the app's health (`http://` only; 2xx and 3xx are healthy).
     pub health_check_url: Option<String>,
+    /// `host:port` that must accept TCP connections for the app to be healthy.
+    pub health_check_tcp: Option<String>,
+    /// Shell command run in the app's directory and environment; healthy when it exits 0.
+    pub health_check_cmd: Option<String>,
     /// Milliseconds between health probes.
     pub health_check_interval: u64,
     /// Milliseconds before a health probe fails.
@@ -183,9 +190,15 @@ impl Default for AppSpec {
             listen_timeout: 3000,
             shutdown_with_message: false,
             watch: Vec::new(),
-            ignore_watch: Vec::new(),
+            ignore_watch: DEFAULT_IGNORE_WATCH
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            watch_delay: 1000,
             cron_restart: None,
             health_check_url: None,
+            health_check_tcp: None,
+            health_check_cmd: None,
             health_check_interval: 30_000,
             health_check_timeout: 5000,
             health_check_max_fails: 3,
@@ -278,6 +291,9 @@ impl<'de> Deserialize<'de> for FilterEnv {
         })
     }
 }
+
+/// Paths not watched unless `ignore_watch` says otherwise.
+pub const DEFAULT_IGNORE_WATCH: [&str; 4] = ["node_modules", ".git", ".bm2", "logs"];
 
 /// Namespace of apps started without one.
 pub const DEFAULT_NAMESPACE: &str = "default";

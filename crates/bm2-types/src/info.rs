@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppSpec, ExecMode, ProcId};
+use crate::{AppSpec, CronInfo, ExecMode, HealthInfo, LastRestart, ProcId, WatchInfo};
 
 /// Lifecycle state of one instance, named as PM2 names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +96,10 @@ pub struct ProcSummary {
     pub unstable_restarts: u32,
     /// When the current process started, in milliseconds since the Unix epoch.
     pub started_at_ms: Option<u64>,
+    /// Restarts since it was started or reset, by reason (`crash`, `memory`, `health`, `cron`,
+    /// `watch`, `manual`); reasons that never happened are absent.
+    #[serde(default)]
+    pub restart_reasons: BTreeMap<String, u64>,
 }
 
 /// Everything known about one instance: its row, its options and its runtime details.
@@ -138,6 +142,18 @@ pub struct ProcDetail {
     /// Cluster details, for instances behind the balancer.
     #[serde(default)]
     pub cluster: Option<ClusterInfo>,
+    /// The most recent restart: its reason, in words, and when.
+    #[serde(default)]
+    pub last_restart: Option<LastRestart>,
+    /// The health check, when the app has one.
+    #[serde(default)]
+    pub health: Option<HealthInfo>,
+    /// The cron restart schedule, when the app has one.
+    #[serde(default)]
+    pub cron: Option<CronInfo>,
+    /// The file watcher, when the app watches files.
+    #[serde(default)]
+    pub watch: Option<WatchInfo>,
 }
 
 /// An instance of a cluster app, as the balancer sees it.

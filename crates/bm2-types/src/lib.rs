@@ -7,6 +7,7 @@ mod home;
 mod info;
 mod metrics;
 pub mod runtime;
+mod triggers;
 mod units;
 
 pub use api::*;
@@ -14,6 +15,7 @@ pub use app::*;
 pub use home::Home;
 pub use info::*;
 pub use metrics::*;
+pub use triggers::*;
 pub use units::*;
 
 /// Version of the bm2 binaries, sent with every API response.

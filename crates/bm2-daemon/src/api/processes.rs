@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use bm2_types::{
     ActionResponse, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest, RestartRequest,
-    ScaleRequest, SignalRequest, StartRequest, TargetRequest,
+    ScaleRequest, SignalRequest, StartRequest, StopRequest, TargetRequest,
 };
 
 use super::{ApiResult, AppState, Body};
@@ -40,9 +40,9 @@ async fn act(s: &AppState, action: Action, req: &TargetRequest) -> ApiResult<Act
 
 pub async fn stop(
     State(s): State<AppState>,
-    Body(req): Body<TargetRequest>,
+    Body(req): Body<StopRequest>,
 ) -> ApiResult<ActionResponse> {
-    act(&s, Action::Stop, &req).await
+    Ok(Json(s.manager.stop(&req.targets, req.stop_watching).await?))
 }
 
 pub async fn restart(
@@ -51,7 +51,7 @@ pub async fn restart(
 ) -> ApiResult<ActionResponse> {
     Ok(Json(
         s.manager
-            .restart(&req.targets, req.update_env.as_ref())
+            .restart_toggling(&req.targets, req.update_env.as_ref(), req.toggle_watch)
             .await?,
     ))
 }

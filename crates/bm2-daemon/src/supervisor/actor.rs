@@ -1,11 +1,14 @@
 //! One task per instance: it owns the child process, its status and its restart timer.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bm2_types::{ApiError, AppSpec, ExitInfo, ProcStatus, format_bytes};
+use bm2_types::{
+    ApiError, AppSpec, ExitInfo, LastRestart, ProcStatus, RestartReason, format_bytes,
+};
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -20,6 +23,9 @@ use crate::logs;
 use crate::procfs;
 use crate::registry::{Handle, Instance};
 use crate::time::now_ms;
+use crate::triggers::{self, Trigger, TriggerState, Triggers};
+
+mod triggered;
 
 /// Answer to a command: done, or why not.
 pub type Reply = oneshot::Sender<Result<(), ApiError>>;
@@ -41,6 +47,10 @@ pub enum Command {
     Reset(Reply),
     /// Send a signal to the main process.
     Signal(Signal, Reply),
+    /// A trigger (health check, cron, file watch) asks for a restart.
+    Trigger(Trigger),
+    /// Turn file watching on or off.
+    Watch(WatchChange, Option<Reply>),
     /// The sampler saw the tree over its memory limit.
     MemoryExceeded {
         /// The main pid that was measured.
@@ -50,6 +60,41 @@ pub enum Command {
         /// The limit.
         limit: u64,
     },
+}
+
+/// A change to an instance's file watching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchChange {
+    /// `bm2 restart --watch`: watch if not watching (the app's directory when `watch` is unset),
+    /// else stop watching.
+    Toggle,
+    /// Stop watching, for this reason (`bm2 stop --watch`, the restart-loop guard).
+    Off(String),
+}
+
+/// What an instance carries over from before its actor: counters and toggles restored from the
+/// state file.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Restarts since start or reset.
+    pub restarts: u32,
+    /// Those restarts by reason.
+    pub restart_reasons: BTreeMap<String, u64>,
+    /// Why watching is off although `watch` is set.
+    pub watch_off: Option<String>,
+    /// Stopped on request (or never started): triggers leave it stopped.
+    pub held: bool,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            restarts: 0,
+            restart_reasons: BTreeMap::new(),
+            watch_off: None,
+            held: true,
+        }
+    }
 }
 
 /// New options for an instance, applied at its next start.
@@ -100,11 +145,21 @@ pub struct InstanceView {
     pub public_port: Option<u16>,
     /// Whether the current process receives traffic (cluster) or said it is ready.
     pub ready: bool,
+    /// Restarts by reason (`crash`, `memory`, `health`, `cron`, `watch`, `manual`).
+    pub restart_reasons: BTreeMap<String, u64>,
+    /// The most recent restart.
+    pub last_restart: Option<LastRestart>,
+    /// Times a process of this instance exited by itself (not stopped by bm2).
+    pub exits: u64,
+    /// Stopped on request, or never started: cron and watch leave it stopped.
+    pub held: bool,
+    /// Why file watching is off although `watch` is set.
+    pub watch_off: Option<String>,
 }
 
 impl InstanceView {
     /// The state of an instance that has never run.
-    pub fn new(spec: Arc<AppSpec>, base_env: Arc<Vars>, restarts: u32) -> Self {
+    pub fn new(spec: Arc<AppSpec>, base_env: Arc<Vars>, history: History) -> Self {
         InstanceView {
             spec,
             base_env,
@@ -115,7 +170,7 @@ impl InstanceView {
             pid: None,
             pid_start_time: None,
             started_at_ms: None,
-            restarts,
+            restarts: history.restarts,
             unstable_restarts: 0,
             last_exit: None,
             reason: None,
@@ -124,6 +179,11 @@ impl InstanceView {
             private_port: None,
             public_port: None,
             ready: false,
+            restart_reasons: history.restart_reasons,
+            last_restart: None,
+            exits: 0,
+            held: history.held,
+            watch_off: history.watch_off,
         }
     }
 }
@@ -140,6 +200,7 @@ struct Actor {
     launches: u64,
     view: watch::Sender<InstanceView>,
     rx: mpsc::Receiver<Command>,
+    triggers: Triggers,
 }
 
 /// Starts the actor of an instance (stopped) and returns its handle.
@@ -147,11 +208,22 @@ pub fn spawn_actor(
     inst: Arc<Instance>,
     spec: Arc<AppSpec>,
     base_env: Arc<Vars>,
-    restarts: u32,
+    history: History,
     shared: Arc<Shared>,
 ) -> Handle {
     let (tx, rx) = mpsc::channel(16);
-    let (view_tx, view_rx) = watch::channel(InstanceView::new(spec.clone(), base_env, restarts));
+    let restarts = history.restarts;
+    let (view_tx, view_rx) = watch::channel(InstanceView::new(spec.clone(), base_env, history));
+    let (state_tx, state_rx) = watch::channel(TriggerState::default());
+    let triggers = Triggers::new(triggers::Context {
+        id: inst.id,
+        index: inst.index,
+        name: inst.display_name(),
+        mailbox: tx.downgrade(),
+        view: view_rx.clone(),
+        state: Arc::new(state_tx),
+        shared: shared.clone(),
+    });
     let actor = Actor {
         policy: RestartPolicy::from(spec.as_ref()),
         counters: Counters {
@@ -167,12 +239,14 @@ pub fn spawn_actor(
         launches: 0,
         view: view_tx,
         rx,
+        triggers,
     };
     tokio::spawn(actor.run());
     Handle {
         inst,
         tx,
         view: view_rx,
+        triggers: state_rx,
     }
 }
 
@@ -188,6 +262,7 @@ pub fn marker_for(home: &std::path::Path, id: u32) -> Marker {
 
 impl Actor {
     async fn run(mut self) {
+        self.reconfigure_triggers();
         loop {
             tokio::select! {
                 cmd = self.rx.recv() => {
@@ -213,6 +288,7 @@ impl Actor {
     async fn on_command(&mut self, cmd: Command) -> bool {
         match cmd {
             Command::Start(reply) => {
+                self.hold(false);
                 let result = if self.child.is_some() {
                     Ok(())
                 } else {
@@ -221,24 +297,34 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Command::Stop(reply) => {
+                self.hold(true);
                 self.stop(None).await;
                 let _ = reply.send(Ok(()));
             }
             Command::Restart(update, reply) => {
+                self.hold(false);
                 self.stop(None).await;
                 if let Some(update) = update {
                     self.apply(update);
                 }
                 self.counters.restarts += 1;
+                self.note_restart(RestartReason::Manual, "restart requested");
                 let _ = reply.send(self.fresh_start());
             }
             Command::Reload(update, reply) => {
+                self.hold(false);
                 if let Some(update) = update {
                     self.apply(update);
                 }
-                let _ = reply.send(self.reload().await);
+                let replaced = self.child.is_some();
+                let result = self.reload().await;
+                if replaced && result.is_ok() {
+                    self.note_restart(RestartReason::Manual, "reload requested");
+                }
+                let _ = reply.send(result);
             }
             Command::Delete(reply) => {
+                self.hold(true);
                 self.stop(None).await;
                 let _ = reply.send(Ok(()));
                 return true;
@@ -248,8 +334,16 @@ impl Actor {
                 self.publish(|v| {
                     v.restarts = 0;
                     v.unstable_restarts = 0;
+                    v.restart_reasons.clear();
                 });
                 let _ = reply.send(Ok(()));
+            }
+            Command::Trigger(trigger) => self.on_trigger(trigger).await,
+            Command::Watch(change, reply) => {
+                self.change_watch(change);
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(()));
+                }
             }
             Command::Signal(sig, reply) => {
                 let _ = reply.send(self.signal(sig));
@@ -262,6 +356,7 @@ impl Actor {
     }
 
     fn apply(&mut self, update: Update) {
+        let reconfigure = update.spec.is_some() || update.base_env.is_some();
         if let Some(spec) = update.spec {
             self.policy = RestartPolicy::from(spec.as_ref());
             // Log options may have changed: reopen the files for the new options.
@@ -276,10 +371,17 @@ impl Actor {
                 logs::InstanceLogs::open(&self.shared.logs, &spec, paths, self.inst.id, name);
             *logs::lock(&self.inst.logs) = reopened;
             self.spec = spec.clone();
-            self.publish(|v| v.spec = spec);
+            // New options decide watching afresh.
+            self.publish(|v| {
+                v.spec = spec;
+                v.watch_off = None;
+            });
         }
         if let Some(base) = update.base_env {
             self.publish(|v| v.base_env = base);
+        }
+        if reconfigure {
+            self.reconfigure_triggers();
         }
     }
 
@@ -302,6 +404,12 @@ impl Actor {
         tracing::info!(id = self.inst.id, %reason, "memory limit");
         self.stop(Some(reason.clone())).await;
         self.counters.restarts += 1;
+        let detail = format!(
+            "memory {} exceeded max_memory_restart {}",
+            format_bytes(used),
+            format_bytes(limit)
+        );
+        self.note_restart(RestartReason::Memory, &detail);
         if self.spawn().is_ok() {
             self.publish(|v| v.reason = Some(reason));
         }
@@ -636,13 +744,18 @@ impl Actor {
         tracing::info!(id = self.inst.id, exit = %exit, "process exited");
         let decision = machine::on_exit(&self.policy, &mut self.counters, &exit);
         let (restarts, unstable) = (self.counters.restarts, self.counters.unstable_restarts);
+        let detail = format!("{exit} after {} ms", exit.uptime_ms);
         self.publish(|v| {
             v.last_exit = Some(exit);
             v.pid = None;
             v.pid_start_time = None;
             v.restarts = restarts;
             v.unstable_restarts = unstable;
+            v.exits += 1;
         });
+        if matches!(decision, Decision::Restart { .. }) {
+            self.note_restart(RestartReason::Crash, &detail);
+        }
         match decision {
             Decision::Restart { delay } if delay.is_zero() => {
                 let _ = self.spawn();

@@ -87,6 +87,7 @@ pub async fn start(
     if_exists: IfExists,
     update_env: bool,
 ) -> anyhow::Result<ExitCode> {
+    super::start::check_triggers(&loaded.apps)?;
     let req = StartRequest {
         apps: loaded.apps,
         client_env: std::env::vars().collect(),
@@ -149,6 +150,7 @@ pub fn validate(file: &str, env: &[String]) -> anyhow::Result<ExitCode> {
     let Some(loaded) = load(file, env, &opts)? else {
         bail!("{file} is not an ecosystem file (.js, .cjs, .mjs, .ts, .json, .yaml, .yml, .toml)");
     };
+    super::start::check_triggers(&loaded.apps)?;
     let names: Vec<String> = loaded.apps.iter().map(|a| a.name.clone()).collect();
     render::info(&format!(
         "{file} is valid: {} apps ({})",

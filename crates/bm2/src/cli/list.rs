@@ -144,6 +144,7 @@ mod tests {
             restarts: 0,
             unstable_restarts: 0,
             started_at_ms: Some(u64::from(id)),
+            restart_reasons: std::collections::BTreeMap::new(),
         }
     }
 

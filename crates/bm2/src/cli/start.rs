@@ -134,6 +134,40 @@ pub struct StartArgs {
     /// Also rotate logs on a cron schedule (e.g. "0 0 * * *" for daily at midnight)
     #[arg(long, value_name = "CRON")]
     pub log_rotate_interval: Option<String>,
+    /// Restart on a cron schedule: 5 fields, or 6 with seconds first (e.g. "0 3 * * *"), in the
+    /// app's TZ or local time; a stopped app is not started by it
+    #[arg(long, visible_alias = "cron-restart", value_name = "CRON")]
+    pub cron: Option<String>,
+    /// Restart when files change under PATHS, relative to the app's directory (comma-separated or
+    /// repeated; no value: the app's directory)
+    #[arg(long, value_name = "PATHS", num_args = 0..=1, default_missing_value = ".", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub watch: Vec<String>,
+    /// Globs never watched: a name at any depth (node_modules, *.log) or a path from the app's
+    /// directory (client/img); comma-separated or repeated [default: node_modules,.git,.bm2,logs]
+    #[arg(long, value_name = "GLOBS", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub ignore_watch: Vec<String>,
+    /// Milliseconds without further changes before a change restarts the app [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub watch_delay: Option<u64>,
+    /// Probe this http:// URL; 2xx and 3xx answers are healthy, failures in a row restart the app
+    #[arg(long, value_name = "URL")]
+    pub health_check_url: Option<String>,
+    /// Probe that HOST:PORT accepts TCP connections (for apps without HTTP)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub health_check_tcp: Option<String>,
+    /// Run this shell command in the app's directory and environment; healthy when it exits 0
+    #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
+    pub health_check_cmd: Option<String>,
+    /// Milliseconds between health probes; a new process is first probed after this, or after
+    /// --min-uptime when longer [default: 30000]
+    #[arg(long, value_name = "MS")]
+    pub health_check_interval: Option<u64>,
+    /// Milliseconds a health probe may take [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub health_check_timeout: Option<u64>,
+    /// Failed health probes in a row that restart the app [default: 3]
+    #[arg(long, value_name = "N")]
+    pub health_check_max_fails: Option<u32>,
     #[command(flatten)]
     pub file: super::ecosystem::FileOptions,
     /// Start even if an app of this name is already managed
@@ -155,6 +189,7 @@ pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
         let mut loaded = loaded;
         if args.force {
             // --force starts another copy of each app, as in PM2.
+            check_triggers(&loaded.apps)?;
             let req = StartRequest {
                 apps: std::mem::take(&mut loaded.apps),
                 client_env: std::env::vars().collect(),
@@ -265,9 +300,46 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         log_retain: a.log_retain,
         log_compress: a.log_compress.then_some(true),
         log_rotate_interval: a.log_rotate_interval,
+        cron_restart: a.cron,
+        watch: a.watch,
+        ignore_watch: if a.ignore_watch.is_empty() {
+            defaults.ignore_watch.clone()
+        } else {
+            a.ignore_watch
+        },
+        watch_delay: a.watch_delay.unwrap_or(defaults.watch_delay),
+        health_check_url: a.health_check_url,
+        health_check_tcp: a.health_check_tcp,
+        health_check_cmd: a.health_check_cmd,
+        health_check_interval: a
+            .health_check_interval
+            .unwrap_or(defaults.health_check_interval),
+        health_check_timeout: a
+            .health_check_timeout
+            .unwrap_or(defaults.health_check_timeout),
+        health_check_max_fails: a
+            .health_check_max_fails
+            .unwrap_or(defaults.health_check_max_fails),
         ..defaults
     };
+    check_triggers(std::slice::from_ref(&spec))?;
     Ok((spec, a.force))
+}
+
+/// Checks the health check, cron and watch options of `apps` before anything is sent to the
+/// daemon: a bad value is reported with the option's name and nothing starts.
+pub fn check_triggers(apps: &[AppSpec]) -> anyhow::Result<()> {
+    for spec in apps {
+        let tz = spec.env.get("TZ").cloned().or_else(|| {
+            std::env::var("TZ")
+                .ok()
+                .filter(|_| spec.filter_env.keeps("TZ"))
+        });
+        if let Err(e) = bm2_daemon::triggers::validate(spec, tz.as_deref()) {
+            bail!("app {:?}: {e}", spec.name);
+        }
+    }
+    Ok(())
 }
 
 /// The exec mode: as given, else cluster for Node/Bun scripts started with `-i` (as PM2 does),

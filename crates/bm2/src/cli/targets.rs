@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bm2_client::Client;
-use bm2_types::{IfExists, ReloadRequest, RestartRequest};
+use bm2_types::{IfExists, ReloadRequest, RestartRequest, StopRequest};
 use clap::Args;
 
 use super::{api_error, report};
@@ -30,6 +30,10 @@ pub struct FileTargets {
     /// reload: instances reloaded at a time
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub parallel: usize,
+    /// restart: turn file watching on (the app's directory when `watch` is unset) or off,
+    /// as in PM2; stop: stop watching too, so a later start does not watch
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Zero or more targets.
@@ -77,9 +81,17 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
     if t.file.update_env && matches!(verb, Verb::Stop | Verb::Delete) {
         anyhow::bail!("--update-env applies to start, restart and reload");
     }
+    if t.watch && !matches!(verb, Verb::Stop | Verb::Restart) {
+        anyhow::bail!("--watch applies to restart (toggle watching) and stop (stop watching)");
+    }
     if let [one] = t.targets.as_slice()
         && let Some(loaded) = super::ecosystem::load(one, &t.env, &t.file)?
     {
+        if t.watch {
+            anyhow::bail!(
+                "--watch toggles watching of running apps; with an ecosystem file, set `watch` in the file"
+            );
+        }
         // As in PM2, restarting or reloading a file also starts its apps not running yet.
         match verb {
             Verb::Restart => {
@@ -111,27 +123,62 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
     }
     let targets = normalize(t.targets);
     let res = match verb {
-        Verb::Stop => client.stop(targets).await,
+        Verb::Stop => {
+            client
+                .stop_with(&StopRequest {
+                    targets: targets.clone(),
+                    stop_watching: t.watch,
+                })
+                .await
+        }
         Verb::Restart => {
             let update_env = t.file.update_env.then(|| std::env::vars().collect());
             client
                 .restart_with(&RestartRequest {
-                    targets,
+                    targets: targets.clone(),
                     update_env,
+                    toggle_watch: t.watch,
                 })
                 .await
         }
         Verb::Reload => {
             client
                 .reload(&ReloadRequest {
-                    targets,
+                    targets: targets.clone(),
                     parallel: Some(t.parallel),
                 })
                 .await
         }
-        Verb::Delete => client.delete(targets).await,
+        Verb::Delete => client.delete(targets.clone()).await,
     };
+    if t.watch && res.is_ok() {
+        report_watching(client, targets).await;
+    }
     report(client, res).await
+}
+
+/// Says which of `targets` now watch their files (after `--watch`).
+async fn report_watching(client: &Client, targets: Vec<String>) {
+    let Ok(described) = client.describe(targets).await else {
+        return;
+    };
+    for d in &described.processes {
+        let state = match &d.watch {
+            Some(w) if w.watching => format!(
+                "watching {}",
+                w.paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => "not watching".to_string(),
+        };
+        crate::render::info(&format!(
+            "{} (id {}): {state}",
+            d.summary.instance_name, d.summary.id
+        ));
+    }
 }
 
 pub async fn scale(client: &Client, app: &str, instances: &str) -> anyhow::Result<ExitCode> {

@@ -1,5 +1,7 @@
 //! The detail view of one instance.
 
+use std::fmt::Write as _;
+
 use bm2_types::{ProcDetail, format_bytes};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
@@ -113,10 +115,20 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
         ),
         ("Kill Signal", spec.kill_signal.clone()),
         ("Kill Timeout", format!("{} ms", spec.kill_timeout)),
+        ("Watch", watch(d)),
         (
             "Max Memory Restart",
             spec.max_memory_restart
                 .map_or_else(|| "disabled".into(), |b| format_bytes(b.0)),
+        ),
+        ("Health Check", health(d)),
+        ("Cron Restart", cron(d)),
+        ("Restart Reasons", restart_reasons(d)),
+        (
+            "Last Restart",
+            d.last_restart.as_ref().map_or_else(dash, |r| {
+                format!("{} at {}: {}", r.reason, iso_time(r.at_ms), r.detail)
+            }),
         ),
         (
             "User",
@@ -176,4 +188,84 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
         ("Dropped Log Bytes", d.log_dropped_bytes.to_string()),
         ("Pid File", d.pid_file.display().to_string()),
     ]
+}
+
+fn watch(d: &ProcDetail) -> String {
+    let Some(w) = &d.watch else {
+        return "disabled".into();
+    };
+    let paths = w
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut text = if w.watching {
+        format!(
+            "watching {paths} ({} directories; ignoring {}; delay {} ms)",
+            w.directories,
+            if w.ignore.is_empty() {
+                "nothing".to_string()
+            } else {
+                w.ignore.join(", ")
+            },
+            w.delay_ms
+        )
+    } else {
+        format!(
+            "off: {}",
+            w.off_reason
+                .clone()
+                .unwrap_or_else(|| format!("not watching {paths}"))
+        )
+    };
+    if let Some(change) = &w.last_change {
+        let _ = write!(text, "; last change: {change}");
+    }
+    if let Some(e) = &w.error {
+        let _ = write!(text, "; problem: {e}");
+    }
+    text
+}
+
+fn health(d: &ProcDetail) -> String {
+    let Some(h) = &d.health else {
+        return "disabled".into();
+    };
+    let mut text = format!("{} ({}", h.check, h.state.as_str());
+    if h.consecutive_fails > 0 {
+        let _ = write!(
+            text,
+            ", {}/{} failed in a row",
+            h.consecutive_fails, h.max_fails
+        );
+    }
+    text.push(')');
+    if let (bm2_types::HealthState::Unhealthy, Some(e)) = (h.state, &h.last_error) {
+        let _ = write!(text, "; last error: {e}");
+    }
+    text
+}
+
+fn cron(d: &ProcDetail) -> String {
+    let Some(c) = &d.cron else {
+        return "disabled".into();
+    };
+    if let Some(e) = &c.error {
+        return format!("{} (not running: {e})", c.expression);
+    }
+    let next = c.next_run_ms.map_or_else(|| "none".to_string(), iso_time);
+    format!("{} ({}), next run {next}", c.expression, c.time_zone)
+}
+
+fn restart_reasons(d: &ProcDetail) -> String {
+    if d.summary.restart_reasons.is_empty() {
+        return "-".into();
+    }
+    d.summary
+        .restart_reasons
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
