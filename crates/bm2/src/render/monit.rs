@@ -346,6 +346,7 @@ mod tests {
             restarts: id,
             unstable_restarts: 0,
             started_at_ms: Some(0),
+            restart_reasons: std::collections::BTreeMap::new(),
         }
     }
 
