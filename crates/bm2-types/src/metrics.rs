@@ -5,7 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ProcId, ProcStatus};
+use std::collections::BTreeMap;
+
+use crate::{HealthState, ProcId, ProcStatus};
 
 /// Most seconds of history the daemon keeps and serves.
 pub const HISTORY_MAX_SECONDS: u64 = 3600;
@@ -47,6 +49,12 @@ pub struct ProcessMetrics {
     pub restarts: u32,
     /// Milliseconds since the current process started (0 when not running).
     pub uptime: u64,
+    /// Restarts by reason (`crash`, `memory`, `health`, `cron`, `watch`, `manual`).
+    #[serde(default)]
+    pub restart_reasons: BTreeMap<String, u64>,
+    /// Outcome of the last health probe, when the app has a health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthState>,
 }
 
 /// The machine: memory, CPUs, load, disk and network.

@@ -125,6 +125,21 @@ fn an_app_whose_http_endpoint_fails_is_restarted_after_max_fails() {
     });
     let log = std::fs::read_to_string(env.home_path().join("daemon.log")).unwrap();
     assert!(log.contains("reason=\"health\""), "{log}");
+    // The metrics say it too: restarts by reason and the health state.
+    let metrics: Value = serde_json::from_str(&env.ok(&["metrics"])).unwrap();
+    let p = &metrics["processes"][0];
+    assert!(p["restart_reasons"]["health"].as_u64() >= Some(1), "{p}");
+    let text = env.ok(&["prometheus"]);
+    assert!(
+        text.lines().any(|l| l.starts_with(
+            r#"bm2_process_restarts_by_reason_total{name="srv",id="0",reason="health"}"#
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"bm2_process_health{name="srv",id="0",state="#),
+        "{text}"
+    );
 
     // Fixed: healthy again, and no more restarts.
     std::fs::remove_file(env.path("sick")).unwrap();

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use bm2_types::{MetricsSnapshot, ProcStatus, ProcessMetrics, SystemMetrics};
+use bm2_types::{HealthState, MetricsSnapshot, ProcStatus, ProcessMetrics, SystemMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -33,6 +33,22 @@ struct StatusLabels {
     status: &'static str,
 }
 
+/// Labels of `bm2_process_restarts_by_reason`: the instance and a cause.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    name: String,
+    id: u32,
+    reason: String,
+}
+
+/// Labels of `bm2_process_health`: the instance and a health state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabels {
+    name: String,
+    id: u32,
+    state: &'static str,
+}
+
 /// Labels of `bm2_system_load_average`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PeriodLabels {
@@ -50,6 +66,8 @@ struct Exporter {
     restarts: Family<ProcLabels, Counter>,
     uptime: Family<ProcLabels, Gauge>,
     status: Family<StatusLabels, Gauge>,
+    restart_reasons: Family<ReasonLabels, Counter>,
+    health: Family<HealthLabels, Gauge>,
     memory_total: Gauge,
     memory_free: Gauge,
     load: Family<PeriodLabels, GaugeF>,
@@ -83,6 +101,16 @@ impl Exporter {
             restarts: reg(r, "bm2_process_restarts", "Total restart count"),
             uptime: reg(r, "bm2_process_uptime_seconds", "Process uptime in seconds"),
             status: reg(r, "bm2_process_status", "Process status (1=online)"),
+            restart_reasons: reg(
+                r,
+                "bm2_process_restarts_by_reason",
+                "Restarts by cause: crash, memory, health, cron, watch, manual",
+            ),
+            health: reg(
+                r,
+                "bm2_process_health",
+                "Health check state (1 for the current state of: healthy, unhealthy, unknown)",
+            ),
             memory_total: reg(r, "bm2_system_memory_total_bytes", "Total system memory"),
             memory_free: reg(r, "bm2_system_memory_free_bytes", "Free system memory"),
             load: reg(r, "bm2_system_load_average", "System load average"),
@@ -130,6 +158,30 @@ impl Exporter {
             .get_or_create(&l)
             .inc_by(u64::from(p.restarts));
         self.uptime.get_or_create(&l).set(i64_of(p.uptime / 1000));
+        for (reason, n) in &p.restart_reasons {
+            self.restart_reasons
+                .get_or_create(&ReasonLabels {
+                    name: l.name.clone(),
+                    id: l.id,
+                    reason: reason.clone(),
+                })
+                .inc_by(*n);
+        }
+        if let Some(state) = p.health {
+            for s in [
+                HealthState::Healthy,
+                HealthState::Unhealthy,
+                HealthState::Unknown,
+            ] {
+                self.health
+                    .get_or_create(&HealthLabels {
+                        name: l.name.clone(),
+                        id: l.id,
+                        state: s.as_str(),
+                    })
+                    .set(i64::from(s == state));
+            }
+        }
         let status = StatusLabels {
             name: l.name,
             id: l.id,
@@ -199,6 +251,8 @@ mod tests {
                     status: ProcStatus::Online,
                     restarts: 3,
                     uptime: 8_100_000,
+                    restart_reasons: [("crash".to_string(), 2), ("health".to_string(), 1)].into(),
+                    health: Some(HealthState::Unhealthy),
                 },
                 ProcessMetrics {
                     id: 1,
@@ -211,6 +265,8 @@ mod tests {
                     status: ProcStatus::Stopped,
                     restarts: 0,
                     uptime: 0,
+                    restart_reasons: std::collections::BTreeMap::new(),
+                    health: None,
                 },
             ],
             system: SystemMetrics {
@@ -245,6 +301,10 @@ mod tests {
             r#"bm2_process_uptime_seconds{name="my-api-0",id="0"} 8100"#,
             r#"bm2_process_status{name="my-api-0",id="0",status="online"} 1"#,
             r#"bm2_process_status{name="we\"ird",id="1",status="stopped"} 0"#,
+            r#"bm2_process_restarts_by_reason_total{name="my-api-0",id="0",reason="crash"} 2"#,
+            r#"bm2_process_restarts_by_reason_total{name="my-api-0",id="0",reason="health"} 1"#,
+            r#"bm2_process_health{name="my-api-0",id="0",state="unhealthy"} 1"#,
+            r#"bm2_process_health{name="my-api-0",id="0",state="healthy"} 0"#,
             "bm2_system_memory_total_bytes 17179869184",
             "bm2_system_memory_free_bytes 8589934592",
             r#"bm2_system_load_average{period="15m"} 1.67"#,
@@ -259,6 +319,8 @@ mod tests {
                 "missing {line:?} in:\n{text}"
             );
         }
+        // No health family for an app without a health check.
+        assert!(!text.contains(r#"bm2_process_health{name="we"#));
         // A stopped process has no file handle count.
         assert!(!text.contains(r#"bm2_process_handles{name="we"#));
     }

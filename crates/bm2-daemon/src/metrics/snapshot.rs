@@ -38,6 +38,8 @@ pub fn snapshot(registry: &Registry, shared: &Shared) -> MetricsSnapshot {
                     (Some(_), Some(t)) => now.saturating_sub(t),
                     _ => 0,
                 },
+                restart_reasons: v.restart_reasons.clone(),
+                health: h.triggers.borrow().health.as_ref().map(|h| h.state),
             }
         })
         .collect();
