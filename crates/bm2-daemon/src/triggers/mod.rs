@@ -23,7 +23,8 @@ use crate::envs::Vars;
 use crate::supervisor::actor::{Command, InstanceView};
 
 /// Longest interval, timeout or delay a trigger option may give, in milliseconds (30 days):
-/// larger values are refused rather than overflowing a deadline.
+/// larger values are surely mistakes, and refusing them keeps the arithmetic on deadlines and
+/// delays (a debounce's cap is ten delays) far from overflow.
 pub const MAX_MS: u64 = 30 * 24 * 3600 * 1000;
 
 /// Refuses a duration option above [`MAX_MS`]; `name` is the key and flag.

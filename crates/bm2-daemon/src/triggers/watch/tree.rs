@@ -108,6 +108,7 @@ impl Tree {
         })
         .await;
         self.dirs.clear();
+        self.error = None;
         self.merge(added);
     }
 
@@ -234,10 +235,10 @@ fn add_root(
                         only: Some(BTreeSet::from([name.to_os_string()])),
                     },
                 )),
-                Err(e) => added.error = Some(add_error(parent, &e)),
+                Err(e) => note(added, &add_error(parent, &e)),
             }
         }
-        Err(e) => added.error = Some(format!("cannot watch {}: {e}", root.display())),
+        Err(e) => note(added, &format!("cannot watch {}: {e}", root.display())),
     }
 }
 
@@ -246,7 +247,7 @@ fn walk(watches: &mut Watches, ignore: &IgnoreSet, top: &Path, budget: usize, ad
     let mut stack = vec![top.to_path_buf()];
     while let Some(dir) = stack.pop() {
         if added.dirs.len() >= budget {
-            added.error = Some(limit_error());
+            note(added, &limit_error());
             return;
         }
         match watches.add(&dir, mask()) {
@@ -258,16 +259,19 @@ fn walk(watches: &mut Watches, ignore: &IgnoreSet, top: &Path, budget: usize, ad
                 },
             )),
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                added.error = Some(format!(
-                    "the inotify watch limit was reached after {} directories (raise fs.inotify.max_user_watches, or ignore more with --ignore-watch)",
-                    added.dirs.len()
-                ));
+                note(
+                    added,
+                    &format!(
+                        "the inotify watch limit was reached after {} directories (raise fs.inotify.max_user_watches, or ignore more with --ignore-watch)",
+                        added.dirs.len()
+                    ),
+                );
                 return;
             }
             Err(e) => {
                 // Gone already, or unreadable: not fatal for the rest of the tree.
                 if e.kind() != io::ErrorKind::NotFound {
-                    added.error = Some(add_error(&dir, &e));
+                    note(added, &add_error(&dir, &e));
                 }
                 continue;
             }
@@ -286,6 +290,20 @@ fn walk(watches: &mut Watches, ignore: &IgnoreSet, top: &Path, budget: usize, ad
     }
 }
 
+/// Adds a problem to those met by a walk (a few are kept, with the count of the others).
+fn note(added: &mut Added, problem: &str) {
+    let problems = added.error.get_or_insert_with(String::new);
+    if problems.contains(problem) {
+        return;
+    }
+    if problems.matches("; ").count() < 3 {
+        if !problems.is_empty() {
+            problems.push_str("; ");
+        }
+        problems.push_str(problem);
+    }
+}
+
 fn add_error(path: &Path, e: &io::Error) -> String {
     format!("cannot watch {}: {e}", path.display())
 }
@@ -294,4 +312,82 @@ fn limit_error() -> String {
     format!(
         "more than {MAX_DIRS} directories to watch: the rest are not watched (narrow `watch` or add to `ignore_watch`)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use futures_util::StreamExt;
+    use inotify::Inotify;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn ignored_trees_are_not_entered_and_new_directories_are_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for i in 0..50 {
+            fs::create_dir_all(root.join(format!("node_modules/p{i}/lib"))).unwrap();
+        }
+        fs::create_dir_all(root.join("src/a")).unwrap();
+        let ignore = IgnoreSet::new(&["node_modules".to_string()], root, Vec::new()).unwrap();
+        let mut stream = Inotify::init()
+            .unwrap()
+            .into_event_stream(vec![0u8; 4096])
+            .unwrap();
+        let mut tree = Tree::new(stream.watches(), Arc::new(ignore), vec![root.to_path_buf()]);
+        tree.scan().await;
+        assert_eq!(tree.len(), 3, "the root, src and src/a");
+        assert_eq!(tree.error, None);
+
+        fs::create_dir_all(root.join("src/new/deeper")).unwrap();
+        fs::write(root.join("node_modules/p1/x.js"), "x").unwrap();
+        let event = stream.next().await.unwrap().unwrap();
+        let change = tree
+            .on_event(event.mask, &event.wd, event.name.as_deref())
+            .await;
+        assert_eq!(change, Some(Change::Path(root.join("src/new"))));
+        assert_eq!(tree.len(), 5, "src/new and src/new/deeper are watched");
+
+        fs::write(root.join("src/new/deeper/f.js"), "x").unwrap();
+        let event = stream.next().await.unwrap().unwrap();
+        let change = tree
+            .on_event(event.mask, &event.wd, event.name.as_deref())
+            .await;
+        assert_eq!(change, Some(Change::Path(root.join("src/new/deeper/f.js"))));
+    }
+
+    #[tokio::test]
+    async fn a_file_root_reports_that_file_only_and_missing_roots_are_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("app.conf"), "a").unwrap();
+        let ignore = IgnoreSet::new(&[], root, Vec::new()).unwrap();
+        let mut stream = Inotify::init()
+            .unwrap()
+            .into_event_stream(vec![0u8; 4096])
+            .unwrap();
+        let roots = vec![root.join("app.conf"), root.join("missing")];
+        let mut tree = Tree::new(stream.watches(), Arc::new(ignore), roots);
+        tree.scan().await;
+        assert_eq!(tree.len(), 1);
+        assert!(
+            tree.error.as_deref().unwrap().contains("missing"),
+            "{:?}",
+            tree.error
+        );
+        fs::write(root.join("other"), "b").unwrap();
+        fs::write(root.join("app.conf"), "b").unwrap();
+        loop {
+            let event = stream.next().await.unwrap().unwrap();
+            if let Some(change) = tree
+                .on_event(event.mask, &event.wd, event.name.as_deref())
+                .await
+            {
+                assert_eq!(change, Change::Path(root.join("app.conf")));
+                break;
+            }
+        }
+    }
 }
