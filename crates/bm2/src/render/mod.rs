@@ -43,6 +43,18 @@ pub fn uptime(ms: u64) -> String {
     }
 }
 
+/// The CPU, memory and uptime columns of a process row (`-` while it does not run).
+pub fn usage_columns(p: &bm2_types::ProcSummary) -> [String; 3] {
+    if p.pid.is_none() {
+        return ["-".into(), "-".into(), "-".into()];
+    }
+    [
+        format!("{:.1}%", p.cpu),
+        bm2_types::format_bytes(p.memory),
+        uptime(since(p.started_at_ms)),
+    ]
+}
+
 /// Milliseconds since `started_at_ms` (epoch ms), or 0.
 pub fn since(started_at_ms: Option<u64>) -> u64 {
     let now = std::time::SystemTime::now()

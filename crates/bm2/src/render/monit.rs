@@ -11,7 +11,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
-use super::{since, uptime};
+use super::{since, uptime, usage_columns};
 
 /// Log lines kept for the selected process.
 pub const LOG_LINES: usize = 500;
@@ -119,27 +119,15 @@ impl MonitState {
         let header = Row::new(["id", "name", "status", "cpu", "memory", "↺", "uptime"])
             .style(Style::new().add_modifier(Modifier::BOLD));
         let rows = self.procs.iter().map(|p| {
-            let running = p.pid.is_some();
+            let [cpu, memory, up] = usage_columns(p);
             Row::new([
                 Cell::new(p.id.to_string()),
                 Cell::new(p.instance_name.clone()),
                 Cell::new(p.status.as_str()).style(Style::new().fg(status_color(p.status))),
-                Cell::new(if running {
-                    format!("{:.1}%", p.cpu)
-                } else {
-                    "-".into()
-                }),
-                Cell::new(if running {
-                    format_bytes(p.memory)
-                } else {
-                    "-".into()
-                }),
+                Cell::new(cpu),
+                Cell::new(memory),
                 Cell::new(p.restarts.to_string()),
-                Cell::new(if running {
-                    uptime(since(p.started_at_ms))
-                } else {
-                    "-".into()
-                }),
+                Cell::new(up),
             ])
         });
         let widths = [

@@ -1,10 +1,10 @@
 //! The process list table.
 
-use bm2_types::{ExecMode, ProcStatus, ProcSummary, format_bytes};
+use bm2_types::{ExecMode, ProcStatus, ProcSummary};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
-use super::{color, since, uptime};
+use super::{color, usage_columns};
 
 /// Prints the process list, or a note when it is empty.
 pub fn print(list: &[ProcSummary]) {
@@ -47,7 +47,7 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
             ExecMode::Fork => "fork",
             ExecMode::Cluster => "cluster",
         };
-        let running = p.pid.is_some();
+        let [cpu, memory, up] = usage_columns(p);
         table.add_row(vec![
             Cell::new(p.id),
             Cell::new(&p.instance_name),
@@ -55,22 +55,10 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
             Cell::new(mode),
             status,
             Cell::new(p.pid.map_or_else(|| "-".to_string(), |pid| pid.to_string())),
-            Cell::new(if running {
-                format!("{:.1}%", p.cpu)
-            } else {
-                "-".into()
-            }),
-            Cell::new(if running {
-                format_bytes(p.memory)
-            } else {
-                "-".into()
-            }),
+            Cell::new(cpu),
+            Cell::new(memory),
             Cell::new(p.restarts),
-            Cell::new(if running {
-                uptime(since(p.started_at_ms))
-            } else {
-                "-".into()
-            }),
+            Cell::new(up),
         ]);
     }
     table

@@ -274,10 +274,22 @@ fn is_bm2_cli(pid: u32) -> bool {
 
 /// True when the process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rfind(')')
-            .and_then(|i| s[i + 2..].chars().next())
-            .is_some_and(|state| state != 'Z' && state != 'X')
+    // A killed multi-threaded process shows its leader as a zombie while its other threads are
+    // still exiting, and its files (a listening socket) stay open until the last one is gone.
+    let running = |stat: &str| {
+        fs::read_to_string(stat).is_ok_and(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 2..].chars().next())
+                .is_some_and(|state| state != 'Z' && state != 'X')
+        })
+    };
+    if running(&format!("/proc/{pid}/stat")) {
+        return true;
+    }
+    fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| {
+        tasks
+            .flatten()
+            .any(|t| running(&format!("{}/stat", t.path().display())))
     })
 }
 
