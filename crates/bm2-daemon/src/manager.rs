@@ -187,9 +187,10 @@ impl ProcessManager {
             }
         }
         let mut handles = Vec::new();
+        let mut bases = envs::Interner::default();
         for (spec, ids, base) in batch {
             let count = ids.len() as u32;
-            let base = Arc::new(base);
+            let base = bases.share(base);
             for (index, id) in ids.into_iter().enumerate() {
                 let handle = self.register(NewInstance {
                     id,
@@ -564,6 +565,7 @@ impl ProcessManager {
         update_env: Option<&Vars>,
     ) -> Result<ActionResponse, ApiError> {
         let mut handles = Vec::new();
+        let mut bases = envs::Interner::default();
         for s in saved {
             let id = if fresh_ids && self.registry.contains(s.id) {
                 self.registry.reserve(&s.spec.name, 1, true)?[0]
@@ -574,7 +576,7 @@ impl ProcessManager {
                 id,
                 index: s.index,
                 count: s.count,
-                base_env: Arc::new(match update_env {
+                base_env: bases.share(match update_env {
                     Some(client) => envs::base_env(client, &s.spec),
                     None => s.env,
                 }),
@@ -794,7 +796,7 @@ impl ProcessManager {
                     &self.shared.env_store.get(&h.inst.app),
                 )
             } else {
-                (*v.env).clone()
+                envs::with_overlay(&v.base_env, &v.env)
             },
             created_at_ms: h.inst.created_at_ms,
             last_exit: v.last_exit,
