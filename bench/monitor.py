@@ -6,10 +6,11 @@ Stdlib only; reuses core.py's managers, homes and teardown (nothing is killed by
 For each app count (default 100 and 1000) and each manager, in a fresh home:
   1. start N separate apps (not instances), each the `sleep` binary run directly
      (`sleep 100000`, interpreter none): bm2 with one API request, PM2 with one ecosystem file;
-  2. wait until `jlist` shows all N online, then let the daemon settle;
+  2. wait until all N are online (PM2: `jlist`; bm2: `list --json`, its list without
+     environments), then let the daemon settle;
   3. over the window (default 60 s): the daemon's CPU from utime+stime in /proc/<pid>/stat,
      read every 5 s (per-window %, median, and the whole window's %), and its VmRSS every 5 s
-     (median and max).
+     (median and max); then one `jlist`, and the RSS 2 s later.
 bm2 samples every process once a second (its default) and keeps the history; PM2 does what
 it does by itself when nobody asks (no `pm2 monit` open).
 
@@ -58,8 +59,26 @@ def start_idle_apps(home, n, workdir):
         t0 = time.perf_counter()
         home.run(["start", eco], timeout=900)
         how = "1 ecosystem file"
-    home.wait_online(names, timeout=900)
+    if home.mgr.key == "bm2":
+        wait_online_bm2(home, names, timeout=900)
+    else:
+        home.wait_online(names, timeout=900)
     return how, time.perf_counter() - t0
+
+
+def wait_online_bm2(home, names, timeout):
+    """Polls `bm2 list --json` (bm2's own list: no environments) until every app is online, so
+    that the window starts without the transient memory of large `jlist` answers."""
+    want = set(names)
+    end = time.monotonic() + timeout
+    while True:
+        _, out, _, _ = home.run(["list", "--json"], timeout=120)
+        online = {p["name"] for p in json.loads(out) if p.get("status") == "online"}
+        if want <= online:
+            return
+        if time.monotonic() > end:
+            raise RuntimeError(f"only {len(want & online)}/{len(want)} apps online after {timeout} s")
+        time.sleep(0.2)
 
 
 def measure(pid, seconds, step=5.0):
@@ -98,6 +117,10 @@ def run_one(mgr, n, args):
         time.sleep(args.settle)
         log(f"{mgr.label}: measuring {args.seconds:g} s with {n} apps")
         m = measure(pid, args.seconds)
+        # The same daemon after answering one `jlist` (every app with its environment).
+        home.jlist(timeout=300)
+        time.sleep(2)
+        m["rss_after_jlist"] = vmrss_kib(pid) / 1024
         m.update(apps=n, start_method=how, start_seconds=start_s)
         log(f"{mgr.label} {n} apps: CPU median {m['cpu_median']:.2f} % (whole {m['cpu_whole']:.2f} %), "
             f"RSS median {m['rss_median']:.1f} MiB")
@@ -154,16 +177,17 @@ def main():
 
     print(f"\nMonitoring benchmark, {args.seconds:g} s windows, {started:%Y-%m-%d %H:%M} UTC, "
           f"load {results['load_start'][0]:.2f} → {results['load_end'][0]:.2f}\n")
-    print("| apps | manager | daemon CPU, median of 5 s windows | daemon CPU, whole window | RSS median | RSS max | start → all online |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| apps | manager | daemon CPU, median of 5 s windows | daemon CPU, whole window | RSS median | RSS max | RSS 2 s after one `jlist` | start → all online |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for n in counts:
         for mgr in mgrs:
             r = results["runs"].get(str(n), {}).get(mgr.key)
             if not r:
-                print(f"| {n} | {mgr.label} | failed | | | | |")
+                print(f"| {n} | {mgr.label} | failed | | | | | |")
                 continue
             print(f"| {n} | {mgr.label} | {r['cpu_median']:.2f} % | {r['cpu_whole']:.2f} % | "
-                  f"{r['rss_median']:.1f} MiB | {r['rss_max']:.1f} MiB | {r['start_seconds']:.1f} s |")
+                  f"{r['rss_median']:.1f} MiB | {r['rss_max']:.1f} MiB | {r['rss_after_jlist']:.1f} MiB | "
+                  f"{r['start_seconds']:.1f} s |")
     print(f"\nJSON: {os.path.relpath(path, core.REPO_ROOT)}")
     return 1 if results["errors"] else 0
 

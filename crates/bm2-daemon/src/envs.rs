@@ -79,15 +79,15 @@ pub struct Interner {
 
 impl Interner {
     /// `vars`, or the previous environment when it is equal.
-    pub fn share(&mut self, vars: Vars) -> Arc<Vars> {
+    pub fn share(&mut self, vars: impl Into<Arc<Vars>>) -> Arc<Vars> {
+        let vars = vars.into();
         if let Some(last) = &self.last
-            && **last == vars
+            && **last == *vars
         {
             return last.clone();
         }
-        let shared = Arc::new(vars);
-        self.last = Some(shared.clone());
-        shared
+        self.last = Some(vars.clone());
+        vars
     }
 }
 

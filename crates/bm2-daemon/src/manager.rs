@@ -577,10 +577,10 @@ impl ProcessManager {
                 index: s.index,
                 count: s.count,
                 base_env: bases.share(match update_env {
-                    Some(client) => envs::base_env(client, &s.spec),
+                    Some(client) => Arc::new(envs::base_env(client, &s.spec)),
                     None => s.env,
                 }),
-                spec: Arc::new(s.spec),
+                spec: s.spec,
                 restarts: s.restarts,
                 created_at_ms: s.created_at_ms,
             });
@@ -915,12 +915,12 @@ fn snapshot_state(registry: &Registry) -> StateFile {
         .iter()
         .map(|h| {
             let v = h.view.borrow();
-            let env = (*v.base_env).clone();
+            let env = v.base_env.clone();
             SavedInstance {
                 id: h.inst.id,
                 index: h.inst.index,
                 count: h.inst.count,
-                spec: (*v.spec).clone(),
+                spec: v.spec.clone(),
                 env,
                 running: v.desired_running,
                 pid: v.pid,
