@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bm2_types::{AppSpec, FilterEnv, ProcId};
 
@@ -54,6 +54,41 @@ pub fn instance_env(
     env.insert("BM2_HOME".into(), home.display().to_string());
     env.insert("BM2_ID".into(), id.to_string());
     env
+}
+
+/// The variables of `env` that `base` lacks or holds with another value.
+pub fn overlay(base: &Vars, env: Vars) -> Vars {
+    env.into_iter()
+        .filter(|(k, v)| base.get(k) != Some(v))
+        .collect()
+}
+
+/// `base` with `overlay` over it: the whole environment of a process.
+pub fn with_overlay(base: &Vars, overlay: &Vars) -> Vars {
+    let mut env = base.clone();
+    env.extend(overlay.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// One shared copy of equal environments: apps started or restored together usually have the
+/// same base environment, which need not be stored once per instance.
+#[derive(Debug, Default)]
+pub struct Interner {
+    last: Option<Arc<Vars>>,
+}
+
+impl Interner {
+    /// `vars`, or the previous environment when it is equal.
+    pub fn share(&mut self, vars: impl Into<Arc<Vars>>) -> Arc<Vars> {
+        let vars = vars.into();
+        if let Some(last) = &self.last
+            && **last == *vars
+        {
+            return last.clone();
+        }
+        self.last = Some(vars.clone());
+        vars
+    }
 }
 
 /// Variables set per app with `bm2 env set`, kept in `env-registry.json` and applied to the
@@ -129,6 +164,25 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect()
+    }
+
+    #[test]
+    fn overlay_keeps_only_what_differs_and_rebuilds_the_whole() {
+        let base = vars(&[("A", "1"), ("B", "2")]);
+        let env = vars(&[("A", "1"), ("B", "3"), ("BM2_ID", "7")]);
+        let over = overlay(&base, env.clone());
+        assert_eq!(over, vars(&[("B", "3"), ("BM2_ID", "7")]));
+        assert_eq!(with_overlay(&base, &over), env);
+    }
+
+    #[test]
+    fn interner_shares_equal_neighbours() {
+        let mut i = Interner::default();
+        let a = i.share(vars(&[("A", "1")]));
+        let b = i.share(vars(&[("A", "1")]));
+        let c = i.share(vars(&[("A", "2")]));
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
     }
 
     #[test]

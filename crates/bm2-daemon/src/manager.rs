@@ -195,9 +195,10 @@ impl ProcessManager {
             }
         }
         let mut handles = Vec::new();
+        let mut bases = envs::Interner::default();
         for (spec, ids, base) in batch {
             let count = ids.len() as u32;
-            let base = Arc::new(base);
+            let base = bases.share(base);
             for (index, id) in ids.into_iter().enumerate() {
                 let handle = self.register(NewInstance {
                     id,
@@ -612,6 +613,7 @@ impl ProcessManager {
         update_env: Option<&Vars>,
     ) -> Result<ActionResponse, ApiError> {
         let mut handles = Vec::new();
+        let mut bases = envs::Interner::default();
         for s in saved {
             let id = if fresh_ids && self.registry.contains(s.id) {
                 self.registry.reserve(&s.spec.name, 1, true)?[0]
@@ -622,11 +624,11 @@ impl ProcessManager {
                 id,
                 index: s.index,
                 count: s.count,
-                base_env: Arc::new(match update_env {
-                    Some(client) => envs::base_env(client, &s.spec),
+                base_env: bases.share(match update_env {
+                    Some(client) => Arc::new(envs::base_env(client, &s.spec)),
                     None => s.env,
                 }),
-                spec: Arc::new(s.spec),
+                spec: s.spec,
                 history: History {
                     restarts: s.restarts,
                     restart_reasons: s.restart_reasons,
@@ -850,7 +852,7 @@ impl ProcessManager {
                     &self.shared.env_store.get(&h.inst.app),
                 )
             } else {
-                (*v.env).clone()
+                envs::with_overlay(&v.base_env, &v.env)
             },
             created_at_ms: h.inst.created_at_ms,
             last_exit: v.last_exit,
@@ -973,12 +975,12 @@ fn snapshot_state(registry: &Registry) -> StateFile {
         .iter()
         .map(|h| {
             let v = h.view.borrow();
-            let env = (*v.base_env).clone();
+            let env = v.base_env.clone();
             SavedInstance {
                 id: h.inst.id,
                 index: h.inst.index,
                 count: h.inst.count,
-                spec: (*v.spec).clone(),
+                spec: v.spec.clone(),
                 env,
                 running: v.desired_running,
                 pid: v.pid,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bm2_types::{AppSpec, ProcId};
 use serde::{Deserialize, Serialize};
@@ -37,11 +38,11 @@ pub struct SavedInstance {
     /// The app's instance count.
     #[serde(default = "one")]
     pub count: u32,
-    /// The app's options.
-    pub spec: AppSpec,
-    /// The environment its processes receive (without bm2's own variables).
+    /// The app's options (shared with the running instance, not copied, when the state is taken).
+    pub spec: Arc<AppSpec>,
+    /// The environment its processes receive (without bm2's own variables); shared likewise.
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: Arc<BTreeMap<String, String>>,
     /// Whether it should be running.
     #[serde(default)]
     pub running: bool,
@@ -246,12 +247,12 @@ mod tests {
                 id: 2,
                 index: 0,
                 count: 1,
-                spec: AppSpec {
+                spec: Arc::new(AppSpec {
                     name: "api".into(),
                     script: "/srv/api.js".into(),
                     ..AppSpec::default()
-                },
-                env: BTreeMap::new(),
+                }),
+                env: Arc::default(),
                 running: true,
                 pid: Some(42),
                 pid_start_time: Some(7),

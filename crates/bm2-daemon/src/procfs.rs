@@ -178,19 +178,27 @@ pub fn page_size() -> u64 {
         .map_or(4096, |v| v as u64)
 }
 
-/// Parent-to-children links of a snapshot.
+/// Parent-to-children links of a snapshot, and its processes by pid.
 pub struct Tree<'a> {
     children: HashMap<u32, Vec<&'a ProcStat>>,
+    by_pid: HashMap<u32, &'a ProcStat>,
 }
 
 impl<'a> Tree<'a> {
     /// Builds the links of `procs`.
     pub fn new(procs: &'a [ProcStat]) -> Self {
         let mut children: HashMap<u32, Vec<&ProcStat>> = HashMap::with_capacity(procs.len());
+        let mut by_pid = HashMap::with_capacity(procs.len());
         for p in procs {
             children.entry(p.ppid).or_default().push(p);
+            by_pid.insert(p.pid, p);
         }
-        Tree { children }
+        Tree { children, by_pid }
+    }
+
+    /// The process `pid`, when the snapshot holds it.
+    pub fn get(&self, pid: u32) -> Option<&'a ProcStat> {
+        self.by_pid.get(&pid).copied()
     }
 
     /// Direct children of `pid`.

@@ -245,3 +245,50 @@ fn prometheus_text_parses_with_the_spec_names() {
     assert!(sample("bm2_system_network_receive_bytes_total", &[]) >= 0.0);
     assert!(sample("bm2_system_disk_total_bytes", &[]) > 0.0);
 }
+
+#[test]
+fn history_api_filters_by_id_and_refuses_bad_requests() {
+    use bm2_client::{Client, ClientError};
+    let env = TestEnv::new();
+    start_sleeper(&env, "one");
+    start_sleeper(&env, "two");
+    let client = Client::new(bm2_types::Home::at(env.home_path().to_path_buf()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let h = env.wait_for("a point of instance 1", || {
+        let h = rt.block_on(client.metrics_history(60, Some(1))).unwrap();
+        (!h.processes.is_empty()).then_some(h)
+    });
+    assert_eq!(h.processes.len(), 1);
+    assert_eq!(h.processes[0].id, 1);
+    assert_eq!(h.processes[0].name, "two");
+    assert_eq!(h.processes[0].cpu.len(), h.timestamps.len());
+
+    let code = |r: Result<bm2_types::MetricsHistory, ClientError>| match r {
+        Err(ClientError::Api(e)) => e.code,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(
+        code(rt.block_on(client.metrics_history(0, None))),
+        "invalid_request"
+    );
+    assert_eq!(
+        code(rt.block_on(client.metrics_history(3601, None))),
+        "invalid_request"
+    );
+    assert_eq!(
+        code(rt.block_on(client.metrics_history(60, Some(99)))),
+        "unknown_target"
+    );
+
+    // The snapshot and the Prometheus text through the client match the CLI's.
+    let snap = rt.block_on(client.metrics()).unwrap();
+    assert_eq!(snap.processes.len(), 2);
+    let text = rt.block_on(client.prometheus()).unwrap();
+    assert!(
+        text.contains(r#"bm2_process_cpu{name="two",id="1"}"#),
+        "{text}"
+    );
+}

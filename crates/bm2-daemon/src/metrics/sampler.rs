@@ -136,7 +136,7 @@ impl Sampler {
         let mut next_ticks = HashMap::with_capacity(self.prev_ticks.len());
         for (handle, pid, limit) in running {
             let id = handle.inst.id;
-            let mut members: Vec<&ProcStat> = snapshot.iter().filter(|p| p.pid == pid).collect();
+            let mut members: Vec<&ProcStat> = tree.get(pid).into_iter().collect();
             members.extend(tree.descendants(pid));
             for orphan in orphans.iter().filter(|(_, owner)| *owner == id) {
                 members.push(orphan.0);

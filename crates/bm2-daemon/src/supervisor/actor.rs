@@ -18,7 +18,7 @@ use super::process::{self, Running};
 use super::spawn;
 use crate::Shared;
 use crate::cluster::Event;
-use crate::envs::Vars;
+use crate::envs::{self, Vars};
 use crate::logs;
 use crate::procfs;
 use crate::registry::{Handle, Instance};
@@ -113,7 +113,10 @@ pub struct InstanceView {
     pub spec: Arc<AppSpec>,
     /// The caller's kept variables and the app's own, from which each launch's environment is made.
     pub base_env: Arc<Vars>,
-    /// The environment of the current (or last) process.
+    /// What the environment of the current (or last) process adds to or changes in `base_env`
+    /// (the instance's own variables, the env store's, bm2's marker): the whole environment is
+    /// `base_env` with these over it. Kept as a difference so that apps started together share
+    /// one copy of the caller's environment. Empty before the first launch.
     pub env: Arc<Vars>,
     /// Variables of the env store applied at the last launch.
     pub store_applied: Vars,
@@ -477,7 +480,7 @@ impl Actor {
         self.child = Some(running);
         let restarts = self.counters.restarts;
         let unstable = self.counters.unstable_restarts;
-        let env = Arc::new(env);
+        let env = Arc::new(envs::overlay(&self.view.borrow().base_env, env));
         self.publish(|v| {
             v.env = env;
             v.store_applied = stored;

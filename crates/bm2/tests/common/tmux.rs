@@ -1,6 +1,8 @@
-//! A terminal for tests of full-screen commands: a private tmux server per test (its own
-//! `-L` socket), driven with `send-keys` and read with `capture-pane`, killed on drop.
+//! A terminal for tests of full-screen commands: a private tmux server per test (its own socket,
+//! in the test's work directory), driven with `send-keys` and read with `capture-pane`, killed on
+//! drop.
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -12,18 +14,17 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// One tmux server running one `bm2` command in a session named `main`.
 pub struct Tmux {
-    socket: String,
+    socket: PathBuf,
 }
 
 impl Tmux {
     /// Runs `bm2 <args>` of `env` in a detached `width`×`height` terminal.
     pub fn start(env: &TestEnv, args: &[&str], width: u16, height: u16) -> Tmux {
         require_tmux();
-        let socket = format!(
-            "bm2-test-{}-{}",
-            std::process::id(),
+        let socket = env.dir.path().join(format!(
+            "tmux-{}.sock",
             NEXT.fetch_add(1, Ordering::Relaxed)
-        );
+        ));
         let tmux = Tmux { socket };
         let mut command = vec![
             "env".to_string(),
@@ -57,7 +58,7 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux")
-            .arg("-L")
+            .arg("-S")
             .arg(&self.socket)
             .args(args)
             .output()
@@ -108,6 +109,7 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 
