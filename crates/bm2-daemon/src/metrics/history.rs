@@ -1,11 +1,13 @@
-//! The metrics history: per sample, one 8-byte point per instance and one for the machine, in
-//! rings of [`HISTORY_POINTS`] that fill (and allocate) as samples come.
+//! The metrics history: per sample, one point per instance and one for the machine, kept for
+//! the last [`HISTORY_POINTS`] samples. An instance's points are run-length encoded in 8-byte
+//! runs (CPU to 0.1 %, memory in KiB): a busy process costs 8 bytes a sample, an idle one a
+//! single run however long it stays idle.
 //!
 //! Every instance gets a point at every sample (zero while not running), so an instance's points
 //! are contiguous and line up with the shared timeline from the sample it first appeared in. An
 //! instance that is no longer registered loses its series at the next sample.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use bm2_types::{HISTORY_POINTS, ProcId};
 
@@ -88,13 +90,120 @@ impl<T: Copy> Ring<T> {
     }
 }
 
+/// Equal consecutive points of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    /// CPU in tenths of a percent.
+    cpu_tenths: u16,
+    /// How many samples in a row had this point.
+    count: u16,
+    /// Resident memory, in KiB.
+    mem_kib: u32,
+}
+
+impl Run {
+    fn point(self) -> Point {
+        Point {
+            cpu: f32::from(self.cpu_tenths) / 10.0,
+            mem_kib: self.mem_kib,
+        }
+    }
+}
+
+/// The last `cap` points of an instance, run-length encoded.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    queue: VecDeque<Run>,
+    len: usize,
+    cap: usize,
+}
+
+impl Runs {
+    /// No points yet; at most `cap` (at least 1) kept.
+    pub fn new(cap: usize) -> Self {
+        Runs {
+            queue: VecDeque::new(),
+            len: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    /// Appends a point (its CPU rounded to 0.1 %), dropping the oldest when full.
+    pub fn push(&mut self, p: Point) {
+        let cpu_tenths = (p.cpu * 10.0).round().clamp(0.0, f32::from(u16::MAX)) as u16;
+        match self.queue.back_mut() {
+            Some(r)
+                if r.cpu_tenths == cpu_tenths && r.mem_kib == p.mem_kib && r.count < u16::MAX =>
+            {
+                r.count += 1;
+            }
+            _ => {
+                if self.queue.len() == self.queue.capacity() {
+                    let grow = self
+                        .queue
+                        .len()
+                        .max(16)
+                        .min(self.cap.saturating_sub(self.queue.len()).max(1));
+                    self.queue.reserve_exact(grow);
+                }
+                self.queue.push_back(Run {
+                    cpu_tenths,
+                    count: 1,
+                    mem_kib: p.mem_kib,
+                });
+            }
+        }
+        self.len += 1;
+        if self.len > self.cap {
+            if let Some(front) = self.queue.front_mut() {
+                front.count -= 1;
+                if front.count == 0 {
+                    self.queue.pop_front();
+                }
+            }
+            self.len -= 1;
+        }
+    }
+
+    /// Number of points held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The last `n` points (or all, when fewer), oldest first.
+    pub fn last(&self, n: usize) -> Vec<Point> {
+        let mut left = n.min(self.len);
+        let mut out = Vec::with_capacity(left);
+        for r in self.queue.iter().rev() {
+            if left == 0 {
+                break;
+            }
+            let take = usize::from(r.count).min(left);
+            out.extend(std::iter::repeat_n(r.point(), take));
+            left -= take;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Bytes allocated for runs.
+    pub fn allocated_bytes(&self) -> usize {
+        self.queue.capacity() * std::mem::size_of::<Run>()
+    }
+}
+
 #[derive(Debug)]
 struct Series {
     /// Sample number of the first point ever pushed.
     first: u64,
     /// Sample number of the last point pushed.
     last: u64,
-    points: Ring<Point>,
+    points: Runs,
 }
 
 /// The values of the last samples, oldest first, as returned by [`History::window`].
@@ -153,7 +262,7 @@ impl History {
             let s = self.series.entry(id).or_insert_with(|| Series {
                 first: n,
                 last: n,
-                points: Ring::new(cap),
+                points: Runs::new(cap),
             });
             s.last = n;
             s.points.push(p);
@@ -185,7 +294,7 @@ impl History {
                 let start = s.first.max(self.samples - s.points.len() as u64);
                 let missing = start.saturating_sub(first).min(n as u64) as usize;
                 let mut values = vec![None; missing];
-                values.extend(s.points.last(n - missing).map(Some));
+                values.extend(s.points.last(n - missing).into_iter().map(Some));
                 (id, values)
             })
             .collect();
@@ -200,7 +309,7 @@ impl History {
     pub fn recent(&self, id: ProcId, n: usize) -> Vec<Point> {
         self.series
             .get(&id)
-            .map(|s| s.points.last(n).collect())
+            .map(|s| s.points.last(n))
             .unwrap_or_default()
     }
 
@@ -290,13 +399,46 @@ mod tests {
     }
 
     #[test]
+    fn runs_keep_the_last_points_in_order() {
+        let mut r = Runs::new(5);
+        assert!(r.is_empty());
+        for cpu in [1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 1.0] {
+            r.push(p(cpu));
+        }
+        assert_eq!(r.len(), 5);
+        assert_eq!(r.last(10), [p(2.0), p(2.0), p(2.0), p(3.0), p(1.0)]);
+        assert_eq!(r.last(2), [p(3.0), p(1.0)]);
+        assert!(r.last(0).is_empty());
+        // CPU is kept to 0.1 %.
+        r.push(Point {
+            cpu: 12.34,
+            mem_kib: 1,
+        });
+        assert_eq!(r.last(1), [p(12.3)]);
+        assert_eq!(std::mem::size_of::<Run>(), 8);
+    }
+
+    #[test]
+    fn an_idle_instance_costs_one_run_for_the_hour() {
+        let mut r = Runs::new(HISTORY_POINTS);
+        for _ in 0..10 * HISTORY_POINTS {
+            r.push(p(0.0));
+        }
+        assert_eq!(r.len(), HISTORY_POINTS);
+        assert_eq!(r.queue.len(), 1);
+        assert!(r.allocated_bytes() <= 16 * 8, "{}", r.allocated_bytes());
+        assert_eq!(r.last(3), [p(0.0); 3]);
+    }
+
+    #[test]
     fn hundred_apps_for_an_hour_fit_in_a_few_megabytes() {
+        // Busy apps: every point differs from the one before (the worst case for the runs).
         let mut h = History::default();
         for t in 0..HISTORY_POINTS as u64 + 10 {
             h.record(
                 t * 1000,
                 SystemPoint::default(),
-                (0..100).map(|id| (id, p(0.5))),
+                (0..100).map(|id| (id, p((t % 7) as f32 + 0.5))),
             );
         }
         let bytes = h.allocated_bytes();

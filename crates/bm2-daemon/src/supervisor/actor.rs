@@ -677,7 +677,9 @@ impl Actor {
         let group = self.spec.treekill.then_some(run.pid);
         let tree = if self.spec.treekill {
             let known = self.shared.metrics.tree(self.inst.id);
-            kill::find_tree(Some(run.pid), &self.inst.marker, &known)
+            kill::find_tree(Some(run.pid), &self.inst.marker, &known, |p| {
+                self.shared.table.owns(p)
+            })
         } else {
             procfs::read_stat(run.pid)
                 .map(|s| vec![(run.pid, s.start_time)])
@@ -712,10 +714,12 @@ impl Actor {
         if let Some(group) = group {
             // Whatever is left of the tree (setsid'd or double-forked descendants) gets the rest
             // of the grace period, then SIGKILL.
-            let rest: Vec<(u32, u64)> = kill::find_tree(None, &self.inst.marker, &tree)
-                .into_iter()
-                .filter(|p| !spared.contains(p))
-                .collect();
+            let rest: Vec<(u32, u64)> = kill::find_tree(None, &self.inst.marker, &tree, |p| {
+                self.shared.table.owns(p)
+            })
+            .into_iter()
+            .filter(|p| !spared.contains(p))
+            .collect();
             let left = deadline.saturating_duration_since(Instant::now());
             if !kill::wait_gone(&rest, left, poll).await {
                 kill::signal_all(Some(group), &kill::alive(&rest), Signal::SIGKILL);

@@ -34,7 +34,14 @@ pub struct Marker {
 
 /// The processes of an instance found now: the tree under its main process, plus orphans of the
 /// daemon carrying its marker (and their trees), plus earlier-seen descendants still alive.
-pub fn find_tree(main_pid: Option<u32>, marker: &Marker, known: &[(u32, u64)]) -> Vec<(u32, u64)> {
+/// Children the daemon spawned itself (`spawned`) are main processes, not orphans: their
+/// environment is not read (with many apps, that read made stopping them all quadratic).
+pub fn find_tree(
+    main_pid: Option<u32>,
+    marker: &Marker,
+    known: &[(u32, u64)],
+    spawned: impl Fn(u32) -> bool,
+) -> Vec<(u32, u64)> {
     let snapshot = procfs::snapshot();
     let tree = Tree::new(&snapshot);
     let me = std::process::id();
@@ -44,7 +51,10 @@ pub fn find_tree(main_pid: Option<u32>, marker: &Marker, known: &[(u32, u64)]) -
         found.extend(tree.descendants(pid));
     }
     for orphan in tree.children(me) {
-        if Some(orphan.pid) != main_pid && procfs::environ_contains(orphan.pid, &marker.env) {
+        if Some(orphan.pid) != main_pid
+            && !spawned(orphan.pid)
+            && procfs::environ_contains(orphan.pid, &marker.env)
+        {
             found.push(orphan);
             found.extend(tree.descendants(orphan.pid));
         }

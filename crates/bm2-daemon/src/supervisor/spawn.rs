@@ -85,6 +85,12 @@ impl ChildTable {
         Ok(cmd.stderr(Stdio::null()).output()?.stdout)
     }
 
+    /// True for a child the daemon spawned itself (the main process of some instance), as
+    /// opposed to an orphan it adopted.
+    pub fn owns(&self, pid: u32) -> bool {
+        self.lock().contains(&pid)
+    }
+
     /// Forgets a child after tokio has reaped it.
     pub fn forget(&self, pid: u32) {
         self.lock().remove(&pid);

@@ -368,7 +368,10 @@ fn status_line(answer: &[u8]) -> Option<(u16, String)> {
 /// Runs the check command in its own process group, killed (with anything it started) when it
 /// takes too long or when the check is aborted.
 async fn run_command(ctx: &Context, cfg: &HealthConfig, cmd: &str) -> Result<(), String> {
-    let env = ctx.view.borrow().env.clone();
+    let env = {
+        let v = ctx.view.borrow();
+        crate::envs::with_overlay(&v.base_env, &v.env)
+    };
     let mut command = tokio::process::Command::new("/bin/sh");
     command
         .arg("-c")
