@@ -147,6 +147,25 @@ pub fn snapshot() -> Vec<ProcStat> {
         .collect()
 }
 
+/// Every process on the system, from a scan started no earlier than `since`: when many
+/// instances stop at once (`bm2 kill`, a stop of every app), they share scans of `/proc`
+/// instead of making one each.
+pub fn snapshot_since(since: std::time::Instant) -> std::sync::Arc<Vec<ProcStat>> {
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::Instant;
+    static LAST: Mutex<Option<(Instant, Arc<Vec<ProcStat>>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((at, snap)) = last.as_ref()
+        && *at >= since
+    {
+        return snap.clone();
+    }
+    let started = Instant::now();
+    let snap = Arc::new(snapshot());
+    *last = Some((started, snap.clone()));
+    snap
+}
+
 /// True when the process's environment holds every one of `entries` (`KEY=value`).
 pub fn environ_contains(pid: u32, entries: &[String]) -> bool {
     let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {

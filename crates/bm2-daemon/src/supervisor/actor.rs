@@ -30,6 +30,9 @@ mod triggered;
 /// Answer to a command: done, or why not.
 pub type Reply = oneshot::Sender<Result<(), ApiError>>;
 
+/// How old a scan of `/proc` may be to find the tree of a process about to be stopped.
+const RECENT_SCAN: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What an actor can be asked to do.
 #[derive(Debug)]
 pub enum Command {
@@ -677,9 +680,18 @@ impl Actor {
         let group = self.spec.treekill.then_some(run.pid);
         let tree = if self.spec.treekill {
             let known = self.shared.metrics.tree(self.inst.id);
-            kill::find_tree(Some(run.pid), &self.inst.marker, &known, |p| {
-                self.shared.table.owns(p)
-            })
+            // A scan of /proc a few milliseconds old finds the tree of a running process (its
+            // group is signalled too, and the pass after it exits scans again).
+            let recent = std::time::Instant::now()
+                .checked_sub(RECENT_SCAN)
+                .unwrap_or_else(std::time::Instant::now);
+            kill::find_tree(
+                Some(run.pid),
+                &self.inst.marker,
+                &known,
+                |p| self.shared.table.owns(p),
+                recent,
+            )
         } else {
             procfs::read_stat(run.pid)
                 .map(|s| vec![(run.pid, s.start_time)])
@@ -709,14 +721,19 @@ impl Actor {
             kill::signal_all(group, &kill::alive(&tree), Signal::SIGKILL);
             run.child.wait().await.ok()
         };
+        let exited = std::time::Instant::now();
         let uptime = run.started.elapsed();
         self.shared.table.forget(run.pid);
         if let Some(group) = group {
             // Whatever is left of the tree (setsid'd or double-forked descendants) gets the rest
             // of the grace period, then SIGKILL.
-            let rest: Vec<(u32, u64)> = kill::find_tree(None, &self.inst.marker, &tree, |p| {
-                self.shared.table.owns(p)
-            })
+            let rest: Vec<(u32, u64)> = kill::find_tree(
+                None,
+                &self.inst.marker,
+                &tree,
+                |p| self.shared.table.owns(p),
+                exited,
+            )
             .into_iter()
             .filter(|p| !spared.contains(p))
             .collect();

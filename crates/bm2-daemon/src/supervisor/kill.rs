@@ -35,14 +35,16 @@ pub struct Marker {
 /// The processes of an instance found now: the tree under its main process, plus orphans of the
 /// daemon carrying its marker (and their trees), plus earlier-seen descendants still alive.
 /// Children the daemon spawned itself (`spawned`) are main processes, not orphans: their
-/// environment is not read (with many apps, that read made stopping them all quadratic).
+/// environment is not read (with many apps, that read made stopping them all quadratic). The
+/// scan of `/proc` used was started no earlier than `since` (shared with other stops).
 pub fn find_tree(
     main_pid: Option<u32>,
     marker: &Marker,
     known: &[(u32, u64)],
     spawned: impl Fn(u32) -> bool,
+    since: std::time::Instant,
 ) -> Vec<(u32, u64)> {
-    let snapshot = procfs::snapshot();
+    let snapshot = procfs::snapshot_since(since);
     let tree = Tree::new(&snapshot);
     let me = std::process::id();
     let mut found: Vec<&ProcStat> = Vec::new();
