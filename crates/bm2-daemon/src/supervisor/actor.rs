@@ -31,7 +31,7 @@ mod triggered;
 pub type Reply = oneshot::Sender<Result<(), ApiError>>;
 
 /// How old a scan of `/proc` may be to find the tree of a process about to be stopped.
-const RECENT_SCAN: std::time::Duration = std::time::Duration::from_millis(50);
+const RECENT_SCAN: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// What an actor can be asked to do.
 #[derive(Debug)]
