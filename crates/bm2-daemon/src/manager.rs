@@ -251,11 +251,7 @@ impl ProcessManager {
         } = new;
         let home = &self.shared.home;
         let marker = actor::marker_for(home.root(), id);
-        let name = if count > 1 {
-            format!("{}-{index}", spec.name)
-        } else {
-            spec.name.clone()
-        };
+        let name = crate::registry::display_name(&spec.name, index, count);
         let logs = InstanceLogs::open(
             &self.shared.logs,
             &spec,
@@ -828,12 +824,13 @@ impl ProcessManager {
 
     fn detail(&self, h: &Handle) -> ProcDetail {
         let summary = self.summary(h);
-        let cluster = self.cluster_info(h, &h.snapshot());
+        let v = h.snapshot();
+        let cluster = self.cluster_info(h, &v);
         let (paths, dropped) = {
             let logs = logs::lock(&h.inst.logs);
             (logs.paths().clone(), logs.dropped())
         };
-        let v = h.snapshot();
+        let stored = self.shared.env_store.get(&h.inst.app);
         let triggers = h.triggers.borrow().clone();
         ProcDetail {
             file_handles: v.pid.and_then(procfs::fd_count),
@@ -841,7 +838,7 @@ impl ProcessManager {
             spec: (*v.spec).clone(),
             instances: h.inst.count,
             interpreter: v.interpreter,
-            pending_env: pending_env(&v.store_applied, &self.shared.env_store.get(&h.inst.app)),
+            pending_env: pending_env(&v.store_applied, &stored),
             env: if v.env.is_empty() {
                 envs::instance_env(
                     &v.base_env,
@@ -849,7 +846,7 @@ impl ProcessManager {
                     self.shared.home.root(),
                     h.inst.id,
                     h.inst.index,
-                    &self.shared.env_store.get(&h.inst.app),
+                    &stored,
                 )
             } else {
                 envs::with_overlay(&v.base_env, &v.env)

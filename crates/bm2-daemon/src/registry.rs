@@ -36,11 +36,17 @@ pub struct Instance {
 impl Instance {
     /// `<app>-<i>` when the app has (or had, before scaling) several instances, else its name.
     pub fn display_name(&self) -> String {
-        if self.count > 1 || self.index > 0 {
-            format!("{}-{}", self.app, self.index)
-        } else {
-            self.app.clone()
-        }
+        display_name(&self.app, self.index, self.count)
+    }
+}
+
+/// The name of instance `index` of `app` started with `count` instances: `<app>-<i>` when the
+/// app has (or had, before scaling) several instances, else the app's name.
+pub fn display_name(app: &str, index: u32, count: u32) -> String {
+    if count > 1 || index > 0 {
+        format!("{app}-{index}")
+    } else {
+        app.to_string()
     }
 }
 

@@ -19,6 +19,14 @@ pub enum ExecMode {
 }
 
 impl ExecMode {
+    /// `fork` or `cluster`, as bm2 shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecMode::Fork => "fork",
+            ExecMode::Cluster => "cluster",
+        }
+    }
+
     /// The PM2 name of the mode, as shown in `list` and `jlist`.
     pub fn pm2_name(self) -> &'static str {
         match self {

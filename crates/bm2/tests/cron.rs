@@ -4,17 +4,10 @@
 
 mod common;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::TestEnv;
+use common::{TestEnv, now_ms};
 use serde_json::Value;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 fn cron_restarts(d: &Value) -> u64 {
     d["restart_reasons"]["cron"].as_u64().unwrap_or(0)

@@ -348,21 +348,6 @@ impl Dash {
     }
 }
 
-/// Starts `sleep 1000` as the app `name` and waits until it is online; returns its pid.
-fn start_sleeper(env: &TestEnv, name: &str) -> u64 {
-    env.ok(&[
-        "start",
-        "sleep",
-        "--name",
-        name,
-        "--interpreter",
-        "none",
-        "--",
-        "1000",
-    ]);
-    env.wait_status(name, "online")["pid"].as_u64().unwrap()
-}
-
 /// Greets on both streams, then prints `tick-<n>` every 200 ms.
 const TICKER: &str = "echo \"ticker says hello\"\necho \"ticker complains\" >&2\ni=0\nwhile :; do \
                       i=$((i+1)); echo \"tick-$i\"; sleep 0.2; done\n";
@@ -644,8 +629,8 @@ fn named<'a>(rows: &'a Value, name: &str) -> Option<&'a Value> {
 #[test]
 fn read_routes_answer_with_the_token() {
     let env = TestEnv::new();
-    let alpha_pid = start_sleeper(&env, "alpha");
-    start_sleeper(&env, "beta");
+    let alpha_pid = env.start_sleeper("alpha");
+    env.start_sleeper("beta");
     let d = start_dashboard(&env, &[]);
 
     let r = d.get("/api/processes");
@@ -727,7 +712,7 @@ fn read_routes_answer_with_the_token() {
 #[test]
 fn read_routes_refuse_requests_without_the_token() {
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let wrong = format!("Bearer {}", wrong_token(&d.token));
     let foreign_cookie = format!("bm2_session_{}={}", d.metrics_port, d.token);
@@ -757,8 +742,8 @@ fn read_routes_refuse_requests_without_the_token() {
 #[test]
 fn actions_act_and_answer_with_the_processes() {
     let env = TestEnv::new();
-    let alpha_pid = start_sleeper(&env, "alpha");
-    start_sleeper(&env, "beta");
+    let alpha_pid = env.start_sleeper("alpha");
+    env.start_sleeper("beta");
     start_ticker(&env);
     let d = start_dashboard(&env, &[]);
 
@@ -819,7 +804,7 @@ fn actions_act_and_answer_with_the_processes() {
 #[test]
 fn actions_refuse_requests_without_the_token() {
     let env = TestEnv::new();
-    let pid = start_sleeper(&env, "alpha");
+    let pid = env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let wrong = format!("Bearer {}", wrong_token(&d.token));
     for action in ACTIONS {
@@ -850,8 +835,8 @@ fn actions_refuse_requests_without_the_token() {
 #[test]
 fn unknown_targets_are_404_with_the_managed_names() {
     let env = TestEnv::new();
-    let pid = start_sleeper(&env, "alpha");
-    start_sleeper(&env, "beta");
+    let pid = env.start_sleeper("alpha");
+    env.start_sleeper("beta");
     let d = start_dashboard(&env, &[]);
     let check = |r: &Resp, target: &str| {
         let e = r.expect_error(404, "unknown_target");
@@ -876,7 +861,7 @@ fn unknown_targets_are_404_with_the_managed_names() {
 #[test]
 fn malformed_action_bodies_are_400() {
     let env = TestEnv::new();
-    let pid = start_sleeper(&env, "alpha");
+    let pid = env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let always_bad = [
         r#"{"target": []}"#,
@@ -944,7 +929,7 @@ fn malformed_action_bodies_are_400() {
 fn logs_serve_the_lines_of_managed_apps_only() {
     let env = TestEnv::new();
     start_ticker(&env);
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
 
     let r = d.get("/api/logs?target=ticker").expect(200);
@@ -1015,7 +1000,7 @@ fn logs_serve_the_lines_of_managed_apps_only() {
 #[test]
 fn v1_routes_answer_on_the_dashboard_port_with_the_token() {
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
 
     let ping = d.get("/v1/ping").expect(200);
@@ -1053,7 +1038,7 @@ fn v1_routes_answer_on_the_dashboard_port_with_the_token() {
 #[test]
 fn v1_kill_through_the_dashboard_stops_the_daemon() {
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let daemon = env.daemon_pid().expect("the daemon's pid");
     let r = try_http(
@@ -1094,7 +1079,7 @@ fn the_dashboard_does_not_serve_its_own_control_routes() {
 #[test]
 fn cookie_actions_need_the_dashboards_own_origin() {
     let env = TestEnv::new();
-    let pid = start_sleeper(&env, "alpha");
+    let pid = env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let cookie = d.login();
     let body = r#"{"target": "alpha"}"#;
@@ -1142,7 +1127,7 @@ fn cookie_actions_need_the_dashboards_own_origin() {
 #[test]
 fn public_read_serves_reads_without_the_token_but_not_actions() {
     let env = TestEnv::new();
-    let pid = start_sleeper(&env, "alpha");
+    let pid = env.start_sleeper("alpha");
     let d = start_dashboard(&env, &["--public-read"]);
     assert!(d.stdout.contains("public"), "{}", d.stdout);
     let status = env.ok(&["dashboard", "status"]);
@@ -1179,7 +1164,7 @@ fn public_read_serves_reads_without_the_token_but_not_actions() {
 #[test]
 fn metrics_port_serves_prometheus_only() {
     let env = TestEnv::new();
-    let pid = start_sleeper(&env, "alpha");
+    let pid = env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let m = d.metrics_port;
     let text = env.wait_for("alpha in the Prometheus text", || {
@@ -1440,7 +1425,7 @@ fn dashboard_stop_does_not_wait_for_a_stalled_client() {
 #[test]
 fn every_error_is_json_with_a_code_and_a_message() {
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let bearer = d.bearer();
     let auth = [("Authorization", bearer.as_str())];
@@ -1507,7 +1492,7 @@ fn every_error_is_json_with_a_code_and_a_message() {
 #[test]
 fn malformed_urls_get_json_errors_too() {
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let cases = [d.get_anon("/?token=a&token=b"), d.get("/api/processes/%FF")];
     let problems: Vec<String> = cases
@@ -1640,7 +1625,7 @@ fn websocket_needs_the_token() {
 #[test]
 fn websocket_checks_the_origin() {
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let cookie = d.login();
     let bearer = d.bearer();
@@ -1680,8 +1665,8 @@ fn websocket_checks_the_origin() {
 #[test]
 fn websocket_sends_the_state_then_each_change() {
     let env = TestEnv::new();
-    let alpha_pid = start_sleeper(&env, "alpha");
-    start_sleeper(&env, "beta");
+    let alpha_pid = env.start_sleeper("alpha");
+    env.start_sleeper("beta");
     let d = start_dashboard(&env, &[]);
     let mut s = ws_open(&d);
 
@@ -1796,7 +1781,7 @@ fn websocket_sends_the_state_then_each_change() {
 #[test]
 fn websocket_scale_and_reload_answer_with_results() {
     let env = TestEnv::new();
-    let pid = start_sleeper(&env, "alpha");
+    let pid = env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let mut s = ws_open(&d);
     assert_eq!(s.wait_type("state")["type"], "state");
@@ -1915,7 +1900,7 @@ fn websocket_streams_the_logs_of_the_chosen_app() {
 #[test]
 fn websocket_pushes_metrics_every_two_seconds() {
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &[]);
     let mut s = ws_open(&d);
     s.wait_type("state");
@@ -1962,7 +1947,7 @@ fn websocket_closes_when_the_dashboard_stops() {
 fn a_loopback_dashboard_answers_only_loopback_names() {
     // A page whose name is made to resolve to 127.0.0.1 (DNS rebinding) sends its own name.
     let env = TestEnv::new();
-    start_sleeper(&env, "alpha");
+    env.start_sleeper("alpha");
     let d = start_dashboard(&env, &["--public-read"]);
     let foreign = format!("evil.example:{}", d.port);
     d.request("GET", "/api/processes", &[("Host", &foreign)], None)

@@ -20,25 +20,11 @@ fn process<'a>(snapshot: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {name} in {snapshot}"))
 }
 
-/// Starts `sleep 1000` as the app `name`.
-fn start_sleeper(env: &TestEnv, name: &str) {
-    env.ok(&[
-        "start",
-        "sleep",
-        "--name",
-        name,
-        "--interpreter",
-        "none",
-        "--",
-        "1000",
-    ]);
-}
-
 #[test]
 fn metrics_prints_every_field_of_the_snapshot() {
     let env = TestEnv::new();
-    start_sleeper(&env, "sleeper");
-    start_sleeper(&env, "idle");
+    env.start_sleeper("sleeper");
+    env.start_sleeper("idle");
     env.ok(&["stop", "idle"]);
     let pid = env.wait_status("sleeper", "online")["pid"]
         .as_u64()
@@ -91,7 +77,7 @@ fn metrics_prints_every_field_of_the_snapshot() {
 #[test]
 fn history_has_one_point_per_sample_for_every_process() {
     let env = TestEnv::new();
-    start_sleeper(&env, "first");
+    env.start_sleeper("first");
     let history = |seconds: &str| -> Value {
         serde_json::from_str(&env.ok(&["metrics", "--history", seconds])).unwrap()
     };
@@ -132,7 +118,7 @@ fn history_has_one_point_per_sample_for_every_process() {
 
     // An app started later has nulls before its first sample, and a window of 1 s holds
     // about 5 samples.
-    start_sleeper(&env, "second");
+    env.start_sleeper("second");
     let h = env.wait_for("points of the second app", || {
         let h = history("60");
         let second = h["processes"]
@@ -179,8 +165,8 @@ fn history_refuses_a_bad_window() {
 #[test]
 fn prometheus_text_parses_with_the_spec_names() {
     let env = TestEnv::new();
-    start_sleeper(&env, "api");
-    start_sleeper(&env, "batch");
+    env.start_sleeper("api");
+    env.start_sleeper("batch");
     env.ok(&["stop", "batch"]);
     env.ok(&["restart", "api"]);
     env.wait_for("a memory sample of api", || {
@@ -250,8 +236,8 @@ fn prometheus_text_parses_with_the_spec_names() {
 fn history_api_filters_by_id_and_refuses_bad_requests() {
     use bm2_client::{Client, ClientError};
     let env = TestEnv::new();
-    start_sleeper(&env, "one");
-    start_sleeper(&env, "two");
+    env.start_sleeper("one");
+    env.start_sleeper("two");
     let client = Client::new(bm2_types::Home::at(env.home_path().to_path_buf()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{TestEnv, alive};
+use common::{TestEnv, alive, now_ms};
 use serde_json::Value;
 
 /// Crashes on its first run only; later runs stay up as a single process.
@@ -308,11 +308,4 @@ fn stop_during_restart_delay_cancels_the_restart() {
             .count(),
         1
     );
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
 }

@@ -414,7 +414,8 @@ fn uid_and_gid_run_the_app_as_another_user() {
     let env = TestEnv::new();
     let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
     if !is_root {
-        // Only root may switch users; that refusal is covered in spawn_errors.rs.
+        // Only root may switch users.
+        eprintln!("skipped: switching users needs root");
         return;
     }
     // The work directory is private to root, so the app runs from /tmp.

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bm2_types::{LoadBalancing, ProcId};
+use bm2_types::LoadBalancing;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -20,8 +20,6 @@ const WAIT_FOR_BACKEND: Duration = Duration::from_secs(10);
 /// One process behind the balancer.
 #[derive(Debug)]
 pub struct Backend {
-    /// Instance id.
-    pub id: ProcId,
     /// Pid of the process (several processes of one instance coexist during a reload).
     pub pid: u32,
     /// Its private port on 127.0.0.1.
@@ -105,14 +103,13 @@ impl Balancer {
 
     /// Starts sending new connections to a ready process; with `ipc`, they are handed to it
     /// over its IPC channel once its shim says it takes them.
-    pub fn add(self: &Arc<Self>, id: ProcId, pid: u32, port: u16, ipc: Option<Arc<Ipc>>) {
+    pub fn add(self: &Arc<Self>, pid: u32, port: u16, ipc: Option<Arc<Ipc>>) {
         if let Some(ipc) = &ipc {
             ipc.join(Arc::downgrade(self));
         }
         let mut backends = lock(&self.backends);
         backends.retain(|b| b.pid != pid);
         backends.push(Backend {
-            id,
             pid,
             port,
             draining: Arc::default(),

@@ -281,8 +281,8 @@ impl Actor {
                     Activity::Exited(status) => self.on_exit(status),
                     Activity::Said(event) => self.on_event(event).await,
                 },
-                () = wait_until(self.ready_deadline) => self.on_not_ready(),
-                () = wait_until(self.restart_at) => {
+                () = crate::time::sleep_until(self.ready_deadline) => self.on_not_ready(),
+                () = crate::time::sleep_until(self.restart_at) => {
                     self.restart_at = None;
                     let _ = self.spawn();
                 }
@@ -518,17 +518,11 @@ impl Actor {
         let Some(run) = self.child.as_mut() else {
             return;
         };
-        match event {
-            Some(Event::Ready) => run.ready = true,
-            Some(Event::Listen(port)) => {
-                run.public_port = Some(port);
-                run.ready = true;
-            }
-            None => {
-                run.events = None;
-                return;
-            }
-        }
+        let Some(event) = event else {
+            run.events = None;
+            return;
+        };
+        run.note(event);
         let (ready, public_port) = (run.ready, run.public_port);
         if ready {
             self.ready_deadline = None;
@@ -572,7 +566,7 @@ impl Actor {
         let (Some(public), Some(private)) = (run.public_port, run.private_port) else {
             return;
         };
-        let (pid, id) = (run.pid, self.inst.id);
+        let pid = run.pid;
         match self
             .shared
             .cluster
@@ -585,14 +579,14 @@ impl Actor {
             .await
         {
             Ok(b) => {
-                b.add(id, pid, private, run.ipc.clone());
+                b.add(pid, private, run.ipc.clone());
                 if let Some(run) = self.child.as_mut() {
                     run.registered = true;
                 }
             }
             Err(e) => {
                 let reason = format!("cannot listen on port {public}: {e}");
-                tracing::warn!(id, %reason, "cluster");
+                tracing::warn!(id = self.inst.id, %reason, "cluster");
                 self.publish(|v| v.reason = Some(reason));
             }
         }
@@ -678,13 +672,13 @@ impl Actor {
         let deadline = Instant::now() + grace;
         // Without treekill (PM2's `treekill: false`) only the main process is signalled.
         let group = self.spec.treekill.then_some(run.pid);
+        // A scan of /proc a few milliseconds old finds the tree of a running process (its group
+        // is signalled too, and the pass after it exits scans again).
+        let recent = std::time::Instant::now()
+            .checked_sub(RECENT_SCAN)
+            .unwrap_or_else(std::time::Instant::now);
         let tree = if self.spec.treekill {
             let known = self.shared.metrics.tree(self.inst.id);
-            // A scan of /proc a few milliseconds old finds the tree of a running process (its
-            // group is signalled too, and the pass after it exits scans again).
-            let recent = std::time::Instant::now()
-                .checked_sub(RECENT_SCAN)
-                .unwrap_or_else(std::time::Instant::now);
             kill::find_tree(
                 Some(run.pid),
                 &self.inst.marker,
@@ -702,7 +696,7 @@ impl Actor {
         let spared = self
             .child
             .as_ref()
-            .map(|c| kill::tree_of(c.pid))
+            .map(|c| kill::tree_of(c.pid, recent))
             .unwrap_or_default();
         let tree: Vec<(u32, u64)> = tree.into_iter().filter(|p| !spared.contains(p)).collect();
         for b in self.shared.cluster.of(&self.inst.app).await {
@@ -855,11 +849,7 @@ async fn wait_ready(run: &mut Running, timeout: Duration) -> bool {
         };
         tokio::select! {
             event = events.recv() => match event {
-                Some(Event::Ready) => run.ready = true,
-                Some(Event::Listen(port)) => {
-                    run.public_port = Some(port);
-                    run.ready = true;
-                }
+                Some(e) => run.note(e),
                 None => return false,
             },
             _ = run.child.wait() => return false,
@@ -867,11 +857,4 @@ async fn wait_ready(run: &mut Running, timeout: Duration) -> bool {
         }
     }
     true
-}
-
-async fn wait_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

@@ -80,8 +80,8 @@ pub fn find_tree(
 }
 
 /// A process and its descendants, as (pid, start time).
-pub fn tree_of(pid: u32) -> Vec<(u32, u64)> {
-    let snapshot = procfs::snapshot();
+pub fn tree_of(pid: u32, since: std::time::Instant) -> Vec<(u32, u64)> {
+    let snapshot = procfs::snapshot_since(since);
     let tree = Tree::new(&snapshot);
     snapshot
         .iter()

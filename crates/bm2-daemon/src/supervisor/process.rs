@@ -39,6 +39,16 @@ pub struct Running {
     pub ipc: Option<std::sync::Arc<Ipc>>,
 }
 
+impl Running {
+    /// Takes in what the process said: it is ready, or listens for a public port.
+    pub fn note(&mut self, event: Event) {
+        if let Event::Listen(port) = event {
+            self.public_port = Some(port);
+        }
+        self.ready = true;
+    }
+}
+
 /// A process just started, with what it was started with.
 pub struct Started {
     /// The process.

@@ -287,37 +287,28 @@ fn get_logs(state: &AppState, data: Option<&Value>) -> Result<(Value, Follow), A
         out: true,
         err: true,
     })?;
-    let ids: HashSet<ProcId> = match snap.ids {
-        Some(ids) => ids,
-        None => state.manager.list().iter().map(|p| p.id).collect(),
-    };
-    let mut per: BTreeMap<ProcId, (String, Vec<String>, Vec<String>)> = BTreeMap::new();
-    for id in &ids {
-        per.entry(*id).or_default();
-    }
-    for e in snap.history {
-        let entry = per.entry(e.id).or_default();
-        entry.0.clone_from(&e.name);
-        if e.stream == "err" {
-            entry.2.push(e.line);
-        } else {
-            entry.1.push(e.line);
-        }
-    }
     let names: BTreeMap<ProcId, String> = state
         .manager
         .list()
         .into_iter()
         .map(|p| (p.id, p.instance_name))
         .collect();
+    let ids: HashSet<ProcId> = snap.ids.unwrap_or_else(|| names.keys().copied().collect());
+    // Every followed instance is listed, with or without lines yet.
+    let mut per: BTreeMap<ProcId, (Vec<String>, Vec<String>)> =
+        ids.iter().map(|id| (*id, Default::default())).collect();
+    for e in snap.history {
+        let (out, err) = per.entry(e.id).or_default();
+        if e.stream == "err" {
+            err.push(e.line);
+        } else {
+            out.push(e.line);
+        }
+    }
     let data: Vec<Value> = per
         .into_iter()
-        .map(|(id, (name, out, err))| {
-            let name = if name.is_empty() {
-                names.get(&id).cloned().unwrap_or_default()
-            } else {
-                name
-            };
+        .map(|(id, (out, err))| {
+            let name = names.get(&id).map_or("", String::as_str);
             json!({ "id": id, "name": name, "out": out, "err": err })
         })
         .collect();

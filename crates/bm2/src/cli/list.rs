@@ -63,11 +63,7 @@ async fn watch(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&list)?)?;
         } else {
-            let text = if list.is_empty() {
-                "[bm2] no processes; start one with `bm2 start <script>`".to_string()
-            } else {
-                render::table::render(&list, render::color()).to_string()
-            };
+            let text = render::table::text(&list, render::color());
             if first {
                 write!(out, "\x1b[2J")?;
                 first = false;
@@ -127,24 +123,12 @@ pub async fn jlist(client: &Client, pretty: bool) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bm2_types::{ExecMode, ProcStatus};
 
     fn row(id: u32, name: &str, memory: u64) -> ProcSummary {
         ProcSummary {
-            id,
-            name: name.into(),
-            instance_name: name.into(),
-            instance: 0,
-            namespace: "default".into(),
-            exec_mode: ExecMode::Fork,
-            status: ProcStatus::Online,
-            pid: Some(1),
-            cpu: 0.0,
             memory,
-            restarts: 0,
-            unstable_restarts: 0,
             started_at_ms: Some(u64::from(id)),
-            restart_reasons: std::collections::BTreeMap::new(),
+            ..render::test_row(id, name)
         }
     }
 

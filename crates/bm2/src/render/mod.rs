@@ -69,6 +69,27 @@ pub fn iso_time(ms: u64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// An online process row for tests: fork mode, default namespace, pid 1, nothing measured.
+#[cfg(test)]
+pub fn test_row(id: u32, name: &str) -> bm2_types::ProcSummary {
+    bm2_types::ProcSummary {
+        id,
+        name: name.into(),
+        instance_name: name.into(),
+        instance: 0,
+        namespace: "default".into(),
+        exec_mode: bm2_types::ExecMode::Fork,
+        status: bm2_types::ProcStatus::Online,
+        pid: Some(1),
+        cpu: 0.0,
+        memory: 0,
+        restarts: 0,
+        unstable_restarts: 0,
+        started_at_ms: None,
+        restart_reasons: std::collections::BTreeMap::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

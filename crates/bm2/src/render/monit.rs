@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use bm2_types::{ExecMode, ProcDetail, ProcStatus, ProcSummary, format_bytes};
+use bm2_types::{ProcDetail, ProcStatus, ProcSummary, format_bytes};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -157,8 +157,7 @@ impl MonitState {
         .areas(area);
         let Some(p) = self.selected_proc() else {
             frame.render_widget(
-                Paragraph::new("no processes; start one with `bm2 start <script>`")
-                    .block(Block::bordered().title(" Details ")),
+                Paragraph::new(super::table::EMPTY).block(Block::bordered().title(" Details ")),
                 area,
             );
             return;
@@ -234,10 +233,7 @@ impl MonitState {
             if !d.spec.args.is_empty() {
                 lines.push(field("args", d.spec.args.join(" ")));
             }
-            let mode = match d.spec.exec_mode {
-                ExecMode::Fork => "fork",
-                ExecMode::Cluster => "cluster",
-            };
+            let mode = d.spec.exec_mode.as_str();
             let plural = if d.instances == 1 { "" } else { "s" };
             lines.push(field(
                 "mode",
@@ -321,20 +317,12 @@ mod tests {
 
     fn row(id: u32, name: &str) -> ProcSummary {
         ProcSummary {
-            id,
-            name: name.into(),
-            instance_name: name.into(),
-            instance: 0,
-            namespace: "default".into(),
-            exec_mode: ExecMode::Fork,
-            status: ProcStatus::Online,
             pid: Some(100 + id),
             cpu: 1.5,
             memory: 20 * 1024 * 1024,
             restarts: id,
-            unstable_restarts: 0,
             started_at_ms: Some(0),
-            restart_reasons: std::collections::BTreeMap::new(),
+            ..crate::render::test_row(id, name)
         }
     }
 

@@ -1,18 +1,26 @@
 //! The process list table.
 
-use bm2_types::{ExecMode, ProcStatus, ProcSummary};
+use bm2_types::{ProcStatus, ProcSummary};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
 use super::{color, usage_columns};
 
+/// What is shown instead of an empty process list.
+pub const EMPTY: &str = "no processes; start one with `bm2 start <script>`";
+
 /// Prints the process list, or a note when it is empty.
 pub fn print(list: &[ProcSummary]) {
+    println!("{}", text(list, color()));
+}
+
+/// The process list as text, or a note when it is empty.
+pub fn text(list: &[ProcSummary], colored: bool) -> String {
     if list.is_empty() {
-        println!("[bm2] no processes; start one with `bm2 start <script>`");
-        return;
+        format!("[bm2] {EMPTY}")
+    } else {
+        render(list, colored).to_string()
     }
-    println!("{}", render(list, color()));
 }
 
 /// The table as text.
@@ -43,10 +51,7 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
         } else {
             status
         };
-        let mode = match p.exec_mode {
-            ExecMode::Fork => "fork",
-            ExecMode::Cluster => "cluster",
-        };
+        let mode = p.exec_mode.as_str();
         let [cpu, memory, up] = usage_columns(p);
         table.add_row(vec![
             Cell::new(p.id),

@@ -148,6 +148,21 @@ impl TestEnv {
         })
     }
 
+    /// Starts `sleep 1000` as the app `name` and waits until it is online; returns its pid.
+    pub fn start_sleeper(&self, name: &str) -> u64 {
+        self.ok(&[
+            "start",
+            "sleep",
+            "--name",
+            name,
+            "--interpreter",
+            "none",
+            "--",
+            "1000",
+        ]);
+        self.wait_status(name, "online")["pid"].as_u64().unwrap()
+    }
+
     /// Waits until `name` is online with a pid other than `old`; returns the new pid.
     pub fn wait_new_pid(&self, name: &str, old: u64) -> u64 {
         self.wait_for(&format!("{name} to run with a new pid"), || {
@@ -270,6 +285,14 @@ fn is_bm2_cli(pid: u32) -> bool {
         args.first().is_some_and(|a| a.ends_with(b"bm2"))
             && args.get(1).is_some_and(|a| *a != b"daemon")
     })
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 /// True when the process exists and is not a zombie.

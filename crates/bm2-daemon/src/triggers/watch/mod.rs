@@ -176,11 +176,11 @@ impl Watcher {
                     Some(Err(e)) => return self.fail(&format!("reading inotify events: {e}")),
                     None => return,
                 },
-                () = wait_until(due) => {
+                () = crate::time::sleep_until(due) => {
                     self.restart().await;
                     Verdict::Pending
                 }
-                () = wait_until(probation) => self.judge(false),
+                () = crate::time::sleep_until(probation) => self.judge(false),
                 Ok(()) = view.changed(), if probation.is_some() => self.judge(false),
             };
             if let Verdict::Tripped(n) = verdict {
@@ -281,13 +281,6 @@ impl Watcher {
 
 fn exits(ctx: &Context) -> u64 {
     ctx.view.borrow().exits
-}
-
-async fn wait_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]
