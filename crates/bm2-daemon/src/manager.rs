@@ -121,18 +121,20 @@ impl ProcessManager {
 
     /// Registers the apps of `req` and starts those with `autostart`.
     pub async fn start(&self, req: StartRequest) -> Result<ActionResponse, ApiError> {
+        let mut bases = Vec::with_capacity(req.apps.len());
         for spec in &req.apps {
             validate(spec)?;
             let env = envs::base_env(&req.client_env, spec);
             crate::triggers::validate(spec, env.get("TZ").map(String::as_str))
                 .map_err(|e| ApiError::new("invalid_app", format!("app {:?}: {e}", spec.name)))?;
+            bases.push(env);
         }
         let restart_existing = req.if_exists != IfExists::Fail && !req.force;
         let reload = req.if_exists == IfExists::Reload;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let mut batch = Vec::new();
         let mut restarted = Vec::new();
-        for spec in req.apps {
+        for (spec, base) in req.apps.into_iter().zip(bases) {
             let count = spec.instances.resolve(cpus);
             if count > MAX_INSTANCES {
                 return Err(ApiError::new(
@@ -143,7 +145,6 @@ impl ProcessManager {
                     ),
                 ));
             }
-            let base = envs::base_env(&req.client_env, &spec);
             let existing: Vec<Handle> = self
                 .registry
                 .all()

@@ -34,6 +34,8 @@ struct Sampler {
     ticks_per_sec: f64,
     page_size: u64,
     prev_ticks: HashMap<Key, u64>,
+    /// The pids of `prev_ticks`: processes of some app tree at the last tick.
+    members: HashSet<u32>,
     orphan_owner: HashMap<Key, Option<ProcId>>,
     last: Instant,
     reader: procfs::StatReader,
@@ -51,6 +53,7 @@ pub async fn run_sampler(shared: Arc<Shared>, registry: Arc<Registry>, interval:
         ticks_per_sec: procfs::clock_ticks() as f64,
         page_size: procfs::page_size(),
         prev_ticks: HashMap::new(),
+        members: HashSet::new(),
         orphan_owner: HashMap::new(),
         last: Instant::now(),
         reader: procfs::StatReader::default(),
@@ -177,6 +180,7 @@ impl Sampler {
                 .map(|p| p.pid),
         );
         self.prev_ticks = next_ticks;
+        self.members = members;
         let me = std::process::id();
         let zombies = tree
             .children(me)
@@ -192,7 +196,7 @@ impl Sampler {
     async fn scan(&mut self) -> Vec<ProcStat> {
         let mut reader = std::mem::take(&mut self.reader);
         let mut outsiders = std::mem::take(&mut self.outsiders);
-        let members: HashSet<u32> = self.prev_ticks.keys().map(|k| k.0).collect();
+        let members = std::mem::take(&mut self.members);
         let job = tokio::task::spawn_blocking(move || {
             let pids = procfs::pids();
             let alive: HashSet<u32> = pids.iter().copied().collect();
@@ -208,12 +212,13 @@ impl Sampler {
                     }
                 })
                 .collect();
-            (reader, outsiders, snapshot)
+            (reader, outsiders, members, snapshot)
         });
         match job.await {
-            Ok((reader, outsiders, snapshot)) => {
+            Ok((reader, outsiders, members, snapshot)) => {
                 self.reader = reader;
                 self.outsiders = outsiders;
+                self.members = members;
                 snapshot
             }
             Err(e) => {
