@@ -773,11 +773,18 @@ impl ProcessManager {
             .map_err(|e| ApiError::new("env_store", format!("cannot write the env store: {e}")))
     }
 
+    /// Ok when `app` names an app; an id, an instance name or any other target is refused (the
+    /// env store is kept per app, and would never be read under another key).
     fn require_app(&self, app: &str) -> Result<(), ApiError> {
         if self.registry.all().iter().any(|h| h.inst.app == app) {
             return Ok(());
         }
-        self.registry.resolve(&[app.to_string()]).map(|_| ())
+        // Unknown targets get the usual error with the managed names.
+        self.registry.resolve(&[app.to_string()])?;
+        Err(ApiError::new(
+            "unknown_target",
+            format!("{app:?} is not an app name; the env store is kept per app, by name"),
+        ))
     }
 
     /// Empties the log files of the instances named by `targets` (all when empty).

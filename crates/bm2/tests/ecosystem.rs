@@ -402,6 +402,11 @@ fn env_set_is_pending_until_restart_then_get_and_delete() {
     let pid = env.wait_new_pid("show", pid);
     assert!(!environ(pid).contains_key("GREETING"));
     assert_eq!(env.describe("show")["pending_env"], serde_json::json!([]));
+
+    // The store is kept per app name: an id or another target is refused, not stored unread.
+    let err = env.fail(&["env", "set", "0", "GREETING", "x"]);
+    assert!(err.contains("not an app name"), "{err}");
+    assert_eq!(env.ok(&["env", "get", "show"]), "");
 }
 
 #[test]
