@@ -80,6 +80,30 @@ pub struct Registry {
 struct Inner {
     handles: BTreeMap<ProcId, Handle>,
     next_id: ProcId,
+    /// Names reserved by starts that have not registered their instances yet.
+    pending: BTreeMap<String, usize>,
+}
+
+/// Ids reserved for an app; the name stays taken for other starts until this is dropped, by
+/// which time its instances are registered (or the start failed).
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    /// The ids, in order.
+    pub ids: Vec<ProcId>,
+    name: String,
+    registry: &'a Registry,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.registry.lock();
+        if let Some(n) = inner.pending.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                inner.pending.remove(&self.name);
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -107,8 +131,9 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Reserves `n` fresh ids, failing when `name` is taken and `force` is off.
-    pub fn reserve(&self, name: &str, n: u32, force: bool) -> Result<Vec<ProcId>, ApiError> {
+    /// Reserves `n` fresh ids, failing when `name` is taken (managed, or being started by
+    /// another request) and `force` is off.
+    pub fn reserve(&self, name: &str, n: u32, force: bool) -> Result<Reservation<'_>, ApiError> {
         let mut inner = self.lock();
         if !force {
             let taken: Vec<String> = inner
@@ -124,10 +149,21 @@ impl Registry {
                 )
                 .with_hint("restart it, or use --force to start another copy"));
             }
+            if inner.pending.contains_key(name) {
+                return Err(ApiError::new(
+                    "already_exists",
+                    format!("app {name:?} is being started by another command"),
+                ));
+            }
         }
         let first = inner.next_id;
         inner.next_id += n;
-        Ok((first..first + n).collect())
+        *inner.pending.entry(name.to_string()).or_default() += 1;
+        Ok(Reservation {
+            ids: (first..first + n).collect(),
+            name: name.to_string(),
+            registry: self,
+        })
     }
 
     /// Registers a handle under its id, also moving the id counter past it.
@@ -159,6 +195,15 @@ impl Registry {
         let mut inner = self.lock();
         inner.handles.clear();
         inner.next_id = 0;
+    }
+
+    /// How many instances `app` has now.
+    pub fn count_of(&self, app: &str) -> u32 {
+        self.lock()
+            .handles
+            .values()
+            .filter(|h| h.inst.app == app)
+            .count() as u32
     }
 
     /// The instances named by `targets`, in id order. Each target must match something.

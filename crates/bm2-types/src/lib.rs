@@ -27,5 +27,13 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// HTTP header carrying the daemon's version on every response.
 pub const VERSION_HEADER: &str = "x-bm2-version";
 
+/// Header of a response that carries messages for the user (JSON array of strings, non-ASCII
+/// escaped), such as a state file the daemon could not read.
+pub const NOTICE_HEADER: &str = "x-bm2-notice";
+
+/// Largest request body the daemon accepts: 64 MiB, room for an ecosystem file of tens of
+/// thousands of apps.
+pub const MAX_REQUEST_BYTES: usize = 64 << 20;
+
 /// Identifier of one managed process instance (PM2's `pm_id`).
 pub type ProcId = u32;

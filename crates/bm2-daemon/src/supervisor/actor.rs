@@ -87,6 +87,9 @@ pub struct History {
     pub watch_off: Option<String>,
     /// Stopped on request (or never started): triggers leave it stopped.
     pub held: bool,
+    /// Whether it is meant to run: recorded in the state file before its process is spawned,
+    /// so that a daemon that dies in between brings it back.
+    pub running: bool,
 }
 
 impl Default for History {
@@ -96,6 +99,7 @@ impl Default for History {
             restart_reasons: BTreeMap::new(),
             watch_off: None,
             held: true,
+            running: false,
         }
     }
 }
@@ -171,8 +175,13 @@ impl InstanceView {
             base_env,
             env: Arc::default(),
             store_applied: Vars::new(),
-            status: ProcStatus::Stopped,
-            desired_running: false,
+            // Meant to run: its process is being started.
+            status: if history.running {
+                ProcStatus::Launching
+            } else {
+                ProcStatus::Stopped
+            },
+            desired_running: history.running,
             pid: None,
             pid_start_time: None,
             started_at_ms: None,
