@@ -1,74 +1,11 @@
 //! The table of managed instances: ids and names to handles, and target resolution.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bm2_types::{ApiError, ProcId};
-use tokio::sync::{mpsc, watch};
 
-use crate::logs::InstanceLogs;
-use crate::supervisor::actor::{Command, InstanceView};
-use crate::supervisor::kill::Marker;
-use crate::triggers::TriggerState;
-
-/// What never changes about an instance while it is managed.
-#[derive(Debug)]
-pub struct Instance {
-    /// Its id.
-    pub id: ProcId,
-    /// Its app's name.
-    pub app: String,
-    /// Its index within the app.
-    pub index: u32,
-    /// How many instances the app was started with.
-    pub count: u32,
-    /// When it was registered, in ms since the epoch.
-    pub created_at_ms: u64,
-    /// Where its output goes.
-    pub logs: Arc<Mutex<InstanceLogs>>,
-    /// Pid file.
-    pub pid_file: PathBuf,
-    /// How its processes are recognised.
-    pub marker: Marker,
-}
-
-impl Instance {
-    /// `<app>-<i>` when the app has (or had, before scaling) several instances, else its name.
-    pub fn display_name(&self) -> String {
-        display_name(&self.app, self.index, self.count)
-    }
-}
-
-/// The name of instance `index` of `app` started with `count` instances: `<app>-<i>` when the
-/// app has (or had, before scaling) several instances, else the app's name.
-pub fn display_name(app: &str, index: u32, count: u32) -> String {
-    if count > 1 || index > 0 {
-        format!("{app}-{index}")
-    } else {
-        app.to_string()
-    }
-}
-
-/// A managed instance: its fixed facts, its actor's mailbox and its published state.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    /// Fixed facts.
-    pub inst: Arc<Instance>,
-    /// Mailbox of its actor.
-    pub tx: mpsc::Sender<Command>,
-    /// Its current state, as published by its actor.
-    pub view: watch::Receiver<InstanceView>,
-    /// The state of its health check, cron schedule and file watcher.
-    pub triggers: watch::Receiver<TriggerState>,
-}
-
-impl Handle {
-    /// A copy of the current state.
-    pub fn snapshot(&self) -> InstanceView {
-        self.view.borrow().clone()
-    }
-}
+pub use crate::supervisor::handle::{Handle, Instance, display_name};
 
 /// All managed instances.
 #[derive(Debug, Default)]

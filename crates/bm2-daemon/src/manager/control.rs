@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use bm2_types::{ActionResponse, ApiError};
-use tokio::sync::oneshot;
-
-use super::{Action, ProcessManager, send_all};
+use super::{Action, ProcessManager, all};
 use crate::envs::{self, Vars};
-use crate::supervisor::actor::{Command, Update, WatchChange};
+use crate::registry::Handle;
+use crate::supervisor::command::{Update, WatchChange};
 use crate::supervisor::kill;
+use bm2_types::{ActionResponse, ApiError};
 
 impl ProcessManager {
     /// Restarts the instances named by `targets`; with `update_env`, their environment is first
@@ -32,10 +31,9 @@ impl ProcessManager {
     ) -> Result<ActionResponse, ApiError> {
         let handles = self.registry.resolve(targets)?;
         if toggle_watch {
-            send_all(&handles, |r| Command::Watch(WatchChange::Toggle, Some(r))).await;
+            all(&handles, |h| h.watch(WatchChange::Toggle)).await;
         }
-        let mut errors = Vec::new();
-        for h in &handles {
+        let mut failures = all(&handles, |h| {
             let update = update_env.map(|client| {
                 let spec = h.view.borrow().spec.clone();
                 Update {
@@ -43,17 +41,9 @@ impl ProcessManager {
                     base_env: Some(Arc::new(envs::base_env(client, &spec))),
                 }
             });
-            let (tx, rx) = oneshot::channel();
-            if h.tx.send(Command::Restart(update, tx)).await.is_ok() {
-                errors.push(rx);
-            }
-        }
-        let mut failures = Vec::new();
-        for rx in errors {
-            if let Ok(Err(e)) = rx.await {
-                failures.push(e);
-            }
-        }
+            h.restart(update)
+        })
+        .await;
         self.saved(&mut failures).await;
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
@@ -71,7 +61,7 @@ impl ProcessManager {
         let handles = self.registry.resolve(targets)?;
         let mut errors = Vec::new();
         for chunk in handles.chunks(parallel.max(1)) {
-            errors.extend(send_all(chunk, |r| Command::Reload(None, r)).await);
+            errors.extend(all(chunk, |h| h.reload(None)).await);
         }
         self.saved(&mut errors).await;
         Ok(ActionResponse {
@@ -97,9 +87,9 @@ impl ProcessManager {
                 self.saved(&mut errors).await;
                 return Ok(ActionResponse { processes, errors });
             }
-            Action::Stop => send_all(&handles, Command::Stop).await,
-            Action::Restart => send_all(&handles, |r| Command::Restart(None, r)).await,
-            Action::Reset => send_all(&handles, Command::Reset).await,
+            Action::Stop => all(&handles, Handle::stop).await,
+            Action::Restart => all(&handles, |h| h.restart(None)).await,
+            Action::Reset => all(&handles, Handle::reset).await,
         };
         self.saved(&mut errors).await;
         Ok(ActionResponse {
@@ -121,10 +111,7 @@ impl ProcessManager {
                 "watching turned off at {} by `bm2 stop --watch`",
                 humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             );
-            send_all(&handles, |r| {
-                Command::Watch(WatchChange::Off(reason.clone()), Some(r))
-            })
-            .await;
+            all(&handles, |h| h.watch(WatchChange::Off(reason.clone()))).await;
         }
         self.act(Action::Stop, targets).await
     }
@@ -137,7 +124,7 @@ impl ProcessManager {
     ) -> Result<ActionResponse, ApiError> {
         let sig = kill::parse_signal(signal).map_err(|e| ApiError::new("invalid_signal", e))?;
         let handles = self.registry.resolve(targets)?;
-        let errors = send_all(&handles, |reply| Command::Signal(sig, reply)).await;
+        let errors = all(&handles, |h| h.signal(sig)).await;
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors,

@@ -16,7 +16,6 @@ use bm2_types::{
     ApiError, AppSpec, ClusterInfo, MetricsHistory, MetricsSnapshot, PingResponse, ProcDetail,
     ProcId, ProcSummary,
 };
-use tokio::sync::oneshot;
 
 use crate::Shared;
 use crate::envs::{self, Vars};
@@ -24,7 +23,8 @@ use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths};
 use crate::persist::{STATE_VERSION, SavedInstance, StateFile};
 use crate::procfs;
 use crate::registry::{Handle, Instance, Registry};
-use crate::supervisor::actor::{self, Command, History, InstanceView, Reply};
+use crate::supervisor::actor;
+use crate::supervisor::command::{History, InstanceView};
 use bm2_types::Home;
 
 /// What is needed to register one instance.
@@ -172,7 +172,7 @@ impl ProcessManager {
     /// Ends the actors of `handles` (stopping their processes) and forgets them; a cluster app
     /// left without instances closes its public socket.
     async fn forget(&self, handles: &[Handle]) -> Vec<ApiError> {
-        let errors = send_all(handles, Command::Delete).await;
+        let errors = all(handles, Handle::delete).await;
         for h in handles {
             self.registry.remove(h.inst.id);
             self.shared.changed();
@@ -345,34 +345,26 @@ impl ProcessManager {
     }
 }
 
-/// Sends a command to each actor and waits for all replies; returns the failures.
-async fn send_all(handles: &[Handle], make: impl Fn(Reply) -> Command) -> Vec<ApiError> {
-    send_each(handles, make)
+/// Calls every handle at once and waits for all: one result per handle, in order.
+async fn each<'a, F, Fut>(handles: &'a [Handle], call: F) -> Vec<Result<(), ApiError>>
+where
+    F: FnMut(&'a Handle) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    futures_util::future::join_all(handles.iter().map(call)).await
+}
+
+/// Calls every handle at once and waits for all; returns the failures.
+async fn all<'a, F, Fut>(handles: &'a [Handle], call: F) -> Vec<ApiError>
+where
+    F: FnMut(&'a Handle) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    each(handles, call)
         .await
         .into_iter()
         .filter_map(Result::err)
         .collect()
-}
-
-/// Sends a command to each actor and waits for all replies: one result per handle, in order
-/// (an actor that has already ended counts as done).
-async fn send_each(
-    handles: &[Handle],
-    make: impl Fn(Reply) -> Command,
-) -> Vec<Result<(), ApiError>> {
-    let mut pending = Vec::with_capacity(handles.len());
-    for h in handles {
-        let (tx, rx) = oneshot::channel();
-        pending.push(h.tx.send(make(tx)).await.is_ok().then_some(rx));
-    }
-    let mut results = Vec::with_capacity(pending.len());
-    for rx in pending {
-        results.push(match rx {
-            Some(rx) => rx.await.unwrap_or(Ok(())),
-            None => Ok(()),
-        });
-    }
-    results
 }
 
 /// Names of the stored variables not yet applied: set or changed, or deleted, since the last launch.

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use bm2_types::{ActionResponse, ApiError, AppSpec, IfExists, StartRequest};
 
-use super::{Action, MAX_INSTANCES, NewInstance, ProcessManager, send_all, send_each};
+use super::{Action, MAX_INSTANCES, NewInstance, ProcessManager, all, each};
 use crate::envs::{self, Vars};
 use crate::logs;
 use crate::registry::{Handle, Reservation};
-use crate::supervisor::actor::{Command, History, Update};
+use crate::supervisor::command::{History, Update};
 use crate::supervisor::kill;
 use crate::time::now_ms;
 
@@ -134,9 +134,9 @@ impl ProcessManager {
             };
             let one = std::slice::from_ref(h);
             if reload {
-                errors.extend(send_all(one, |r| Command::Reload(Some(update.clone()), r)).await);
+                errors.extend(all(one, |h| h.reload(Some(update.clone()))).await);
             } else {
-                errors.extend(send_all(one, |r| Command::Restart(Some(update.clone()), r)).await);
+                errors.extend(all(one, |h| h.restart(Some(update.clone()))).await);
             }
             handles.push((h.clone(), true));
         }
@@ -173,7 +173,7 @@ impl ProcessManager {
     /// spawned are forgotten again (with their other new instances): a start that fails before
     /// its process ran leaves nothing behind. Returns those apps' names.
     async fn spawn_new(&self, handles: &[Handle], errors: &mut Vec<ApiError>) -> HashSet<String> {
-        let results = send_each(handles, Command::Start).await;
+        let results = each(handles, Handle::start).await;
         let mut failed = HashSet::new();
         for (h, r) in handles.iter().zip(results) {
             if let Err(e) = r {
@@ -248,7 +248,7 @@ impl ProcessManager {
             drop(ids);
             let mut errors = Vec::new();
             self.saved(&mut errors).await;
-            errors.extend(send_all(&added, Command::Start).await);
+            errors.extend(all(&added, Handle::start).await);
             self.saved(&mut errors).await;
             return Ok(ActionResponse {
                 processes: added.iter().map(|h| self.summary(h)).collect(),

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use bm2_types::{ActionResponse, ApiError, SaveResponse};
 
-use super::{NewInstance, ProcessManager, send_all, snapshot_state};
+use super::{NewInstance, ProcessManager, all, snapshot_state};
 use crate::envs::{self, Vars};
 use crate::leftovers;
 use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::registry::Handle;
-use crate::supervisor::actor::{Command, History};
+use crate::supervisor::command::History;
 use crate::time::now_ms;
 
 impl ProcessManager {
@@ -138,7 +138,7 @@ impl ProcessManager {
             .filter(|(_, r)| *r)
             .map(|(h, _)| h.clone())
             .collect();
-        errors.extend(send_all(&starting, Command::Start).await);
+        errors.extend(all(&starting, Handle::start).await);
         self.saved(&mut errors).await;
         Ok(ActionResponse {
             processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
