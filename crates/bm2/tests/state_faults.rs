@@ -49,10 +49,13 @@ fn statuses(env: &TestEnv) -> Vec<(String, String)> {
 #[test]
 fn sigterm_keeps_every_app_that_should_run() {
     let env = TestEnv::new();
-    let names = start_many(&env, 8);
-    env.ok(&["stop", "app7"]);
-    for round in 0..4 {
-        for n in &names[..7] {
+    let names: Vec<String> = (0..10).map(|i| format!("app{i}")).collect();
+    for n in &names {
+        env.ok(&["start", "sleep", "--name", n, "--", "1000"]);
+    }
+    env.ok(&["stop", "app9"]);
+    for round in 0..8 {
+        for n in &names[..9] {
             env.wait_status(n, "online");
         }
         signal_daemon(&env, "TERM");
@@ -64,23 +67,19 @@ fn sigterm_keeps_every_app_that_should_run() {
             &std::fs::read_to_string(env.home_path().join("state.json")).unwrap(),
         )
         .unwrap();
-        let running: Vec<&Value> = state["instances"]
+        let running = state["instances"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|i| i["running"] == true)
-            .collect();
-        assert_eq!(
-            running.len(),
-            7,
-            "round {round}: state after SIGTERM: {state}"
-        );
+            .count();
+        assert_eq!(running, 9, "round {round}: state after SIGTERM: {state}");
         // The next daemon starts exactly the apps that were running.
         let rows = statuses(&env);
         let online = rows.iter().filter(|(_, s)| s != "stopped").count();
-        assert_eq!(online, 7, "round {round}: {rows:?}");
+        assert_eq!(online, 9, "round {round}: {rows:?}");
         assert_eq!(
-            env.proc("app7")["status"],
+            env.proc("app9")["status"],
             "stopped",
             "round {round}: {rows:?}"
         );
@@ -300,24 +299,42 @@ fn scale_updates_the_instance_count_everywhere() {
 #[test]
 fn concurrent_first_starts_of_one_app_register_it_once() {
     let env = TestEnv::new();
+    env.file(
+        "listen.py",
+        "import os, socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', int(os.environ['PORT'])))\ns.listen()\ntime.sleep(1000)\n",
+    );
     env.ok(&["ping"]);
     for round in 0..4 {
         let name = format!("twin{round}");
+        let port = common::free_port().to_string();
         let spawn = || {
-            env.command(&["start", "sleep", "--name", &name, "-i", "2", "--", "1000"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            env.command(&[
+                "start",
+                "listen.py",
+                "--name",
+                &name,
+                "--exec-mode",
+                "cluster",
+                "-i",
+                "2",
+                "--port",
+                &port,
+                "--listen-host",
+                "127.0.0.1",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
         };
         let (mut a, mut b) = (spawn(), spawn());
         let ok = [a.wait().unwrap(), b.wait().unwrap()]
             .iter()
             .filter(|s| s.success())
             .count();
-        assert_eq!(ok, 1, "round {round}: both or neither start succeeded");
         let count = env.list().iter().filter(|p| p["name"] == name).count();
         assert_eq!(count, 2, "round {round}: {:?}", env.list());
+        assert_eq!(ok, 1, "round {round}: both or neither start succeeded");
     }
 }
 
