@@ -175,7 +175,7 @@ impl Client {
     pub async fn signal(
         &self,
         targets: Vec<String>,
-        signal: String,
+        signal: bm2_types::Signal,
     ) -> Result<ActionResponse, ClientError> {
         let req = SignalRequest { targets, signal };
         self.call(Method::POST, "/v1/signal", Some(&req)).await

@@ -114,9 +114,7 @@ pub async fn stop(home: &Path, state: &StateFile) -> Stopped {
         let spec =
             p.id.and_then(|id| state.instances.iter().find(|s| s.id == id))
                 .map(|s| &s.spec);
-        let sig = spec
-            .and_then(|s| kill::parse_signal(&s.kill_signal).ok())
-            .unwrap_or(Signal::SIGINT);
+        let sig = spec.map_or(Signal::SIGINT, |s| kill::nix_signal(s.kill_signal));
         if spec.is_none() {
             unrecorded += 1;
         }

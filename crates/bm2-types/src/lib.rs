@@ -7,6 +7,7 @@ mod home;
 mod info;
 mod metrics;
 pub mod runtime;
+mod signal;
 mod triggers;
 mod units;
 
@@ -15,6 +16,7 @@ pub use app::*;
 pub use home::Home;
 pub use info::*;
 pub use metrics::*;
+pub use signal::{Signal, UnknownSignal};
 pub use triggers::*;
 pub use units::*;
 

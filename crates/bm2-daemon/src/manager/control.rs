@@ -120,9 +120,9 @@ impl ProcessManager {
     pub async fn signal(
         &self,
         targets: &[String],
-        signal: &str,
+        signal: bm2_types::Signal,
     ) -> Result<ActionResponse, ApiError> {
-        let sig = kill::parse_signal(signal).map_err(|e| ApiError::new("invalid_signal", e))?;
+        let sig = kill::nix_signal(signal);
         let handles = self.registry.resolve(targets)?;
         let errors = all(&handles, |h| h.signal(sig)).await;
         Ok(ActionResponse {

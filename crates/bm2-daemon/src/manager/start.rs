@@ -13,7 +13,6 @@ use crate::envs::{self, Vars};
 use crate::logs;
 use crate::registry::{Handle, Reservation};
 use crate::supervisor::command::{History, Update};
-use crate::supervisor::kill;
 use crate::time::now_ms;
 
 /// An app of a start request that gets new instances.
@@ -318,9 +317,6 @@ fn validate(spec: &AppSpec) -> Result<(), ApiError> {
     }
     if spec.script.trim().is_empty() {
         return invalid(format!("app {:?} has no script", spec.name));
-    }
-    if let Err(e) = kill::parse_signal(&spec.kill_signal) {
-        return invalid(format!("app {:?}: kill_signal: {e}", spec.name));
     }
     if let Some(expr) = &spec.log_rotate_interval
         && let Err(e) = logs::config::parse_cron(expr)

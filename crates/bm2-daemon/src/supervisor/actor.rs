@@ -496,7 +496,7 @@ impl Actor {
     }
 
     async fn terminate(&mut self, mut run: Running) -> (Option<ExitStatus>, Duration) {
-        let sig = kill::parse_signal(&self.spec.kill_signal).unwrap_or(Signal::SIGINT);
+        let sig = kill::nix_signal(self.spec.kill_signal);
         let grace = Duration::from_millis(self.spec.kill_timeout);
         let poll = Duration::from_millis(self.spec.kill_retry_time.max(1));
         let deadline = Instant::now() + grace;
