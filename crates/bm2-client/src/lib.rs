@@ -16,6 +16,7 @@ mod stream;
 
 pub use daemon::{EXIT_ALREADY_RUNNING, lock_holder};
 
+use bm2_types::ErrorCode;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -370,7 +371,7 @@ impl Client {
         if bytes.len() > bm2_types::MAX_REQUEST_BYTES {
             return Err(ClientError::Api(
                 ApiError::new(
-                    "too_large",
+                    ErrorCode::TooLarge,
                     format!(
                         "this request is {} MiB, more than the daemon accepts ({} MiB)",
                         bytes.len() >> 20,
@@ -404,7 +405,7 @@ impl Client {
         let body = self.read_body(res).await?;
         let err = serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
             ApiError::new(
-                "http",
+                ErrorCode::Http,
                 format!("{status}: {}", String::from_utf8_lossy(&body)),
             )
         });

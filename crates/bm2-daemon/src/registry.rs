@@ -1,5 +1,6 @@
 //! The table of managed instances: ids and names to handles, and target resolution.
 
+use bm2_types::ErrorCode;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -81,14 +82,14 @@ impl Registry {
                 .collect();
             if !taken.is_empty() {
                 return Err(ApiError::new(
-                    "already_exists",
+                    ErrorCode::AlreadyExists,
                     format!("app {name:?} is already managed (id {})", taken.join(", ")),
                 )
                 .with_hint("restart it, or use --force to start another copy"));
             }
             if inner.pending.contains_key(name) {
                 return Err(ApiError::new(
-                    "already_exists",
+                    ErrorCode::AlreadyExists,
                     format!("app {name:?} is being started by another command"),
                 ));
             }
@@ -172,7 +173,10 @@ fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<
     }
     if let Some(pattern) = t.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
         let re = regex::Regex::new(pattern).map_err(|e| {
-            ApiError::new("invalid_target", format!("bad regular expression {t}: {e}"))
+            ApiError::new(
+                ErrorCode::InvalidTarget,
+                format!("bad regular expression {t}: {e}"),
+            )
         })?;
         return Ok(handles
             .values()
@@ -207,14 +211,14 @@ fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<
 fn unknown_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> ApiError {
     if handles.is_empty() {
         return ApiError::new(
-            "unknown_target",
+            ErrorCode::UnknownTarget,
             format!("no process matches {target:?}: no processes are managed"),
         )
         .with_hint("start one with `bm2 start <script>`");
     }
     let names: BTreeSet<String> = handles.values().map(|h| h.inst.display_name()).collect();
     ApiError::new(
-        "unknown_target",
+        ErrorCode::UnknownTarget,
         format!(
             "no process matches {target:?}; managed: {}",
             names.into_iter().collect::<Vec<_>>().join(", ")

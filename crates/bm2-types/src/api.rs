@@ -7,12 +7,105 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AppSpec, ProcDetail, ProcSummary};
 
+/// The stable, machine-readable kind of an [`ApiError`] (`"unknown_target"` on the wire). It
+/// decides the HTTP status of the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No managed process matches a target.
+    UnknownTarget,
+    /// No such route or resource.
+    NotFound,
+    /// No dump file to resurrect.
+    NoDump,
+    /// The token is missing or wrong.
+    Unauthorized,
+    /// Not allowed from there (origin, public read-only access).
+    Forbidden,
+    /// The route exists, with other methods.
+    MethodNotAllowed,
+    /// The app is managed already.
+    AlreadyExists,
+    /// A public port cannot be bound.
+    ListenFailed,
+    /// The request body is over the limit.
+    TooLarge,
+    /// The daemon is stopping.
+    ShuttingDown,
+    /// An app's options are not acceptable.
+    InvalidApp,
+    /// A target cannot be read (a bad /regex/).
+    InvalidTarget,
+    /// A request's values are not acceptable.
+    InvalidRequest,
+    /// A request that is not well formed.
+    BadRequest,
+    /// The dump file cannot be read.
+    BadDump,
+    /// A process cannot be spawned.
+    SpawnFailed,
+    /// A start that failed left nothing registered.
+    NotRegistered,
+    /// A new process did not become ready (reload).
+    NotReady,
+    /// The process is not running.
+    NotRunning,
+    /// A signal could not be sent.
+    SignalFailed,
+    /// The dump file could not be written.
+    SaveFailed,
+    /// The state file could not be written (a full disk): the change is not saved.
+    StateNotSaved,
+    /// The env store could not be written.
+    EnvStore,
+    /// A file could not be read or written.
+    IoError,
+    /// An answer that was not a bm2 error (seen by the client).
+    Http,
+    /// A fault of the daemon itself.
+    Internal,
+    /// A code this version does not know (from a newer daemon).
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The HTTP status of an answer with this code.
+    pub fn http_status(self) -> u16 {
+        use ErrorCode as C;
+        match self {
+            C::UnknownTarget | C::NotFound | C::NoDump => 404,
+            C::Unauthorized => 401,
+            C::Forbidden => 403,
+            C::MethodNotAllowed => 405,
+            C::AlreadyExists | C::ListenFailed => 409,
+            C::TooLarge => 413,
+            C::ShuttingDown => 503,
+            C::InvalidApp | C::InvalidTarget | C::InvalidRequest | C::BadRequest | C::BadDump => {
+                400
+            }
+            C::SpawnFailed
+            | C::NotRegistered
+            | C::NotReady
+            | C::NotRunning
+            | C::SignalFailed
+            | C::SaveFailed
+            | C::StateNotSaved
+            | C::EnvStore
+            | C::IoError
+            | C::Http
+            | C::Internal
+            | C::Other => 500,
+        }
+    }
+}
+
 /// An error reported by the daemon: a stable code, a sentence, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     /// Stable machine-readable code, e.g. `unknown_target`.
-    pub code: String,
+    pub code: ErrorCode,
     /// What went wrong.
     pub message: String,
     /// What the user can do about it.
@@ -22,9 +115,9 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a code and a message.
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            code: code.to_string(),
+            code,
             message: message.into(),
             hint: None,
         }
@@ -306,4 +399,22 @@ pub struct DashboardInfo {
     /// Set when it is reachable from other machines over plain HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_snake_case_on_the_wire_and_unknown_ones_are_kept_apart() {
+        let e = ApiError::new(ErrorCode::UnknownTarget, "no such app");
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"code":"unknown_target","message":"no such app"}"#);
+        let newer: ApiError =
+            serde_json::from_str(r#"{"code":"from_the_future","message":"m"}"#).unwrap();
+        assert_eq!(newer.code, ErrorCode::Other);
+        assert_eq!(ErrorCode::UnknownTarget.http_status(), 404);
+        assert_eq!(ErrorCode::TooLarge.http_status(), 413);
+        assert_eq!(ErrorCode::StateNotSaved.http_status(), 500);
+    }
 }

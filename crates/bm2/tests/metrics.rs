@@ -258,15 +258,15 @@ fn history_api_filters_by_id_and_refuses_bad_requests() {
     };
     assert_eq!(
         code(rt.block_on(client.metrics_history(0, None))),
-        "invalid_request"
+        bm2_types::ErrorCode::InvalidRequest
     );
     assert_eq!(
         code(rt.block_on(client.metrics_history(3601, None))),
-        "invalid_request"
+        bm2_types::ErrorCode::InvalidRequest
     );
     assert_eq!(
         code(rt.block_on(client.metrics_history(60, Some(99)))),
-        "unknown_target"
+        bm2_types::ErrorCode::UnknownTarget
     );
 
     // The snapshot and the Prometheus text through the client match the CLI's.

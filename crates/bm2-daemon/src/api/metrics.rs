@@ -5,6 +5,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bm2_types::ErrorCode;
 use bm2_types::{ApiError, MetricsHistory, MetricsSnapshot, ProcId};
 use serde::Deserialize;
 
@@ -35,7 +36,7 @@ pub async fn history(
 ) -> ApiResult<MetricsHistory> {
     let Query(q) = query.map_err(|e| {
         Failure(ApiError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("metrics history: {}", e.body_text()),
         ))
     })?;

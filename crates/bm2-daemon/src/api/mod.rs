@@ -8,6 +8,7 @@ pub(crate) mod metrics;
 pub(crate) mod processes;
 mod web;
 
+use bm2_types::ErrorCode;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -121,7 +122,7 @@ async fn add_notices(manager: Arc<ProcessManager>, mut res: Response) -> Respons
 
 /// The answer to an unknown route.
 pub async fn not_found() -> Failure {
-    Failure(ApiError::new("not_found", "no such API route"))
+    Failure(ApiError::new(ErrorCode::NotFound, "no such API route"))
 }
 
 /// An API error as an HTTP response.
@@ -136,18 +137,8 @@ impl From<ApiError> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status = match self.0.code.as_str() {
-            "unknown_target" | "not_found" | "no_dump" => StatusCode::NOT_FOUND,
-            "unauthorized" => StatusCode::UNAUTHORIZED,
-            "forbidden" => StatusCode::FORBIDDEN,
-            "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-            "already_exists" | "listen_failed" => StatusCode::CONFLICT,
-            "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-            "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
-            "invalid_app" | "invalid_target" | "invalid_signal" | "invalid_request"
-            | "bad_request" => StatusCode::BAD_REQUEST,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(self.0)).into_response()
     }
 }
@@ -166,13 +157,13 @@ where
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Failure(ApiError::new(
-                "too_large",
+                ErrorCode::TooLarge,
                 format!(
                     "the request body is larger than this endpoint accepts (the Unix socket takes up to {} MiB, the dashboard 2 MiB)",
                     bm2_types::MAX_REQUEST_BYTES >> 20
                 ),
             ))),
-            Err(e) => Err(Failure(ApiError::new("bad_request", e.body_text()))),
+            Err(e) => Err(Failure(ApiError::new(ErrorCode::BadRequest, e.body_text()))),
         }
     }
 }

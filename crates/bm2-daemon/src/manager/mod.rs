@@ -9,6 +9,7 @@ mod state;
 
 pub use logging::LogSnapshot;
 
+use bm2_types::ErrorCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,7 +127,7 @@ impl ProcessManager {
     fn refuse_if_closing(&self) -> Result<(), ApiError> {
         if *self.closing.borrow() {
             return Err(ApiError::new(
-                "shutting_down",
+                ErrorCode::ShuttingDown,
                 "the daemon is shutting down; run the command again once it has exited",
             ));
         }
@@ -191,7 +192,7 @@ impl ProcessManager {
     async fn saved(&self, errors: &mut Vec<ApiError>) {
         if let Err(e) = self.shared.persist.flush().await {
             errors.push(
-                ApiError::new("state_not_saved", e.to_string()).with_hint(format!(
+                ApiError::new(ErrorCode::StateNotSaved, e.to_string()).with_hint(format!(
                     "the apps are running, but a restarted daemon would not bring this change back; free space in {} and run the command again",
                     self.shared.home.root().display()
                 )),
@@ -224,7 +225,9 @@ impl ProcessManager {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || crate::metrics::snapshot::snapshot(&registry, &shared))
             .await
-            .map_err(|e| ApiError::new("internal", format!("metrics snapshot failed: {e}")))
+            .map_err(|e| {
+                ApiError::new(ErrorCode::Internal, format!("metrics snapshot failed: {e}"))
+            })
     }
 
     /// The samples of the last `seconds`, of every instance or only `only`

@@ -2,6 +2,7 @@
 //! instance is in the state file (as meant to run) before any process is spawned, so a daemon
 //! that dies half-way through a start comes back with the same apps and no orphan.
 
+use bm2_types::ErrorCode;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +33,9 @@ impl ProcessManager {
         for spec in &req.apps {
             validate(spec)?;
             let env = envs::base_env(&req.client_env, spec);
-            crate::triggers::validate(spec, env.get("TZ").map(String::as_str))
-                .map_err(|e| ApiError::new("invalid_app", format!("app {:?}: {e}", spec.name)))?;
+            crate::triggers::validate(spec, env.get("TZ").map(String::as_str)).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidApp, format!("app {:?}: {e}", spec.name))
+            })?;
             bases.push(env);
         }
         let restart_existing = req.if_exists != IfExists::Fail && !req.force;
@@ -45,7 +47,7 @@ impl ProcessManager {
             let count = spec.instances.resolve(cpus);
             if count > MAX_INSTANCES {
                 return Err(ApiError::new(
-                    "invalid_app",
+                    ErrorCode::InvalidApp,
                     format!(
                         "app {:?}: {count} instances is more than bm2 runs per app ({MAX_INSTANCES})",
                         spec.name
@@ -159,7 +161,7 @@ impl ProcessManager {
                     .await
                     .map_err(|e| {
                         ApiError::new(
-                            "listen_failed",
+                            ErrorCode::ListenFailed,
                             format!("{}: cannot listen on port {port}: {e}", spec.name),
                         )
                     })?;
@@ -192,7 +194,7 @@ impl ProcessManager {
         for app in &failed {
             errors.push(
                 ApiError::new(
-                    "not_registered",
+                    ErrorCode::NotRegistered,
                     format!("{app:?} was not started, and is not managed"),
                 )
                 .with_hint("fix the cause above and run the same command again"),
@@ -214,7 +216,7 @@ impl ProcessManager {
         if existing.is_empty() {
             self.registry.resolve(&[app.to_string()])?;
             return Err(ApiError::new(
-                "unknown_target",
+                ErrorCode::UnknownTarget,
                 format!("{app:?} is an instance, not an app; scale takes an app name"),
             ));
         }
@@ -222,7 +224,10 @@ impl ProcessManager {
         let target = scale_target(app, how, existing.len())?;
         if target > existing.len() {
             let template = existing.last().map(Handle::snapshot).ok_or_else(|| {
-                ApiError::new("unknown_target", format!("{app:?} has no instances"))
+                ApiError::new(
+                    ErrorCode::UnknownTarget,
+                    format!("{app:?} has no instances"),
+                )
             })?;
             let next_index = existing.last().map_or(0, |h| h.inst.index + 1);
             let ids = self
@@ -273,7 +278,7 @@ impl ProcessManager {
 fn scale_target(app: &str, how: &str, current: usize) -> Result<usize, ApiError> {
     let bad = || {
         ApiError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("scale {app} {how:?}: expected N, +N or -N"),
         )
     };
@@ -289,7 +294,7 @@ fn scale_target(app: &str, how: &str, current: usize) -> Result<usize, ApiError>
     };
     if target < 1 {
         return Err(ApiError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!(
                 "scale {app}: an app keeps at least one instance; use `bm2 delete {app}` to remove it"
             ),
@@ -297,7 +302,7 @@ fn scale_target(app: &str, how: &str, current: usize) -> Result<usize, ApiError>
     }
     if target > i64::from(MAX_INSTANCES) {
         return Err(ApiError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!("scale {app}: at most {MAX_INSTANCES} instances"),
         ));
     }
@@ -305,7 +310,7 @@ fn scale_target(app: &str, how: &str, current: usize) -> Result<usize, ApiError>
 }
 
 fn validate(spec: &AppSpec) -> Result<(), ApiError> {
-    let invalid = |m: String| Err(ApiError::new("invalid_app", m));
+    let invalid = |m: String| Err(ApiError::new(ErrorCode::InvalidApp, m));
     if spec.name.trim().is_empty() {
         return invalid("an app needs a name".into());
     }

@@ -1,5 +1,6 @@
 //! `save`, `resurrect`, restoring a previous daemon's state, and shutting down.
 
+use bm2_types::ErrorCode;
 use std::sync::Arc;
 
 use bm2_types::{ActionResponse, ApiError, SaveResponse};
@@ -17,7 +18,8 @@ impl ProcessManager {
     pub fn save(&self) -> Result<SaveResponse, ApiError> {
         let state = snapshot_state(&self.registry);
         let path = self.shared.home.dump_file();
-        persist::store(&path, &state).map_err(|e| ApiError::new("save_failed", e.to_string()))?;
+        persist::store(&path, &state)
+            .map_err(|e| ApiError::new(ErrorCode::SaveFailed, e.to_string()))?;
         Ok(SaveResponse {
             path,
             count: state.instances.len(),
@@ -29,13 +31,14 @@ impl ProcessManager {
         self.refuse_if_closing()?;
         let path = self.shared.home.dump_file();
         if !path.exists() {
-            return Err(
-                ApiError::new("no_dump", format!("no dump file at {}", path.display()))
-                    .with_hint("run `bm2 save` first"),
-            );
+            return Err(ApiError::new(
+                ErrorCode::NoDump,
+                format!("no dump file at {}", path.display()),
+            )
+            .with_hint("run `bm2 save` first"));
         }
         let state = persist::load(&path).map_err(|e| {
-            ApiError::new("bad_dump", e.to_string()).with_hint(
+            ApiError::new(ErrorCode::BadDump, e.to_string()).with_hint(
                 "the file was not changed; fix or remove it, or run `bm2 save` to write a new one",
             )
         })?;

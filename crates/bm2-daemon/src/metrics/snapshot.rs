@@ -1,6 +1,7 @@
 //! The JSON snapshot (`bm2 metrics`) and history (`bm2 metrics --history`) built from the
 //! registry and what the sampler measured. Shared by every API that serves metrics.
 
+use bm2_types::ErrorCode;
 use bm2_types::{
     ApiError, HISTORY_MAX_SECONDS, MetricsHistory, MetricsSnapshot, ProcId, ProcessHistory,
     ProcessMetrics, SystemHistory, SystemMetrics,
@@ -70,7 +71,7 @@ pub fn history(
 ) -> Result<MetricsHistory, ApiError> {
     if !(1..=HISTORY_MAX_SECONDS).contains(&seconds) {
         return Err(ApiError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!(
                 "history of {seconds} s: give a number of seconds from 1 to {HISTORY_MAX_SECONDS} (one hour is kept)"
             ),
@@ -81,7 +82,7 @@ pub fn history(
         && !handles.iter().any(|h| h.inst.id == id)
     {
         return Err(ApiError::new(
-            "unknown_target",
+            ErrorCode::UnknownTarget,
             format!("no process with id {id}"),
         ));
     }

@@ -1,5 +1,6 @@
 //! One task per instance: it owns the child process, its status and its restart timer.
 
+use bm2_types::ErrorCode;
 use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -254,12 +255,16 @@ impl Actor {
     fn signal(&self, sig: Signal) -> Result<(), ApiError> {
         let Some(run) = &self.child else {
             return Err(ApiError::new(
-                "not_running",
+                ErrorCode::NotRunning,
                 format!("{} is not running", self.inst.display_name()),
             ));
         };
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), sig)
-            .map_err(|e| ApiError::new("signal_failed", format!("signal to pid {}: {e}", run.pid)))
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.pid as i32), sig).map_err(|e| {
+            ApiError::new(
+                ErrorCode::SignalFailed,
+                format!("signal to pid {}: {e}", run.pid),
+            )
+        })
     }
 
     /// Starts the process now. On failure the instance is `errored` with the reason.
@@ -278,7 +283,7 @@ impl Actor {
                     v.reason = Some(format!("errored: {message}"));
                 });
                 Err(ApiError::new(
-                    "spawn_failed",
+                    ErrorCode::SpawnFailed,
                     format!("{}: {message}", self.inst.display_name()),
                 ))
             }
@@ -435,7 +440,7 @@ impl Actor {
             Err(e) => {
                 self.child = Some(old);
                 return Err(ApiError::new(
-                    "spawn_failed",
+                    ErrorCode::SpawnFailed,
                     format!("{name}: spawn failed: {e}"),
                 ));
             }
@@ -448,7 +453,7 @@ impl Actor {
             self.child = Some(old);
             self.terminate(started.running).await;
             return Err(ApiError::new(
-                "not_ready",
+                ErrorCode::NotReady,
                 format!(
                     "{name}: the new process (pid {new_pid}) did not become ready within {} ms; the old process (pid {}) keeps serving",
                     timeout.as_millis(),

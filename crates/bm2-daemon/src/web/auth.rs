@@ -3,6 +3,7 @@
 //! A browser's state-changing request (cookie) and every WebSocket must come from the
 //! dashboard's own origin, so that no other web page can act through a logged-in browser.
 
+use bm2_types::ErrorCode;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -106,7 +107,7 @@ pub async fn host(State(guard): State<Guard>, req: Request, next: Next) -> Respo
         return next.run(req).await;
     }
     Failure(ApiError::new(
-        "forbidden",
+        ErrorCode::Forbidden,
         "this dashboard listens on a loopback address: address it as 127.0.0.1, [::1] or localhost",
     ))
     .into_response()
@@ -145,7 +146,7 @@ pub async fn write(State(guard): State<Guard>, req: Request, next: Next) -> Resp
     if !allowed {
         let what = if websocket { "WebSocket" } else { "request" };
         return Failure(ApiError::new(
-            "forbidden",
+            ErrorCode::Forbidden,
             format!("this {what} comes from another origin than the dashboard's: refused"),
         ))
         .into_response();
@@ -169,7 +170,7 @@ fn origin_matches(headers: &HeaderMap) -> Option<bool> {
 fn unauthorized() -> Response {
     Failure(
         ApiError::new(
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "the dashboard's access token is missing or wrong",
         )
         .with_hint(

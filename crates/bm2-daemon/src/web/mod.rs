@@ -8,6 +8,7 @@ mod rest;
 pub mod token;
 mod ws;
 
+use bm2_types::ErrorCode;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::Router;
@@ -113,7 +114,7 @@ impl Web {
 async fn launch(opts: &DashboardOptions, state: &AppState) -> Result<Running, ApiError> {
     let ip: IpAddr = opts.host.parse().map_err(|_| {
         ApiError::new(
-            "invalid_request",
+            ErrorCode::InvalidRequest,
             format!(
                 "--host {:?} is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::1)",
                 opts.host
@@ -123,7 +124,7 @@ async fn launch(opts: &DashboardOptions, state: &AppState) -> Result<Running, Ap
     let path = state.manager.home().dashboard_token();
     let token = token::load_or_create(&path).map_err(|e| {
         ApiError::new(
-            "io_error",
+            ErrorCode::IoError,
             format!("cannot create the access token {}: {e}", path.display()),
         )
     })?;
@@ -132,7 +133,7 @@ async fn launch(opts: &DashboardOptions, state: &AppState) -> Result<Running, Ap
             .await
             .map_err(|e| {
                 ApiError::new(
-                    "listen_failed",
+                    ErrorCode::ListenFailed,
                     format!(
                         "the {what} cannot listen on {}: {e}",
                         SocketAddr::new(ip, port)
@@ -195,7 +196,7 @@ async fn launch(opts: &DashboardOptions, state: &AppState) -> Result<Running, Ap
 }
 
 fn io_error(e: &std::io::Error) -> ApiError {
-    ApiError::new("io_error", e.to_string())
+    ApiError::new(ErrorCode::IoError, e.to_string())
 }
 
 /// Serves `app` on `listener` until `stopped` turns true.
@@ -273,7 +274,7 @@ fn metrics_router(state: AppState) -> Router {
 
 async fn method_not_allowed() -> Failure {
     Failure(ApiError::new(
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not take that method (GET reads, POST acts)",
     ))
 }

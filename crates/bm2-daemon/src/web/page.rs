@@ -5,6 +5,7 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bm2_types::ErrorCode;
 use serde::Deserialize;
 
 use bm2_types::ApiError;
@@ -37,7 +38,7 @@ pub async fn index(
     let q = match query {
         Ok(Query(q)) => q,
         Err(e) => {
-            return Failure(ApiError::new("bad_request", e.body_text())).into_response();
+            return Failure(ApiError::new(ErrorCode::BadRequest, e.body_text())).into_response();
         }
     };
     if let Some(token) = q.token

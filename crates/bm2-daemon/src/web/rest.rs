@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use bm2_types::ErrorCode;
 use bm2_types::{ActionResponse, ApiError, LogEvent, LogsRequest, ProcDetail};
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +62,7 @@ fn text(v: &serde_json::Value, what: &str) -> Result<String, ApiError> {
         serde_json::Value::String(s) if !s.trim().is_empty() => Ok(s.trim().to_string()),
         serde_json::Value::Number(n) => Ok(n.to_string()),
         _ => Err(ApiError::new(
-            "bad_request",
+            ErrorCode::BadRequest,
             format!("{what} must be a number or a non-empty string, not {v}"),
         )),
     }
@@ -78,14 +79,14 @@ pub async fn perform(
         (None, Verb::Flush) => "all".to_string(),
         (None, _) => {
             return Err(ApiError::new(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "the body needs a \"target\": an id, a name, a namespace or \"all\"",
             ));
         }
     };
     if verb != Verb::Scale && body.count.is_some() {
         return Err(ApiError::new(
-            "bad_request",
+            ErrorCode::BadRequest,
             "\"count\" only goes with scale",
         ));
     }
@@ -98,7 +99,7 @@ pub async fn perform(
         Verb::Scale => {
             let count = body.count.as_ref().ok_or_else(|| {
                 ApiError::new(
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     "scale needs a \"count\": N, \"+N\" or \"-N\" instances",
                 )
             })?;
@@ -175,7 +176,8 @@ pub async fn detail(
     State(s): State<AppState>,
     target: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Vec<ProcDetail>> {
-    let Path(target) = target.map_err(|e| Failure(ApiError::new("bad_request", e.body_text())))?;
+    let Path(target) =
+        target.map_err(|e| Failure(ApiError::new(ErrorCode::BadRequest, e.body_text())))?;
     Ok(Json(s.manager.details(Some(&[target]))?))
 }
 
@@ -205,7 +207,8 @@ pub async fn logs(
     State(s): State<AppState>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> ApiResult<LogLines> {
-    let Query(q) = query.map_err(|e| Failure(ApiError::new("bad_request", e.body_text())))?;
+    let Query(q) =
+        query.map_err(|e| Failure(ApiError::new(ErrorCode::BadRequest, e.body_text())))?;
     let req = LogsRequest {
         targets: q.target.into_iter().collect(),
         lines: q.lines.unwrap_or(100).min(MAX_LINES),

@@ -5,6 +5,7 @@
 //! from the log hub's fixed ring (a reader that falls behind is told how many lines it
 //! missed), and a client that does not read stalls only its own connection.
 
+use bm2_types::ErrorCode;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub async fn upgrade(
             .max_message_size(MAX_MESSAGE)
             .on_upgrade(move |socket| session(state, stopped, socket)),
         Err(e) => Failure(ApiError::new(
-            "bad_request",
+            ErrorCode::BadRequest,
             format!("/ws takes WebSocket connections only: {}", e.body_text()),
         ))
         .into_response(),
@@ -210,7 +211,7 @@ async fn on_message(
             return vec![error(
                 None,
                 &ApiError::new(
-                    "bad_request",
+                    ErrorCode::BadRequest,
                     format!("messages are JSON objects with a \"type\": {e}"),
                 ),
             )];
@@ -231,7 +232,7 @@ async fn on_message(
                 return vec![error(
                     id.as_ref(),
                     &ApiError::new(
-                        "bad_request",
+                        ErrorCode::BadRequest,
                         format!(
                             "unknown message type {kind:?}: expected getState, getLogs, restart, \
                              stop, reload, delete, scale or flush"
@@ -244,7 +245,7 @@ async fn on_message(
                 Err(e) => {
                     return vec![error(
                         id.as_ref(),
-                        &ApiError::new("bad_request", format!("{kind}: {e}")),
+                        &ApiError::new(ErrorCode::BadRequest, format!("{kind}: {e}")),
                     )];
                 }
             };
@@ -270,7 +271,7 @@ fn get_logs(state: &AppState, data: Option<&Value>) -> Result<(Value, Follow), A
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         _ => {
             return Err(ApiError::new(
-                "bad_request",
+                ErrorCode::BadRequest,
                 "getLogs needs data.target: an id, a name or \"all\"",
             ));
         }
@@ -314,7 +315,7 @@ fn get_logs(state: &AppState, data: Option<&Value>) -> Result<(Value, Follow), A
         .collect();
     let rx = snap
         .live
-        .ok_or_else(|| ApiError::new("internal", "no live log feed"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "no live log feed"))?;
     Ok((
         json!({ "type": "logs", "target": target, "data": data }),
         Follow { rx, ids },

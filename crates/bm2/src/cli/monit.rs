@@ -253,7 +253,7 @@ impl Monitor {
 
     fn report(&mut self, e: &ClientError) {
         // A process deleted between two calls is not worth a message: the next list drops it.
-        if !matches!(e, ClientError::Api(api) if api.code == "unknown_target") {
+        if !matches!(e, ClientError::Api(api) if api.code == bm2_types::ErrorCode::UnknownTarget) {
             self.state.message = e.to_string();
         }
     }
