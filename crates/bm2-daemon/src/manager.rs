@@ -913,6 +913,7 @@ fn validate(spec: &AppSpec) -> Result<(), ApiError> {
     if spec.name.trim().is_empty() {
         return invalid("an app needs a name".into());
     }
+    bm2_types::limits::check(spec).or_else(|e| invalid(e.message))?;
     if spec.name == "all" || spec.name.parse::<u64>().is_ok() || spec.name.starts_with('/') {
         return invalid(format!(
             "app name {:?} would be read as a target (all, an id or a /regex/); pick another with --name",

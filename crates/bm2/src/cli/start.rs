@@ -322,6 +322,7 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
             .unwrap_or(defaults.health_check_max_fails),
         ..defaults
     };
+    bm2_config::resolve::check_limits(&spec)?;
     check_triggers(std::slice::from_ref(&spec))?;
     Ok((spec, a.force))
 }
