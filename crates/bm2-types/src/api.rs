@@ -280,6 +280,8 @@ pub struct DashboardOptions {
     pub host: String,
     /// Serve read-only JSON without the token.
     pub public_read: bool,
+    /// Most WebSocket sessions open at once; more are refused with 503.
+    pub max_sessions: u32,
 }
 
 impl Default for DashboardOptions {
@@ -290,9 +292,13 @@ impl Default for DashboardOptions {
             metrics_port: 9616,
             host: "127.0.0.1".into(),
             public_read: false,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
+
+/// Most dashboard WebSocket sessions open at once, unless configured otherwise.
+pub const DEFAULT_MAX_SESSIONS: u32 = 64;
 
 /// A running dashboard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -105,6 +105,7 @@ impl IntoResponse for Failure {
             "forbidden" => StatusCode::FORBIDDEN,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "already_exists" | "listen_failed" => StatusCode::CONFLICT,
+            "too_many_sessions" => StatusCode::SERVICE_UNAVAILABLE,
             "invalid_app" | "invalid_target" | "invalid_signal" | "invalid_request"
             | "bad_request" => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
