@@ -51,8 +51,11 @@ pub enum Action {
     Stop,
     /// Stop if running, then start.
     Restart,
-    /// Stop and forget.
-    Delete,
+    /// Stop and forget; unless `keep_logs`, remove the log files bm2 named for the instances.
+    Delete {
+        /// Keep the instances' log files.
+        keep_logs: bool,
+    },
     /// Zero restart counters.
     Reset,
 }
@@ -166,7 +169,7 @@ impl ProcessManager {
                 // unless asked to update it.
                 let keep = existing[0].view.borrow().base_env.clone();
                 let names: Vec<String> = existing.iter().map(|h| h.inst.id.to_string()).collect();
-                self.act(Action::Delete, &names).await?;
+                self.act(Action::Delete { keep_logs: true }, &names).await?;
                 let base = if req.update_env {
                     base
                 } else {
@@ -431,7 +434,7 @@ impl ProcessManager {
             }
         }
         let ids: Vec<String> = removed.iter().map(|h| h.inst.id.to_string()).collect();
-        self.act(Action::Delete, &ids).await
+        self.act(Action::Delete { keep_logs: false }, &ids).await
     }
 
     /// Applies `action` to every instance named by `targets`.
@@ -446,19 +449,20 @@ impl ProcessManager {
             match action {
                 Action::Stop => Command::Stop,
                 Action::Restart => |r| Command::Restart(None, r),
-                Action::Delete => Command::Delete,
+                Action::Delete { .. } => Command::Delete,
                 Action::Reset => Command::Reset,
             },
         )
         .await;
         let processes = handles.iter().map(|h| self.summary(h)).collect();
-        if action == Action::Delete {
+        if let Action::Delete { keep_logs } = action {
             for h in &handles {
                 self.registry.remove(h.inst.id);
                 self.shared.changed();
                 let _ = std::fs::remove_file(&h.inst.pid_file);
             }
             let remaining = self.registry.all();
+            logs::cleanup::remove_owned(&self.shared.home, &handles, &remaining, keep_logs).await;
             for h in &handles {
                 if !remaining.iter().any(|r| r.inst.app == h.inst.app) {
                     self.shared.cluster.close(&h.inst.app).await;

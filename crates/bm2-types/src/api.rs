@@ -96,6 +96,17 @@ pub struct StopRequest {
     pub stop_watching: bool,
 }
 
+/// Delete processes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+    /// Keep the log files bm2 named for them in `$BM2_HOME/logs`, which are otherwise removed
+    /// with them (files the user named are always kept).
+    #[serde(default)]
+    pub keep_logs: bool,
+}
+
 /// Restore the dump file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ResurrectRequest {
