@@ -2030,6 +2030,8 @@ fn max_sessions_is_read_from_config_toml() {
     };
     let mut one = wait_for("the dashboard's WebSocket", DEADLINE, || ws_try(&d).ok());
     one.wait_type("state");
-    let (status, body) = ws_try(&d).err().expect("a second session past max_sessions = 1");
+    let (status, body) = ws_try(&d)
+        .err()
+        .expect("a second session past max_sessions = 1");
     assert_eq!(status, 503, "{body}");
 }

@@ -33,7 +33,10 @@ fn api_post(env: &TestEnv, path: &str, body: &Value) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {raw:?}"));
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
     (status, body)
 }
 
@@ -68,9 +71,19 @@ fn names_too_long_for_their_log_files_are_refused_everywhere() {
     let env = TestEnv::new();
     let long = "n".repeat(241);
     let e = env.fail(&[
-        "start", "sleep", "--name", &long, "--interpreter", "none", "--", "1000",
+        "start",
+        "sleep",
+        "--name",
+        &long,
+        "--interpreter",
+        "none",
+        "--",
+        "1000",
     ]);
-    assert!(e.contains("241 bytes") && e.contains("at most 200 bytes"), "{e}");
+    assert!(
+        e.contains("241 bytes") && e.contains("at most 200 bytes"),
+        "{e}"
+    );
     env.file(
         "eco.json",
         &json!({ "apps": [{ "name": long, "script": "sleep", "args": "1000" }] }).to_string(),
@@ -119,10 +132,20 @@ fn control_characters_in_names_are_refused_everywhere() {
     let env = TestEnv::new();
     for name in ["evil\u{1b}[2Jname", "two\nlines", "bidi\u{202e}txt"] {
         let e = env.fail(&[
-            "start", "sleep", "--name", name, "--interpreter", "none", "--", "1000",
+            "start",
+            "sleep",
+            "--name",
+            name,
+            "--interpreter",
+            "none",
+            "--",
+            "1000",
         ]);
         assert!(e.contains("control character"), "{name:?}: {e}");
-        assert!(!e.contains('\u{1b}'), "the error prints the name raw: {e:?}");
+        assert!(
+            !e.contains('\u{1b}'),
+            "the error prints the name raw: {e:?}"
+        );
     }
     env.ok(&["ping"]);
     api_refuses(
@@ -177,7 +200,15 @@ fn durations_longer_than_an_hour_are_refused_everywhere() {
         ("--min-uptime", "min_uptime"),
     ] {
         let e = env.fail(&[
-            "start", "sleep", "--name", "slow", "--interpreter", "none", flag, "3600001", "--",
+            "start",
+            "sleep",
+            "--name",
+            "slow",
+            "--interpreter",
+            "none",
+            flag,
+            "3600001",
+            "--",
             "1000",
         ]);
         assert!(
@@ -206,7 +237,10 @@ fn durations_longer_than_an_hour_are_refused_everywhere() {
     );
     api_refuses(
         &env,
-        sleeper_spec("huge", &json!({ "health_check_cmd": "true", "health_check_interval": u64::MAX })),
+        sleeper_spec(
+            "huge",
+            &json!({ "health_check_cmd": "true", "health_check_interval": u64::MAX }),
+        ),
         "health_check_interval",
     );
     assert_eq!(env.list().len(), 1);
@@ -265,9 +299,11 @@ fn a_js_config_that_never_settles_is_stopped_after_the_time_limit() {
     let pids = env.wait_marker("pids");
     for pid in pids.split_whitespace() {
         let pid: u32 = pid.parse().unwrap();
-        wait_for(&format!("pid {pid} of the config to be killed"), DEADLINE, || {
-            (!alive(pid)).then_some(())
-        });
+        wait_for(
+            &format!("pid {pid} of the config to be killed"),
+            DEADLINE,
+            || (!alive(pid)).then_some(()),
+        );
     }
     assert!(env.list().is_empty());
 }
@@ -289,8 +325,15 @@ module.exports = { apps: [{ name: "timer", script: "app.sh" }] };
     );
     let started = Instant::now();
     let out = start_config(&env, "15000");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(started.elapsed() < Duration::from_secs(10), "waited for the timer");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for the timer"
+    );
     env.wait_status("timer", "online");
     for pid in env.wait_marker("pids").split_whitespace() {
         let pid: u32 = pid.parse().unwrap();

@@ -45,11 +45,20 @@ fn delete_removes_the_logs_bm2_named_with_their_rotated_copies() {
     start_chatty(
         &env,
         "churn",
-        &["-l", "--log-max-size", "2K", "--log-retain", "3", "--log-compress"],
+        &[
+            "-l",
+            "--log-max-size",
+            "2K",
+            "--log-retain",
+            "3",
+            "--log-compress",
+        ],
     );
     let files = env.wait_for("rotated, compressed logs of churn", || {
         let files = files_of(&env, "churn-");
-        let settled = !files.iter().any(|n| n.contains(".rotating-") || n.ends_with(".tmp"));
+        let settled = !files
+            .iter()
+            .any(|n| n.contains(".rotating-") || n.ends_with(".tmp"));
         (settled && files.iter().any(|n| n == "churn-0-out.log.3.gz")).then_some(files)
     });
     for name in ["churn-0-out.log", "churn-0-error.log", "churn-0.log"] {

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use bm2_types::{
-    ActionResponse, DeleteRequest, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest, RestartRequest,
-    ScaleRequest, SignalRequest, StartRequest, StopRequest, TargetRequest,
+    ActionResponse, DeleteRequest, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest,
+    RestartRequest, ScaleRequest, SignalRequest, StartRequest, StopRequest, TargetRequest,
 };
 
 use super::{ApiResult, AppState, Body};

@@ -125,7 +125,11 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
         let names = super::ecosystem::names(&loaded);
         let res = match verb {
             Verb::Stop => client.stop(names).await,
-            _ => client.delete_with(&delete_request(names, t.keep_logs)).await,
+            _ => {
+                client
+                    .delete_with(&delete_request(names, t.keep_logs))
+                    .await
+            }
         };
         return report(client, res).await;
     }
