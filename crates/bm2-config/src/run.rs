@@ -72,12 +72,8 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> Result<Output, RunEr
     std::thread::spawn(move || {
         // WNOWAIT leaves the program a zombie: its pid, the group's id, cannot be reused
         // before the group is killed and the program reaped below.
-        loop {
-            match waitid(Id::Pid(group), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
-                Err(nix::errno::Errno::EINTR) => {}
-                _ => break,
-            }
-        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        while let Err(nix::errno::Errno::EINTR) = waitid(Id::Pid(group), flags) {}
         let _ = tx.send(Event::Exited);
     });
     let (mut stdout, mut stderr, mut exited) = (None, None, false);

@@ -55,7 +55,7 @@ fn sleeper_spec(name: &str, extra: &Value) -> Value {
 }
 
 /// `/v1/start` with one app; asserts a 400 `invalid_app` whose message contains `needle`.
-fn api_refuses(env: &TestEnv, spec: Value, needle: &str) {
+fn api_refuses(env: &TestEnv, spec: &Value, needle: &str) {
     let (status, body) = api_post(env, "/v1/start", &json!({ "apps": [spec] }));
     assert_eq!(status, 400, "{body}");
     let e: Value = serde_json::from_str(body.trim()).unwrap_or_else(|_| panic!("{body}"));
@@ -94,7 +94,7 @@ fn names_too_long_for_their_log_files_are_refused_everywhere() {
         "{e}"
     );
     env.ok(&["ping"]);
-    api_refuses(&env, sleeper_spec(&long, &json!({})), "at most 200 bytes");
+    api_refuses(&env, &sleeper_spec(&long, &json!({})), "at most 200 bytes");
     assert!(env.list().is_empty());
     assert_eq!(env.log_file_names(), Vec::<String>::new());
 }
@@ -150,7 +150,7 @@ fn control_characters_in_names_are_refused_everywhere() {
     env.ok(&["ping"]);
     api_refuses(
         &env,
-        sleeper_spec("evil\u{1b}]0;title\u{7}", &json!({})),
+        &sleeper_spec("evil\u{1b}]0;title\u{7}", &json!({})),
         "control character U+001B",
     );
     assert!(env.list().is_empty());
@@ -232,12 +232,12 @@ fn durations_longer_than_an_hour_are_refused_everywhere() {
     env.wait_status("hour", "online");
     api_refuses(
         &env,
-        sleeper_spec("huge", &json!({ "kill_timeout": u64::MAX })),
+        &sleeper_spec("huge", &json!({ "kill_timeout": u64::MAX })),
         "kill_timeout (--kill-timeout) is 18446744073709551615 ms",
     );
     api_refuses(
         &env,
-        sleeper_spec(
+        &sleeper_spec(
             "huge",
             &json!({ "health_check_cmd": "true", "health_check_interval": u64::MAX }),
         ),

@@ -58,7 +58,7 @@ fn delete_removes_the_logs_bm2_named_with_their_rotated_copies() {
         let files = files_of(&env, "churn-");
         let settled = !files
             .iter()
-            .any(|n| n.contains(".rotating-") || n.ends_with(".tmp"));
+            .any(|n| n.contains(".rotating-") || n.contains(".tmp"));
         (settled && files.iter().any(|n| n == "churn-0-out.log.3.gz")).then_some(files)
     });
     for name in ["churn-0-out.log", "churn-0-error.log", "churn-0.log"] {

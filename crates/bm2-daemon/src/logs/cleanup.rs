@@ -66,7 +66,7 @@ pub async fn remove_owned(home: &Home, gone: &[Handle], remaining: &[Handle], ke
 }
 
 /// Removes the files of `dir` named in `names`, or rotated copies of them; returns how many.
-pub fn remove_in(dir: &Path, names: &HashSet<String>) -> usize {
+fn remove_in(dir: &Path, names: &HashSet<String>) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };

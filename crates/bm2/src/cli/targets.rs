@@ -17,6 +17,7 @@ pub struct Targets {
 }
 
 /// Targets, or one ecosystem file whose apps are the targets.
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
 #[derive(Debug, Args)]
 pub struct FileTargets {
     /// Ids, names, namespaces, `all`, script paths, /regex/, or an ecosystem file

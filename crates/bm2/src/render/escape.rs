@@ -45,8 +45,11 @@ fn escape(s: &str, keep_lines: bool) -> Cow<'_, str> {
 
 /// An app's output line for a full-screen view (monit): colour and cursor sequences
 /// (`ESC [ … final byte`) are dropped, as the screen cannot show them, and any other control
-/// character is escaped.
-pub fn screen_line(s: &str) -> String {
+/// character is escaped. A line without any is returned as it is.
+pub fn screen_line(s: String) -> String {
+    if !s.chars().any(is_unsafe_char) {
+        return s;
+    }
     let mut plain = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
@@ -87,9 +90,11 @@ mod tests {
 
     #[test]
     fn screen_lines_lose_colours_and_escape_the_rest() {
-        assert_eq!(screen_line("\u{1b}[32mgreen\u{1b}[0m ok"), "green ok");
-        assert_eq!(screen_line("\u{1b}[2J\u{1b}[1;1Hhome"), "home");
-        assert_eq!(screen_line("bell\u{7} \u{1b}]0;t"), "bell\\x07 \\x1b]0;t");
-        assert_eq!(screen_line("cut \u{1b}["), "cut ");
+        let line = |s: &str| screen_line(s.to_string());
+        assert_eq!(line("plain"), "plain");
+        assert_eq!(line("\u{1b}[32mgreen\u{1b}[0m ok"), "green ok");
+        assert_eq!(line("\u{1b}[2J\u{1b}[1;1Hhome"), "home");
+        assert_eq!(line("bell\u{7} \u{1b}]0;t"), "bell\\x07 \\x1b]0;t");
+        assert_eq!(line("cut \u{1b}["), "cut ");
     }
 }

@@ -88,7 +88,7 @@ impl MonitState {
         if self.logs.len() == LOG_LINES {
             self.logs.pop_front();
         }
-        self.logs.push_back((err, escape::screen_line(&line)));
+        self.logs.push_back((err, escape::screen_line(line)));
     }
 
     /// Draws the whole screen.
