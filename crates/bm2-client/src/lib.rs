@@ -12,8 +12,9 @@
 //! ```
 
 mod daemon;
+mod stream;
 
-pub use daemon::EXIT_ALREADY_RUNNING;
+pub use daemon::{EXIT_ALREADY_RUNNING, lock_holder};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +33,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
+
+use stream::Socket;
 
 /// Why a call to the daemon failed.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +183,7 @@ impl Client {
     pub async fn signal(
         &self,
         targets: Vec<String>,
-        signal: String,
+        signal: bm2_types::Signal,
     ) -> Result<ActionResponse, ClientError> {
         let req = SignalRequest { targets, signal };
         self.call(Method::POST, "/v1/signal", Some(&req)).await
@@ -334,22 +337,23 @@ impl Client {
     }
 
     /// A connection to the daemon, started first when allowed.
-    async fn connect(&self) -> Result<UnixStream, ClientError> {
+    async fn connect(&self) -> Result<Socket, ClientError> {
         match &self.daemon_exe {
-            Some(exe) => daemon::connect_or_start(&self.home, exe).await,
+            Some(exe) => daemon::connect_or_start(&self.home, exe).await.map(Socket),
             None => self.connect_existing().await,
         }
     }
 
-    async fn connect_existing(&self) -> Result<UnixStream, ClientError> {
+    async fn connect_existing(&self) -> Result<Socket, ClientError> {
         UnixStream::connect(self.home.socket())
             .await
+            .map(Socket)
             .map_err(|_| ClientError::NotRunning(self.home.socket()))
     }
 
     async fn exchange<B: Serialize, T: DeserializeOwned>(
         &self,
-        stream: UnixStream,
+        stream: Socket,
         method: Method,
         path: &str,
         body: Option<&B>,
@@ -362,19 +366,32 @@ impl Client {
     /// Sends a request; a non-success answer becomes [`ClientError::Api`].
     async fn send<B: Serialize>(
         &self,
-        stream: UnixStream,
+        stream: Socket,
         method: Method,
         path: &str,
         body: Option<&B>,
     ) -> Result<hyper::Response<Incoming>, ClientError> {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| self.transport(e.to_string()))?;
-        tokio::spawn(conn);
         let bytes = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| self.transport(e.to_string()))?,
             None => Vec::new(),
         };
+        if bytes.len() > bm2_types::MAX_REQUEST_BYTES {
+            return Err(ClientError::Api(
+                ApiError::new(
+                    "too_large",
+                    format!(
+                        "this request is {} MiB, more than the daemon accepts ({} MiB)",
+                        bytes.len() >> 20,
+                        bm2_types::MAX_REQUEST_BYTES >> 20
+                    ),
+                )
+                .with_hint("split the ecosystem file, or start its apps with --only in groups"),
+            ));
+        }
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.transport(e.to_string()))?;
+        tokio::spawn(conn);
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -387,6 +404,7 @@ impl Client {
             .await
             .map_err(|e| self.transport(e.to_string()))?;
         self.check_version(res.headers());
+        print_notices(res.headers());
         let status = res.status();
         if status.is_success() {
             return Ok(res);
@@ -429,6 +447,20 @@ impl Client {
                 "warning: this bm2 is version {} but the daemon is {theirs}; run `bm2 kill` and start again to update it",
                 bm2_types::VERSION
             );
+        }
+    }
+}
+
+/// Prints the messages the daemon keeps for the user (once each) on stderr.
+fn print_notices(headers: &hyper::HeaderMap) {
+    for value in headers.get_all(bm2_types::NOTICE_HEADER) {
+        let notices: Vec<String> = value
+            .to_str()
+            .ok()
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default();
+        for n in notices {
+            eprintln!("[bm2] warning: {n}");
         }
     }
 }

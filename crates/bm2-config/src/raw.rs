@@ -61,7 +61,8 @@ pub struct RawApp {
     pub kill_timeout: Option<Millis>,
     /// First signal sent on stop.
     #[serde(alias = "killSignal")]
-    pub kill_signal: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub kill_signal: Option<bm2_types::Signal>,
     /// Exit codes after which the app is not restarted.
     #[serde(alias = "stopExitCodes")]
     pub stop_exit_codes: Option<Codes>,

@@ -293,7 +293,7 @@ fn every_key_of_the_full_fixture_takes_effect() {
     assert_eq!(a.restart_delay, 250);
     assert_eq!(a.exp_backoff_restart_delay, Some(150));
     assert_eq!(a.kill_timeout, 4000);
-    assert_eq!(a.kill_signal, "SIGTERM");
+    assert_eq!(a.kill_signal, bm2_types::Signal::TERM);
     assert_eq!(a.stop_exit_codes, [0, 2]);
     assert_eq!(a.max_memory_restart, Some(ByteSize(300 << 20)));
     assert!(!a.autostart);
@@ -1049,4 +1049,13 @@ fn durations_longer_than_an_hour_are_refused_at_their_key() {
     }
     let json = r#"{"apps": [{"script": "app.js", "kill_timeout": "1h", "min_uptime": "1h"}]}"#;
     assert!(load_json(json, "<test>", PathBuf::from("/"), &LoadOptions::default()).is_ok());
+}
+
+#[test]
+fn unknown_kill_signal_names_the_key_and_its_line() {
+    let rel = "errors/bad_signal.json";
+    let e = error(rel);
+    assert_eq!(e.key.as_deref(), Some("apps[0].kill_signal"), "{e}");
+    assert!(e.message.contains("unknown signal"), "{e}");
+    assert_eq!(e.line, Some(line_of(rel, "SIGNOPE")), "{e}");
 }

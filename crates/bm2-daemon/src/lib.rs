@@ -6,6 +6,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod envs;
+pub mod leftovers;
 pub mod logs;
 pub mod manager;
 pub mod metrics;
@@ -41,6 +42,8 @@ pub struct Shared {
     /// Counts changes to the process table (a state published, an instance added or removed),
     /// for readers that follow it (the dashboard's event stream).
     pub changes: tokio::sync::watch::Sender<u64>,
+    /// Messages for the user, handed out once with the next response on the Unix socket.
+    notices: std::sync::Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -55,11 +58,30 @@ impl Shared {
             metrics: metrics::Metrics::default(),
             logs: std::sync::Arc::new(logs::LogHub::new(log_defaults)),
             changes: tokio::sync::watch::Sender::new(0),
+            notices: std::sync::Mutex::default(),
         }
     }
 
     /// Records that the process table changed.
     pub fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Keeps a message for the user, for the next command.
+    pub fn notice(&self, message: String) {
+        self.notices
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(message);
+    }
+
+    /// The messages kept for the user, once.
+    pub fn take_notices(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .notices
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }

@@ -165,8 +165,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 fn tempfile_in(dir: &Path, path: &Path) -> io::Result<(PathBuf, fs::File)> {
     use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Unique per write, so two writers of one file (or of two files of the same name) never
+    // share a temporary file.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{name}.{}.{seq}.tmp",
+        std::process::id()
+    ));
     let file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -176,19 +184,54 @@ fn tempfile_in(dir: &Path, path: &Path) -> io::Result<(PathBuf, fs::File)> {
     Ok((tmp, file))
 }
 
+/// Temporary files of [`write_atomic`] start with this.
+const TMP_PREFIX: &str = ".";
+
+/// Removes the temporary files that writers of `path` left when they were killed, or failed
+/// (disk full), before renaming them into place. Call it only while no writer of `path` runs.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return 0;
+    };
+    let prefix = format!("{TMP_PREFIX}{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(&prefix))
+                .is_some_and(|rest| rest.rsplit_once('.').is_some_and(|(_, ext)| ext == "tmp"))
+        })
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Coalescing writer of the state file: changes are announced with [`Persister::touch`], and
-/// [`Persister::flush`] waits until a write that includes them has reached the disk.
+/// [`Persister::flush`] waits until a write that includes them has reached the disk. It is the
+/// only writer of the file: the last write at shutdown goes through [`Persister::finish`], after
+/// which announced changes are no longer written.
 #[derive(Debug)]
 pub struct Persister {
     requested: watch::Sender<u64>,
-    written: watch::Sender<u64>,
+    /// The generation last handled, and why its write failed, if it did.
+    written: watch::Sender<(u64, Option<Arc<str>>)>,
+    /// Held while a write is under way.
+    writing: tokio::sync::Mutex<()>,
+    /// Set by [`Persister::finish`]: nothing but the final state is written any more.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Persister {
     fn default() -> Self {
         Persister {
             requested: watch::channel(0).0,
-            written: watch::channel(0).0,
+            written: watch::channel((0, None)).0,
+            writing: tokio::sync::Mutex::new(()),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -199,12 +242,32 @@ impl Persister {
         self.requested.send_modify(|g| *g += 1);
     }
 
-    /// Announces a change and waits until it is on disk.
-    pub async fn flush(&self) {
+    /// Announces a change and waits until it is on disk; the error says why it is not.
+    pub async fn flush(&self) -> Result<(), Arc<str>> {
         self.touch();
         let target = *self.requested.borrow();
         let mut written = self.written.subscribe();
-        let _ = written.wait_for(|w| *w >= target).await;
+        match written.wait_for(|(w, _)| *w >= target).await {
+            Ok(w) => w.1.clone().map_or(Ok(()), Err),
+            Err(_) => Err("the state file writer has stopped".into()),
+        }
+    }
+
+    /// Writes `state` as the last state of this daemon: waits for a write under way, then
+    /// writes `state`, and from then on ignores announced changes (stopping the apps at
+    /// shutdown must not record them as stopped).
+    pub async fn finish(&self, path: PathBuf, state: StateFile) -> Result<(), PersistError> {
+        self.finished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let _writing = self.writing.lock().await;
+        tokio::task::spawn_blocking(move || store(&path, &state))
+            .await
+            .unwrap_or_else(|e| {
+                Err(PersistError::Io {
+                    path: PathBuf::new(),
+                    source: io::Error::other(e),
+                })
+            })
     }
 
     /// Runs the writer: whenever changes are pending, writes the snapshot `build` returns.
@@ -212,22 +275,33 @@ impl Persister {
         let mut requested = self.requested.subscribe();
         loop {
             let target = *requested.borrow_and_update();
-            if target > *self.written.borrow() {
-                // The write (with its fsync) runs off the daemon's thread, which stays free to
-                // restart processes and answer commands.
-                let (state, path) = (build(), path.clone());
-                match tokio::task::spawn_blocking(move || store(&path, &state)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::error!(error = %e, "cannot write state file"),
-                    Err(e) => tracing::error!(error = %e, "state file writer failed"),
-                }
-                self.written.send_replace(target);
+            if target > self.written.borrow().0 {
+                let failure = self.write_once(&path, &build).await;
+                self.written.send_replace((target, failure));
                 continue;
             }
             if requested.changed().await.is_err() {
                 return;
             }
         }
+    }
+
+    async fn write_once(&self, path: &Path, build: &impl Fn() -> StateFile) -> Option<Arc<str>> {
+        let _writing = self.writing.lock().await;
+        if self.finished.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        // The write (with its fsync) runs off the daemon's thread, which stays free to
+        // restart processes and answer commands.
+        let (state, path) = (build(), path.to_path_buf());
+        let result = match tokio::task::spawn_blocking(move || store(&path, &state)).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("state file writer failed: {e}")),
+        };
+        result.err().map(|e| {
+            tracing::error!(error = %e, "cannot write state file");
+            Arc::from(format!("the process list was not saved: {e}"))
+        })
     }
 }
 

@@ -1,74 +1,11 @@
 //! The table of managed instances: ids and names to handles, and target resolution.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bm2_types::{ApiError, ProcId};
-use tokio::sync::{mpsc, watch};
 
-use crate::logs::InstanceLogs;
-use crate::supervisor::actor::{Command, InstanceView};
-use crate::supervisor::kill::Marker;
-use crate::triggers::TriggerState;
-
-/// What never changes about an instance while it is managed.
-#[derive(Debug)]
-pub struct Instance {
-    /// Its id.
-    pub id: ProcId,
-    /// Its app's name.
-    pub app: String,
-    /// Its index within the app.
-    pub index: u32,
-    /// How many instances the app was started with.
-    pub count: u32,
-    /// When it was registered, in ms since the epoch.
-    pub created_at_ms: u64,
-    /// Where its output goes.
-    pub logs: Arc<Mutex<InstanceLogs>>,
-    /// Pid file.
-    pub pid_file: PathBuf,
-    /// How its processes are recognised.
-    pub marker: Marker,
-}
-
-impl Instance {
-    /// `<app>-<i>` when the app has (or had, before scaling) several instances, else its name.
-    pub fn display_name(&self) -> String {
-        display_name(&self.app, self.index, self.count)
-    }
-}
-
-/// The name of instance `index` of `app` started with `count` instances: `<app>-<i>` when the
-/// app has (or had, before scaling) several instances, else the app's name.
-pub fn display_name(app: &str, index: u32, count: u32) -> String {
-    if count > 1 || index > 0 {
-        format!("{app}-{index}")
-    } else {
-        app.to_string()
-    }
-}
-
-/// A managed instance: its fixed facts, its actor's mailbox and its published state.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    /// Fixed facts.
-    pub inst: Arc<Instance>,
-    /// Mailbox of its actor.
-    pub tx: mpsc::Sender<Command>,
-    /// Its current state, as published by its actor.
-    pub view: watch::Receiver<InstanceView>,
-    /// The state of its health check, cron schedule and file watcher.
-    pub triggers: watch::Receiver<TriggerState>,
-}
-
-impl Handle {
-    /// A copy of the current state.
-    pub fn snapshot(&self) -> InstanceView {
-        self.view.borrow().clone()
-    }
-}
+pub use crate::supervisor::handle::{Handle, Instance, display_name};
 
 /// All managed instances.
 #[derive(Debug, Default)]
@@ -80,6 +17,30 @@ pub struct Registry {
 struct Inner {
     handles: BTreeMap<ProcId, Handle>,
     next_id: ProcId,
+    /// Names reserved by starts that have not registered their instances yet.
+    pending: BTreeMap<String, usize>,
+}
+
+/// Ids reserved for an app; the name stays taken for other starts until this is dropped, by
+/// which time its instances are registered (or the start failed).
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    /// The ids, in order.
+    pub ids: Vec<ProcId>,
+    name: String,
+    registry: &'a Registry,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.registry.lock();
+        if let Some(n) = inner.pending.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                inner.pending.remove(&self.name);
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -107,8 +68,9 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Reserves `n` fresh ids, failing when `name` is taken and `force` is off.
-    pub fn reserve(&self, name: &str, n: u32, force: bool) -> Result<Vec<ProcId>, ApiError> {
+    /// Reserves `n` fresh ids, failing when `name` is taken (managed, or being started by
+    /// another request) and `force` is off.
+    pub fn reserve(&self, name: &str, n: u32, force: bool) -> Result<Reservation<'_>, ApiError> {
         let mut inner = self.lock();
         if !force {
             let taken: Vec<String> = inner
@@ -124,10 +86,21 @@ impl Registry {
                 )
                 .with_hint("restart it, or use --force to start another copy"));
             }
+            if inner.pending.contains_key(name) {
+                return Err(ApiError::new(
+                    "already_exists",
+                    format!("app {name:?} is being started by another command"),
+                ));
+            }
         }
         let first = inner.next_id;
         inner.next_id += n;
-        Ok((first..first + n).collect())
+        *inner.pending.entry(name.to_string()).or_default() += 1;
+        Ok(Reservation {
+            ids: (first..first + n).collect(),
+            name: name.to_string(),
+            registry: self,
+        })
     }
 
     /// Registers a handle under its id, also moving the id counter past it.
@@ -159,6 +132,15 @@ impl Registry {
         let mut inner = self.lock();
         inner.handles.clear();
         inner.next_id = 0;
+    }
+
+    /// How many instances `app` has now.
+    pub fn count_of(&self, app: &str) -> u32 {
+        self.lock()
+            .handles
+            .values()
+            .filter(|h| h.inst.app == app)
+            .count() as u32
     }
 
     /// The instances named by `targets`, in id order. Each target must match something.

@@ -88,11 +88,12 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     home.create()
         .map_err(io_err(format!("create {}", home.root().display())))?;
     let _lock = lock(&home)?;
-    if opts.detach_stdio {
-        detach_stdio(&home).map_err(io_err("redirect standard streams"))?;
-    }
     fs::write(home.pid_file(), std::process::id().to_string())
         .map_err(io_err(format!("write {}", home.pid_file().display())))?;
+    // The socket exists as soon as the lock is held: a command that finds the lock held but no
+    // socket knows that the socket was removed, not that the daemon is still restoring.
+    // Connections made while the apps are restored wait in the socket's backlog.
+    let listener = bind(&home.socket())?;
     raise_fd_limit();
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "cannot become a child subreaper; double-forked processes may escape");
@@ -106,7 +107,10 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     if !restored.processes.is_empty() {
         tracing::info!(count = restored.processes.len(), "restored processes");
     }
-    let listener = bind(&home.socket())?;
+    // Until here, an error reaches the command that started the daemon on its stderr.
+    if opts.detach_stdio {
+        detach_stdio(&home).map_err(io_err("redirect standard streams"))?;
+    }
     let exit = Arc::new(Notify::new());
     let state = AppState {
         manager: manager.clone(),
@@ -124,6 +128,7 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     tracing::info!(pid = std::process::id(), socket = %home.socket().display(), "daemon ready");
     let by_signal = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = by_signal.clone();
+    let closing = manager.clone();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let mut term = signal(SignalKind::terminate()).ok();
         let mut int = signal(SignalKind::interrupt()).ok();
@@ -132,6 +137,8 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
             _ = recv(term.as_mut()) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
             _ = recv(int.as_mut()) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
         }
+        // Long-lived streams (log follows, dashboard sessions) end, so that serving can stop.
+        closing.begin_shutdown();
     });
     serve.await.map_err(io_err("serve API"))?;
     web.stop().await;
@@ -143,6 +150,47 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     let _ = fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");
     Ok(())
+}
+
+/// What `bm2 kill` did when no daemon was running.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OfflineKill {
+    /// Apps the state file still listed.
+    pub recorded: usize,
+    /// Processes of this home found running, and stopped.
+    pub stopped: crate::leftovers::Stopped,
+}
+
+/// `bm2 kill` without a daemon: with the home's lock held (so no daemon starts meanwhile),
+/// stops every process the state file or this home's marker says is still running, empties the
+/// state, and removes a stale socket and pid file. Fails when a daemon holds the lock.
+pub async fn kill_without_daemon(home: &Home) -> Result<OfflineKill, DaemonError> {
+    if !home.root().exists() {
+        return Ok(OfflineKill::default());
+    }
+    let _lock = lock(home)?;
+    let path = home.state_file();
+    // An unreadable state file is left as it is; the marker still finds the processes.
+    let (state, readable) = match crate::persist::load(&path) {
+        Ok(s) => (s, true),
+        Err(_) => (crate::persist::StateFile::default(), false),
+    };
+    let stopped = crate::leftovers::stop(home.root(), &state).await;
+    if readable && !state.instances.is_empty() {
+        crate::persist::store(
+            &path,
+            &crate::persist::StateFile {
+                version: crate::persist::STATE_VERSION,
+                ..crate::persist::StateFile::default()
+            },
+        )?;
+    }
+    let _ = fs::remove_file(home.socket());
+    let _ = fs::remove_file(home.pid_file());
+    Ok(OfflineKill {
+        recorded: state.instances.len(),
+        stopped,
+    })
 }
 
 async fn recv(s: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
@@ -180,21 +228,34 @@ fn detach_stdio(home: &Home) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes the home's lock for the life of the daemon; fails when another daemon holds it.
+/// Takes the home's lock for the life of the daemon, and writes the daemon's pid in the lock
+/// file (where a command finds it even when `daemon.pid` was removed); fails when another
+/// daemon holds it.
 fn lock(home: &Home) -> Result<Flock<fs::File>, DaemonError> {
+    use std::io::{Seek, Write};
     let path = home.lock_file();
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(io_err(format!("open {}", path.display())))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| DaemonError::AlreadyRunning {
-        home: home.root().display().to_string(),
-        pid: fs::read_to_string(home.pid_file())
-            .map(|p| format!(" (pid {})", p.trim()))
-            .unwrap_or_default(),
-    })
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        DaemonError::AlreadyRunning {
+            home: home.root().display().to_string(),
+            pid: fs::read_to_string(&path)
+                .ok()
+                .filter(|p| !p.trim().is_empty())
+                .or_else(|| fs::read_to_string(home.pid_file()).ok())
+                .map(|p| format!(" (pid {})", p.trim()))
+                .unwrap_or_default(),
+        }
+    })?;
+    let _ = lock.set_len(0);
+    let _ = lock.rewind();
+    let _ = writeln!(lock, "{}", std::process::id());
+    Ok(lock)
 }
 
 /// Binds the socket owner-only. Called with the lock held, so an existing socket file is stale.

@@ -157,8 +157,8 @@ pub struct TargetRequest {
 pub struct SignalRequest {
     /// The targets, as typed by the user.
     pub targets: Vec<String>,
-    /// Signal name (`SIGUSR2`, `USR2`) or number.
-    pub signal: String,
+    /// The signal (`"SIGUSR2"`; `"USR2"` and numbers are read too).
+    pub signal: crate::Signal,
 }
 
 /// Outcome of an action on one or more instances.

@@ -75,7 +75,7 @@ pub struct AppSpec {
     /// Milliseconds between the stop signal and SIGKILL.
     pub kill_timeout: u64,
     /// Signal sent first to stop the process (PM2's `kill_signal`).
-    pub kill_signal: String,
+    pub kill_signal: crate::Signal,
     /// Exit codes after which the process is not restarted.
     pub stop_exit_codes: Vec<i32>,
     /// Restart the process when its whole process tree uses more memory than this.
@@ -179,7 +179,7 @@ impl Default for AppSpec {
             restart_delay: 0,
             exp_backoff_restart_delay: None,
             kill_timeout: 5000,
-            kill_signal: "SIGINT".to_string(),
+            kill_signal: crate::Signal::INT,
             stop_exit_codes: Vec::new(),
             max_memory_restart: None,
             autostart: true,

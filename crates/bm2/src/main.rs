@@ -8,11 +8,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    restore_sigpipe();
     let args = cli::Cli::parse();
     if let cli::Cmd::Daemon = args.cmd {
+        // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an
+        // EPIPE on its connection, never the daemon's death. Apps get the default back at exec.
         return cli::daemon::run_daemon();
     }
+    restore_sigpipe();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -33,7 +35,8 @@ fn main() -> ExitCode {
 }
 
 /// Lets a closed pipe (`bm2 jlist | head`) end the CLI quietly, as it does other Unix tools,
-/// instead of making every print fail.
+/// instead of making every print fail. (The client's socket writes use `MSG_NOSIGNAL`, so a
+/// daemon that goes away is reported, not a silent death.)
 #[allow(unsafe_code)]
 fn restore_sigpipe() {
     // SAFETY: called first thing in main, before any thread exists; SIG_DFL installs no handler.

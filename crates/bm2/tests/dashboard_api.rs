@@ -1463,7 +1463,7 @@ fn every_error_is_json_with_a_code_and_a_message() {
         (404, d.post("/api/stop", r#"{"target": "nope"}"#)),
         (404, d.get("/api/processes/nope")),
         (400, d.post("/api/stop", "{")),
-        (400, d.post("/api/stop", &big)),
+        (413, d.post("/api/stop", &big)),
         (400, d.post("/api/scale", r#"{"target": "alpha"}"#)),
         (400, d.get("/api/metrics/history?seconds=abc")),
         (400, d.get("/api/logs?lines=-1")),
@@ -1791,8 +1791,11 @@ fn websocket_scale_and_reload_answer_with_results() {
         ("the result of s", &|v| {
             v["type"] == "result" && v["id"] == "s"
         }),
-        ("a process event of a second alpha", &|v| {
-            v["type"] == "process" && v["data"]["name"] == "alpha" && v["data"]["instance"] == 1
+        ("a process event of a second alpha, online", &|v| {
+            v["type"] == "process"
+                && v["data"]["name"] == "alpha"
+                && v["data"]["instance"] == 1
+                && v["data"]["status"] == "online"
         }),
     ]);
     assert_eq!(got[1]["data"]["status"], "online", "{}", got[1]);

@@ -8,6 +8,7 @@ pub(crate) mod metrics;
 pub(crate) mod processes;
 mod web;
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -34,12 +35,19 @@ pub struct AppState {
 
 /// The router of the API on the Unix socket.
 pub fn router(state: AppState) -> Router {
+    let manager = state.manager.clone();
     routes()
         .route("/v1/dashboard", get(web::status))
         .route("/v1/dashboard/start", post(web::start))
         .route("/v1/dashboard/stop", post(web::stop))
         .fallback(not_found)
         .layer(axum::middleware::map_response(add_version))
+        .layer(axum::middleware::map_response(move |res| {
+            add_notices(manager.clone(), res)
+        }))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            bm2_types::MAX_REQUEST_BYTES,
+        ))
         .with_state(state)
 }
 
@@ -82,6 +90,35 @@ pub async fn add_version(mut res: Response) -> Response {
     res
 }
 
+/// Hands the messages the daemon keeps for the user to the next command.
+#[allow(
+    clippy::unused_async,
+    reason = "axum's map_response takes an async function"
+)]
+async fn add_notices(manager: Arc<ProcessManager>, mut res: Response) -> Response {
+    let notices = manager.take_notices();
+    if notices.is_empty() {
+        return res;
+    }
+    let json = serde_json::to_string(&notices).unwrap_or_default();
+    // Header values are visible ASCII: everything else is escaped as JSON allows.
+    let mut ascii = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii_graphic() || c == ' ' {
+            ascii.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(ascii, "\\u{u:04x}");
+            }
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&ascii) {
+        res.headers_mut().insert(bm2_types::NOTICE_HEADER, v);
+    }
+    res
+}
+
 /// The answer to an unknown route.
 pub async fn not_found() -> Failure {
     Failure(ApiError::new("not_found", "no such API route"))
@@ -105,7 +142,8 @@ impl IntoResponse for Failure {
             "forbidden" => StatusCode::FORBIDDEN,
             "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
             "already_exists" | "listen_failed" => StatusCode::CONFLICT,
-            "too_many_sessions" => StatusCode::SERVICE_UNAVAILABLE,
+            "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+            "shutting_down" | "too_many_sessions" => StatusCode::SERVICE_UNAVAILABLE,
             "invalid_app" | "invalid_target" | "invalid_signal" | "invalid_request"
             | "bad_request" => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,6 +165,13 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Failure(ApiError::new(
+                "too_large",
+                format!(
+                    "the request body is larger than this endpoint accepts (the Unix socket takes up to {} MiB, the dashboard 2 MiB)",
+                    bm2_types::MAX_REQUEST_BYTES >> 20
+                ),
+            ))),
             Err(e) => Err(Failure(ApiError::new("bad_request", e.body_text()))),
         }
     }

@@ -77,7 +77,7 @@ pub async fn signal(
     State(s): State<AppState>,
     Body(req): Body<SignalRequest>,
 ) -> ApiResult<ActionResponse> {
-    Ok(Json(s.manager.signal(&req.targets, &req.signal).await?))
+    Ok(Json(s.manager.signal(&req.targets, req.signal).await?))
 }
 
 /// Reloads processes without downtime.

@@ -21,7 +21,6 @@ use crate::Shared;
 use crate::procfs::{self, ProcStat, Tree};
 use crate::registry::Handle;
 use crate::registry::Registry;
-use crate::supervisor::actor::Command;
 
 type Key = (u32, u64);
 
@@ -161,11 +160,7 @@ impl Sampler {
             if let Some(limit) = limit
                 && sample.memory > limit
             {
-                let _ = handle.tx.try_send(Command::MemoryExceeded {
-                    pid,
-                    used: sample.memory,
-                    limit,
-                });
+                handle.memory_exceeded(pid, sample.memory, limit);
             }
             samples.insert(id, sample);
         }

@@ -1,7 +1,6 @@
 //! Signalling an app's whole process tree: its process group, its descendants, and the
 //! orphans it left with the daemon (as subreaper) that still carry its marker.
 
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill, killpg};
@@ -9,20 +8,42 @@ use nix::unistd::Pid;
 
 use crate::procfs::{self, ProcStat, Tree};
 
-/// Parses `SIGTERM`, `TERM`, `sigterm` or `15`.
-pub fn parse_signal(name: &str) -> Result<Signal, String> {
-    let t = name.trim();
-    if let Ok(n) = t.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| format!("unknown signal number {n}"));
+/// The signal to send for a [`bm2_types::Signal`].
+pub fn nix_signal(sig: bm2_types::Signal) -> Signal {
+    use bm2_types::Signal as S;
+    match sig {
+        S::HUP => Signal::SIGHUP,
+        S::INT => Signal::SIGINT,
+        S::QUIT => Signal::SIGQUIT,
+        S::ILL => Signal::SIGILL,
+        S::TRAP => Signal::SIGTRAP,
+        S::ABRT => Signal::SIGABRT,
+        S::BUS => Signal::SIGBUS,
+        S::FPE => Signal::SIGFPE,
+        S::KILL => Signal::SIGKILL,
+        S::USR1 => Signal::SIGUSR1,
+        S::SEGV => Signal::SIGSEGV,
+        S::USR2 => Signal::SIGUSR2,
+        S::PIPE => Signal::SIGPIPE,
+        S::ALRM => Signal::SIGALRM,
+        S::TERM => Signal::SIGTERM,
+        S::STKFLT => Signal::SIGSTKFLT,
+        S::CHLD => Signal::SIGCHLD,
+        S::CONT => Signal::SIGCONT,
+        S::STOP => Signal::SIGSTOP,
+        S::TSTP => Signal::SIGTSTP,
+        S::TTIN => Signal::SIGTTIN,
+        S::TTOU => Signal::SIGTTOU,
+        S::URG => Signal::SIGURG,
+        S::XCPU => Signal::SIGXCPU,
+        S::XFSZ => Signal::SIGXFSZ,
+        S::VTALRM => Signal::SIGVTALRM,
+        S::PROF => Signal::SIGPROF,
+        S::WINCH => Signal::SIGWINCH,
+        S::IO => Signal::SIGIO,
+        S::PWR => Signal::SIGPWR,
+        S::SYS => Signal::SIGSYS,
     }
-    let upper = t.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&full)
-        .map_err(|_| format!("unknown signal {name:?} (e.g. SIGTERM, SIGUSR2, HUP)"))
 }
 
 /// How to recognise the processes of one app instance.
@@ -162,11 +183,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signal_names_in_every_form() {
-        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
-        assert_eq!(parse_signal("usr2"), Ok(Signal::SIGUSR2));
-        assert_eq!(parse_signal("9"), Ok(Signal::SIGKILL));
-        assert!(parse_signal("SIGNOPE").is_err());
-        assert!(parse_signal("999").is_err());
+    fn every_signal_maps_to_the_same_number() {
+        for &s in bm2_types::Signal::ALL {
+            assert_eq!(nix_signal(s) as i32, s.number(), "{s}");
+        }
     }
 }

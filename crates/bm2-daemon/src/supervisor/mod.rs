@@ -1,6 +1,8 @@
 //! Supervision of app processes: one actor per instance, its restart policy, spawning and killing.
 
 pub mod actor;
+pub mod command;
+pub mod handle;
 pub mod kill;
 pub mod machine;
 pub mod process;

@@ -14,13 +14,14 @@ pub mod watch;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bm2_types::{AppSpec, CronInfo, HealthInfo, ProcId, RestartReason, WatchInfo};
+use bm2_types::{AppSpec, ProcId, RestartReason};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
 use crate::envs::Vars;
-use crate::supervisor::actor::{Command, InstanceView};
+use crate::supervisor::command::{Command, InstanceView};
+pub use crate::supervisor::command::{Outcome, Trigger, TriggerState};
 
 /// Longest interval, timeout or delay a trigger option may give, in milliseconds (30 days):
 /// larger values are surely mistakes, and refusing them keeps the arithmetic on deadlines and
@@ -35,41 +36,6 @@ fn check_ms(value: u64, name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// A trigger's request to restart an instance.
-#[derive(Debug)]
-pub struct Trigger {
-    /// What fired.
-    pub reason: RestartReason,
-    /// In words, for `describe` and the daemon log.
-    pub detail: String,
-    /// Restart only if this is still the instance's process (a health check judges one process).
-    pub pid: Option<u32>,
-    /// What the actor did.
-    pub reply: oneshot::Sender<Outcome>,
-}
-
-/// What the actor did with a [`Trigger`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The instance runs a new process.
-    Restarted,
-    /// Nothing: the instance was stopped on request, or the process judged is gone already.
-    Ignored(String),
-    /// The restart was attempted and failed.
-    Failed(String),
-}
-
-/// The state the trigger tasks of an instance publish, shown by `describe`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TriggerState {
-    /// The health check.
-    pub health: Option<HealthInfo>,
-    /// The cron schedule.
-    pub cron: Option<CronInfo>,
-    /// The file watcher.
-    pub watch: Option<WatchInfo>,
 }
 
 /// What the tasks of one instance share.

@@ -88,11 +88,52 @@ pub async fn kill(client: &Client) -> anyhow::Result<ExitCode> {
             wait_for_exit(p.pid).await;
             Ok(ExitCode::SUCCESS)
         }
-        Err(ClientError::NotRunning(_)) => {
-            render::info("the daemon is not running");
+        Err(ClientError::NotRunning(_)) => kill_without_daemon(client.home()).await,
+        Err(e) => Err(api_error(e)),
+    }
+}
+
+/// No daemon answers: whatever a dead daemon left running is stopped here, and its list
+/// emptied, as the daemon would have done.
+async fn kill_without_daemon(home: &Home) -> anyhow::Result<ExitCode> {
+    match server::kill_without_daemon(home).await {
+        Ok(done) => {
+            let s = done.stopped;
+            let plural = |n: usize| if n == 1 { "" } else { "es" };
+            let mut what = vec!["the daemon was not running".to_string()];
+            if s.processes > 0 {
+                let forced = if s.killed > 0 {
+                    format!(" ({} with SIGKILL)", s.killed)
+                } else {
+                    String::new()
+                };
+                what.push(format!(
+                    "stopped {} process{} it left running{forced}",
+                    s.processes,
+                    plural(s.processes)
+                ));
+            }
+            if done.recorded > 0 {
+                what.push(format!(
+                    "cleared its list of {} process{}",
+                    done.recorded,
+                    plural(done.recorded)
+                ));
+            }
+            let what = what.join("; ");
+            render::info(&what);
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => Err(api_error(e)),
+        Err(DaemonError::AlreadyRunning { pid, .. }) => {
+            let holder = bm2_client::lock_holder(home);
+            Err(anyhow::anyhow!(
+                "a bm2 daemon{pid} holds the lock of {} but does not answer on {} (was the socket file removed?); stop it with `kill {}`",
+                home.root().display(),
+                home.socket().display(),
+                holder.map_or_else(|| "<pid>".to_string(), |p| p.to_string())
+            ))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

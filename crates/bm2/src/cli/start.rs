@@ -79,7 +79,7 @@ pub struct StartArgs {
     pub kill_timeout: Option<u64>,
     /// Signal sent first on stop [default: SIGINT]
     #[arg(long, value_name = "SIGNAL")]
-    pub kill_signal: Option<String>,
+    pub kill_signal: Option<bm2_types::Signal>,
     /// Do not restart the process when it exits
     #[arg(long)]
     pub no_autorestart: bool,

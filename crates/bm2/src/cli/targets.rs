@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use bm2_client::Client;
+use bm2_types::Signal;
 use bm2_types::{DeleteRequest, IfExists, ReloadRequest, RestartRequest, StopRequest};
 use clap::Args;
 
@@ -213,12 +214,12 @@ pub async fn reset(client: &Client, t: Targets) -> anyhow::Result<ExitCode> {
 }
 
 fn is_signal(word: &str) -> bool {
-    bm2_daemon::supervisor::kill::parse_signal(word).is_ok()
+    word.parse::<Signal>().is_ok()
 }
 
 /// Splits `signal` words into the signal and the targets. A signal name (`SIGUSR2`, `usr2`) is
 /// preferred over a number, since ids are numbers too: `signal SIGUSR2 1` targets id 1.
-fn split_signal(mut words: Vec<String>) -> anyhow::Result<(String, Vec<String>)> {
+fn split_signal(mut words: Vec<String>) -> anyhow::Result<(Signal, Vec<String>)> {
     let named = |w: &String| is_signal(w) && w.parse::<i32>().is_err();
     let last = words.len() - 1;
     let at = if named(&words[0]) {
@@ -234,14 +235,14 @@ fn split_signal(mut words: Vec<String>) -> anyhow::Result<(String, Vec<String>)>
             "no signal among {words:?}: give a signal name such as SIGUSR2, USR2 or a number"
         );
     };
-    let sig = words.remove(at);
+    let sig = words.remove(at).parse()?;
     Ok((sig, words))
 }
 
 pub async fn signal(client: &Client, s: SignalArgs) -> anyhow::Result<ExitCode> {
     let (sig, targets) = split_signal(s.words)?;
     let res = client
-        .signal(normalize(targets), sig.clone())
+        .signal(normalize(targets), sig)
         .await
         .map_err(api_error)?;
     for e in &res.errors {
@@ -300,11 +301,11 @@ mod tests {
     #[test]
     fn signal_names_win_over_numeric_ids() {
         let (sig, t) = split_signal(words(&["SIGUSR2", "1"])).unwrap();
-        assert_eq!((sig.as_str(), t), ("SIGUSR2", words(&["1"])));
+        assert_eq!((sig, t), (Signal::USR2, words(&["1"])));
         let (sig, t) = split_signal(words(&["api", "HUP"])).unwrap();
-        assert_eq!((sig.as_str(), t), ("HUP", words(&["api"])));
+        assert_eq!((sig, t), (Signal::HUP, words(&["api"])));
         let (sig, t) = split_signal(words(&["12", "api", "web"])).unwrap();
-        assert_eq!((sig.as_str(), t), ("12", words(&["api", "web"])));
+        assert_eq!((sig, t), (Signal::USR2, words(&["api", "web"])));
         assert!(split_signal(words(&["api", "web"])).is_err());
     }
 }

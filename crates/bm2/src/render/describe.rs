@@ -118,7 +118,7 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
                     .join(", ")
             },
         ),
-        ("Kill Signal", spec.kill_signal.clone()),
+        ("Kill Signal", spec.kill_signal.to_string()),
         ("Kill Timeout", format!("{} ms", spec.kill_timeout)),
         ("Watch", watch(d)),
         (

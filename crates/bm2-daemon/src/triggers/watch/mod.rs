@@ -19,7 +19,7 @@ use self::ignore::IgnoreSet;
 use self::policy::{Debounce, LoopGuard, Verdict};
 use self::tree::{Change, Tree};
 use super::{Context, Outcome};
-use crate::supervisor::actor::{Command, WatchChange};
+use crate::supervisor::command::{Command, WatchChange};
 
 /// Unstable restarts on change in a row that turn watching off.
 pub const LOOP_LIMIT: u32 = 3;

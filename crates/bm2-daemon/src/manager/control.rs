@@ -1,0 +1,141 @@
+//! `restart`, `reload`, `stop`, `delete`, `reset`, `signal`: commands that act on managed
+//! instances.
+
+use std::sync::Arc;
+
+use super::{Action, ProcessManager, all};
+use crate::envs::{self, Vars};
+use crate::registry::Handle;
+use crate::supervisor::command::{Update, WatchChange};
+use crate::supervisor::kill;
+use bm2_types::{ActionResponse, ApiError};
+
+impl ProcessManager {
+    /// Restarts the instances named by `targets`; with `update_env`, their environment is first
+    /// recomputed from that caller environment and their options.
+    pub async fn restart(
+        &self,
+        targets: &[String],
+        update_env: Option<&Vars>,
+    ) -> Result<ActionResponse, ApiError> {
+        self.restart_toggling(targets, update_env, false).await
+    }
+
+    /// [`ProcessManager::restart`], first turning file watching on for the instances not
+    /// watching and off for those watching when `toggle_watch` is set (`restart --watch`).
+    pub async fn restart_toggling(
+        &self,
+        targets: &[String],
+        update_env: Option<&Vars>,
+        toggle_watch: bool,
+    ) -> Result<ActionResponse, ApiError> {
+        let handles = self.registry.resolve(targets)?;
+        if toggle_watch {
+            all(&handles, |h| h.watch(WatchChange::Toggle)).await;
+        }
+        let mut failures = all(&handles, |h| {
+            let update = update_env.map(|client| {
+                let spec = h.view.borrow().spec.clone();
+                Update {
+                    spec: None,
+                    base_env: Some(Arc::new(envs::base_env(client, &spec))),
+                }
+            });
+            h.restart(update)
+        })
+        .await;
+        self.saved(&mut failures).await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors: failures,
+        })
+    }
+
+    /// Reloads the instances named by `targets`, `parallel` at a time: each gets a new process
+    /// that takes over once ready (see the actor's reload).
+    pub async fn reload(
+        &self,
+        targets: &[String],
+        parallel: usize,
+    ) -> Result<ActionResponse, ApiError> {
+        let handles = self.registry.resolve(targets)?;
+        let mut errors = Vec::new();
+        for chunk in handles.chunks(parallel.max(1)) {
+            errors.extend(all(chunk, |h| h.reload(None)).await);
+        }
+        self.saved(&mut errors).await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors,
+        })
+    }
+
+    /// Applies `action` to every instance named by `targets`.
+    pub async fn act(
+        &self,
+        action: Action,
+        targets: &[String],
+    ) -> Result<ActionResponse, ApiError> {
+        if !matches!(action, Action::Delete { .. }) {
+            self.refuse_if_closing()?;
+        }
+        let handles = self.registry.resolve(targets)?;
+        let mut errors = match action {
+            Action::Delete { keep_logs } => {
+                let mut errors = self.forget(&handles).await;
+                let remaining = self.registry.all();
+                crate::logs::cleanup::remove_owned(
+                    &self.shared.home,
+                    &handles,
+                    &remaining,
+                    keep_logs,
+                )
+                .await;
+                let processes = handles.iter().map(|h| self.summary(h)).collect();
+                self.saved(&mut errors).await;
+                return Ok(ActionResponse { processes, errors });
+            }
+            Action::Stop => all(&handles, Handle::stop).await,
+            Action::Restart => all(&handles, |h| h.restart(None)).await,
+            Action::Reset => all(&handles, Handle::reset).await,
+        };
+        self.saved(&mut errors).await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors,
+        })
+    }
+
+    /// Stops the instances named by `targets`; with `stop_watching`, their file watching is
+    /// turned off too (`stop --watch`), so that starting them again does not watch either.
+    pub async fn stop(
+        &self,
+        targets: &[String],
+        stop_watching: bool,
+    ) -> Result<ActionResponse, ApiError> {
+        if stop_watching {
+            let handles = self.registry.resolve(targets)?;
+            let reason = format!(
+                "watching turned off at {} by `bm2 stop --watch`",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            );
+            all(&handles, |h| h.watch(WatchChange::Off(reason.clone()))).await;
+        }
+        self.act(Action::Stop, targets).await
+    }
+
+    /// Sends a signal to the main process of every instance named by `targets`.
+    pub async fn signal(
+        &self,
+        targets: &[String],
+        signal: bm2_types::Signal,
+    ) -> Result<ActionResponse, ApiError> {
+        let sig = kill::nix_signal(signal);
+        let handles = self.registry.resolve(targets)?;
+        let errors = all(&handles, |h| h.signal(sig)).await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors,
+        })
+    }
+}

@@ -1,0 +1,420 @@
+//! The process manager: registers apps, fans commands out to their actors, restores state.
+//! One module per family of commands.
+
+mod control;
+mod env;
+mod logging;
+mod start;
+mod state;
+
+pub use logging::LogSnapshot;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bm2_types::{
+    ApiError, AppSpec, ClusterInfo, MetricsHistory, MetricsSnapshot, PingResponse, ProcDetail,
+    ProcId, ProcSummary,
+};
+
+use crate::Shared;
+use crate::envs::{self, Vars};
+use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths};
+use crate::persist::{STATE_VERSION, SavedInstance, StateFile};
+use crate::procfs;
+use crate::registry::{Handle, Instance, Registry};
+use crate::supervisor::actor;
+use crate::supervisor::command::{History, InstanceView};
+use bm2_types::Home;
+
+/// What is needed to register one instance.
+struct NewInstance {
+    id: ProcId,
+    index: u32,
+    count: u32,
+    spec: Arc<AppSpec>,
+    base_env: Arc<Vars>,
+    history: History,
+    created_at_ms: u64,
+}
+
+/// Most instances one app may have.
+const MAX_INSTANCES: u32 = 4096;
+
+/// A bulk action on targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stop and keep stopped.
+    Stop,
+    /// Stop if running, then start.
+    Restart,
+    /// Stop and forget; unless `keep_logs`, remove the log files bm2 named for the instances.
+    Delete {
+        /// Keep the instances' log files.
+        keep_logs: bool,
+    },
+    /// Zero restart counters.
+    Reset,
+}
+
+/// The engine behind the daemon; usable embedded in a tokio runtime.
+pub struct ProcessManager {
+    shared: Arc<Shared>,
+    registry: Arc<Registry>,
+    started: Instant,
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl ProcessManager {
+    /// A manager for `home`, with its state writer and sampler running on the current runtime.
+    pub fn new(
+        home: Home,
+        sample_interval: Duration,
+        log_defaults: LogDefaults,
+    ) -> Arc<ProcessManager> {
+        let shared = Arc::new(Shared::new(home, log_defaults));
+        let registry = Arc::new(Registry::default());
+        let writer = shared.clone();
+        let reg = registry.clone();
+        tokio::spawn(async move {
+            let path = writer.home.state_file();
+            writer.persist.run(path, || snapshot_state(&reg)).await;
+        });
+        tokio::spawn(crate::metrics::run_sampler(
+            shared.clone(),
+            registry.clone(),
+            sample_interval,
+        ));
+        Arc::new(ProcessManager {
+            shared,
+            registry,
+            started: Instant::now(),
+            closing: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Follows changes to the process table (the value only counts them).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Becomes true when the manager shuts down; long-lived streams end then.
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// The home this manager works in.
+    pub fn home(&self) -> &Home {
+        &self.shared.home
+    }
+
+    /// Messages for the user about something that happened without a command (a state file
+    /// that could not be read, ...), each handed out once.
+    pub fn take_notices(&self) -> Vec<String> {
+        self.shared.take_notices()
+    }
+
+    /// Daemon identity and uptime.
+    pub fn ping(&self) -> PingResponse {
+        PingResponse {
+            pid: std::process::id(),
+            version: bm2_types::VERSION.to_string(),
+            protocol: bm2_types::PROTOCOL_VERSION,
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            home: self.shared.home.root().to_path_buf(),
+        }
+    }
+
+    /// Refuses changes once the daemon is shutting down.
+    fn refuse_if_closing(&self) -> Result<(), ApiError> {
+        if *self.closing.borrow() {
+            return Err(ApiError::new(
+                "shutting_down",
+                "the daemon is shutting down; run the command again once it has exited",
+            ));
+        }
+        Ok(())
+    }
+
+    fn register(&self, new: NewInstance) -> Handle {
+        let NewInstance {
+            id,
+            index,
+            count,
+            spec,
+            base_env,
+            history,
+            created_at_ms,
+        } = new;
+        let home = &self.shared.home;
+        let marker = actor::marker_for(home.root(), id);
+        let name = crate::registry::display_name(&spec.name, index, count);
+        let logs = InstanceLogs::open(
+            &self.shared.logs,
+            &spec,
+            LogPaths::for_instance(home, &spec, id, count),
+            id,
+            name,
+        );
+        let inst = Arc::new(Instance {
+            id,
+            app: spec.name.clone(),
+            index,
+            count,
+            created_at_ms,
+            logs: Arc::new(std::sync::Mutex::new(logs)),
+            pid_file: home.app_pid_file(&spec.name, id),
+            marker,
+        });
+        let handle = actor::spawn_actor(inst, spec, base_env, history, self.shared.clone());
+        self.registry.insert(handle.clone());
+        self.shared.changed();
+        handle
+    }
+
+    /// Ends the actors of `handles` (stopping their processes) and forgets them; a cluster app
+    /// left without instances closes its public socket.
+    async fn forget(&self, handles: &[Handle]) -> Vec<ApiError> {
+        let errors = all(handles, Handle::delete).await;
+        for h in handles {
+            self.registry.remove(h.inst.id);
+            self.shared.changed();
+            let _ = std::fs::remove_file(&h.inst.pid_file);
+        }
+        for h in handles {
+            if self.registry.count_of(&h.inst.app) == 0 {
+                self.shared.cluster.close(&h.inst.app).await;
+            }
+        }
+        errors
+    }
+
+    /// Waits until the state file holds every change made so far; when it could not be
+    /// written (disk full), says so in `errors`: the apps run, but a new daemon would not know.
+    async fn saved(&self, errors: &mut Vec<ApiError>) {
+        if let Err(e) = self.shared.persist.flush().await {
+            errors.push(
+                ApiError::new("state_not_saved", e.to_string()).with_hint(format!(
+                    "the apps are running, but a restarted daemon would not bring this change back; free space in {} and run the command again",
+                    self.shared.home.root().display()
+                )),
+            );
+        }
+    }
+
+    /// Every instance's list row, by id.
+    pub fn list(&self) -> Vec<ProcSummary> {
+        self.registry
+            .all()
+            .iter()
+            .map(|h| self.summary(h))
+            .collect()
+    }
+
+    /// Details of the instances named by `targets`, or of all.
+    pub fn details(&self, targets: Option<&[String]>) -> Result<Vec<ProcDetail>, ApiError> {
+        let handles = match targets {
+            Some(t) => self.registry.resolve(t)?,
+            None => self.registry.all(),
+        };
+        Ok(handles.iter().map(|h| self.detail(h)).collect())
+    }
+
+    /// Every instance's and the machine's figures now (`bm2 metrics`). Reads `/proc` in the
+    /// blocking pool.
+    pub async fn metrics(&self) -> Result<MetricsSnapshot, ApiError> {
+        let registry = self.registry.clone();
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || crate::metrics::snapshot::snapshot(&registry, &shared))
+            .await
+            .map_err(|e| ApiError::new("internal", format!("metrics snapshot failed: {e}")))
+    }
+
+    /// The samples of the last `seconds`, of every instance or only `only`
+    /// (`bm2 metrics --history`).
+    pub fn metrics_history(
+        &self,
+        seconds: u64,
+        only: Option<ProcId>,
+    ) -> Result<MetricsHistory, ApiError> {
+        crate::metrics::snapshot::history(&self.registry, &self.shared, seconds, only)
+    }
+
+    /// The metrics as Prometheus exposition text (`bm2 prometheus`).
+    pub async fn prometheus(&self) -> Result<String, ApiError> {
+        Ok(crate::metrics::prometheus::render(&self.metrics().await?))
+    }
+
+    fn summary(&self, h: &Handle) -> ProcSummary {
+        let v = h.view.borrow();
+        let (cpu, memory) = if v.pid.is_some() {
+            self.shared.metrics.usage(h.inst.id)
+        } else {
+            (0.0, 0)
+        };
+        ProcSummary {
+            id: h.inst.id,
+            name: h.inst.app.clone(),
+            instance_name: h.inst.display_name(),
+            instance: h.inst.index,
+            namespace: v.spec.namespace.clone(),
+            exec_mode: v.spec.exec_mode,
+            status: v.status,
+            pid: v.pid,
+            cpu,
+            memory,
+            restarts: v.restarts,
+            unstable_restarts: v.unstable_restarts,
+            started_at_ms: v.pid.and(v.started_at_ms),
+            restart_reasons: v.restart_reasons.clone(),
+        }
+    }
+
+    fn detail(&self, h: &Handle) -> ProcDetail {
+        let summary = self.summary(h);
+        let v = h.snapshot();
+        let cluster = self.cluster_info(h, &v);
+        let (paths, dropped) = {
+            let logs = logs::lock(&h.inst.logs);
+            (logs.paths().clone(), logs.dropped())
+        };
+        let stored = self.shared.env_store.get(&h.inst.app);
+        let triggers = h.triggers.borrow().clone();
+        ProcDetail {
+            file_handles: v.pid.and_then(procfs::fd_count),
+            summary,
+            spec: (*v.spec).clone(),
+            instances: self.registry.count_of(&h.inst.app),
+            interpreter: v.interpreter,
+            pending_env: pending_env(&v.store_applied, &stored),
+            env: if v.env.is_empty() {
+                envs::instance_env(
+                    &v.base_env,
+                    &v.spec,
+                    self.shared.home.root(),
+                    h.inst.id,
+                    h.inst.index,
+                    &stored,
+                )
+            } else {
+                envs::with_overlay(&v.base_env, &v.env)
+            },
+            created_at_ms: h.inst.created_at_ms,
+            last_exit: v.last_exit,
+            status_reason: v.reason,
+            out_log: paths.out.unwrap_or_else(|| "/dev/null".into()),
+            err_log: paths.err.unwrap_or_else(|| "/dev/null".into()),
+            log_file: paths.combined,
+            log_dropped_bytes: dropped,
+            pid_file: h.inst.pid_file.clone(),
+            cluster,
+            last_restart: v.last_restart,
+            health: triggers.health,
+            cron: triggers.cron,
+            watch: triggers.watch,
+        }
+    }
+
+    fn cluster_info(&self, h: &Handle, v: &InstanceView) -> Option<ClusterInfo> {
+        if v.spec.exec_mode != bm2_types::ExecMode::Cluster {
+            return None;
+        }
+        let balancer = v.public_port.and_then(|port| {
+            self.shared
+                .cluster
+                .try_of(&h.inst.app)
+                .into_iter()
+                .find(|b| b.addr().port() == port)
+        });
+        let (connections, total) = match (&balancer, v.pid) {
+            (Some(b), Some(pid)) => b.connections(pid).unwrap_or_default(),
+            _ => (0, 0),
+        };
+        Some(ClusterInfo {
+            listen: balancer.map_or_else(
+                || {
+                    v.public_port.map_or_else(
+                        || "-".to_string(),
+                        |p| format!("{}:{p}", v.spec.listen_host.as_deref().unwrap_or("0.0.0.0")),
+                    )
+                },
+                |b| b.addr().to_string(),
+            ),
+            private_port: v.private_port,
+            ready: v.ready && v.pid.is_some(),
+            connections,
+            total_connections: total,
+        })
+    }
+}
+
+/// Calls every handle at once and waits for all: one result per handle, in order.
+async fn each<'a, F, Fut>(handles: &'a [Handle], call: F) -> Vec<Result<(), ApiError>>
+where
+    F: FnMut(&'a Handle) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    futures_util::future::join_all(handles.iter().map(call)).await
+}
+
+/// Calls every handle at once and waits for all; returns the failures.
+async fn all<'a, F, Fut>(handles: &'a [Handle], call: F) -> Vec<ApiError>
+where
+    F: FnMut(&'a Handle) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    each(handles, call)
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
+}
+
+/// Names of the stored variables not yet applied: set or changed, or deleted, since the last launch.
+fn pending_env(applied: &Vars, stored: &Vars) -> Vec<String> {
+    let mut keys: Vec<String> = stored
+        .iter()
+        .filter(|(k, v)| applied.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .chain(applied.keys().filter(|k| !stored.contains_key(*k)).cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The state to write: every instance with its options, intent and current process. Each
+/// saved instance records its app's current instance count.
+fn snapshot_state(registry: &Registry) -> StateFile {
+    let handles = registry.all();
+    let mut counts: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for h in &handles {
+        *counts.entry(h.inst.app.as_str()).or_default() += 1;
+    }
+    let instances = handles
+        .iter()
+        .map(|h| {
+            let v = h.view.borrow();
+            SavedInstance {
+                id: h.inst.id,
+                index: h.inst.index,
+                count: counts.get(h.inst.app.as_str()).copied().unwrap_or(1),
+                spec: v.spec.clone(),
+                env: v.base_env.clone(),
+                running: v.desired_running,
+                pid: v.pid,
+                pid_start_time: v.pid_start_time,
+                restarts: v.restarts,
+                created_at_ms: h.inst.created_at_ms,
+                restart_reasons: v.restart_reasons.clone(),
+                watch_off: v.watch_off.clone(),
+                held: v.held,
+            }
+        })
+        .collect();
+    StateFile {
+        version: STATE_VERSION,
+        next_id: registry.next_id(),
+        instances,
+    }
+}

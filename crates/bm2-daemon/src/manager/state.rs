@@ -1,0 +1,188 @@
+//! `save`, `resurrect`, restoring a previous daemon's state, and shutting down.
+
+use std::sync::Arc;
+
+use bm2_types::{ActionResponse, ApiError, SaveResponse};
+
+use super::{NewInstance, ProcessManager, all, snapshot_state};
+use crate::envs::{self, Vars};
+use crate::leftovers;
+use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
+use crate::registry::Handle;
+use crate::supervisor::command::History;
+use crate::time::now_ms;
+
+impl ProcessManager {
+    /// Writes the dump file.
+    pub fn save(&self) -> Result<SaveResponse, ApiError> {
+        let state = snapshot_state(&self.registry);
+        let path = self.shared.home.dump_file();
+        persist::store(&path, &state).map_err(|e| ApiError::new("save_failed", e.to_string()))?;
+        Ok(SaveResponse {
+            path,
+            count: state.instances.len(),
+        })
+    }
+
+    /// Restores the dump file: apps not managed yet are registered, and started if they ran.
+    pub async fn resurrect(&self, update_env: Option<&Vars>) -> Result<ActionResponse, ApiError> {
+        self.refuse_if_closing()?;
+        let path = self.shared.home.dump_file();
+        if !path.exists() {
+            return Err(
+                ApiError::new("no_dump", format!("no dump file at {}", path.display()))
+                    .with_hint("run `bm2 save` first"),
+            );
+        }
+        let state = persist::load(&path).map_err(|e| {
+            ApiError::new("bad_dump", e.to_string()).with_hint(
+                "the file was not changed; fix or remove it, or run `bm2 save` to write a new one",
+            )
+        })?;
+        let existing: Vec<(String, u32)> = self
+            .registry
+            .all()
+            .iter()
+            .map(|h| (h.inst.app.clone(), h.inst.index))
+            .collect();
+        let fresh: Vec<SavedInstance> = state
+            .instances
+            .into_iter()
+            .filter(|s| !existing.contains(&(s.spec.name.clone(), s.index)))
+            .collect();
+        self.restore_instances(fresh, true, update_env).await
+    }
+
+    /// Brings back the state of a previous daemon: the processes it left running (recorded or
+    /// only marked as this home's) are stopped, then its instances are registered under the
+    /// same ids and started again if they were meant to run. An unreadable state file is moved
+    /// aside, and the next command tells the user.
+    pub async fn restore(&self) -> Result<ActionResponse, persist::PersistError> {
+        let path = self.shared.home.state_file();
+        let removed = persist::remove_stale_temps(&path);
+        if removed > 0 {
+            tracing::info!(
+                count = removed,
+                "removed temporary state files left by an interrupted write"
+            );
+        }
+        let state = match persist::load(&path) {
+            Ok(s) => s,
+            Err(e @ persist::PersistError::Parse { .. }) => {
+                let broken = path.with_extension(format!("broken-{}", now_ms()));
+                tracing::error!(error = %e, moved_to = %broken.display(), "state file unreadable; starting empty");
+                let _ = std::fs::rename(&path, &broken);
+                self.shared.notice(format!(
+                    "the process list in {} could not be read ({e}); the daemon started with no apps. The file was kept as {}; `bm2 resurrect` restores the last `bm2 save`",
+                    path.display(),
+                    broken.display()
+                ));
+                StateFile::default()
+            }
+            Err(e) => return Err(e),
+        };
+        let stopped = leftovers::stop(self.shared.home.root(), &state).await;
+        if stopped.processes > 0 {
+            tracing::info!(
+                processes = stopped.processes,
+                unrecorded = stopped.unrecorded,
+                killed = stopped.killed,
+                "stopped processes left by a previous daemon"
+            );
+        }
+        self.registry.set_next_id(state.next_id);
+        let restored = self.restore_instances(state.instances, false, None).await;
+        Ok(restored.unwrap_or_default())
+    }
+
+    async fn restore_instances(
+        &self,
+        saved: Vec<SavedInstance>,
+        fresh_ids: bool,
+        update_env: Option<&Vars>,
+    ) -> Result<ActionResponse, ApiError> {
+        let mut handles = Vec::new();
+        let mut bases = envs::Interner::default();
+        for s in saved {
+            let id = if fresh_ids && self.registry.contains(s.id) {
+                self.registry.reserve(&s.spec.name, 1, true)?.ids[0]
+            } else {
+                s.id
+            };
+            let running = s.running;
+            let handle = self.register(NewInstance {
+                id,
+                index: s.index,
+                count: s.count,
+                base_env: bases.share(match update_env {
+                    Some(client) => Arc::new(envs::base_env(client, &s.spec)),
+                    None => s.env,
+                }),
+                spec: s.spec,
+                history: History {
+                    restarts: s.restarts,
+                    restart_reasons: s.restart_reasons,
+                    watch_off: s.watch_off,
+                    held: s.held,
+                    running,
+                },
+                created_at_ms: s.created_at_ms,
+            });
+            handles.push((handle, running));
+        }
+        // Recorded before anything is spawned.
+        let mut errors = Vec::new();
+        self.saved(&mut errors).await;
+        let starting: Vec<Handle> = handles
+            .iter()
+            .filter(|(_, r)| *r)
+            .map(|(h, _)| h.clone())
+            .collect();
+        errors.extend(all(&starting, Handle::start).await);
+        self.saved(&mut errors).await;
+        Ok(ActionResponse {
+            processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
+            errors,
+        })
+    }
+
+    /// Refuses new work and ends long-lived streams (log follows, dashboard sessions): the
+    /// first step of a shutdown.
+    pub fn begin_shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Stops every instance and writes the last state. With `forget` (`bm2 kill`) that state
+    /// is empty; without (SIGTERM, SIGINT) it holds what should run, for the next daemon. The
+    /// last state is written first, and nothing after it: a daemon killed while stopping its
+    /// apps leaves the same state, and the next daemon stops what it left.
+    pub async fn shutdown(&self, forget: bool) {
+        self.begin_shutdown();
+        let last = if forget {
+            StateFile {
+                version: STATE_VERSION,
+                ..StateFile::default()
+            }
+        } else {
+            snapshot_state(&self.registry)
+        };
+        if let Err(e) = self
+            .shared
+            .persist
+            .finish(self.shared.home.state_file(), last)
+            .await
+        {
+            tracing::error!(error = %e, "cannot write state file at shutdown");
+        }
+        // Starts already past their check may still register instances: stop until none is left.
+        loop {
+            let handles = self.registry.all();
+            if handles.is_empty() {
+                break;
+            }
+            self.forget(&handles).await;
+        }
+        self.registry.clear();
+        self.shared.changed();
+    }
+}
