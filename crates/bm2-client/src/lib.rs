@@ -167,6 +167,14 @@ impl Client {
         self.targets("/v1/delete", targets).await
     }
 
+    /// Stops and forgets processes, keeping their log files with `keep_logs`.
+    pub async fn delete_with(
+        &self,
+        req: &bm2_types::DeleteRequest,
+    ) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/delete", Some(req)).await
+    }
+
     /// Zeroes restart counters.
     pub async fn reset(&self, targets: Vec<String>) -> Result<ActionResponse, ClientError> {
         self.targets("/v1/reset", targets).await

@@ -5,6 +5,7 @@ pub mod error;
 pub mod forms;
 pub mod raw;
 pub mod resolve;
+pub mod run;
 pub mod sample;
 pub mod schema;
 pub mod source;

@@ -11,7 +11,8 @@ use crate::forms::{Codes, EnvVars, ExecMode, List, LogFile, Millis, Number, Scal
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct RawApp {
-    /// Name of the app (default: the script's file name without extension).
+    /// Name of the app (default: the script's file name without extension); at most 200 bytes,
+    /// no control characters.
     pub name: Option<String>,
     /// Script, binary or command to run, relative to `cwd` (or a program on PATH).
     pub script: Option<String>,
@@ -46,16 +47,16 @@ pub struct RawApp {
     /// Consecutive unstable restarts before the app is `errored`.
     #[serde(alias = "maxRestarts")]
     pub max_restarts: Option<Number>,
-    /// How long a process must run for its start to count as stable (ms, or `"10s"`).
+    /// How long a process must run for its start to count as stable (ms, or `"10s"`; at most 1 hour).
     #[serde(alias = "minUptime")]
     pub min_uptime: Option<Millis>,
-    /// Wait before restarting a crashed process (ms, or `"2s"`).
+    /// Wait before restarting a crashed process (ms, or `"2s"`; at most 1 hour).
     #[serde(alias = "restartDelay")]
     pub restart_delay: Option<Millis>,
-    /// Exponential backoff between unstable restarts, starting at this delay (ms).
+    /// Exponential backoff between unstable restarts, starting at this delay (ms; at most 1 hour).
     #[serde(alias = "expBackoffRestartDelay")]
     pub exp_backoff_restart_delay: Option<Millis>,
-    /// Time between the stop signal and SIGKILL (ms, or `"5s"`).
+    /// Time between the stop signal and SIGKILL (ms, or `"5s"`; at most 1 hour).
     #[serde(alias = "killTimeout")]
     pub kill_timeout: Option<Millis>,
     /// First signal sent on stop.
@@ -108,7 +109,7 @@ pub struct RawApp {
     /// Wait for the app to say it is ready (`process.send('ready')` or `READY=1`).
     #[serde(alias = "waitReady")]
     pub wait_ready: Option<bool>,
-    /// How long to wait for readiness (ms).
+    /// How long to wait for readiness (ms; at most 1 hour).
     #[serde(alias = "listenTimeout")]
     pub listen_timeout: Option<Millis>,
     /// Ask the app to stop with a `shutdown` message before signals.

@@ -83,7 +83,7 @@ pub fn resolve(
             })
         })
         .transpose()?;
-    Ok(AppSpec {
+    let spec = AppSpec {
         name,
         script,
         args: raw.args.map(|w| w.0).unwrap_or_default(),
@@ -145,7 +145,15 @@ pub fn resolve(
         log_retain: num(raw.log_retain).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
         log_compress: raw.log_compress,
         log_rotate_interval: raw.log_rotate_interval,
-    })
+    };
+    check_limits(&spec).map_err(|e| ConfigError::file(file, e.message).at_key(at(e.key)))?;
+    Ok(spec)
+}
+
+/// Checks what bm2 bounds in every app, however it is given (a file, CLI flags, the API): the
+/// length and characters of its name, and its stop, readiness and restart durations.
+pub fn check_limits(spec: &AppSpec) -> Result<(), bm2_types::limits::LimitError> {
+    bm2_types::limits::check(spec)
 }
 
 /// A script that exists under `cwd` becomes an absolute path; anything else (a program on PATH)

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use bm2_types::runtime::find_program;
 use std::process::Command;
@@ -10,6 +11,7 @@ use std::process::Command;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ConfigError, position};
+use crate::run;
 
 /// The kinds of ecosystem files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,10 +214,12 @@ const mod = await import(pathToFileURL(process.env.BM2_ECOSYSTEM_FILE).href);
 let cfg = mod.default !== undefined ? mod.default : mod;
 if (typeof cfg === "function") cfg = cfg();
 cfg = await cfg;
-process.stdout.write(JSON.stringify(cfg === undefined ? null : cfg));
+// Timers or sockets the config left open would keep the runtime up: the config is read, exit.
+process.stdout.write(JSON.stringify(cfg === undefined ? null : cfg), () => process.exit(0));
 "#;
 
 /// Runs the config script with node (or bun, for TypeScript) and returns the JSON it prints.
+/// The run is bounded by [`run::timeout`]: past it, the runtime and what it started are killed.
 fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, ConfigError> {
     let path_var = std::env::var("PATH").unwrap_or_default();
     let (program, pre_args): (PathBuf, Vec<&str>) = if typescript {
@@ -244,13 +248,17 @@ fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, Config
     }
     let abs = std::fs::canonicalize(path)
         .map_err(|e| ConfigError::file(shown, format!("cannot read: {e}")))?;
-    let out = cmd
-        .arg("-e")
+    let limit = run::timeout().map_err(|e| ConfigError::file(shown, e))?;
+    cmd.arg("-e")
         .arg(LOADER)
         .env("BM2_ECOSYSTEM_FILE", &abs)
-        .current_dir(abs.parent().unwrap_or(Path::new("/")))
-        .output()
-        .map_err(|e| ConfigError::file(shown, format!("cannot run {}: {e}", program.display())))?;
+        .current_dir(abs.parent().unwrap_or(Path::new("/")));
+    let out = run::output_within(&mut cmd, limit).map_err(|e| match e {
+        run::RunError::Spawn(e) => {
+            ConfigError::file(shown, format!("cannot run {}: {e}", program.display()))
+        }
+        run::RunError::TimedOut { exited } => timed_out(shown, &program, limit, exited),
+    })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(ConfigError::file(
@@ -264,6 +272,31 @@ fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, Config
     }
     String::from_utf8(out.stdout)
         .map_err(|_| ConfigError::file(shown, "the config printed something that is not UTF-8"))
+}
+
+fn timed_out(shown: &str, program: &Path, limit: Duration, exited: bool) -> ConfigError {
+    let ms = limit.as_millis();
+    let what = if exited {
+        format!(
+            "{} evaluated it, but a process the config started kept its output open past the \
+             time limit of {ms} ms",
+            program.display()
+        )
+    } else {
+        format!(
+            "the config did not finish within the time limit of {ms} ms (run by {}): a promise \
+             that never settles or an endless loop",
+            program.display()
+        )
+    };
+    ConfigError::file(
+        shown,
+        format!(
+            "{what}; bm2 stopped it and the processes it started. Fix the config, or allow more \
+             time with {}=<milliseconds>",
+            run::TIMEOUT_VAR
+        ),
+    )
 }
 
 fn node_version(node: &Path) -> Option<(u32, u32)> {

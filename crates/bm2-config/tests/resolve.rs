@@ -996,6 +996,61 @@ fn other_extensions_are_not_ecosystem_files() {
     assert!(e.message.starts_with("not an ecosystem file"), "{e}");
 }
 
+/// Loads one app given as JSON keys; the error when it does not load.
+fn json_app_error(keys: &str) -> ConfigError {
+    let json = format!(r#"{{"apps": [{{"script": "app.js", {keys}}}]}}"#);
+    match load_json(&json, "<test>", PathBuf::from("/"), &LoadOptions::default()) {
+        Ok(l) => panic!("{keys} should not load, got {:?}", l.apps),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn names_too_long_for_log_file_names_are_refused_at_the_name_key() {
+    let e = json_app_error(&format!(r#""name": "{}""#, "n".repeat(241)));
+    assert_eq!(e.key.as_deref(), Some("apps[0].name"), "{e}");
+    assert!(
+        e.message.contains("241 bytes") && e.message.contains("at most 200 bytes"),
+        "{e}"
+    );
+    // append_env_to_name can push a name over the limit too.
+    let json = format!(
+        r#"{{"apps": [{{"script": "app.js", "name": "{}", "append_env_to_name": true}}]}}"#,
+        "n".repeat(195)
+    );
+    let opts = LoadOptions {
+        env_name: Some("production".into()),
+        ..LoadOptions::default()
+    };
+    let e = load_json(&json, "<test>", PathBuf::from("/"), &opts).unwrap_err();
+    assert!(e.message.contains("at most 200 bytes"), "{e}");
+}
+
+#[test]
+fn control_characters_in_names_are_refused_at_the_name_key() {
+    let e = json_app_error(r#""name": "evil\u001b[2Jname""#);
+    assert_eq!(e.key.as_deref(), Some("apps[0].name"), "{e}");
+    assert!(e.message.contains("control character U+001B"), "{e}");
+    assert!(!e.to_string().contains('\u{1b}'), "{e}");
+}
+
+#[test]
+fn durations_longer_than_an_hour_are_refused_at_their_key() {
+    for (keys, key) in [
+        (r#""kill_timeout": 3600001"#, "apps[0].kill_timeout"),
+        (r#""kill_timeout": "2h""#, "apps[0].kill_timeout"),
+        (r#""listen_timeout": 99999999999"#, "apps[0].listen_timeout"),
+        (r#""restart_delay": "25h""#, "apps[0].restart_delay"),
+        (r#""min_uptime": "5h""#, "apps[0].min_uptime"),
+    ] {
+        let e = json_app_error(keys);
+        assert_eq!(e.key.as_deref(), Some(key), "{keys}: {e}");
+        assert!(e.message.contains("at most 3600000 ms (1 hour)"), "{e}");
+    }
+    let json = r#"{"apps": [{"script": "app.js", "kill_timeout": "1h", "min_uptime": "1h"}]}"#;
+    assert!(load_json(json, "<test>", PathBuf::from("/"), &LoadOptions::default()).is_ok());
+}
+
 #[test]
 fn unknown_kill_signal_names_the_key_and_its_line() {
     let rel = "errors/bad_signal.json";

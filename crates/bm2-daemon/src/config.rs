@@ -88,6 +88,9 @@ mod tests {
             (d.port, d.metrics_port, d.host.as_str()),
             (8080, 9616, "127.0.0.1")
         );
+        assert_eq!(d.max_sessions, 64);
+        std::fs::write(&path, "[dashboard]\nmax_sessions = 5\n").unwrap();
+        assert_eq!(load(&path).unwrap().dashboard.max_sessions, 5);
         std::fs::write(&path, "[dashboard]\nprot = 8080\n").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("prot") && e.contains("line 2"), "{e}");

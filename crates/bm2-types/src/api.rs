@@ -32,6 +32,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The daemon is stopping.
     ShuttingDown,
+    /// The dashboard has as many live WebSocket sessions as it takes.
+    TooManySessions,
     /// An app's options are not acceptable.
     InvalidApp,
     /// A target cannot be read (a bad /regex/).
@@ -80,7 +82,7 @@ impl ErrorCode {
             C::MethodNotAllowed => 405,
             C::AlreadyExists | C::ListenFailed => 409,
             C::TooLarge => 413,
-            C::ShuttingDown => 503,
+            C::ShuttingDown | C::TooManySessions => 503,
             C::InvalidApp | C::InvalidTarget | C::InvalidRequest | C::BadRequest | C::BadDump => {
                 400
             }
@@ -187,6 +189,17 @@ pub struct StopRequest {
     /// watch either.
     #[serde(default)]
     pub stop_watching: bool,
+}
+
+/// Delete processes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+    /// Keep the log files bm2 named for them in `$BM2_HOME/logs`, which are otherwise removed
+    /// with them (files the user named are always kept).
+    #[serde(default)]
+    pub keep_logs: bool,
 }
 
 /// Restore the dump file.
@@ -373,6 +386,8 @@ pub struct DashboardOptions {
     pub host: String,
     /// Serve read-only JSON without the token.
     pub public_read: bool,
+    /// Most WebSocket sessions open at once; more are refused with 503.
+    pub max_sessions: u32,
 }
 
 impl Default for DashboardOptions {
@@ -383,9 +398,13 @@ impl Default for DashboardOptions {
             metrics_port: 9616,
             host: "127.0.0.1".into(),
             public_read: false,
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
+
+/// Most dashboard WebSocket sessions open at once, unless configured otherwise.
+pub const DEFAULT_MAX_SESSIONS: u32 = 64;
 
 /// A running dashboard.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod home;
 mod info;
+pub mod limits;
 mod metrics;
 pub mod runtime;
 mod signal;

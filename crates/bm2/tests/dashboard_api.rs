@@ -1963,3 +1963,78 @@ fn a_loopback_dashboard_answers_only_loopback_names() {
             .expect(200);
     }
 }
+
+/// `/ws` on the dashboard, with the token; the status and body when refused.
+fn ws_try(d: &Dash) -> Result<Socket, (u16, String)> {
+    ws_connect(d.port, "/ws", &[("Authorization", &d.bearer())])
+}
+
+#[test]
+fn websocket_sessions_are_capped_and_a_closed_one_frees_its_slot() {
+    let env = TestEnv::new();
+    let d = start_dashboard(&env, &["--max-sessions", "3"]);
+    let mut open: Vec<Socket> = (0..3).map(|_| ws_open(&d)).collect();
+    for s in &mut open {
+        s.wait_type("state");
+    }
+    match ws_try(&d) {
+        Ok(_) => panic!("a fourth WebSocket opened past --max-sessions 3"),
+        Err((status, body)) => {
+            assert_eq!(status, 503, "{body}");
+            let v: Value = serde_json::from_str(&body).expect("a JSON error");
+            assert_eq!(v["code"], "too_many_sessions", "{body}");
+            let message = v["message"].as_str().unwrap();
+            assert!(message.contains("3 live WebSocket sessions"), "{body}");
+            assert!(
+                v["hint"].as_str().unwrap().contains("max_sessions"),
+                "{body}"
+            );
+        }
+    }
+    // The open sessions still work, and REST is not limited.
+    open[1].send(&json!({ "type": "getState" }));
+    open[1].wait_type("state");
+    d.get("/api/processes").expect(200);
+    // A client closing its socket frees its slot.
+    let mut first = open.remove(0);
+    first.ws.close(None).expect("close the WebSocket");
+    assert!(first.closed_before(Instant::now() + DEADLINE));
+    let mut again = wait_for("a session slot to be free", DEADLINE, || ws_try(&d).ok());
+    again.wait_type("state");
+    assert!(ws_try(&d).is_err(), "the cap holds after a slot was reused");
+    // A client that vanishes without a close frame frees its slot too.
+    drop(open.remove(0));
+    let mut third = wait_for("the vanished client's slot", DEADLINE, || ws_try(&d).ok());
+    third.wait_type("state");
+}
+
+#[test]
+fn max_sessions_is_read_from_config_toml() {
+    let env = TestEnv::new();
+    let (port, metrics_port) = two_ports();
+    std::fs::write(
+        env.home_path().join("config.toml"),
+        format!(
+            "[dashboard]\nenabled = true\nport = {port}\nmetrics_port = {metrics_port}\nmax_sessions = 1\n"
+        ),
+    )
+    .unwrap();
+    env.ok(&["list"]);
+    let (status, token) = env.wait_for("the dashboard of config.toml", || {
+        let status = env.ok(&["dashboard", "status"]);
+        token_in(&status).map(|t| (status, t))
+    });
+    let d = Dash {
+        port,
+        metrics_port,
+        token,
+        stdout: status,
+        stderr: String::new(),
+    };
+    let mut one = wait_for("the dashboard's WebSocket", DEADLINE, || ws_try(&d).ok());
+    one.wait_type("state");
+    let (status, body) = ws_try(&d)
+        .err()
+        .expect("a second session past max_sessions = 1");
+    assert_eq!(status, 503, "{body}");
+}

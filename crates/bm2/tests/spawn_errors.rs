@@ -61,6 +61,11 @@ fn a_failed_start_of_several_instances_registers_none() {
     assert!(env.list().is_empty(), "{:?}", env.list());
     let state = std::fs::read_to_string(env.home_path().join("state.json")).unwrap();
     assert!(!state.contains("absent"), "{state}");
+    assert!(
+        env.log_file_names().is_empty(),
+        "log files left: {:?}",
+        env.log_file_names()
+    );
 }
 
 #[test]

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use bm2_types::{
-    ActionResponse, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest, RestartRequest,
-    ScaleRequest, SignalRequest, StartRequest, StopRequest, TargetRequest,
+    ActionResponse, DeleteRequest, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest,
+    RestartRequest, ScaleRequest, SignalRequest, StartRequest, StopRequest, TargetRequest,
 };
 
 use super::{ApiResult, AppState, Body};
@@ -58,9 +58,12 @@ pub async fn restart(
 
 pub async fn delete(
     State(s): State<AppState>,
-    Body(req): Body<TargetRequest>,
+    Body(req): Body<DeleteRequest>,
 ) -> ApiResult<ActionResponse> {
-    act(&s, Action::Delete, &req).await
+    let action = Action::Delete {
+        keep_logs: req.keep_logs,
+    };
+    Ok(Json(s.manager.act(action, &req.targets).await?))
 }
 
 pub async fn reset(

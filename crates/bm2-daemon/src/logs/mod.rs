@@ -1,6 +1,7 @@
 //! App output: pipes are read into whole lines, formatted, written to files that rotate
 //! themselves, and broadcast to `bm2 logs` followers.
 
+pub mod cleanup;
 pub mod config;
 pub mod daemon_log;
 pub mod file;

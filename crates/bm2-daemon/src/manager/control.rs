@@ -76,13 +76,21 @@ impl ProcessManager {
         action: Action,
         targets: &[String],
     ) -> Result<ActionResponse, ApiError> {
-        if action != Action::Delete {
+        if !matches!(action, Action::Delete { .. }) {
             self.refuse_if_closing()?;
         }
         let handles = self.registry.resolve(targets)?;
         let mut errors = match action {
-            Action::Delete => {
+            Action::Delete { keep_logs } => {
                 let mut errors = self.forget(&handles).await;
+                let remaining = self.registry.all();
+                crate::logs::cleanup::remove_owned(
+                    &self.shared.home,
+                    &handles,
+                    &remaining,
+                    keep_logs,
+                )
+                .await;
                 let processes = handles.iter().map(|h| self.summary(h)).collect();
                 self.saved(&mut errors).await;
                 return Ok(ActionResponse { processes, errors });

@@ -49,8 +49,11 @@ pub enum Action {
     Stop,
     /// Stop if running, then start.
     Restart,
-    /// Stop and forget.
-    Delete,
+    /// Stop and forget; unless `keep_logs`, remove the log files bm2 named for the instances.
+    Delete {
+        /// Keep the instances' log files.
+        keep_logs: bool,
+    },
     /// Zero restart counters.
     Reset,
 }

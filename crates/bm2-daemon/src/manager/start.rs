@@ -75,7 +75,7 @@ impl ProcessManager {
                 // unless asked to update it.
                 let keep = existing[0].view.borrow().base_env.clone();
                 let names: Vec<String> = existing.iter().map(|h| h.inst.id.to_string()).collect();
-                self.act(Action::Delete, &names).await?;
+                self.act(Action::Delete { keep_logs: true }, &names).await?;
                 let base = if req.update_env {
                     base
                 } else {
@@ -191,6 +191,9 @@ impl ProcessManager {
             .cloned()
             .collect();
         self.forget(&dropped).await;
+        // Nothing ran: the files opened for its output go too.
+        let remaining = self.registry.all();
+        crate::logs::cleanup::remove_owned(&self.shared.home, &dropped, &remaining, false).await;
         for app in &failed {
             errors.push(
                 ApiError::new(
@@ -270,7 +273,7 @@ impl ProcessManager {
             }
         }
         let ids: Vec<String> = removed.iter().map(|h| h.inst.id.to_string()).collect();
-        self.act(Action::Delete, &ids).await
+        self.act(Action::Delete { keep_logs: false }, &ids).await
     }
 }
 
@@ -314,6 +317,7 @@ fn validate(spec: &AppSpec) -> Result<(), ApiError> {
     if spec.name.trim().is_empty() {
         return invalid("an app needs a name".into());
     }
+    bm2_types::limits::check(spec).or_else(|e| invalid(e.message))?;
     if spec.name == "all" || spec.name.parse::<u64>().is_ok() || spec.name.starts_with('/') {
         return invalid(format!(
             "app name {:?} would be read as a target (all, an id or a /regex/); pick another with --name",

@@ -178,6 +178,14 @@ impl HealthConfig {
                 "health_check_timeout (--health-check-timeout) must be at least 1 ms".into(),
             );
         }
+        super::check_ms(
+            spec.health_check_interval,
+            "health_check_interval (--health-check-interval)",
+        )?;
+        super::check_ms(
+            spec.health_check_timeout,
+            "health_check_timeout (--health-check-timeout)",
+        )?;
         if spec.health_check_max_fails == 0 {
             return Err(
                 "health_check_max_fails (--health-check-max-fails) must be at least 1".into(),
@@ -506,6 +514,19 @@ mod tests {
                 .unwrap_err()
                 .contains("max_fails")
         );
+        for (interval, timeout, key) in [
+            (u64::MAX, 5000, "health_check_interval"),
+            (30_000, crate::triggers::MAX_MS + 1, "health_check_timeout"),
+        ] {
+            let spec = AppSpec {
+                health_check_cmd: Some("true".into()),
+                health_check_interval: interval,
+                health_check_timeout: timeout,
+                ..AppSpec::default()
+            };
+            let e = HealthConfig::from_spec(&spec).unwrap_err();
+            assert!(e.contains(key) && e.contains("30 days"), "{e}");
+        }
         assert_eq!(HealthConfig::from_spec(&AppSpec::default()), Ok(None));
     }
 

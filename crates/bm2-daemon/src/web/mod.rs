@@ -152,7 +152,14 @@ async fn launch(opts: &DashboardOptions, state: &AppState) -> Result<Running, Ap
         web_addr.port(),
         ip.is_loopback(),
     );
-    let web = dashboard_router(state.clone(), guard, stopped.clone());
+    if opts.max_sessions == 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "max_sessions must be at least 1 (the dashboard page needs a WebSocket session)",
+        ));
+    }
+    let sessions = ws::Sessions::new(opts.max_sessions as usize);
+    let web = dashboard_router(state.clone(), guard, stopped.clone(), sessions);
     let metrics = metrics_router(state.clone());
     let servers = vec![
         serve(web_listener, web, stopped.clone()),
@@ -220,7 +227,12 @@ fn serve(
 }
 
 /// The dashboard's port: the page, the REST API, the WebSocket and the CLI's `/v1` routes.
-fn dashboard_router(state: AppState, guard: Guard, stopped: watch::Receiver<bool>) -> Router {
+fn dashboard_router(
+    state: AppState,
+    guard: Guard,
+    stopped: watch::Receiver<bool>,
+    sessions: ws::Sessions,
+) -> Router {
     let public = Router::new()
         .route("/", get(page::index))
         .route("/assets/app.js", get(page::script))
@@ -249,6 +261,7 @@ fn dashboard_router(state: AppState, guard: Guard, stopped: watch::Receiver<bool
         .route("/ws", get(ws::upgrade))
         .merge(api::routes())
         .route_layer(axum::Extension(stopped))
+        .route_layer(axum::Extension(sessions))
         .route_layer(from_fn_with_state(guard.clone(), auth::write));
     let host_guard = guard;
     public

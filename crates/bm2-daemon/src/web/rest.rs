@@ -22,6 +22,8 @@ pub struct ActionBody {
     pub target: Option<serde_json::Value>,
     /// Instances, for `scale`.
     pub count: Option<serde_json::Value>,
+    /// For `delete`: keep the log files bm2 named for the processes (removed by default).
+    pub keep_logs: Option<bool>,
 }
 
 /// What the dashboard can do to processes.
@@ -90,12 +92,21 @@ pub async fn perform(
             "\"count\" only goes with scale",
         ));
     }
+    if verb != Verb::Delete && body.keep_logs.is_some() {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            "\"keep_logs\" only goes with delete",
+        ));
+    }
     let targets = [target];
     match verb {
         Verb::Restart => manager.restart(&targets, None).await,
         Verb::Stop => manager.act(Action::Stop, &targets).await,
         Verb::Reload => manager.reload(&targets, 1).await,
-        Verb::Delete => manager.act(Action::Delete, &targets).await,
+        Verb::Delete => {
+            let keep_logs = body.keep_logs.unwrap_or(false);
+            manager.act(Action::Delete { keep_logs }, &targets).await
+        }
         Verb::Scale => {
             let count = body.count.as_ref().ok_or_else(|| {
                 ApiError::new(

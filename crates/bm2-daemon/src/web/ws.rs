@@ -19,7 +19,7 @@ use bm2_types::{ApiError, LogEvent, LogsRequest, ProcId, ProcSummary};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 
 use super::rest::{self, ActionBody, Verb};
 use crate::api::{AppState, Failure};
@@ -31,22 +31,63 @@ const MAX_MESSAGE: usize = 64 * 1024;
 /// Most recent lines `getLogs` sends per stream.
 const MAX_LOG_LINES: usize = 1000;
 
-/// `GET /ws`: upgrades to the WebSocket.
+/// The WebSocket sessions of one dashboard: at most `max` at once (`[dashboard] max_sessions`),
+/// so that open connections cannot use up the daemon's memory.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    slots: Arc<Semaphore>,
+    max: usize,
+}
+
+impl Sessions {
+    /// Room for `max` sessions.
+    pub fn new(max: usize) -> Sessions {
+        Sessions {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
+/// `GET /ws`: upgrades to the WebSocket when a session slot is free (503 otherwise). The slot is
+/// held until the session ends.
 pub async fn upgrade(
     State(state): State<AppState>,
     Extension(stopped): Extension<watch::Receiver<bool>>,
+    Extension(sessions): Extension<Sessions>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match ws {
-        Ok(ws) => ws
-            .max_message_size(MAX_MESSAGE)
-            .on_upgrade(move |socket| session(state, stopped, socket)),
-        Err(e) => Failure(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("/ws takes WebSocket connections only: {}", e.body_text()),
-        ))
-        .into_response(),
-    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return Failure(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("/ws takes WebSocket connections only: {}", e.body_text()),
+            ))
+            .into_response();
+        }
+    };
+    let Ok(slot) = sessions.slots.clone().try_acquire_owned() else {
+        return Failure(
+            ApiError::new(
+                ErrorCode::TooManySessions,
+                format!(
+                    "the dashboard already has {} live WebSocket sessions, its limit",
+                    sessions.max
+                ),
+            )
+            .with_hint(
+                "close another dashboard tab or client and retry, or raise max_sessions under \
+                 [dashboard] in config.toml (bm2 dashboard --max-sessions)",
+            ),
+        )
+        .into_response();
+    };
+    ws.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| async move {
+            session(state, stopped, socket).await;
+            drop(slot);
+        })
 }
 
 /// A message from the client: `{"type": …, "id": …, "data": …}`.

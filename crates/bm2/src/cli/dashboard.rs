@@ -27,6 +27,9 @@ pub struct DashboardArgs {
     /// Serve the process list and metrics without the token (details and logs still need it)
     #[arg(long)]
     pub public_read: bool,
+    /// Most WebSocket sessions (dashboard pages and clients) open at once; more are refused
+    #[arg(long, value_name = "N", default_value_t = bm2_types::DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: u32,
 }
 
 /// What to do with a running dashboard.
@@ -58,6 +61,7 @@ pub async fn run(client: &Client, args: DashboardArgs) -> anyhow::Result<ExitCod
                 metrics_port: args.metrics_port,
                 host: args.host,
                 public_read: args.public_read,
+                max_sessions: args.max_sessions,
             };
             let info = client.dashboard_start(&opts).await.map_err(api_error)?;
             print_info(&info);

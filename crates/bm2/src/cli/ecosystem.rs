@@ -74,7 +74,10 @@ pub fn load(target: &str, env: &[String], opts: &FileOptions) -> anyhow::Result<
         bm2_config::load_file(&path, &options)?
     };
     for w in &loaded.warnings {
-        eprintln!("[bm2] warning: {w}");
+        eprintln!(
+            "[bm2] warning: {}",
+            crate::render::escape::message(&w.to_string())
+        );
     }
     Ok(Some(loaded))
 }

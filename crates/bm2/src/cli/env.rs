@@ -48,7 +48,11 @@ pub async fn run(client: &Client, args: EnvArgs) -> anyhow::Result<ExitCode> {
             let many = res.processes.len() > 1;
             for d in res.processes {
                 if many {
-                    println!("# {} (id {})", d.summary.instance_name, d.summary.id);
+                    println!(
+                        "# {} (id {})",
+                        render::escape::text(&d.summary.instance_name),
+                        d.summary.id
+                    );
                 }
                 for (k, v) in &d.env {
                     println!("{k}={v}");

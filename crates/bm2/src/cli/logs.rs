@@ -62,7 +62,10 @@ pub async fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<ExitCode> {
                 writeln!(
                     out,
                     "[bm2] {} (id {}) {}, last {} lines:",
-                    event.name, event.id, event.stream, args.lines
+                    render::escape::text(&event.name),
+                    event.id,
+                    event.stream,
+                    args.lines
                 )?;
                 last_header = Some(key);
             }
@@ -111,7 +114,7 @@ impl Printer {
         if self.raw {
             return writeln!(out, "{}", e.line);
         }
-        let prefix = format!("{}|{:<12}|", e.id, e.name);
+        let prefix = format!("{}|{:<12}|", e.id, render::escape::text(&e.name));
         match (self.color, e.stream == "err") {
             (true, true) => writeln!(out, "\x1b[31m{prefix}\x1b[0m {}", e.line),
             (true, false) => writeln!(out, "\x1b[32m{prefix}\x1b[0m {}", e.line),

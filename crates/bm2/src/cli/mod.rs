@@ -82,8 +82,8 @@ pub enum Cmd {
         #[arg(allow_hyphen_values = true)]
         instances: String,
     },
-    /// Stop processes and remove them from bm2
-    #[command(visible_aliases = ["del", "rm"], after_help = "Examples:\n  bm2 delete api\n  bm2 delete all\n  bm2 delete ecosystem.config.js")]
+    /// Stop processes and remove them from bm2, with the log files bm2 named for them
+    #[command(visible_aliases = ["del", "rm"], after_help = "Examples:\n  bm2 delete api\n  bm2 delete all\n  bm2 delete ecosystem.config.js\n  bm2 delete api --keep-logs   keep api's log files in $BM2_HOME/logs")]
     Delete(targets::FileTargets),
     /// Reset the restart counters of processes
     #[command(after_help = "Examples:\n  bm2 reset api\n  bm2 reset all")]

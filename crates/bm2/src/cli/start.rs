@@ -16,7 +16,7 @@ use super::report;
 pub struct StartArgs {
     /// Script, binary or command to run (a file, or a program on PATH), an ecosystem file, or - for a JSON config on stdin
     pub script: String,
-    /// Process name (default: the script's file name without extension)
+    /// Process name (default: the script's file name without extension; at most 200 bytes)
     #[arg(short = 'n', long)]
     pub name: Option<String>,
     /// Working directory (default: the current directory)
@@ -56,7 +56,7 @@ pub struct StartArgs {
     /// An instance is ready when it says so: process.send('ready') (Node/Bun) or READY=1 on $NOTIFY_SOCKET
     #[arg(long)]
     pub wait_ready: bool,
-    /// Milliseconds to wait for an instance to be ready [default: 3000]
+    /// Milliseconds to wait for an instance to be ready, at most 1 hour [default: 3000]
     #[arg(long, value_name = "MS")]
     pub listen_timeout: Option<u64>,
     /// Stop the app with a `shutdown` message on its IPC channel (Node/Bun) before SIGKILL
@@ -65,16 +65,16 @@ pub struct StartArgs {
     /// Consecutive unstable restarts before giving up [default: 16]
     #[arg(long)]
     pub max_restarts: Option<u32>,
-    /// Milliseconds a process must run for its start to count as stable [default: 1000]
+    /// Milliseconds a process must run for its start to count as stable, at most 1 hour [default: 1000]
     #[arg(long, value_name = "MS")]
     pub min_uptime: Option<u64>,
-    /// Milliseconds to wait before restarting a crashed process [default: 0]
+    /// Milliseconds to wait before restarting a crashed process, at most 1 hour [default: 0]
     #[arg(long, value_name = "MS")]
     pub restart_delay: Option<u64>,
     /// Exponential backoff between unstable restarts, starting at MS (x1.5 each time, up to 15 s)
     #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "100")]
     pub exp_backoff_restart_delay: Option<u64>,
-    /// Milliseconds between the stop signal and SIGKILL [default: 5000]
+    /// Milliseconds between the stop signal and SIGKILL, at most 1 hour [default: 5000]
     #[arg(long, value_name = "MS")]
     pub kill_timeout: Option<u64>,
     /// Signal sent first on stop [default: SIGINT]
@@ -322,6 +322,7 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
             .unwrap_or(defaults.health_check_max_fails),
         ..defaults
     };
+    bm2_config::resolve::check_limits(&spec)?;
     check_triggers(std::slice::from_ref(&spec))?;
     Ok((spec, a.force))
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use bm2_client::Client;
 use bm2_types::Signal;
-use bm2_types::{IfExists, ReloadRequest, RestartRequest, StopRequest};
+use bm2_types::{DeleteRequest, IfExists, ReloadRequest, RestartRequest, StopRequest};
 use clap::Args;
 
 use super::{api_error, report};
@@ -18,6 +18,7 @@ pub struct Targets {
 }
 
 /// Targets, or one ecosystem file whose apps are the targets.
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
 #[derive(Debug, Args)]
 pub struct FileTargets {
     /// Ids, names, namespaces, `all`, script paths, /regex/, or an ecosystem file
@@ -35,6 +36,11 @@ pub struct FileTargets {
     /// as in PM2; stop: stop watching too, so a later start does not watch
     #[arg(long)]
     pub watch: bool,
+    /// delete: keep the log files bm2 named in $BM2_HOME/logs (<name>-<id>-out.log, ... and
+    /// their rotated copies), which are otherwise removed; files named with -o/-e/-l or in an
+    /// ecosystem file are always kept
+    #[arg(long)]
+    pub keep_logs: bool,
 }
 
 /// Zero or more targets.
@@ -82,6 +88,9 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
     if t.file.update_env && matches!(verb, Verb::Stop | Verb::Delete) {
         anyhow::bail!("--update-env applies to start, restart and reload");
     }
+    if t.keep_logs && !matches!(verb, Verb::Delete) {
+        anyhow::bail!("--keep-logs applies to delete");
+    }
     if t.watch && !matches!(verb, Verb::Stop | Verb::Restart) {
         anyhow::bail!("--watch applies to restart (toggle watching) and stop (stop watching)");
     }
@@ -118,7 +127,11 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
         let names = super::ecosystem::names(&loaded);
         let res = match verb {
             Verb::Stop => client.stop(names).await,
-            _ => client.delete(names).await,
+            _ => {
+                client
+                    .delete_with(&delete_request(names, t.keep_logs))
+                    .await
+            }
         };
         return report(client, res).await;
     }
@@ -150,12 +163,20 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
                 })
                 .await
         }
-        Verb::Delete => client.delete(targets.clone()).await,
+        Verb::Delete => {
+            client
+                .delete_with(&delete_request(targets.clone(), t.keep_logs))
+                .await
+        }
     };
     if t.watch && res.is_ok() {
         report_watching(client, targets).await;
     }
     report(client, res).await
+}
+
+fn delete_request(targets: Vec<String>, keep_logs: bool) -> DeleteRequest {
+    DeleteRequest { targets, keep_logs }
 }
 
 /// Says which of `targets` now watch their files (after `--watch`).

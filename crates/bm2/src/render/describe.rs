@@ -6,21 +6,26 @@ use bm2_types::{ProcDetail, format_bytes};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
-use super::{color, iso_time, since, uptime};
+use super::{color, escape, iso_time, since, uptime};
 
 /// Prints the detail table of one instance.
 pub fn print(d: &ProcDetail) {
+    println!("{}", text(d, color()));
+}
+
+/// The detail table of one instance, with control characters in values escaped.
+pub fn text(d: &ProcDetail, colored: bool) -> String {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled);
-    if !color() {
+    if !colored {
         table.force_no_tty();
     }
     for (key, value) in rows(d) {
-        table.add_row(vec![key.to_string(), value]);
+        table.add_row(vec![key.to_string(), escape::text(&value).into_owned()]);
     }
-    println!("{table}");
+    table.to_string()
 }
 
 /// The key/value rows of the detail view.
@@ -268,4 +273,53 @@ fn restart_reasons(d: &ProcDetail) -> String {
         .map(|(reason, n)| format!("{reason} {n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_values_are_escaped() {
+        let name = "evil\u{1b}]0;owned\u{7}name";
+        let d = ProcDetail {
+            summary: crate::render::test_row(3, name),
+            spec: bm2_types::AppSpec {
+                name: name.into(),
+                script: "/srv/app\u{1b}[31m.js".into(),
+                ..bm2_types::AppSpec::default()
+            },
+            instances: 1,
+            interpreter: None,
+            env: std::collections::BTreeMap::new(),
+            pending_env: Vec::new(),
+            created_at_ms: 0,
+            last_exit: None,
+            status_reason: Some("errored:\nspawn failed".into()),
+            file_handles: None,
+            out_log: "/h/logs/evil\u{1b}-3-out.log".into(),
+            err_log: "/dev/null".into(),
+            log_file: None,
+            log_dropped_bytes: 0,
+            pid_file: "/h/pids/x.pid".into(),
+            cluster: None,
+            last_restart: None,
+            health: None,
+            cron: None,
+            watch: None,
+        };
+        let shown = text(&d, false);
+        assert!(
+            !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+            "{shown}"
+        );
+        for needle in [
+            "evil\\x1b]0;owned\\x07name",
+            "/srv/app\\x1b[31m.js",
+            "errored:\\nspawn failed",
+            "/h/logs/evil\\x1b-3-out.log",
+        ] {
+            assert!(shown.contains(needle), "{needle:?} not in:\n{shown}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Everything the CLI prints: messages, tables, PM2-shaped JSON.
 
 pub mod describe;
+pub mod escape;
 pub mod monit;
 pub mod pm2;
 pub mod table;
@@ -14,14 +15,14 @@ pub fn color() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
-/// Prints an error line to stderr.
+/// Prints an error line to stderr (control characters escaped).
 pub fn error(message: &str) {
-    eprintln!("[bm2] error: {message}");
+    eprintln!("[bm2] error: {}", escape::message(message));
 }
 
-/// Prints an informational line to stdout.
+/// Prints an informational line to stdout (control characters escaped).
 pub fn info(message: &str) {
-    println!("[bm2] {message}");
+    println!("[bm2] {}", escape::message(message));
 }
 
 /// An API error with its hint, as one text.

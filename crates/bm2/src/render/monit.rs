@@ -11,7 +11,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
-use super::{since, uptime, usage_columns};
+use super::{escape, since, uptime, usage_columns};
 
 /// Log lines kept for the selected process.
 pub const LOG_LINES: usize = 500;
@@ -88,7 +88,7 @@ impl MonitState {
         if self.logs.len() == LOG_LINES {
             self.logs.pop_front();
         }
-        self.logs.push_back((err, line));
+        self.logs.push_back((err, escape::screen_line(line)));
     }
 
     /// Draws the whole screen.
@@ -122,7 +122,7 @@ impl MonitState {
             let [cpu, memory, up] = usage_columns(p);
             Row::new([
                 Cell::new(p.id.to_string()),
-                Cell::new(p.instance_name.clone()),
+                Cell::new(escape::text(&p.instance_name).into_owned()),
                 Cell::new(p.status.as_str()).style(Style::new().fg(status_color(p.status))),
                 Cell::new(cpu),
                 Cell::new(memory),
@@ -162,7 +162,7 @@ impl MonitState {
             );
             return;
         };
-        let title = format!(" {} (id {}) ", p.instance_name, p.id);
+        let title = format!(" {} (id {}) ", escape::text(&p.instance_name), p.id);
         frame.render_widget(
             Paragraph::new(self.metadata(p))
                 .wrap(Wrap { trim: false })
@@ -206,7 +206,7 @@ impl MonitState {
         let field = |k: &str, v: String| {
             Line::from(vec![
                 Span::styled(format!("{k:<12}"), Style::new().fg(Color::DarkGray)),
-                Span::raw(v),
+                Span::raw(escape::text(&v).into_owned()),
             ])
         };
         let mut lines = vec![
@@ -256,9 +256,9 @@ impl MonitState {
     }
 
     fn draw_logs(&self, frame: &mut Frame, area: Rect) {
-        let name = self
-            .selected_proc()
-            .map_or_else(String::new, |p| format!(": {}", p.instance_name));
+        let name = self.selected_proc().map_or_else(String::new, |p| {
+            format!(": {}", escape::text(&p.instance_name))
+        });
         let visible = usize::from(area.height.saturating_sub(2));
         let skip = self.logs.len().saturating_sub(visible);
         let lines: Vec<Line> = self
@@ -289,7 +289,10 @@ impl MonitState {
             Span::raw(" stop  "),
             Span::styled("q", Style::new().add_modifier(Modifier::BOLD)),
             Span::raw(" quit   "),
-            Span::styled(self.message.clone(), Style::new().fg(Color::Yellow)),
+            Span::styled(
+                escape::text(&self.message).into_owned(),
+                Style::new().fg(Color::Yellow),
+            ),
         ]);
         frame.render_widget(Paragraph::new(keys), area);
     }
@@ -387,6 +390,25 @@ mod tests {
             "r restart",
             "restarted worker",
         ] {
+            assert!(text.contains(needle), "{needle:?} not on screen:\n{text}");
+        }
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_screen() {
+        let mut s = MonitState::default();
+        s.set_procs(vec![row(0, "evil\u{1b}[2Jname")]);
+        s.push_log(
+            false,
+            "\u{1b}[32mgreen\u{1b}[0m and \u{1b}]0;title\u{7}".into(),
+        );
+        s.message = "restart: evil\u{1b}[2Jname…".into();
+        let text = screen(&s);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text}"
+        );
+        for needle in ["evil\\x1b[2Jname", "green and \\x1b]0;title\\x07"] {
             assert!(text.contains(needle), "{needle:?} not on screen:\n{text}");
         }
     }

@@ -4,7 +4,7 @@ use bm2_types::{ProcStatus, ProcSummary};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
-use super::{color, usage_columns};
+use super::{color, escape, usage_columns};
 
 /// What is shown instead of an empty process list.
 pub const EMPTY: &str = "no processes; start one with `bm2 start <script>`";
@@ -55,8 +55,8 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
         let [cpu, memory, up] = usage_columns(p);
         table.add_row(vec![
             Cell::new(p.id),
-            Cell::new(&p.instance_name),
-            Cell::new(&p.namespace),
+            Cell::new(escape::text(&p.instance_name)),
+            Cell::new(escape::text(&p.namespace)),
             Cell::new(mode),
             status,
             Cell::new(p.pid.map_or_else(|| "-".to_string(), |pid| pid.to_string())),
@@ -75,5 +75,22 @@ fn status_color(s: ProcStatus) -> Color {
         ProcStatus::Launching | ProcStatus::WaitingRestart | ProcStatus::Stopping => Color::Yellow,
         ProcStatus::Stopped => Color::Grey,
         ProcStatus::Errored => Color::Red,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_escaped() {
+        let mut row = crate::render::test_row(0, "evil\u{1b}[2J\u{1b}[Hname");
+        row.namespace = "ns\nfake".into();
+        let shown = text(&[row], false);
+        assert!(!shown.contains('\u{1b}'), "{shown}");
+        assert!(
+            shown.contains("evil\\x1b[2J\\x1b[Hname") && shown.contains("ns\\nfake"),
+            "{shown}"
+        );
     }
 }
