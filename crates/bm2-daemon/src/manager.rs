@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::Shared;
 use crate::envs::{self, Vars};
-use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths, Stream};
+use crate::logs::{self, InstanceLogs, LogDefaults, LogPaths};
 use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::procfs;
 use crate::registry::{Handle, Instance, Registry};
@@ -22,8 +22,8 @@ use bm2_types::Home;
 
 /// Recent log lines and the feed of new ones, for `bm2 logs`.
 pub struct LogSnapshot {
-    /// Lines already in the files.
-    pub history: Vec<bm2_types::LogEvent>,
+    /// Lines already in the files, read on demand.
+    pub history: logs::history::History,
     /// New lines, when following.
     pub live: Option<tokio::sync::broadcast::Receiver<Arc<bm2_types::LogEvent>>>,
     /// The instances to follow; `None` for every app.
@@ -730,18 +730,8 @@ impl ProcessManager {
         } else {
             self.registry.resolve(&req.targets)?
         };
-        let guards: Vec<_> = handles.iter().map(|h| logs::lock(&h.inst.logs)).collect();
-        let mut history = Vec::new();
-        for g in &guards {
-            if req.out {
-                history.extend(g.history(Stream::Out, req.lines));
-            }
-            if req.err {
-                history.extend(g.history(Stream::Err, req.lines));
-            }
-        }
-        let live = req.follow.then(|| self.shared.logs.subscribe());
-        drop(guards);
+        let instances: Vec<_> = handles.iter().map(|h| h.inst.logs.clone()).collect();
+        let (history, live) = logs::history::take(&self.shared.logs, &instances, req)?;
         Ok(LogSnapshot {
             history,
             live,

@@ -76,6 +76,17 @@ impl LogFile {
         self.dropped
     }
 
+    /// A handle to read the file and its length now, for history; `None` for a device or pipe
+    /// (reading those would take output away from them) and when it cannot be opened.
+    pub fn open_for_reading(&self) -> Option<(fs::File, u64)> {
+        if !self.regular || self.file.is_none() {
+            return None;
+        }
+        let file = fs::File::open(&self.path).ok()?;
+        let len = file.metadata().ok()?.len();
+        Some((file, len))
+    }
+
     /// Closes and opens the file again at its path (after an external `mv`).
     pub fn reopen(&mut self) {
         if let Some(dir) = self.path.parent() {
