@@ -7,6 +7,7 @@ pub mod file;
 pub mod format;
 pub mod history;
 mod pump;
+pub mod recover;
 pub mod rotate;
 pub mod tail;
 
