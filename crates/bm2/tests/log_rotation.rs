@@ -27,7 +27,7 @@ fn rotated(path: &Path, n: u32, gz: bool) -> PathBuf {
 }
 
 /// Waits until `out` ends with `last_line` and no rotation is in progress (no parked
-/// `*.rotating-*` or half-compressed `*.tmp` file in the logs directory).
+/// `*.rotating-*`, `*.compressing` or half-compressed `*.tmp` file in the logs directory).
 fn wait_rotation_settled(env: &TestEnv, out: &Path, last_line: &str) {
     env.wait_for(
         &format!(
@@ -38,13 +38,15 @@ fn wait_rotation_settled(env: &TestEnv, out: &Path, last_line: &str) {
             let done = fs::read_to_string(out).is_ok_and(|t| {
                 t.ends_with(&format!("\n{last_line}\n")) || t == format!("{last_line}\n")
             });
-            let busy = env
-                .log_file_names()
-                .iter()
-                .any(|n| n.contains(".rotating-") || has_extension(n, "tmp"));
+            let busy = env.log_file_names().iter().any(|n| rotation_in_progress(n));
             (done && !busy).then_some(())
         },
     );
+}
+
+/// True for the names a rotation gives files until it is finished.
+fn rotation_in_progress(name: &str) -> bool {
+    name.contains(".rotating-") || has_extension(name, "tmp") || has_extension(name, "compressing")
 }
 
 fn has_extension(name: &str, ext: &str) -> bool {
@@ -271,4 +273,126 @@ fn a_bad_config_file_fails_the_first_command_naming_file_and_key() {
         err.contains("config.toml") && err.contains("retain"),
         "message: {err}"
     );
+}
+
+/// Prints `ready`, waits for the file `go` in its work directory, then prints 300 lines of 40
+/// bytes (about 12 KB) and idles.
+const ON_SIGNAL: &str = "echo ready\nwhile [ ! -e go ]; do sleep 0.05; done\ni=0\nwhile [ $i -lt 300 ]; do printf 'line-%05d-xxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n' $i; i=$((i+1)); done\nexec sleep 1000\n";
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Rotated files keep the mode of the live file they were: the oldest one was a live file
+/// chmod-ed to 0600, the others were live files as the daemon creates them.
+fn rotated_files_keep_the_live_files_mode(compress: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    env.script("signal.sh", ON_SIGNAL);
+    let mut args = vec!["start", "signal.sh", "--log-max-size", "4K"];
+    if compress {
+        args.push("--log-compress");
+    }
+    env.ok(&args);
+    env.wait_out("signal", "ready\n");
+    let out = env.logs_dir().join("signal-0-out.log");
+    let created = mode(&out);
+    assert_eq!(
+        created & 0o007,
+        0,
+        "live log readable by others: {created:o}"
+    );
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(env.path("go"), "").unwrap();
+    wait_rotation_settled(&env, &out, "line-00299-xxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+
+    let rotated = rotated_files(&out, compress);
+    assert!(rotated.len() >= 2, "files: {:?}", env.log_file_names());
+    let (oldest, newer) = rotated.split_last().unwrap();
+    assert_eq!(
+        mode(oldest),
+        0o600,
+        "{} does not keep its live file's mode",
+        oldest.display()
+    );
+    for p in newer {
+        assert_eq!(
+            mode(p),
+            created,
+            "{} does not keep its live file's mode",
+            p.display()
+        );
+    }
+    assert_eq!(mode(&out), created);
+}
+
+#[test]
+fn compressed_rotated_files_keep_the_live_files_mode() {
+    rotated_files_keep_the_live_files_mode(true);
+}
+
+#[test]
+fn rotated_files_keep_the_live_files_mode_uncompressed() {
+    rotated_files_keep_the_live_files_mode(false);
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut child = Command::new("gzip")
+        .arg("-c")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gzip");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+#[test]
+fn what_an_interrupted_rotation_left_is_finished_when_the_log_is_opened() {
+    let env = TestEnv::new();
+    let dir = env.logs_dir();
+    fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("left-0-out.log");
+    let named = |suffix: &str| PathBuf::from(format!("{}{suffix}", out.display()));
+    fs::write(&out, "live-before\n").unwrap();
+    // A completed archive, a compression cut short (its source and a partial .gz), and files
+    // parked by an earlier daemon (current naming, and that of older versions).
+    fs::write(named(".2.gz"), gzip("archived\n")).unwrap();
+    fs::write(named(".1.compressing"), "was-compressing\n").unwrap();
+    fs::write(named(".1.gz.tmp"), b"\x1f\x8b\x08\x00partial").unwrap();
+    fs::write(named(".rotating-2"), "parked-by-an-older-version\n").unwrap();
+    fs::write(named(".rotating-1700000000000-3"), "parked-newest\n").unwrap();
+
+    env.script("left.sh", "echo started\nexec sleep 1000\n");
+    env.ok(&["start", "left.sh", "--log-compress"]);
+    wait_rotation_settled(&env, &out, "started");
+
+    let names: Vec<String> = env
+        .log_file_names()
+        .into_iter()
+        .filter(|n| n.starts_with("left-0-out.log"))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "left-0-out.log",
+            "left-0-out.log.1.gz",
+            "left-0-out.log.2.gz",
+            "left-0-out.log.3.gz",
+            "left-0-out.log.4.gz"
+        ]
+    );
+    let text = |n| String::from_utf8(gunzip(&rotated(&out, n, true))).unwrap();
+    assert_eq!(text(1), "parked-newest\n");
+    assert_eq!(text(2), "parked-by-an-older-version\n");
+    assert_eq!(text(3), "was-compressing\n");
+    assert_eq!(text(4), "archived\n");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "live-before\nstarted\n");
 }

@@ -21,7 +21,14 @@ pub async fn logs(
     Body(req): Body<LogsRequest>,
 ) -> Result<Response, Failure> {
     let snap = s.manager.logs(&req)?;
-    let history = futures_util::stream::iter(snap.history.into_iter().map(|e| Ok(ndjson(&e))));
+    // Read a chunk at a time in the blocking pool, as the client takes them.
+    let history = snap.history.chunks().map(|events| {
+        let mut bytes = Vec::new();
+        for e in &events {
+            bytes.extend(ndjson(e));
+        }
+        Ok(bytes)
+    });
     let follow = Follow {
         rx: snap.live,
         ids: snap.ids,

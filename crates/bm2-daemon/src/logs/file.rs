@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::rotate::{self, Placement};
+use super::rotate::{self, Job, Placement};
 
 /// When and how a file rotates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,27 +32,29 @@ pub struct LogFile {
     size: u64,
     policy: RotationPolicy,
     regular: bool,
-    rotations: u64,
     dropped: u64,
     last_warning: Option<Instant>,
-    worker: Option<mpsc::UnboundedSender<(PathBuf, Placement)>>,
+    worker: Option<mpsc::UnboundedSender<(Job, Placement)>>,
 }
 
 impl LogFile {
-    /// Opens (creating) the file at `path` for appending.
+    /// Opens (creating) the file at `path` for appending, and finishes (off the write path)
+    /// what earlier daemons left of its rotations.
     pub fn open(path: PathBuf, policy: RotationPolicy) -> LogFile {
         let mut f = LogFile {
             file: None,
             size: 0,
             policy,
             regular: true,
-            rotations: 0,
             dropped: 0,
             last_warning: None,
             worker: None,
             path,
         };
         f.reopen();
+        if f.regular && f.file.is_some() {
+            f.hand_over(Job::Recover);
+        }
         f
     }
 
@@ -74,6 +76,17 @@ impl LogFile {
     /// Bytes that could not be written (disk full, file not writable).
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// A handle to read the file and its length now, for history; `None` for a device or pipe
+    /// (reading those would take output away from them) and when it cannot be opened.
+    pub fn open_for_reading(&self) -> Option<(fs::File, u64)> {
+        if !self.regular || self.file.is_none() {
+            return None;
+        }
+        let file = fs::File::open(&self.path).ok()?;
+        let len = file.metadata().ok()?.len();
+        Some((file, len))
     }
 
     /// Closes and opens the file again at its path (after an external `mv`).
@@ -148,38 +161,31 @@ impl LogFile {
         if !self.regular {
             return;
         }
-        self.rotations += 1;
-        let pending = rotate::pending_name(&self.path, self.rotations);
+        let pending = rotate::pending_name(&self.path);
         self.file = None;
         match fs::rename(&self.path, &pending) {
-            Ok(()) => {
-                let placement = Placement {
-                    path: self.path.clone(),
-                    retain: self.policy.retain,
-                    compress: self.policy.compress,
-                };
-                self.hand_over(pending, placement);
-            }
+            Ok(()) => self.hand_over(Job::Place(pending)),
             Err(e) => self.warn("cannot rotate log file", &e),
         }
         self.reopen();
     }
 
-    /// Gives a parked file to the rotation worker; without an async runtime (the daemon's own
-    /// log before it starts), places it right away.
-    fn hand_over(&mut self, pending: PathBuf, placement: Placement) {
+    /// Gives a job to the rotation worker; without an async runtime (the daemon's own log
+    /// before it starts), does it right away.
+    fn hand_over(&mut self, job: Job) {
+        let placement = Placement {
+            path: self.path.clone(),
+            retain: self.policy.retain,
+            compress: self.policy.compress,
+        };
         if self.worker.is_none() && tokio::runtime::Handle::try_current().is_ok() {
             self.worker = Some(rotate::spawn_worker());
         }
         match &self.worker {
             Some(worker) => {
-                let _ = worker.send((pending, placement));
+                let _ = worker.send((job, placement));
             }
-            None => {
-                if let Err(e) = rotate::place(&pending, &placement) {
-                    self.warn("cannot finish log rotation", &e);
-                }
-            }
+            None => rotate::run_batch(vec![(job, placement)]),
         }
     }
 

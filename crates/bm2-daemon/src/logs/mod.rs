@@ -6,7 +6,9 @@ pub mod config;
 pub mod daemon_log;
 pub mod file;
 pub mod format;
+pub mod history;
 mod pump;
+pub mod recover;
 pub mod rotate;
 pub mod tail;
 
@@ -270,9 +272,11 @@ impl InstanceLogs {
         if !self.hub.has_followers() {
             return;
         }
-        // `bytes` holds whole lines: every piece before the final newline is a line.
+        // `bytes` holds whole lines: every piece before the final newline is a line (its
+        // `\r\n` ending is taken off, as when the line is read back from the file).
         let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         for line in body.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
             self.hub
                 .publish(self.event(stream, String::from_utf8_lossy(line).into_owned(), false));
         }
@@ -289,20 +293,6 @@ impl InstanceLogs {
             history,
             skipped: None,
         }
-    }
-
-    /// The last `n` lines of a stream's file, as history events.
-    pub fn history(&self, stream: Stream, n: usize) -> Vec<LogEvent> {
-        let file = match stream {
-            Stream::Out => &self.out,
-            Stream::Err => &self.err,
-        };
-        let Some(file) = file else { return Vec::new() };
-        let path = lock(file).path().to_path_buf();
-        tail::last_lines(&path, n)
-            .into_iter()
-            .map(|line| self.event(stream, line, true))
-            .collect()
     }
 
     /// Empties the instance's log files.

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use bm2_types::{ApiError, LogsRequest, ProcId};
 
 use super::ProcessManager;
-use crate::logs::{self, Stream};
+use crate::logs;
 
 /// Recent log lines and the feed of new ones, for `bm2 logs`.
 pub struct LogSnapshot {
-    /// Lines already in the files.
-    pub history: Vec<bm2_types::LogEvent>,
+    /// Lines already in the files, read on demand.
+    pub history: crate::logs::history::History,
     /// New lines, when following.
     pub live: Option<tokio::sync::broadcast::Receiver<Arc<bm2_types::LogEvent>>>,
     /// The instances to follow; `None` for every app.
@@ -28,18 +28,8 @@ impl ProcessManager {
         } else {
             self.registry.resolve(&req.targets)?
         };
-        let guards: Vec<_> = handles.iter().map(|h| logs::lock(&h.inst.logs)).collect();
-        let mut history = Vec::new();
-        for g in &guards {
-            if req.out {
-                history.extend(g.history(Stream::Out, req.lines));
-            }
-            if req.err {
-                history.extend(g.history(Stream::Err, req.lines));
-            }
-        }
-        let live = req.follow.then(|| self.shared.logs.subscribe());
-        drop(guards);
+        let instances: Vec<_> = handles.iter().map(|h| h.inst.logs.clone()).collect();
+        let (history, live) = logs::history::take(&self.shared.logs, &instances, req)?;
         Ok(LogSnapshot {
             history,
             live,

@@ -228,6 +228,6 @@ pub async fn logs(
         err: true,
     };
     Ok(Json(LogLines {
-        lines: s.manager.logs(&req)?.history,
+        lines: s.manager.logs(&req)?.history.collect().await,
     }))
 }

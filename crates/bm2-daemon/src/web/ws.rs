@@ -261,7 +261,7 @@ async fn on_message(
     let id = msg.id;
     match msg.kind.as_str() {
         "getState" => vec![state_message(state, known).await],
-        "getLogs" => match get_logs(state, msg.data.as_ref()) {
+        "getLogs" => match get_logs(state, msg.data.as_ref()).await {
             Ok((reply, f)) => {
                 *follow = Some(f);
                 vec![reply]
@@ -306,7 +306,7 @@ async fn on_message(
 }
 
 /// `getLogs {target, lines}`: recent lines of the target, and the live lines to follow.
-fn get_logs(state: &AppState, data: Option<&Value>) -> Result<(Value, Follow), ApiError> {
+async fn get_logs(state: &AppState, data: Option<&Value>) -> Result<(Value, Follow), ApiError> {
     let target = match data.and_then(|d| d.get("target")) {
         Some(Value::Number(n)) => n.to_string(),
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -339,7 +339,7 @@ fn get_logs(state: &AppState, data: Option<&Value>) -> Result<(Value, Follow), A
     // Every followed instance is listed, with or without lines yet.
     let mut per: BTreeMap<ProcId, (Vec<String>, Vec<String>)> =
         ids.iter().map(|id| (*id, Default::default())).collect();
-    for e in snap.history {
+    for e in snap.history.collect().await {
         let (out, err) = per.entry(e.id).or_default();
         if e.stream == "err" {
             err.push(e.line);
