@@ -11,7 +11,7 @@ use crate::forms::{Codes, EnvVars, ExecMode, List, LogFile, Millis, Number, Scal
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct RawApp {
-    /// Name of the app (default: the script's file name without extension); at most 200 bytes,
+    /// Name of the app (default: the script's file name without extension); at most 180 bytes,
     /// no control characters.
     pub name: Option<String>,
     /// Script, binary or command to run, relative to `cwd` (or a program on PATH).

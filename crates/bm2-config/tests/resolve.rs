@@ -1010,7 +1010,7 @@ fn names_too_long_for_log_file_names_are_refused_at_the_name_key() {
     let e = json_app_error(&format!(r#""name": "{}""#, "n".repeat(241)));
     assert_eq!(e.key.as_deref(), Some("apps[0].name"), "{e}");
     assert!(
-        e.message.contains("241 bytes") && e.message.contains("at most 200 bytes"),
+        e.message.contains("241 bytes") && e.message.contains("at most 180 bytes"),
         "{e}"
     );
     // append_env_to_name can push a name over the limit too.
@@ -1023,7 +1023,7 @@ fn names_too_long_for_log_file_names_are_refused_at_the_name_key() {
         ..LoadOptions::default()
     };
     let e = load_json(&json, "<test>", PathBuf::from("/"), &opts).unwrap_err();
-    assert!(e.message.contains("at most 200 bytes"), "{e}");
+    assert!(e.message.contains("at most 180 bytes"), "{e}");
 }
 
 #[test]

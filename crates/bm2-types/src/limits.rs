@@ -4,11 +4,11 @@
 use crate::AppSpec;
 
 /// Longest app name, in bytes. bm2 names files after apps; the longest such name is a rotated
-/// stderr log parked for the rotation worker, `<name>-<id>-error.log.rotating-<n>`, which with
-/// the largest id (10 digits) and counter (20 digits) is 51 bytes longer than the name. 200
-/// keeps every file name bm2 derives from an app name under the 255-byte limit of Linux file
-/// systems, with room to spare.
-pub const MAX_NAME_BYTES: usize = 200;
+/// stderr log parked for the rotation worker, `<name>-<id>-error.log.rotating-<run>-<seq>`,
+/// which with the largest id (10 digits), a run stamp in milliseconds (13 digits) and the
+/// largest counter (20 digits) is 65 bytes longer than the name. 180 keeps every file name bm2
+/// derives from an app name under the 255-byte limit of Linux file systems.
+pub const MAX_NAME_BYTES: usize = 180;
 
 /// Longest stop timeout, readiness wait, restart delay or minimum uptime, in milliseconds
 /// (1 hour).

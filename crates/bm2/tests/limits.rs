@@ -81,7 +81,7 @@ fn names_too_long_for_their_log_files_are_refused_everywhere() {
         "1000",
     ]);
     assert!(
-        e.contains("241 bytes") && e.contains("at most 200 bytes"),
+        e.contains("241 bytes") && e.contains("at most 180 bytes"),
         "{e}"
     );
     env.file(
@@ -90,11 +90,11 @@ fn names_too_long_for_their_log_files_are_refused_everywhere() {
     );
     let e = env.fail(&["start", "eco.json"]);
     assert!(
-        e.contains("apps[0].name") && e.contains("at most 200 bytes"),
+        e.contains("apps[0].name") && e.contains("at most 180 bytes"),
         "{e}"
     );
     env.ok(&["ping"]);
-    api_refuses(&env, &sleeper_spec(&long, &json!({})), "at most 200 bytes");
+    api_refuses(&env, &sleeper_spec(&long, &json!({})), "at most 180 bytes");
     assert!(env.list().is_empty());
     assert_eq!(env.log_file_names(), Vec::<String>::new());
 }
@@ -102,7 +102,7 @@ fn names_too_long_for_their_log_files_are_refused_everywhere() {
 #[test]
 fn the_longest_name_accepted_gets_its_logs_and_their_rotations() {
     let env = TestEnv::new();
-    let name = "n".repeat(200);
+    let name = "n".repeat(bm2_types::limits::MAX_NAME_BYTES);
     env.script(
         "chatty.sh",
         "i=0\nwhile [ $i -lt 100 ]; do echo \"line $i 0123456789012345678901234567890123456789\"; \

@@ -94,13 +94,15 @@ fn remove_in(dir: &Path, names: &HashSet<String>) -> usize {
 pub fn rotated_from(name: &str) -> &str {
     let numbered = |s: &'static str, n: &str| -> Option<usize> {
         let (head, tail) = n.rsplit_once(s)?;
-        (!tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit())).then_some(head.len())
+        (!tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit() || b == b'-'))
+            .then_some(head.len())
     };
     if let Some(end) = numbered(".rotating-", name) {
         return &name[..end];
     }
     let unzipped = name
-        .strip_suffix(".gz.tmp")
+        .strip_suffix(".compressing")
+        .or_else(|| name.strip_suffix(".gz.tmp"))
         .or_else(|| name.strip_suffix(".gz"))
         .unwrap_or(name);
     numbered(".", unzipped).map_or(name, |end| &name[..end])
@@ -171,7 +173,8 @@ mod tests {
             live.clone(),
             rotated_name(&live, 1, false),
             rotated_name(&live, 2, true),
-            pending_name(&live, 9),
+            pending_name(&live),
+            crate::logs::rotate::compressing_name(&live),
             PathBuf::from(format!("{}.tmp", rotated_name(&live, 1, true).display())),
         ];
         let kept = [
@@ -204,7 +207,11 @@ mod tests {
         files.extend(owned_paths(&home, &s, ProcId::MAX, 2));
         let mut all = vec![home.app_pid_file(&name, ProcId::MAX)];
         for f in &files {
-            all.push(pending_name(f, u64::MAX));
+            all.push(crate::logs::rotate::parked_name(
+                f,
+                9_999_999_999_999,
+                u64::MAX,
+            ));
             all.push(PathBuf::from(format!(
                 "{}.tmp",
                 rotated_name(f, u32::MAX, true).display()

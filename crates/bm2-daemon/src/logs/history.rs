@@ -289,7 +289,7 @@ mod tests {
         let hub = Arc::new(LogHub::new(LogDefaults::default()));
         let inst = instance(&hub, dir.path(), 0);
         let err = take(&hub, std::slice::from_ref(&inst), &request(MAX_LINES + 1)).unwrap_err();
-        assert_eq!(err.code, "bad_request");
+        assert_eq!(err.code, bm2_types::ErrorCode::BadRequest);
         let body = (0..100_000).fold(String::new(), |mut s, i| {
             use std::fmt::Write as _;
             let _ = writeln!(s, "{i:09}");

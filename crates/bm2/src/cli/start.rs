@@ -16,7 +16,7 @@ use super::report;
 pub struct StartArgs {
     /// Script, binary or command to run (a file, or a program on PATH), an ecosystem file, or - for a JSON config on stdin
     pub script: String,
-    /// Process name (default: the script's file name without extension; at most 200 bytes)
+    /// Process name (default: the script's file name without extension; at most 180 bytes)
     #[arg(short = 'n', long)]
     pub name: Option<String>,
     /// Working directory (default: the current directory)
