@@ -234,9 +234,15 @@ impl ProcessManager {
         }
         self.shared.persist.flush().await;
         handles.sort_by_key(|(h, _)| h.inst.id);
+        let notices = if reload {
+            reload_notices(restarted.iter().map(|(h, _, _)| h))
+        } else {
+            Vec::new()
+        };
         Ok(ActionResponse {
             processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
             errors,
+            notices,
         })
     }
 
@@ -322,6 +328,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors: failures,
+            notices: Vec::new(),
         })
     }
 
@@ -341,6 +348,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors,
+            notices: reload_notices(&handles),
         })
     }
 
@@ -418,6 +426,7 @@ impl ProcessManager {
             return Ok(ActionResponse {
                 processes: added.iter().map(|h| self.summary(h)).collect(),
                 errors,
+                notices: Vec::new(),
             });
         }
         let removed: Vec<Handle> = existing.split_off(target);
@@ -466,7 +475,11 @@ impl ProcessManager {
             }
         }
         self.shared.persist.flush().await;
-        Ok(ActionResponse { processes, errors })
+        Ok(ActionResponse {
+            processes,
+            errors,
+            notices: Vec::new(),
+        })
     }
 
     /// Stops the instances named by `targets`; with `stop_watching`, their file watching is
@@ -502,6 +515,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors,
+            notices: Vec::new(),
         })
     }
 
@@ -647,6 +661,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
             errors,
+            notices: Vec::new(),
         })
     }
 
@@ -944,6 +959,14 @@ fn validate(spec: &AppSpec) -> Result<(), ApiError> {
 }
 
 /// Sends a command to each actor and waits for all replies; returns the failures.
+/// What the last reload of each of `handles` said when it had to be a restart.
+fn reload_notices<'a>(handles: impl IntoIterator<Item = &'a Handle>) -> Vec<String> {
+    handles
+        .into_iter()
+        .filter_map(|h| h.view.borrow().reload_notice.clone())
+        .collect()
+}
+
 async fn send_all(handles: &[Handle], make: impl Fn(Reply) -> Command) -> Vec<ApiError> {
     let mut pending = Vec::with_capacity(handles.len());
     for h in handles {

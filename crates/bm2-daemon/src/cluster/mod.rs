@@ -3,7 +3,10 @@
 
 pub mod balancer;
 pub mod channels;
+pub mod handoff;
 pub mod ipc;
+pub mod listen_pid;
+pub mod listeners;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +20,8 @@ pub use channels::Event;
 
 use crate::logs::lock;
 
-/// The Node/Bun preload that redirects a hard-coded `listen(port)` to the private port.
+/// The Node/Bun preload that redirects a hard-coded `listen(port)` to the private port (cluster
+/// mode), or `listen(PORT)` to the socket bm2 holds (fork mode).
 const SHIM: &str = include_str!("shim.cjs");
 
 /// The balancers of every cluster app.
