@@ -137,7 +137,7 @@ struct Stats {
 }
 
 /// Longest a load runs.
-const LOAD_BOUND: Duration = Duration::from_secs(60);
+const LOAD_BOUND: Duration = Duration::from_mins(1);
 
 /// Threads sending requests in a loop to some ports until [`Load::finish`] (or [`LOAD_BOUND`]).
 struct Load {
@@ -297,6 +297,8 @@ fn node_fork_reload_under_load_refuses_no_connection() {
         "fork",
         "--port",
         &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
     ]);
     let pids = online_pids(&env, "web", 2);
     wait_answer(port, &pids[..1]);
@@ -304,7 +306,10 @@ fn node_fork_reload_under_load_refuses_no_connection() {
     assert!(env.list().iter().all(|p| p["exec_mode"] == "fork"));
     let stats = reload_under_load(&env, "web", 2, &[port, port + 1], 3);
     assert_no_failures(&stats, "3 fork-mode reloads of a Node app");
-    assert!(stats.pids.len() >= 4, "old and new processes answered: {stats:?}");
+    assert!(
+        stats.pids.len() >= 4,
+        "old and new processes answered: {stats:?}"
+    );
     // Each instance still serves its own port.
     let now = online_pids(&env, "web", 2);
     assert_eq!(get_pid(port).ok(), Some(now[0]));
@@ -321,6 +326,8 @@ fn python_socket_activation_reload_under_load_refuses_no_connection() {
         "activated.py",
         "--port",
         &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
         "--socket-activation",
         "--min-uptime",
         "300",
@@ -346,7 +353,14 @@ fn python_binding_its_port_itself_gets_a_reload_that_says_it_is_a_restart() {
     let port = free_port();
     let slow = env.path("slow");
     env.file("own.py", &py_own_port(&slow));
-    env.ok(&["start", "own.py", "--port", &port.to_string()]);
+    env.ok(&[
+        "start",
+        "own.py",
+        "--port",
+        &port.to_string(),
+        "--listen-timeout",
+        "20000",
+    ]);
     let old = online_pids(&env, "own", 1);
     wait_answer(port, &old);
     // The new process takes a second to bind: the reload returns only once it listens.
@@ -358,9 +372,8 @@ fn python_binding_its_port_itself_gets_a_reload_that_says_it_is_a_restart() {
             && stdout.contains(&format!("listens on port {port} itself")),
         "the reload says it is a restart:\n{stdout}"
     );
-    let new = get_pid(port).unwrap_or_else(|e| {
-        panic!("the new process answers as soon as reload returns: {e:?}")
-    });
+    let new = get_pid(port)
+        .unwrap_or_else(|e| panic!("the new process answers as soon as reload returns: {e:?}"));
     assert!(!old.contains(&new), "{old:?} -> {new}");
     assert!(!alive(old[0]));
     let d = env.describe("own");
@@ -398,6 +411,8 @@ setTimeout(() => {{
         "late.js",
         "--port",
         &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
         "--listen-timeout",
         "20000",
     ]);
@@ -419,7 +434,8 @@ setTimeout(() => {{
     assert!(
         at(format!("listening {new}")).is_some()
             && at(format!("listening {new}")) < at(format!("exit {old}")),
-        "the old process is stopped only once the new one listens: {log}"
+        "the old process is stopped only once the new one listens: {log}\ndaemon log:\n{}",
+        fs::read_to_string(env.home_path().join("daemon.log")).unwrap_or_default()
     );
     assert!(
         took >= Duration::from_millis(1400),
@@ -442,7 +458,14 @@ require('http').createServer((q, s) => s.end(String(process.pid))).listen(proces
             broken = broken.display().to_string()
         ),
     );
-    env.ok(&["start", "fragile.js", "--port", &port.to_string()]);
+    env.ok(&[
+        "start",
+        "fragile.js",
+        "--port",
+        &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
+    ]);
     let old = online_pids(&env, "fragile", 1);
     wait_answer(port, &old);
     fs::write(&broken, "").unwrap();
@@ -458,41 +481,145 @@ require('http').createServer((q, s) => s.end(String(process.pid))).listen(proces
     assert_eq!(online_pids(&env, "fragile", 1), old);
 }
 
-#[test]
-fn a_node_app_that_binds_a_host_of_its_own_is_reloaded_by_a_restart() {
-    let env = TestEnv::new();
+/// Starts `script` (a Node app in the work directory) in fork mode on a free port; its name,
+/// port and pid once online.
+fn start_node(env: &TestEnv, script: &str, body: &str) -> (String, u16, u32) {
     let port = free_port();
-    env.file(
-        "local.js",
-        "require('http').createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT, '127.0.0.1');\n",
-    );
-    env.ok(&["start", "local.js", "--port", &port.to_string()]);
-    let old = online_pids(&env, "local", 1);
-    wait_answer(port, &old);
-    let out = env.ok(&["reload", "local"]);
-    assert!(out.contains("reloaded by a restart"), "{out}");
-    let new = get_pid(port).expect("the new process listens when reload returns");
-    assert!(!old.contains(&new));
+    env.file(script, body);
+    env.ok(&[
+        "start",
+        script,
+        "--port",
+        &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
+        "--listen-timeout",
+        "20000",
+    ]);
+    let name = script.trim_end_matches(".js").to_string();
+    let pid = online_pids(env, &name, 1)[0];
+    (name, port, pid)
 }
 
 #[test]
-fn a_node_app_with_a_port_it_never_listens_on_reloads_at_once() {
+fn node_apps_that_do_not_take_bm2s_socket_reload_as_before_or_say_it_is_a_restart() {
     let env = TestEnv::new();
-    let port = free_port();
-    env.file("worker.js", "setInterval(() => {}, 1000);\n");
-    env.ok(&["start", "worker.js", "--port", &port.to_string()]);
-    let old = online_pids(&env, "worker", 1);
+    // Binds a host of its own choosing: its own socket, so the reload is a restart.
+    let (local, port, old) = start_node(
+        &env,
+        "local.js",
+        "require('http').createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT, 'localhost');\n",
+    );
+    wait_answer(port, &[old]);
+    let out = env.ok(&["reload", &local]);
+    assert!(out.contains("reloaded by a restart"), "{out}");
+    let new = get_pid(port).expect("the new process listens when reload returns");
+    assert_ne!(new, old);
+    // A process it starts listens on $PORT: the child binds it (bm2's socket is not the
+    // child's descriptor 3), and the reload is a restart too.
+    let child = env.path("child.js");
+    env.file(
+        "child.js",
+        "require('http').createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT);\n",
+    );
+    let (launcher, port, _) = start_node(
+        &env,
+        "launcher.js",
+        &format!(
+            "require('child_process').fork({child:?}).on('exit', (c) => process.exit(c || 1));\n",
+            child = child.display().to_string()
+        ),
+    );
+    let first = common::wait_for("the child to answer", DEADLINE, || get_pid(port).ok());
+    let out = env.ok(&["reload", &launcher]);
+    assert!(out.contains("reloaded by a restart"), "{out}");
+    let second = get_pid(port).expect("the new child listens when reload returns");
+    assert_ne!(first, second);
+    // Never listens on its port: nothing to wait for, nothing to say.
+    let (worker, port, old) = start_node(&env, "worker.js", "setInterval(() => {}, 1000);\n");
     let started = Instant::now();
-    let out = env.ok(&["reload", "worker"]);
+    let out = env.ok(&["reload", &worker]);
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "nothing to wait for ({:?})",
         started.elapsed()
     );
     assert!(!out.contains("restart"), "{out}");
-    assert_ne!(online_pids(&env, "worker", 1), old);
-    // bm2 holds the port for the app but nothing listens on it, so an app may bind it itself.
+    assert_ne!(online_pids(&env, &worker, 1)[0], old);
+    // bm2 holds the port for the app, but nothing listens on it until the app does.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn a_socket_activated_reload_whose_new_process_exits_keeps_the_old_one_serving() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let broken = env.path("broken");
+    env.file(
+        "activated.py",
+        &format!(
+            "import os, sys\nif os.path.exists({broken:?}):\n    sys.exit('bad release')\n{PY_ACTIVATED}",
+            broken = broken.display().to_string()
+        ),
+    );
+    env.ok(&[
+        "start",
+        "activated.py",
+        "--port",
+        &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
+        "--socket-activation",
+        "--min-uptime",
+        "500",
+    ]);
+    let old = online_pids(&env, "activated", 1);
+    wait_answer(port, &old);
+    fs::write(&broken, "").unwrap();
+    let load = Load::start(&[port]);
+    load.wait_requests(20);
+    let (ok, stdout, stderr) = env.output(&["reload", "activated"]);
+    assert!(!ok, "the reload fails:\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("did not become ready"), "{stderr}");
+    load.wait_requests(20);
+    let stats = load.finish();
+    assert_no_failures(&stats, "a failed reload");
+    assert_eq!(stats.pids, set(&old), "the old process served throughout");
+}
+
+#[test]
+fn after_a_daemon_crash_the_app_keeps_its_socket_and_gets_it_back_from_the_new_daemon() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("activated.py", PY_ACTIVATED);
+    env.ok(&[
+        "start",
+        "activated.py",
+        "--port",
+        &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
+        "--socket-activation",
+        "--min-uptime",
+        "300",
+    ]);
+    let old = online_pids(&env, "activated", 1);
+    wait_answer(port, &old);
+    let daemon = env.daemon_pid().expect("daemon pid");
+    common::kill_pid(daemon, "KILL");
+    common::wait_for("the daemon to die", DEADLINE, || {
+        (!alive(daemon)).then_some(())
+    });
+    // The app holds the socket itself: it serves without the daemon.
+    assert_eq!(get_pid(port).ok(), Some(old[0]));
+    // The next command starts a new daemon, which restores the app with a socket of its own.
+    let new = common::wait_for("the app to be restored", DEADLINE, || {
+        let pids = online_pids(&env, "activated", 1);
+        (pids != old).then_some(pids)
+    });
+    wait_answer(port, &new);
+    let stats = reload_under_load(&env, "activated", 1, &[port], 1);
+    assert_no_failures(&stats, "a reload after a daemon crash");
 }
 
 #[test]
@@ -517,7 +644,8 @@ fn socket_activation_errors_clearly_where_it_cannot_work() {
         "127.0.0.1",
     ]);
     assert!(
-        !ok && format!("{stdout}{stderr}").contains(&format!("cannot listen on 127.0.0.1 port {port}")),
+        !ok && format!("{stdout}{stderr}")
+            .contains(&format!("cannot listen on 127.0.0.1 port {port}")),
         "a port in use:\nstdout: {stdout}\nstderr: {stderr}"
     );
     env.ok(&["delete", "all"]);

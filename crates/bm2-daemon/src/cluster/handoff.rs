@@ -64,8 +64,10 @@ impl HeldSocket {
             Some(ip) => bind_to(SocketAddr::new(ip, wanted.port))?,
             // All interfaces, as Node's `listen(port)` and systemd's `ListenStream=port` do:
             // IPv6 and IPv4 on one socket, or IPv4 alone where the host has no IPv6.
-            None => match bind_to(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), wanted.port))
-            {
+            None => match bind_to(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                wanted.port,
+            )) {
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -121,10 +123,7 @@ impl HeldSocket {
             ("BM2_LISTEN_PORT", self.wanted.port.to_string()),
             (
                 "BM2_LISTEN_HOST",
-                self.wanted
-                    .host
-                    .map(|h| h.to_string())
-                    .unwrap_or_default(),
+                self.wanted.host.map(|h| h.to_string()).unwrap_or_default(),
             ),
         ];
         if self.wanted.kind == Kind::Activation {

@@ -37,7 +37,10 @@ pub fn parse_table(text: &str) -> impl Iterator<Item = Listener> + '_ {
 
 /// The inode of a `/proc/<pid>/fd` link target, when it is a socket (`socket:[123]`).
 pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// The listening TCP sockets of the network namespace `pid` is in, by inode.

@@ -1,5 +1,7 @@
 //! Cluster mode: one balancer per app on its public port, and the channels through which
-//! instances say they are ready.
+//! instances say they are ready. Fork mode with a port: the listening socket bm2 holds for each
+//! instance and hands to its processes (`handoff`, `listen_pid`), and which process tree listens
+//! on which port (`listeners`).
 
 pub mod balancer;
 pub mod channels;

@@ -100,8 +100,13 @@ if (process.env.BM2_CLUSTER === 'true' && privatePort > 0 && typeof process.send
 
 const heldFd = Number(process.env.BM2_LISTEN_FD);
 const heldPort = Number(process.env.BM2_LISTEN_PORT);
+const heldHost = process.env.BM2_LISTEN_HOST || '';
 if (process.env.BM2_CLUSTER !== 'true' && heldFd >= 3 && heldPort > 0) {
-  const heldHost = process.env.BM2_LISTEN_HOST || '';
+  // The descriptor is this process's: processes it starts (which inherit the preload) must not
+  // take whatever their descriptor of that number is.
+  delete process.env.BM2_LISTEN_FD;
+  delete process.env.BM2_LISTEN_PORT;
+  delete process.env.BM2_LISTEN_HOST;
   const anyHost = (h) => h === undefined || h === null || h === '' || h === '::' || h === '0.0.0.0' || h === '::0';
   const listen = net.Server.prototype.listen;
   let adopted = false;
@@ -141,9 +146,10 @@ if (process.env.BM2_CLUSTER !== 'true' && heldFd >= 3 && heldPort > 0) {
     const redirect = w !== undefined && w.port === heldPort && (anyHost(w.host) || (heldHost !== '' && w.host === heldHost));
     if (!own && !redirect) return listen.apply(this, args);
     adopted = true;
+    // Reported once the app's own 'listening' callbacks have run.
     this.once('listening', () => {
       drainOn(this);
-      send({ type: 'bm2:listening' });
+      setImmediate(() => send({ type: 'bm2:listening' }));
     });
     if (own) return listen.apply(this, args);
     const callback = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;

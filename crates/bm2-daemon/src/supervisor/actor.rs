@@ -508,7 +508,9 @@ impl Actor {
             return Ok(());
         }
         self.socket = None;
-        let host = wanted.host.map_or_else(|| "*".to_string(), |h| h.to_string());
+        let host = wanted
+            .host
+            .map_or_else(|| "*".to_string(), |h| h.to_string());
         match HeldSocket::bind(wanted) {
             Ok(socket) => self.socket = Some(socket),
             Err(e) if wanted.kind == handoff::Kind::NodeShim => {

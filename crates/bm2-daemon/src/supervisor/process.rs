@@ -261,7 +261,8 @@ pub fn spawn(
         }
     }
     if socket_kind == Some(handoff::Kind::Activation) {
-        crate::cluster::listen_pid::exec_with_listen_pid(&mut cmd).map_err(os_err("socket activation"))?;
+        crate::cluster::listen_pid::exec_with_listen_pid(&mut cmd)
+            .map_err(os_err("socket activation"))?;
     }
     let mut child = shared
         .table

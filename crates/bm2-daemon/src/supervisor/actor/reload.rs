@@ -98,11 +98,7 @@ impl Actor {
     /// The ports the old process tree listens on through sockets its replacement would not
     /// share: every listening socket but the one bm2 holds, when the replacement gets that one
     /// too. None when there is no such port.
-    async fn ports_in_the_way(
-        &self,
-        old: &Running,
-        plan: &process::Plan,
-    ) -> Option<BTreeSet<u16>> {
+    async fn ports_in_the_way(&self, old: &Running, plan: &process::Plan) -> Option<BTreeSet<u16>> {
         let shared = self
             .socket
             .as_ref()
@@ -171,18 +167,25 @@ impl Actor {
             "not_ready",
             match pid {
                 Some(pid) => format!(
-                    "{notice} The new process (pid {pid}) does not listen on port {} after listen_timeout ({} ms).",
+                    "{name}: reloaded by a restart, but the new process (pid {pid}) does not listen on port {} after listen_timeout ({} ms)",
                     wanted[0],
                     timeout.as_millis()
                 ),
-                None => format!("{notice} The new process exited before it listened."),
+                None => format!(
+                    "{name}: reloaded by a restart, but the new process exited before it listened"
+                ),
             },
         ))
     }
 
     /// Waits until the current process tree listens on one of `ports` through a socket other
     /// than `except`; false when the process exits first or `timeout` passes.
-    async fn wait_listening(&mut self, ports: &[u16], except: Option<u64>, timeout: Duration) -> bool {
+    async fn wait_listening(
+        &mut self,
+        ports: &[u16],
+        except: Option<u64>,
+        timeout: Duration,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let Some(run) = self.child.as_mut() else {
