@@ -115,8 +115,9 @@ impl Actor {
 
     /// Reloads by stopping the old process and then starting the new one, saying so (the
     /// reply, the instance's last restart, the daemon log), and waits until the new process
-    /// listens on the app's port (or, for an app without one, on one of the ports the old one
-    /// listened on) through a socket of its own.
+    /// listens on the app's port through a socket of its own: an error when it does not within
+    /// `listen_timeout`. An app without a port (or one whose port was not in the way) is waited
+    /// for until it listens on one of the old ports, at most `listen_timeout`.
     async fn reload_by_restart(&mut self, ports: &BTreeSet<u16>) -> Result<(), ApiError> {
         let name = self.inst.display_name();
         let list = ports
@@ -154,15 +155,19 @@ impl Actor {
             .filter(|s| s.is_listening())
             .map(HeldSocket::inode);
         self.fresh_start()?;
-        let wanted: Vec<u16> = match self.instance_port() {
-            Some(p) if ports.contains(&p) => vec![p],
-            _ => ports.iter().copied().collect(),
-        };
+        // The app's port must come back; without one, any of the old ports says the app is up
+        // again, but the app may as well have listened on ports the system chose.
+        let port = self.instance_port().filter(|p| ports.contains(p));
+        let wanted: Vec<u16> = port.map_or_else(|| ports.iter().copied().collect(), |p| vec![p]);
         let timeout = Duration::from_millis(self.spec.listen_timeout);
         if self.wait_listening(&wanted, preheld, timeout).await {
             return Ok(());
         }
         let pid = self.child.as_ref().map(|r| r.pid);
+        if port.is_none() && pid.is_some() {
+            tracing::info!(id = self.inst.id, ports = %list, "after a reload by restart, the new process does not listen on the old ports");
+            return Ok(());
+        }
         Err(ApiError::new(
             "not_ready",
             match pid {
