@@ -13,7 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 /// the environment: the pid is only known after fork, and Rust's `Command` fixes the
 /// environment before. Everything the child needs is prepared here, so that the child only
 /// writes digits into a buffer and calls `execve` (no allocation after fork). Must be the last
-/// `pre_exec` step of `cmd`, after its environment is complete.
+/// `pre_exec` step of `cmd`, after its environment is complete; the command's environment must
+/// have been cleared (`env_clear`), so that the variables it sets are the whole environment.
 pub fn exec_with_listen_pid(cmd: &mut tokio::process::Command) -> io::Result<()> {
     let std = cmd.as_std();
     let program = cstring(std.get_program())?;
@@ -96,8 +97,7 @@ impl Exec {
         unsafe {
             let pid = libc::getpid().unsigned_abs();
             let entry = std::slice::from_raw_parts_mut(self.pid_entry, PID_ENTRY_LEN);
-            let len = write_entry(entry, pid);
-            debug_assert!(len < PID_ENTRY_LEN);
+            write_entry(entry, pid);
             // As Rust's own spawn does: the child starts with no blocked signal and default
             // SIGPIPE handling (the daemon ignores SIGPIPE).
             let mut set = std::mem::zeroed::<libc::sigset_t>();
