@@ -115,6 +115,10 @@ pub struct RawApp {
     /// Ask the app to stop with a `shutdown` message before signals.
     #[serde(alias = "shutdownWithMessage")]
     pub shutdown_with_message: Option<bool>,
+    /// Fork mode with a port: hand each process the port's listening socket by systemd socket
+    /// activation (`LISTEN_FDS`, fd 3), for reloads without a gap.
+    #[serde(alias = "socketActivation")]
+    pub socket_activation: Option<bool>,
     /// Restart when files change: `true` (the app's directory), a path, or paths (relative to
     /// `cwd`).
     pub watch: Option<Watch>,
@@ -254,6 +258,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("wait_ready", &["waitReady"]),
     ("listen_timeout", &["listenTimeout"]),
     ("shutdown_with_message", &["shutdownWithMessage"]),
+    ("socket_activation", &["socketActivation"]),
     ("watch", &[]),
     ("ignore_watch", &["ignoreWatch"]),
     ("watch_delay", &["watchDelay"]),

@@ -119,6 +119,7 @@ pub fn resolve(
         wait_ready: raw.wait_ready.unwrap_or(d.wait_ready),
         listen_timeout: ms(raw.listen_timeout, d.listen_timeout),
         shutdown_with_message: raw.shutdown_with_message.unwrap_or(d.shutdown_with_message),
+        socket_activation: raw.socket_activation.unwrap_or(d.socket_activation),
         watch: raw.watch.map(|w| w.0).unwrap_or_default(),
         ignore_watch: raw.ignore_watch.map_or(d.ignore_watch, |l| l.0),
         watch_delay: ms(raw.watch_delay, d.watch_delay),

@@ -314,6 +314,7 @@ fn every_key_of_the_full_fixture_takes_effect() {
     assert!(a.wait_ready);
     assert_eq!(a.listen_timeout, 8000);
     assert!(a.shutdown_with_message);
+    assert!(a.socket_activation);
     assert_eq!(a.watch, ["srv", "lib"]);
     assert_eq!(a.ignore_watch, ["node_modules", "*.log"]);
     assert_eq!(a.watch_delay, 2000);

@@ -90,10 +90,6 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     let _lock = lock(&home)?;
     fs::write(home.pid_file(), std::process::id().to_string())
         .map_err(io_err(format!("write {}", home.pid_file().display())))?;
-    // The socket exists as soon as the lock is held: a command that finds the lock held but no
-    // socket knows that the socket was removed, not that the daemon is still restoring.
-    // Connections made while the apps are restored wait in the socket's backlog.
-    let listener = bind(&home.socket())?;
     raise_fd_limit();
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         tracing::warn!(error = %e, "cannot become a child subreaper; double-forked processes may escape");
@@ -103,7 +99,14 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         opts.sample_interval,
         opts.log_defaults.clone(),
     );
-    let restored = manager.restore().await?;
+    // A state file this daemon cannot use is reported before it listens, so the command that
+    // started it gets the reason instead of a closed connection.
+    let state = manager.load_state()?;
+    // The socket exists as soon as the state is read: a command that finds the lock held but
+    // no socket knows that the socket was removed, not that the daemon is still restoring.
+    // Connections made while the apps are restored wait in the socket's backlog.
+    let listener = bind(&home.socket())?;
+    let restored = manager.restore_state(state).await;
     if !restored.processes.is_empty() {
         tracing::info!(count = restored.processes.len(), "restored processes");
     }

@@ -264,6 +264,10 @@ pub struct ActionResponse {
     /// Failures for individual instances; the others were still acted on.
     #[serde(default)]
     pub errors: Vec<ApiError>,
+    /// What the user should know about an action that succeeded, such as a reload that had to
+    /// be a restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<String>,
 }
 
 /// Liveness and identity of the daemon.

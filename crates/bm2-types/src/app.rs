@@ -110,6 +110,10 @@ pub struct AppSpec {
     pub listen_timeout: u64,
     /// Ask the app to stop with PM2's `shutdown` message before signals.
     pub shutdown_with_message: bool,
+    /// Fork mode with a port: bm2 holds the listening socket of each instance's port and hands
+    /// it to every process by systemd socket activation (`LISTEN_FDS`, fd 3), so that a reload
+    /// overlaps the old and new processes on one socket.
+    pub socket_activation: bool,
     /// Paths whose changes restart the app, relative to `cwd` (empty: not watched; `.`: `cwd`).
     pub watch: Vec<String>,
     /// Globs of paths never watched: a pattern without `/` matches a file or directory name at
@@ -197,6 +201,7 @@ impl Default for AppSpec {
             wait_ready: false,
             listen_timeout: 3000,
             shutdown_with_message: false,
+            socket_activation: false,
             watch: Vec::new(),
             ignore_watch: DEFAULT_IGNORE_WATCH
                 .iter()

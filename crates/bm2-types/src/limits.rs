@@ -156,7 +156,7 @@ mod tests {
         let e = check(&app(&"a".repeat(MAX_NAME_BYTES + 1))).unwrap_err();
         assert_eq!(e.key, "name");
         assert!(
-            e.message.contains("201 bytes") && e.message.contains("at most 200 bytes"),
+            e.message.contains("181 bytes") && e.message.contains("at most 180 bytes"),
             "{e}"
         );
         // Bytes, not characters: 101 two-byte characters are 202 bytes.

@@ -16,6 +16,8 @@ pub enum Event {
     Ready,
     /// It listens (through bm2's shim) in place of this public port.
     Listen(u16),
+    /// It listens (through bm2's shim) on the socket bm2 holds for its port (fork mode).
+    Listening,
 }
 
 /// Binds a `NOTIFY_SOCKET` at `path` for the child; `READY=1` arrives on `events`. The socket

@@ -15,7 +15,7 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use command_fds::{CommandFdExt, FdMapping};
+use command_fds::FdMapping;
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
@@ -23,9 +23,6 @@ use tokio::sync::mpsc;
 use super::balancer::Balancer;
 use super::channels::Event;
 use crate::logs::lock;
-
-/// File descriptor number of the IPC channel in the child, as Node expects in `NODE_CHANNEL_FD`.
-const CHILD_FD: i32 = 3;
 
 /// Connections handed to a worker that it has not acknowledged yet, at most: a worker that
 /// falls behind gets its next connections through the proxy.
@@ -41,6 +38,10 @@ pub struct Ipc {
     out: Mutex<Outbox>,
     /// The shim serves handed connections.
     handoff: AtomicBool,
+    /// The shim listens on the socket bm2 holds for the app's port (fork mode).
+    listening: AtomicBool,
+    /// The shim no longer accepts on that socket and its connections have closed.
+    drained: AtomicBool,
     /// The channel is open.
     alive: AtomicBool,
     /// Connections the worker has acknowledged.
@@ -57,20 +58,20 @@ struct Outbox {
     unacked: VecDeque<std::net::TcpStream>,
 }
 
-/// Gives the child an IPC channel on fd 3 (`NODE_CHANNEL_FD`); what it says arrives on
-/// `events`.
+/// Gives the child an IPC channel on descriptor `child_fd` (`NODE_CHANNEL_FD`); what it says
+/// arrives on `events`. The returned mapping puts the child's end in place (see
+/// `command_fds`); the caller applies it with the command's other descriptors.
 pub fn attach(
     cmd: &mut tokio::process::Command,
     events: mpsc::UnboundedSender<Event>,
-) -> io::Result<Arc<Ipc>> {
+    child_fd: i32,
+) -> io::Result<(Arc<Ipc>, FdMapping)> {
     let (ours, theirs) = StdUnixStream::pair()?;
-    cmd.as_std_mut()
-        .fd_mappings(vec![FdMapping {
-            parent_fd: theirs.into(),
-            child_fd: CHILD_FD,
-        }])
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    cmd.env("NODE_CHANNEL_FD", CHILD_FD.to_string())
+    let mapping = FdMapping {
+        parent_fd: theirs.into(),
+        child_fd,
+    };
+    cmd.env("NODE_CHANNEL_FD", child_fd.to_string())
         .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
     ours.set_nonblocking(true)?;
     let reader = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
@@ -80,13 +81,15 @@ pub fn attach(
             unacked: VecDeque::new(),
         }),
         handoff: AtomicBool::new(false),
+        listening: AtomicBool::new(false),
+        drained: AtomicBool::new(false),
         alive: AtomicBool::new(true),
         handed: AtomicU64::new(0),
         closed: AtomicU64::new(0),
         balancer: Mutex::new(Weak::new()),
     });
     tokio::spawn(read_loop(reader, ipc.clone(), events));
-    Ok(ipc)
+    Ok((ipc, mapping))
 }
 
 /// Reads the process's messages until the channel closes.
@@ -104,6 +107,11 @@ async fn read_loop(
             }
             Some(Message::Ack) => ipc.acked(),
             Some(Message::Handoff) => ipc.handoff.store(true, Ordering::Relaxed),
+            Some(Message::Listening) => {
+                ipc.listening.store(true, Ordering::Relaxed);
+                let _ = events.send(Event::Listening);
+            }
+            Some(Message::Drained) => ipc.drained.store(true, Ordering::Relaxed),
             Some(Message::Closed(n)) => {
                 ipc.closed.fetch_max(n, Ordering::Relaxed);
             }
@@ -128,6 +136,10 @@ enum Message {
     Ack,
     /// The shim serves handed connections.
     Handoff,
+    /// The shim listens on the socket bm2 holds for the app's port.
+    Listening,
+    /// The shim stopped accepting on that socket and its connections have closed.
+    Drained,
     /// The shim has closed this many handed connections in all.
     Closed(u64),
 }
@@ -147,6 +159,8 @@ fn parse_message(line: &str) -> Option<Message> {
             .and_then(|p| u16::try_from(p).ok())
             .map(|p| Message::Event(Event::Listen(p))),
         "bm2:handoff" => Some(Message::Handoff),
+        "bm2:listening" => Some(Message::Listening),
+        "bm2:drained" => Some(Message::Drained),
         "bm2:closed" => value["n"].as_u64().map(Message::Closed),
         _ => None,
     }
@@ -219,10 +233,22 @@ impl Ipc {
         unacked + handed.saturating_sub(self.closed.load(Ordering::Relaxed))
     }
 
+    /// True when the process listens on the socket bm2 holds for its port (fork mode).
+    pub fn listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
+    }
+
+    /// True once a draining process has stopped accepting and closed its connections, or has
+    /// closed its channel.
+    pub fn drained(&self) -> bool {
+        self.drained.load(Ordering::Relaxed) || !self.alive.load(Ordering::Relaxed)
+    }
+
     /// Tells the process to finish the requests it has and close its connections (each
-    /// response then carries `Connection: close`).
+    /// response then carries `Connection: close`); in fork mode it also stops accepting on the
+    /// socket bm2 holds, which its replacement serves.
     pub fn drain(&self) {
-        if self.handoff.load(Ordering::Relaxed) {
+        if self.handoff.load(Ordering::Relaxed) || self.listening.load(Ordering::Relaxed) {
             let _ = self.send(&serde_json::json!({ "cmd": "NODE_BM2_DRAIN" }));
         }
     }
@@ -273,6 +299,14 @@ mod tests {
         assert_eq!(
             parse_message(r#"{"type":"bm2:closed","n":7}"#),
             Some(Message::Closed(7))
+        );
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:listening"}"#),
+            Some(Message::Listening)
+        );
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:drained"}"#),
+            Some(Message::Drained)
         );
         assert_eq!(parse_message(r#"{"type":"other"}"#), None);
         assert_eq!(parse_message("garbage"), None);

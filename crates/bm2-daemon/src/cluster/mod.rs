@@ -1,9 +1,14 @@
 //! Cluster mode: one balancer per app on its public port, and the channels through which
-//! instances say they are ready.
+//! instances say they are ready. Fork mode with a port: the listening socket bm2 holds for each
+//! instance and hands to its processes (`handoff`, `listen_pid`), and which process tree listens
+//! on which port (`listeners`).
 
 pub mod balancer;
 pub mod channels;
+pub mod handoff;
 pub mod ipc;
+pub mod listen_pid;
+pub mod listeners;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,7 +22,8 @@ pub use channels::Event;
 
 use crate::logs::lock;
 
-/// The Node/Bun preload that redirects a hard-coded `listen(port)` to the private port.
+/// The Node/Bun preload that redirects a hard-coded `listen(port)` to the private port (cluster
+/// mode), or `listen(PORT)` to the socket bm2 holds (fork mode).
 const SHIM: &str = include_str!("shim.cjs");
 
 /// The balancers of every cluster app.

@@ -1,27 +1,36 @@
-// Preloaded by bm2 into the Node and Bun instances of a cluster app.
+// Preloaded by bm2 into the Node and Bun instances of a cluster app, and into the Node processes
+// of a fork-mode app with a port.
 //
-// An app that listens on a fixed port (`server.listen(3000)`) is made to listen on its private
-// port instead, and bm2 is told which public port it wanted, so that bm2's balancer serves that
-// port for all instances.
+// Cluster mode: an app that listens on a fixed port (`server.listen(3000)`) is made to listen on
+// its private port instead, and bm2 is told which public port it wanted, so that bm2's balancer
+// serves that port for all instances.
 //
 // Under Node, the server on the private port also takes connections that bm2 hands over the IPC
 // channel (Node's own handle passing, as in Node's cluster module): the worker then serves the
 // client's socket directly. bm2 is told how many of those connections have closed, and when bm2
 // drains this instance (reload, scale down), responses carry `Connection: close` so that
 // keep-alive clients reconnect to a new instance after their current request.
+//
+// Fork mode: bm2 holds the listening socket of the instance's port and passes it to every process
+// as descriptor BM2_LISTEN_FD. The first `listen(PORT)` (on all interfaces, or on bm2's
+// listen_host) listens on that descriptor instead of binding the port, so that the old and the new
+// process of a reload share one socket and no connection is refused between them. bm2 is told
+// when the process listens on it, and when bm2 drains it (reload), the server stops accepting
+// (its replacement takes the new connections), answers what it has with `Connection: close`, and
+// says when its connections are closed.
 'use strict';
 const net = require('net');
 const privatePort = Number(process.env.PORT);
+const asPort = (v) => (typeof v === 'number' || (typeof v === 'string' && /^\d+$/.test(v)) ? Number(v) : undefined);
+const send = (message) => {
+  try {
+    if (typeof process.send === 'function') process.send(message);
+  } catch (_) {
+    // The channel is gone: bm2 is stopping this process.
+  }
+};
 if (process.env.BM2_CLUSTER === 'true' && privatePort > 0 && typeof process.send === 'function') {
-  const send = (message) => {
-    try {
-      process.send(message);
-    } catch (_) {
-      // The channel is gone: bm2 is stopping this process.
-    }
-  };
   const listen = net.Server.prototype.listen;
-  const asPort = (v) => (typeof v === 'number' || (typeof v === 'string' && /^\d+$/.test(v)) ? Number(v) : undefined);
   const handoff = !process.versions.bun;
   let target = null;
   let closed = 0;
@@ -86,5 +95,66 @@ if (process.env.BM2_CLUSTER === 'true' && privatePort > 0 && typeof process.send
       takeConnections(this);
     });
     return listen.apply(this, args);
+  };
+}
+
+const heldFd = Number(process.env.BM2_LISTEN_FD);
+const heldPort = Number(process.env.BM2_LISTEN_PORT);
+const heldHost = process.env.BM2_LISTEN_HOST || '';
+if (process.env.BM2_CLUSTER !== 'true' && heldFd >= 3 && heldPort > 0) {
+  // The descriptor is this process's: processes it starts (which inherit the preload) must not
+  // take whatever their descriptor of that number is.
+  delete process.env.BM2_LISTEN_FD;
+  delete process.env.BM2_LISTEN_PORT;
+  delete process.env.BM2_LISTEN_HOST;
+  const anyHost = (h) => h === undefined || h === null || h === '' || h === '::' || h === '0.0.0.0' || h === '::0';
+  const listen = net.Server.prototype.listen;
+  let adopted = false;
+
+  // The port and host a `listen()` call asks for, when it asks for a TCP port.
+  const wanted = (args) => {
+    const first = args[0];
+    if (asPort(first) !== undefined) {
+      return { port: asPort(first), host: typeof args[1] === 'string' ? args[1] : undefined };
+    }
+    if (first && typeof first === 'object' && first.fd === undefined && first.path === undefined && first.handle === undefined && !first._handle) {
+      const port = asPort(first.port);
+      if (port !== undefined) return { port, host: first.host, backlog: first.backlog };
+    }
+    return undefined;
+  };
+
+  const drainOn = (server) => {
+    process.on('internalMessage', (message) => {
+      if (!message || message.cmd !== 'NODE_BM2_DRAIN') return;
+      server.prependListener('request', (req, res) => {
+        if (!res.headersSent) res.setHeader('Connection', 'close');
+      });
+      server.close(() => send({ type: 'bm2:drained' }));
+      if (typeof server.closeIdleConnections === 'function') {
+        server.closeIdleConnections();
+        setInterval(() => server.closeIdleConnections(), 50).unref();
+      }
+    });
+  };
+
+  net.Server.prototype.listen = function (...args) {
+    const first = args[0];
+    // An app that takes the socket itself (socket activation: `listen({ fd: 3 })`).
+    const own = !adopted && first !== null && typeof first === 'object' && Number(first.fd) === heldFd;
+    const w = adopted || own ? undefined : wanted(args);
+    const redirect = w !== undefined && w.port === heldPort && (anyHost(w.host) || (heldHost !== '' && w.host === heldHost));
+    if (!own && !redirect) return listen.apply(this, args);
+    adopted = true;
+    // Reported once the app's own 'listening' callbacks have run.
+    this.once('listening', () => {
+      drainOn(this);
+      setImmediate(() => send({ type: 'bm2:listening' }));
+    });
+    if (own) return listen.apply(this, args);
+    const callback = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
+    const backlog = w.backlog !== undefined ? w.backlog : (typeof args[1] === 'number' ? args[1] : typeof args[2] === 'number' ? args[2] : undefined);
+    const options = backlog !== undefined ? { fd: heldFd, backlog } : { fd: heldFd };
+    return callback ? listen.call(this, options, callback) : listen.call(this, options);
   };
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Action, ProcessManager, all};
+use super::{Action, ProcessManager, all, reload_notices};
 use crate::envs::{self, Vars};
 use crate::registry::Handle;
 use crate::supervisor::command::{Update, WatchChange};
@@ -48,6 +48,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors: failures,
+            notices: Vec::new(),
         })
     }
 
@@ -67,6 +68,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors,
+            notices: reload_notices(&handles),
         })
     }
 
@@ -93,7 +95,11 @@ impl ProcessManager {
                 .await;
                 let processes = handles.iter().map(|h| self.summary(h)).collect();
                 self.saved(&mut errors).await;
-                return Ok(ActionResponse { processes, errors });
+                return Ok(ActionResponse {
+                    processes,
+                    errors,
+                    notices: Vec::new(),
+                });
             }
             Action::Stop => all(&handles, Handle::stop).await,
             Action::Restart => all(&handles, |h| h.restart(None)).await,
@@ -103,6 +109,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors,
+            notices: Vec::new(),
         })
     }
 
@@ -136,6 +143,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors,
+            notices: Vec::new(),
         })
     }
 }

@@ -351,6 +351,14 @@ impl ProcessManager {
     }
 }
 
+/// What the last reload of each of `handles` said when it had to be a restart.
+fn reload_notices<'a>(handles: impl IntoIterator<Item = &'a Handle>) -> Vec<String> {
+    handles
+        .into_iter()
+        .filter_map(|h| h.view.borrow().reload_notice.clone())
+        .collect()
+}
+
 /// Calls every handle at once and waits for all: one result per handle, in order.
 async fn each<'a, F, Fut>(handles: &'a [Handle], call: F) -> Vec<Result<(), ApiError>>
 where

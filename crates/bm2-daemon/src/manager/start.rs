@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bm2_types::{ActionResponse, ApiError, AppSpec, IfExists, StartRequest};
 
-use super::{Action, MAX_INSTANCES, NewInstance, ProcessManager, all, each};
+use super::{Action, MAX_INSTANCES, NewInstance, ProcessManager, all, each, reload_notices};
 use crate::envs::{self, Vars};
 use crate::logs;
 use crate::registry::{Handle, Reservation};
@@ -143,9 +143,15 @@ impl ProcessManager {
         }
         self.saved(&mut errors).await;
         handles.sort_by_key(|(h, _)| h.inst.id);
+        let notices = if reload {
+            reload_notices(restarted.iter().map(|(h, _, _)| h))
+        } else {
+            Vec::new()
+        };
         Ok(ActionResponse {
             processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
             errors,
+            notices,
         })
     }
 
@@ -260,6 +266,7 @@ impl ProcessManager {
             return Ok(ActionResponse {
                 processes: added.iter().map(|h| self.summary(h)).collect(),
                 errors,
+                notices: Vec::new(),
             });
         }
         let removed: Vec<Handle> = existing.split_off(target);

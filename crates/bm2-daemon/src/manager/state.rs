@@ -61,6 +61,15 @@ impl ProcessManager {
     /// same ids and started again if they were meant to run. An unreadable state file is moved
     /// aside, and the next command tells the user.
     pub async fn restore(&self) -> Result<ActionResponse, persist::PersistError> {
+        let state = self.load_state()?;
+        Ok(self.restore_state(state).await)
+    }
+
+    /// Reads the state a previous daemon left (the first step of [`ProcessManager::restore`],
+    /// quick: the daemon does it before it listens, so that a file it cannot use is reported
+    /// to the command that started it). An unreadable file is moved aside and reported at the
+    /// next command; a file from a newer bm2 is an error.
+    pub fn load_state(&self) -> Result<StateFile, persist::PersistError> {
         let path = self.shared.home.state_file();
         let removed = persist::remove_stale_temps(&path);
         if removed > 0 {
@@ -84,6 +93,12 @@ impl ProcessManager {
             }
             Err(e) => return Err(e),
         };
+        Ok(state)
+    }
+
+    /// Stops what a previous daemon left of `state`, then registers its instances under the
+    /// same ids and starts those meant to run.
+    pub async fn restore_state(&self, state: StateFile) -> ActionResponse {
         let stopped = leftovers::stop(self.shared.home.root(), &state).await;
         if stopped.processes > 0 {
             tracing::info!(
@@ -95,7 +110,7 @@ impl ProcessManager {
         }
         self.registry.set_next_id(state.next_id);
         let restored = self.restore_instances(state.instances, false, None).await;
-        Ok(restored.unwrap_or_default())
+        restored.unwrap_or_default()
     }
 
     async fn restore_instances(
@@ -146,6 +161,7 @@ impl ProcessManager {
         Ok(ActionResponse {
             processes: handles.iter().map(|(h, _)| self.summary(h)).collect(),
             errors,
+            notices: Vec::new(),
         })
     }
 

@@ -16,6 +16,7 @@ use super::process::{self, Running};
 use super::spawn;
 use crate::Shared;
 use crate::cluster::Event;
+use crate::cluster::handoff::{self, HeldSocket};
 use crate::envs::{self, Vars};
 use crate::logs;
 use crate::procfs;
@@ -23,6 +24,7 @@ use crate::registry::{Handle, Instance};
 use crate::time::now_ms;
 use crate::triggers::{self, Triggers};
 
+mod reload;
 mod triggered;
 
 pub use super::command::{Command, History, InstanceView, Reply, Update, WatchChange};
@@ -37,6 +39,9 @@ struct Actor {
     policy: RestartPolicy,
     counters: Counters,
     child: Option<Running>,
+    /// The listening socket bm2 holds for the instance's port (fork mode), kept across
+    /// restarts and reloads and closed when the instance stops.
+    socket: Option<HeldSocket>,
     restart_at: Option<tokio::time::Instant>,
     ready_deadline: Option<tokio::time::Instant>,
     launches: u64,
@@ -76,6 +81,7 @@ pub fn spawn_actor(
         shared,
         spec,
         child: None,
+        socket: None,
         restart_at: None,
         ready_deadline: None,
         launches: 0,
@@ -136,6 +142,7 @@ impl Actor {
             Command::Stop(reply) => {
                 self.hold(true);
                 self.stop(None).await;
+                self.socket = None;
                 let _ = reply.send(Ok(()));
             }
             Command::Restart(update, reply) => {
@@ -153,16 +160,12 @@ impl Actor {
                 if let Some(update) = update {
                     self.apply(update);
                 }
-                let replaced = self.child.is_some();
-                let result = self.reload().await;
-                if replaced && result.is_ok() {
-                    self.note_restart(RestartReason::Manual, "reload requested");
-                }
-                let _ = reply.send(result);
+                let _ = reply.send(self.reload().await);
             }
             Command::Delete(reply) => {
                 self.hold(true);
                 self.stop(None).await;
+                self.socket = None;
                 let _ = reply.send(Ok(()));
                 return true;
             }
@@ -273,6 +276,8 @@ impl Actor {
         match self.launch() {
             Ok(()) => Ok(()),
             Err(e) => {
+                // Nothing serves the port: clients are refused rather than left waiting.
+                self.socket = None;
                 let message = format!("spawn failed: {e}");
                 tracing::warn!(id = self.inst.id, %message);
                 self.publish(|v| {
@@ -291,15 +296,66 @@ impl Actor {
     }
 
     fn launch(&mut self) -> Result<(), spawn::SpawnError> {
-        let started = self.start_process()?;
+        let plan = self.plan_process()?;
+        let started = self.start_planned(plan, process::Purpose::Run)?;
         self.adopt(started);
         Ok(())
     }
 
-    fn start_process(&mut self) -> Result<process::Started, spawn::SpawnError> {
-        self.launches += 1;
+    /// Works out how the next process starts, with the current options.
+    fn plan_process(&self) -> Result<process::Plan, spawn::SpawnError> {
         let base = self.view.borrow().base_env.clone();
-        process::start(&self.shared, &self.inst, &self.spec, &base, self.launches)
+        process::plan(&self.shared, &self.inst, &self.spec, &base)
+    }
+
+    /// Starts a planned process, with the listening socket its plan asks for.
+    fn start_planned(
+        &mut self,
+        plan: process::Plan,
+        purpose: process::Purpose,
+    ) -> Result<process::Started, spawn::SpawnError> {
+        self.hold_socket(plan.socket.as_ref())?;
+        self.launches += 1;
+        process::spawn(
+            &self.shared,
+            &self.inst,
+            &self.spec,
+            plan,
+            self.launches,
+            self.socket.as_ref(),
+            purpose,
+        )
+    }
+
+    /// Holds the listening socket `wanted` describes, keeping the one held when it is the same.
+    /// A Node app whose port cannot be held binds it itself, as without bm2; socket activation
+    /// cannot do without it.
+    fn hold_socket(&mut self, wanted: Option<&handoff::Wanted>) -> Result<(), spawn::SpawnError> {
+        let Some(wanted) = wanted else {
+            self.socket = None;
+            return Ok(());
+        };
+        if self.socket.as_ref().is_some_and(|s| s.wanted() == wanted) {
+            return Ok(());
+        }
+        self.socket = None;
+        let host = wanted
+            .host
+            .map_or_else(|| "*".to_string(), |h| h.to_string());
+        match HeldSocket::bind(wanted) {
+            Ok(socket) => self.socket = Some(socket),
+            Err(e) if wanted.kind == handoff::Kind::NodeShim => {
+                tracing::warn!(id = self.inst.id, port = wanted.port, error = %e,
+                    "cannot hold the app's port; the app binds it itself and reloads are restarts");
+            }
+            Err(e) => {
+                return Err(spawn::SpawnError::Socket(format!(
+                    "socket activation: cannot listen on {host} port {}: {e}",
+                    wanted.port
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Makes a started process the instance's current one.
@@ -425,61 +481,6 @@ impl Actor {
                 self.publish(|v| v.reason = Some(reason));
             }
         }
-    }
-
-    /// Replaces the current process without a gap: the new one starts, becomes ready and takes
-    /// new connections before the old one is drained and stopped. If the new one does not
-    /// become ready, it is stopped and the old one keeps serving.
-    async fn reload(&mut self) -> Result<(), ApiError> {
-        let Some(old) = self.child.take() else {
-            return self.fresh_start();
-        };
-        let name = self.inst.display_name();
-        let mut started = match self.start_process() {
-            Ok(s) => s,
-            Err(e) => {
-                self.child = Some(old);
-                return Err(ApiError::new(
-                    ErrorCode::SpawnFailed,
-                    format!("{name}: spawn failed: {e}"),
-                ));
-            }
-        };
-        let timeout = Duration::from_millis(self.spec.listen_timeout);
-        if !wait_ready(&mut started.running, timeout).await {
-            let new_pid = started.running.pid;
-            // The old process is the current one again before the new one is stopped, so that
-            // stopping the new one spares it.
-            self.child = Some(old);
-            self.terminate(started.running).await;
-            return Err(ApiError::new(
-                ErrorCode::NotReady,
-                format!(
-                    "{name}: the new process (pid {new_pid}) did not become ready within {} ms; the old process (pid {}) keeps serving",
-                    timeout.as_millis(),
-                    self.child.as_ref().map_or(0, |r| r.pid)
-                ),
-            ));
-        }
-        // New connections go to the new process; the old one finishes what it has.
-        let old_pid = old.pid;
-        self.adopt(started);
-        self.route_to_current().await;
-        self.publish(|v| {
-            v.status = ProcStatus::Online;
-            v.ready = true;
-        });
-        self.ready_deadline = None;
-        let grace = Duration::from_millis(self.spec.kill_timeout);
-        self.shared
-            .cluster
-            .drain(&self.inst.app, old_pid, grace)
-            .await;
-        self.terminate(old).await;
-        self.counters.restarts += 1;
-        let restarts = self.counters.restarts;
-        self.publish(|v| v.restarts = restarts);
-        Ok(())
     }
 
     /// Stops the process tree (kill signal, grace, SIGKILL); the instance ends `stopped`.
@@ -620,16 +621,22 @@ impl Actor {
                     v.reason = Some(format!("restarting in {} ms", delay.as_millis()));
                 });
             }
-            Decision::Stop { reason } => self.publish(|v| {
-                v.status = ProcStatus::Stopped;
-                v.desired_running = false;
-                v.reason = Some(format!("stopped: {reason}"));
-            }),
-            Decision::Error { reason } => self.publish(|v| {
-                v.status = ProcStatus::Errored;
-                v.desired_running = false;
-                v.reason = Some(format!("errored: {reason}"));
-            }),
+            Decision::Stop { reason } => {
+                self.socket = None;
+                self.publish(|v| {
+                    v.status = ProcStatus::Stopped;
+                    v.desired_running = false;
+                    v.reason = Some(format!("stopped: {reason}"));
+                });
+            }
+            Decision::Error { reason } => {
+                self.socket = None;
+                self.publish(|v| {
+                    v.status = ProcStatus::Errored;
+                    v.desired_running = false;
+                    v.reason = Some(format!("errored: {reason}"));
+                });
+            }
         }
     }
 
@@ -673,23 +680,4 @@ async fn child_activity(child: &mut Option<Running>) -> Activity {
         },
         None => Activity::Exited(run.child.wait().await),
     }
-}
-
-/// Waits until a starting process is ready; false when it exits or `timeout` passes first.
-async fn wait_ready(run: &mut Running, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !run.ready {
-        let Some(events) = run.events.as_mut() else {
-            return false;
-        };
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(e) => run.note(e),
-                None => return false,
-            },
-            _ = run.child.wait() => return false,
-            () = tokio::time::sleep_until(deadline) => return false,
-        }
-    }
-    true
 }

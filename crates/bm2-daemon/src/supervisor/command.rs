@@ -150,6 +150,9 @@ pub struct InstanceView {
     pub held: bool,
     /// Why file watching is off although `watch` is set.
     pub watch_off: Option<String>,
+    /// What the last reload said when it had to be a restart (the old process stopped before
+    /// the new one started); none when it replaced the process without a gap.
+    pub reload_notice: Option<String>,
 }
 
 impl InstanceView {
@@ -184,6 +187,7 @@ impl InstanceView {
             exits: 0,
             held: history.held,
             watch_off: history.watch_off,
+            reload_notice: None,
         }
     }
 }

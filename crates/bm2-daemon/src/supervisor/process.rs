@@ -1,9 +1,12 @@
-//! Starting one process of an instance: its environment, command line, output pipes and, for
-//! cluster apps and `wait_ready`, the channels through which it says it is ready.
+//! Starting one process of an instance: its environment, command line, output pipes, the
+//! listening socket bm2 holds for a fork-mode app's port and, for cluster apps, `wait_ready` and
+//! reloads, the channels through which it says it is ready.
 
-use std::time::Instant;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use bm2_types::{AppSpec, ExecMode};
+use command_fds::{CommandFdExt, FdMapping};
 use tokio::process::Child;
 use tokio::sync::mpsc;
 
@@ -11,6 +14,7 @@ use super::spawn::{self, Launch, SpawnError};
 use crate::Shared;
 use crate::cluster::Event;
 use crate::cluster::channels;
+use crate::cluster::handoff::{self, HeldSocket};
 use crate::cluster::ipc::{self, Ipc};
 use crate::envs::{self, Vars};
 use crate::logs::{self, Stream};
@@ -31,6 +35,12 @@ pub struct Running {
     pub public_port: Option<u16>,
     /// Whether it is ready for traffic.
     pub ready: bool,
+    /// Whether listening on the socket bm2 holds makes it ready (a fork-mode Node process that
+    /// replaces one serving that socket).
+    pub ready_when_listening: bool,
+    /// How long it must keep running once ready before it replaces another (a program that
+    /// takes its socket by socket activation and does not say when it is ready).
+    pub settle: Duration,
     /// Whether the balancer sends it connections.
     pub registered: bool,
     /// What it says (ready, listening), while it is not ready yet.
@@ -40,12 +50,17 @@ pub struct Running {
 }
 
 impl Running {
-    /// Takes in what the process said: it is ready, or listens for a public port.
+    /// Takes in what the process said: it is ready, or listens for a public port or on the
+    /// socket bm2 holds.
     pub fn note(&mut self, event: Event) {
-        if let Event::Listen(port) = event {
-            self.public_port = Some(port);
+        match event {
+            Event::Listen(port) => {
+                self.public_port = Some(port);
+                self.ready = true;
+            }
+            Event::Ready => self.ready = true,
+            Event::Listening => self.ready |= self.ready_when_listening,
         }
-        self.ready = true;
     }
 }
 
@@ -63,14 +78,34 @@ pub struct Started {
     pub start_time: Option<u64>,
 }
 
-/// Starts a process for `inst` with `spec` and base environment `base`; `seq` numbers launches.
-pub fn start(
+/// Why a process is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// To run the instance (start, restart).
+    Run,
+    /// To replace the instance's running process (reload): it must prove it is ready first.
+    Replace,
+}
+
+/// What a process of an instance will be started with, worked out before anything starts.
+pub struct Plan {
+    env: Vars,
+    stored: Vars,
+    launch: Launch,
+    cluster: bool,
+    runtime: Option<String>,
+    private_port: Option<u16>,
+    /// The listening socket bm2 should hold for the process's port and hand to it.
+    pub socket: Option<handoff::Wanted>,
+}
+
+/// Works out how to start a process for `inst` with `spec` and base environment `base`.
+pub fn plan(
     shared: &Shared,
     inst: &Instance,
     spec: &AppSpec,
     base: &Vars,
-    seq: u64,
-) -> Result<Started, SpawnError> {
+) -> Result<Plan, SpawnError> {
     let stored = shared.env_store.get(&inst.app);
     let mut env = envs::instance_env(base, spec, shared.home.root(), inst.id, inst.index, &stored);
     let cluster = spec.exec_mode == ExecMode::Cluster;
@@ -87,13 +122,94 @@ pub fn start(
     } else {
         None
     };
-    let mut launch = spawn::plan(spec, &env, &shared.table)?;
+    let launch = spawn::plan(spec, &env, &shared.table)?;
     let runtime = launch
         .interpreter
         .as_deref()
         .map(|i| i.rsplit('/').next().unwrap_or(i).to_string());
+    let socket = wanted_socket(spec, inst.index, runtime.as_deref())?;
+    Ok(Plan {
+        env,
+        stored,
+        launch,
+        cluster,
+        runtime,
+        private_port,
+        socket,
+    })
+}
+
+/// The socket bm2 holds for a fork-mode instance with a port: by socket activation when the
+/// app asks for it, else for Node processes (through the shim). Bun cannot listen on an
+/// inherited descriptor, and other programs bind the port themselves.
+fn wanted_socket(
+    spec: &AppSpec,
+    index: u32,
+    runtime: Option<&str>,
+) -> Result<Option<handoff::Wanted>, SpawnError> {
+    let port = spec
+        .port
+        .and_then(|p| u16::try_from(u32::from(p) + index).ok());
+    let kind = if spec.socket_activation {
+        if spec.exec_mode == ExecMode::Cluster {
+            return Err(SpawnError::Socket(
+                "socket_activation is for fork mode: in cluster mode bm2 listens on the port itself and balances it"
+                    .into(),
+            ));
+        }
+        if port.is_none() {
+            return Err(SpawnError::Socket(match spec.port {
+                None => "socket_activation needs the app's port (--port or `port`)".into(),
+                Some(p) => format!("socket_activation: port {p} + instance {index} is not a port"),
+            }));
+        }
+        handoff::Kind::Activation
+    } else if spec.exec_mode == ExecMode::Fork && runtime == Some("node") {
+        handoff::Kind::NodeShim
+    } else {
+        return Ok(None);
+    };
+    let Some(port) = port else { return Ok(None) };
+    let host = match spec.listen_host.as_deref() {
+        None | Some("") => None,
+        Some(h) => match h.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) if kind == handoff::Kind::NodeShim => return Ok(None),
+            Err(_) => {
+                return Err(SpawnError::Socket(format!(
+                    "socket_activation: listen_host {h:?} is not an IP address"
+                )));
+            }
+        },
+    };
+    Ok(Some(handoff::Wanted { host, port, kind }))
+}
+
+/// Starts the planned process; `seq` numbers launches, `socket` is the listening socket bm2
+/// holds for it (as the plan asked, when it could be had).
+pub fn spawn(
+    shared: &Shared,
+    inst: &Instance,
+    spec: &AppSpec,
+    plan: Plan,
+    seq: u64,
+    socket: Option<&HeldSocket>,
+    purpose: Purpose,
+) -> Result<Started, SpawnError> {
+    let Plan {
+        env,
+        stored,
+        mut launch,
+        cluster,
+        runtime,
+        private_port,
+        socket: _,
+    } = plan;
     let js = matches!(runtime.as_deref(), Some("node" | "bun"));
-    if cluster && js {
+    let socket_kind = socket.map(|s| s.wanted().kind);
+    // Node processes take the held socket through the shim, whether by activation or not.
+    let node_socket = socket.is_some() && runtime.as_deref() == Some("node");
+    if (cluster && js) || node_socket {
         let shim = shared.cluster.shim().map_err(|source| SpawnError::Os {
             program: "the cluster shim".into(),
             source,
@@ -113,17 +229,40 @@ pub fn start(
         let program = program.to_string();
         move |source| SpawnError::Os { program, source }
     };
-    let ipc = if js && (spec.wait_ready || spec.shutdown_with_message || cluster) {
-        Some(ipc::attach(&mut cmd, tx.clone()).map_err(os_err("the IPC channel"))?)
+    // Descriptors from 3 on: the held socket first (socket activation wants it at 3), then the
+    // IPC channel.
+    let mut fds = Vec::new();
+    if let Some(socket) = socket {
+        fds.push(FdMapping {
+            parent_fd: socket.dup().map_err(os_err("the app's listening socket"))?,
+            child_fd: handoff::CHILD_FD,
+        });
+        cmd.envs(socket.env(&inst.app));
+    }
+    let ipc = if js && (spec.wait_ready || spec.shutdown_with_message || cluster || node_socket) {
+        let child_fd = handoff::CHILD_FD + i32::try_from(fds.len()).unwrap_or(0);
+        let (ipc, mapping) =
+            ipc::attach(&mut cmd, tx.clone(), child_fd).map_err(os_err("the IPC channel"))?;
+        fds.push(mapping);
+        Some(ipc)
     } else {
         None
     };
+    if !fds.is_empty() {
+        cmd.as_std_mut()
+            .fd_mappings(fds)
+            .map_err(|e| os_err("the child's descriptors")(std::io::Error::other(e.to_string())))?;
+    }
     if spec.wait_ready {
         let path = shared.cluster.notify_path(inst.id, seq);
         // A socket path too long for the system (a deep BM2_HOME) leaves only the IPC channel.
         if let Err(e) = channels::notify_socket(&mut cmd, path.clone(), tx.clone()) {
             tracing::warn!(id = inst.id, path = %path.display(), error = %e, "no NOTIFY_SOCKET for this process");
         }
+    }
+    if socket_kind == Some(handoff::Kind::Activation) {
+        crate::cluster::listen_pid::exec_with_listen_pid(&mut cmd)
+            .map_err(os_err("socket activation"))?;
     }
     let mut child = shared
         .table
@@ -143,7 +282,18 @@ pub fn start(
     if let Err(e) = std::fs::write(&inst.pid_file, pid.to_string()) {
         tracing::warn!(path = %inst.pid_file.display(), error = %e, "cannot write pid file");
     }
-    let needs_signal = cluster || spec.wait_ready;
+    let replacing = purpose == Purpose::Replace && !cluster && !spec.wait_ready;
+    // A Node process replacing one that serves the held socket is ready once it listens on it
+    // too; a socket-activated program that does not say when it is ready must at least keep
+    // running for `min_uptime`.
+    let ready_when_listening =
+        replacing && node_socket && socket.is_some_and(HeldSocket::is_listening);
+    let settle = if replacing && !node_socket && socket_kind == Some(handoff::Kind::Activation) {
+        Duration::from_millis(spec.min_uptime)
+    } else {
+        Duration::ZERO
+    };
+    let needs_signal = cluster || spec.wait_ready || ready_when_listening;
     if let (Some(port), false) = (private_port, spec.wait_ready) {
         channels::probe_port(port, tx.clone());
     }
@@ -157,6 +307,8 @@ pub fn start(
             private_port,
             public_port: spec.port.filter(|_| cluster),
             ready: !needs_signal,
+            ready_when_listening,
+            settle,
             registered: false,
             events: needs_signal.then_some(rx),
             ipc,

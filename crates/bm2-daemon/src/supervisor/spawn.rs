@@ -51,6 +51,9 @@ pub enum SpawnError {
     /// A user or group option could not be applied.
     #[error("{0}")]
     User(String),
+    /// The listening socket of the app's port cannot be held or handed to it.
+    #[error("{0}")]
+    Socket(String),
     /// The operating system refused to start the process.
     #[error("spawn of {program} failed: {source}")]
     Os {

@@ -125,6 +125,7 @@ pub async fn perform(
                     .map(|d| d.summary)
                     .collect(),
                 errors: Vec::new(),
+                notices: Vec::new(),
             })
         }
     }

@@ -238,7 +238,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints the outcome of an action: the failures, then the process list.
+/// Prints the outcome of an action: the failures and notices, then the process list.
 pub async fn report(
     client: &Client,
     res: Result<ActionResponse, ClientError>,
@@ -246,6 +246,9 @@ pub async fn report(
     let res = res.map_err(api_error)?;
     for e in &res.errors {
         render::error(&render::api_error_text(e));
+    }
+    for notice in &res.notices {
+        render::info(notice);
     }
     let list = client.list().await?;
     render::table::print(&list);

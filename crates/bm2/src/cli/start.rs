@@ -62,6 +62,10 @@ pub struct StartArgs {
     /// Stop the app with a `shutdown` message on its IPC channel (Node/Bun) before SIGKILL
     #[arg(long)]
     pub shutdown_with_message: bool,
+    /// Fork mode with --port: bm2 holds each instance's listening socket and hands it to the app
+    /// by systemd socket activation (LISTEN_FDS=1, fd 3), so that reload has no gap
+    #[arg(long)]
+    pub socket_activation: bool,
     /// Consecutive unstable restarts before giving up [default: 16]
     #[arg(long)]
     pub max_restarts: Option<u32>,
@@ -276,6 +280,7 @@ pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
         wait_ready: a.wait_ready,
         listen_timeout: a.listen_timeout.unwrap_or(defaults.listen_timeout),
         shutdown_with_message: a.shutdown_with_message,
+        socket_activation: a.socket_activation,
         autorestart: !a.no_autorestart,
         max_restarts: a.max_restarts.unwrap_or(defaults.max_restarts),
         min_uptime: a.min_uptime.unwrap_or(defaults.min_uptime),
