@@ -5,13 +5,14 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bm2_types::{ApiError, AppSpec, ExitInfo, ProcStatus, RestartReason, format_bytes};
+use bm2_types::{ApiError, AppSpec, ExitInfo, RestartReason, format_bytes};
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
 use super::command::TriggerState;
 use super::kill::{self, Marker};
 use super::machine::{self, Counters, Decision, RestartPolicy};
+use super::phase::{self, Ended, Phase, Verdict};
 use super::process::{self, Running};
 use super::spawn;
 use crate::Shared;
@@ -38,12 +39,11 @@ struct Actor {
     spec: Arc<AppSpec>,
     policy: RestartPolicy,
     counters: Counters,
-    child: Option<Running>,
+    /// What it is doing: its process, if any, lives here.
+    phase: Phase<Running>,
     /// The listening socket bm2 holds for the instance's port (fork mode), kept across
     /// restarts and reloads and closed when the instance stops.
     socket: Option<HeldSocket>,
-    restart_at: Option<tokio::time::Instant>,
-    ready_deadline: Option<tokio::time::Instant>,
     launches: u64,
     view: watch::Sender<InstanceView>,
     rx: mpsc::Receiver<Command>,
@@ -80,10 +80,8 @@ pub fn spawn_actor(
         inst: inst.clone(),
         shared,
         spec,
-        child: None,
+        phase: Phase::Idle(Ended::Stopped),
         socket: None,
-        restart_at: None,
-        ready_deadline: None,
         launches: 0,
         view: view_tx,
         rx,
@@ -107,6 +105,7 @@ impl Actor {
     async fn run(mut self) {
         self.reconfigure_triggers();
         loop {
+            let (ready_by, restart_at) = (self.phase.ready_by(), self.phase.restart_at());
             tokio::select! {
                 cmd = self.rx.recv() => {
                     let Some(cmd) = cmd else { break };
@@ -114,13 +113,12 @@ impl Actor {
                         break;
                     }
                 }
-                activity = child_activity(&mut self.child) => match activity {
+                activity = child_activity(&mut self.phase) => match activity {
                     Activity::Exited(status) => self.on_exit(status),
                     Activity::Said(event) => self.on_event(event).await,
                 },
-                () = crate::time::sleep_until(self.ready_deadline) => self.on_not_ready(),
-                () = crate::time::sleep_until(self.restart_at) => {
-                    self.restart_at = None;
+                () = crate::time::sleep_until(ready_by) => self.on_not_ready(),
+                () = crate::time::sleep_until(restart_at) => {
                     let _ = self.spawn();
                 }
             }
@@ -132,7 +130,7 @@ impl Actor {
         match cmd {
             Command::Start(reply) => {
                 self.hold(false);
-                let result = if self.child.is_some() {
+                let result = if self.phase.running().is_some() {
                     Ok(())
                 } else {
                     self.fresh_start()
@@ -232,7 +230,8 @@ impl Actor {
     }
 
     async fn on_memory_exceeded(&mut self, pid: u32, used: u64, limit: u64) {
-        if self.child.as_ref().is_none_or(|run| run.pid != pid) {
+        if let Verdict::Ignore(why) = phase::memory(&self.phase, pid) {
+            tracing::debug!(id = self.inst.id, %why, "memory limit check ignored");
             return;
         }
         let reason = format!(
@@ -256,7 +255,7 @@ impl Actor {
     }
 
     fn signal(&self, sig: Signal) -> Result<(), ApiError> {
-        let Some(run) = &self.child else {
+        let Some(run) = self.phase.running() else {
             return Err(ApiError::new(
                 ErrorCode::NotRunning,
                 format!("{} is not running", self.inst.display_name()),
@@ -272,7 +271,6 @@ impl Actor {
 
     /// Starts the process now. On failure the instance is `errored` with the reason.
     fn spawn(&mut self) -> Result<(), ApiError> {
-        self.restart_at = None;
         match self.launch() {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -280,8 +278,8 @@ impl Actor {
                 self.socket = None;
                 let message = format!("spawn failed: {e}");
                 tracing::warn!(id = self.inst.id, %message);
+                self.phase = Phase::Idle(Ended::Errored);
                 self.publish(|v| {
-                    v.status = ProcStatus::Errored;
                     v.desired_running = false;
                     v.pid = None;
                     v.pid_start_time = None;
@@ -369,20 +367,18 @@ impl Actor {
         } = started;
         let (pid, ready) = (running.pid, running.ready);
         let (private_port, public_port) = (running.private_port, running.public_port);
-        self.ready_deadline = (!ready)
+        let ready_by = (!ready)
             .then(|| tokio::time::Instant::now() + Duration::from_millis(self.spec.listen_timeout));
-        self.child = Some(running);
+        self.phase = Phase::Running {
+            run: running,
+            ready_by,
+        };
         let restarts = self.counters.restarts;
         let unstable = self.counters.unstable_restarts;
         let env = Arc::new(envs::overlay(&self.view.borrow().base_env, env));
         self.publish(|v| {
             v.env = env;
             v.store_applied = stored;
-            v.status = if ready {
-                ProcStatus::Online
-            } else {
-                ProcStatus::Launching
-            };
             v.desired_running = true;
             v.pid = Some(pid);
             v.pid_start_time = start_time;
@@ -406,7 +402,7 @@ impl Actor {
 
     /// The current process said something: it is ready, or listens for a public port.
     async fn on_event(&mut self, event: Option<Event>) {
-        let Some(run) = self.child.as_mut() else {
+        let Some(run) = self.phase.running_mut() else {
             return;
         };
         let Some(event) = event else {
@@ -416,10 +412,9 @@ impl Actor {
         run.note(event);
         let (ready, public_port) = (run.ready, run.public_port);
         if ready {
-            self.ready_deadline = None;
+            self.phase.settle();
             self.route_to_current().await;
             self.publish(|v| {
-                v.status = ProcStatus::Online;
                 v.ready = true;
                 v.public_port = public_port;
                 if v.reason
@@ -435,10 +430,9 @@ impl Actor {
     /// The current process did not say it is ready within `listen_timeout`: it counts as online
     /// (as in PM2) but receives no connections until it is ready.
     fn on_not_ready(&mut self) {
-        self.ready_deadline = None;
+        self.phase.settle();
         let ms = self.spec.listen_timeout;
         self.publish(|v| {
-            v.status = ProcStatus::Online;
             v.reason = Some(format!(
                 "not ready after listen_timeout ({ms} ms); it receives no connections until it is"
             ));
@@ -448,7 +442,7 @@ impl Actor {
     /// Registers the current process with its app's balancer, once it is ready and its public
     /// port is known.
     async fn route_to_current(&mut self) {
-        let Some(run) = self.child.as_mut() else {
+        let Some(run) = self.phase.running_mut() else {
             return;
         };
         if run.registered || !run.ready {
@@ -471,7 +465,7 @@ impl Actor {
         {
             Ok(b) => {
                 b.add(pid, private, run.ipc.clone());
-                if let Some(run) = self.child.as_mut() {
+                if let Some(run) = self.phase.running_mut() {
                     run.registered = true;
                 }
             }
@@ -485,15 +479,19 @@ impl Actor {
 
     /// Stops the process tree (kill signal, grace, SIGKILL); the instance ends `stopped`.
     async fn stop(&mut self, reason: Option<String>) {
-        self.restart_at = None;
-        if let Some(run) = self.child.take() {
-            self.publish(|v| v.status = ProcStatus::Stopping);
-            let status = self.terminate(run).await;
-            let exit = exit_info(status.0, status.1);
-            self.publish(|v| v.last_exit = Some(exit));
-        }
+        let exit = match self.phase.begin_stop() {
+            Some(run) => {
+                self.publish(|_| {});
+                let status = self.terminate(run).await;
+                Some(exit_info(status.0, status.1))
+            }
+            None => None,
+        };
+        self.phase = Phase::Idle(Ended::Stopped);
         self.publish(|v| {
-            v.status = ProcStatus::Stopped;
+            if let Some(exit) = exit {
+                v.last_exit = Some(exit);
+            }
             v.desired_running = false;
             v.pid = None;
             v.pid_start_time = None;
@@ -530,8 +528,8 @@ impl Actor {
         // During a reload the instance has two processes, both carrying its marker: the one
         // staying (the current one) and its descendants are left alone.
         let spared = self
-            .child
-            .as_ref()
+            .phase
+            .running()
             .map(|c| kill::tree_of(c.pid, recent))
             .unwrap_or_default();
         let tree: Vec<(u32, u64)> = tree.into_iter().filter(|p| !spared.contains(p)).collect();
@@ -581,9 +579,10 @@ impl Actor {
 
     /// The process exited by itself: apply the restart policy.
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>) {
-        let Some(run) = self.child.take() else { return };
+        let Some(run) = self.phase.end(Ended::Stopped) else {
+            return;
+        };
         self.shared.table.forget(run.pid);
-        self.ready_deadline = None;
         for b in self.shared.cluster.try_of(&self.inst.app) {
             b.remove(run.pid);
         }
@@ -599,6 +598,14 @@ impl Actor {
         let decision = machine::on_exit(&self.policy, &mut self.counters, &exit);
         let (restarts, unstable) = (self.counters.restarts, self.counters.unstable_restarts);
         let detail = format!("{exit} after {} ms", exit.uptime_ms);
+        // The phase the decision leads to is shown with the exit, never a passing `stopped`.
+        self.phase = match &decision {
+            Decision::Restart { delay } => Phase::WaitingRestart {
+                at: tokio::time::Instant::now() + *delay,
+            },
+            Decision::Stop { .. } => Phase::Idle(Ended::Stopped),
+            Decision::Error { .. } => Phase::Idle(Ended::Errored),
+        };
         self.publish(|v| {
             v.last_exit = Some(exit);
             v.pid = None;
@@ -615,16 +622,13 @@ impl Actor {
                 let _ = self.spawn();
             }
             Decision::Restart { delay } => {
-                self.restart_at = Some(tokio::time::Instant::now() + delay);
                 self.publish(|v| {
-                    v.status = ProcStatus::WaitingRestart;
                     v.reason = Some(format!("restarting in {} ms", delay.as_millis()));
                 });
             }
             Decision::Stop { reason } => {
                 self.socket = None;
                 self.publish(|v| {
-                    v.status = ProcStatus::Stopped;
                     v.desired_running = false;
                     v.reason = Some(format!("stopped: {reason}"));
                 });
@@ -632,7 +636,6 @@ impl Actor {
             Decision::Error { reason } => {
                 self.socket = None;
                 self.publish(|v| {
-                    v.status = ProcStatus::Errored;
                     v.desired_running = false;
                     v.reason = Some(format!("errored: {reason}"));
                 });
@@ -640,9 +643,13 @@ impl Actor {
         }
     }
 
-    /// Updates the published view and schedules a state write.
+    /// Updates the published view (its status always the phase's) and schedules a state write.
     fn publish(&self, f: impl FnOnce(&mut InstanceView)) {
-        self.view.send_modify(f);
+        let status = self.phase.status();
+        self.view.send_modify(|v| {
+            f(v);
+            v.status = status;
+        });
         self.shared.persist.touch();
         self.shared.changed();
     }
@@ -669,8 +676,8 @@ enum Activity {
     Said(Option<Event>),
 }
 
-async fn child_activity(child: &mut Option<Running>) -> Activity {
-    let Some(run) = child.as_mut() else {
+async fn child_activity(phase: &mut Phase<Running>) -> Activity {
+    let Some(run) = phase.running_mut() else {
         return std::future::pending().await;
     };
     match run.events.as_mut() {

@@ -5,5 +5,6 @@ pub mod command;
 pub mod handle;
 pub mod kill;
 pub mod machine;
+pub mod phase;
 pub mod process;
 pub mod spawn;

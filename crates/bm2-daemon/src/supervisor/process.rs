@@ -49,6 +49,12 @@ pub struct Running {
     pub ipc: Option<std::sync::Arc<Ipc>>,
 }
 
+impl super::phase::Pid for Running {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
 impl Running {
     /// Takes in what the process said: it is ready, or listens for a public port or on the
     /// socket bm2 holds.

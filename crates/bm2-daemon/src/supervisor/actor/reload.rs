@@ -11,9 +11,10 @@ use bm2_types::ErrorCode;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use bm2_types::{ApiError, ExecMode, ProcStatus, RestartReason};
+use bm2_types::{ApiError, ExecMode, RestartReason};
 
 use super::super::kill;
+use super::super::phase::Ended;
 use super::super::process::{self, Purpose, Running};
 use super::Actor;
 use crate::cluster::handoff::HeldSocket;
@@ -26,62 +27,52 @@ impl Actor {
     /// Replaces the current process (or starts one when there is none).
     pub(super) async fn reload(&mut self) -> Result<(), ApiError> {
         self.publish(|v| v.reload_notice = None);
-        let Some(old) = self.child.take() else {
+        let Some(old_pid) = self.phase.running().map(|r| r.pid) else {
             return self.fresh_start();
         };
-        let plan = match self.plan_process() {
-            Ok(plan) => plan,
-            Err(e) => {
-                self.child = Some(old);
-                return Err(self.spawn_failed(&e));
-            }
-        };
+        let plan = self.plan_process().map_err(|e| self.spawn_failed(&e))?;
         if self.spec.exec_mode == ExecMode::Fork
-            && let Some(ports) = self.ports_in_the_way(&old, &plan).await
+            && let Some(ports) = self.ports_in_the_way(old_pid, &plan).await
         {
-            self.child = Some(old);
             return self.reload_by_restart(&ports).await;
         }
-        self.replace(old, plan).await
+        self.replace(plan).await
     }
 
     /// Replaces the current process without a gap: the new one starts, becomes ready and takes
     /// new connections before the old one is drained and stopped. If the new one does not
     /// become ready, it is stopped and the old one keeps serving.
-    async fn replace(&mut self, old: Running, plan: process::Plan) -> Result<(), ApiError> {
+    async fn replace(&mut self, plan: process::Plan) -> Result<(), ApiError> {
         let name = self.inst.display_name();
-        let mut started = match self.start_planned(plan, Purpose::Replace) {
-            Ok(s) => s,
-            Err(e) => {
-                self.child = Some(old);
-                return Err(self.spawn_failed(&e));
-            }
-        };
+        // The old process stays the current one until the new one is ready.
+        let mut started = self
+            .start_planned(plan, Purpose::Replace)
+            .map_err(|e| self.spawn_failed(&e))?;
         let timeout = Duration::from_millis(self.spec.listen_timeout);
         if !wait_ready(&mut started.running, timeout).await {
             let new_pid = started.running.pid;
-            // The old process is the current one again before the new one is stopped, so that
-            // stopping the new one spares it.
-            self.child = Some(old);
+            // Stopping the new process spares the current one, the old.
             self.terminate(started.running).await;
             return Err(ApiError::new(
                 ErrorCode::NotReady,
                 format!(
                     "{name}: the new process (pid {new_pid}) did not become ready within {} ms; the old process (pid {}) keeps serving",
                     timeout.as_millis(),
-                    self.child.as_ref().map_or(0, |r| r.pid)
+                    self.phase.pid().unwrap_or_default()
                 ),
             ));
         }
         // New connections go to the new process; the old one finishes what it has.
+        let Some(old) = self.phase.end(Ended::Stopped) else {
+            // The old process exited while the new one started: the new one simply runs.
+            self.adopt(started);
+            return Ok(());
+        };
         let old_pid = old.pid;
         self.adopt(started);
         self.route_to_current().await;
-        self.publish(|v| {
-            v.status = ProcStatus::Online;
-            v.ready = true;
-        });
-        self.ready_deadline = None;
+        self.phase.settle();
+        self.publish(|v| v.ready = true);
         let grace = Duration::from_millis(self.spec.kill_timeout);
         self.shared
             .cluster
@@ -99,13 +90,13 @@ impl Actor {
     /// The ports the old process tree listens on through sockets its replacement would not
     /// share: every listening socket but the one bm2 holds, when the replacement gets that one
     /// too. None when there is no such port.
-    async fn ports_in_the_way(&self, old: &Running, plan: &process::Plan) -> Option<BTreeSet<u16>> {
+    async fn ports_in_the_way(&self, old_pid: u32, plan: &process::Plan) -> Option<BTreeSet<u16>> {
         let shared = self
             .socket
             .as_ref()
             .filter(|s| plan.socket.as_ref() == Some(s.wanted()))
             .map(HeldSocket::inode);
-        let listening = tree_listeners(old.pid).await;
+        let listening = tree_listeners(old_pid).await;
         let ports: BTreeSet<u16> = listening
             .into_iter()
             .filter(|l| Some(l.inode) != shared)
@@ -164,7 +155,7 @@ impl Actor {
         if self.wait_listening(&wanted, preheld, timeout).await {
             return Ok(());
         }
-        let pid = self.child.as_ref().map(|r| r.pid);
+        let pid = self.phase.running().map(|r| r.pid);
         if port.is_none() && pid.is_some() {
             tracing::info!(id = self.inst.id, ports = %list, "after a reload by restart, the new process does not listen on the old ports");
             return Ok(());
@@ -194,7 +185,7 @@ impl Actor {
     ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let Some(run) = self.child.as_mut() else {
+            let Some(run) = self.phase.running_mut() else {
                 return false;
             };
             // An exit is left for the actor's loop (the status stays in the child).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bm2_types::{ExecMode, LastRestart, RestartReason};
 
+use super::super::phase::{self, Verdict};
 use super::{Actor, WatchChange};
 use crate::logs;
 use crate::time::now_ms;
@@ -72,15 +73,12 @@ impl Actor {
     /// A trigger asks for a restart: granted unless the instance is stopped on request, or the
     /// process it judged is gone.
     pub(super) async fn on_trigger(&mut self, trigger: Trigger) {
-        let current = self.child.as_ref().map(|c| c.pid);
-        let outcome = match trigger.pid {
-            Some(pid) if current != Some(pid) => {
-                Outcome::Ignored(format!("process {pid} is not running any more"))
+        let held = self.view.borrow().held;
+        let outcome = match phase::trigger(&self.phase, trigger.pid, held) {
+            Verdict::Ignore(why) => {
+                Outcome::Ignored(format!("{}: {why}", self.inst.display_name()))
             }
-            _ if self.view.borrow().held => {
-                Outcome::Ignored(format!("{} is stopped", self.inst.display_name()))
-            }
-            _ => self.restart_for(trigger.reason, &trigger.detail).await,
+            Verdict::Act => self.restart_for(trigger.reason, &trigger.detail).await,
         };
         let _ = trigger.reply.send(outcome);
     }
@@ -92,7 +90,7 @@ impl Actor {
             "restarted at {}: {detail}",
             humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         );
-        if self.spec.exec_mode == ExecMode::Cluster && self.child.is_some() {
+        if self.spec.exec_mode == ExecMode::Cluster && self.phase.running().is_some() {
             return match self.reload().await {
                 Ok(()) => {
                     self.note_restart(reason, detail);
