@@ -50,13 +50,28 @@ pub struct Ipc {
     closed: AtomicU64,
     /// Where unacknowledged connections go when the worker dies.
     balancer: Mutex<Weak<Balancer>>,
+    /// Wakes the flusher when bytes are left in the backlog (and when this is dropped).
+    flush: Arc<tokio::sync::Notify>,
+}
+
+impl Drop for Ipc {
+    fn drop(&mut self) {
+        self.flush.notify_one();
+    }
 }
 
 #[derive(Debug)]
 struct Outbox {
     stream: StdUnixStream,
     unacked: VecDeque<std::net::TcpStream>,
+    /// Bytes the channel could not take at once, written by the flusher task as it drains:
+    /// a sender never waits for the process to read.
+    backlog: Vec<u8>,
 }
+
+/// Most bytes kept for a process that does not read its channel; past that, the channel is
+/// treated as dead.
+const MAX_BACKLOG: usize = 1 << 20;
 
 /// Gives the child an IPC channel on descriptor `child_fd` (`NODE_CHANNEL_FD`); what it says
 /// arrives on `events`. The returned mapping puts the child's end in place (see
@@ -77,8 +92,9 @@ pub fn attach(
     let reader = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
     let ipc = Arc::new(Ipc {
         out: Mutex::new(Outbox {
-            stream: ours,
+            stream: ours.try_clone()?,
             unacked: VecDeque::new(),
+            backlog: Vec::new(),
         }),
         handoff: AtomicBool::new(false),
         listening: AtomicBool::new(false),
@@ -87,8 +103,14 @@ pub fn attach(
         handed: AtomicU64::new(0),
         closed: AtomicU64::new(0),
         balancer: Mutex::new(Weak::new()),
+        flush: Arc::default(),
     });
     tokio::spawn(read_loop(reader, ipc.clone(), events));
+    tokio::spawn(flush_loop(
+        tokio::net::UnixStream::from_std(ours)?,
+        Arc::downgrade(&ipc),
+        ipc.flush.clone(),
+    ));
     Ok((ipc, mapping))
 }
 
@@ -173,7 +195,32 @@ impl Ipc {
         let mut line = serde_json::to_vec(message)?;
         line.push(b'\n');
         let mut out = lock(&self.out);
-        write_all(&mut out.stream, &line)
+        self.write(&mut out, &line)
+    }
+
+    /// Writes what the channel takes now and keeps the rest for the flusher, in order.
+    fn write(&self, out: &mut Outbox, mut data: &[u8]) -> io::Result<()> {
+        if out.backlog.is_empty() {
+            loop {
+                match out.stream.write(data) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) if n == data.len() => return Ok(()),
+                    Ok(n) => data = &data[n..],
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if out.backlog.len() + data.len() > MAX_BACKLOG {
+            self.alive.store(false, Ordering::Relaxed);
+            return Err(io::Error::other(
+                "the process does not read its IPC channel",
+            ));
+        }
+        out.backlog.extend_from_slice(data);
+        self.flush.notify_one();
+        Ok(())
     }
 
     /// Sends new connections here (the balancer this process belongs to takes back what the
@@ -192,7 +239,11 @@ impl Ipc {
     /// Hands `conn` to the process; gives it back when it cannot be sent now.
     pub fn hand(&self, conn: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
         let mut out = lock(&self.out);
-        if out.unacked.len() >= WINDOW || !self.alive.load(Ordering::Relaxed) {
+        // A descriptor must not overtake bytes still waiting to be written.
+        if out.unacked.len() >= WINDOW
+            || !self.alive.load(Ordering::Relaxed)
+            || !out.backlog.is_empty()
+        {
             return Err(conn);
         }
         let fds = [conn.as_raw_fd()];
@@ -208,7 +259,7 @@ impl Ipc {
                 // The descriptor went with the first byte; a short write (the channel nearly
                 // full, which the window prevents) is finished without it.
                 if n < CONNECTION_MESSAGE.len()
-                    && write_all(&mut out.stream, &CONNECTION_MESSAGE[n..]).is_err()
+                    && self.write(&mut out, &CONNECTION_MESSAGE[n..]).is_err()
                 {
                     self.alive.store(false, Ordering::Relaxed);
                 }
@@ -254,29 +305,83 @@ impl Ipc {
     }
 }
 
-/// Writes all of `data` to the non-blocking channel, waiting briefly when it is full.
-fn write_all(stream: &mut StdUnixStream, mut data: &[u8]) -> io::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while !data.is_empty() {
-        match stream.write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(e);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(1));
+/// Writes the backlog of a channel whenever the process has made room, until the channel or
+/// its owner is gone.
+async fn flush_loop(
+    stream: tokio::net::UnixStream,
+    ipc: Weak<Ipc>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        wake.notified().await;
+        loop {
+            if stream.writable().await.is_err() {
+                return;
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            let Some(owner) = ipc.upgrade() else { return };
+            let mut out = lock(&owner.out);
+            match stream.try_write(&out.backlog) {
+                Ok(n) => {
+                    out.backlog.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    owner.alive.store(false, Ordering::Relaxed);
+                    out.backlog.clear();
+                    return;
+                }
+            }
+            if out.backlog.is_empty() {
+                break;
+            }
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_full_channel_never_blocks_the_sender_and_keeps_the_order() {
+        use std::io::Read;
+        let mut cmd = tokio::process::Command::new("true");
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let (ipc, mapping) = attach(&mut cmd, tx, 3).unwrap();
+        let mut theirs = StdUnixStream::from(mapping.parent_fd);
+        // Far more than a socket buffer holds, while the process reads nothing.
+        let messages: Vec<serde_json::Value> = (0..16)
+            .map(|i| serde_json::json!({ "n": i, "pad": "x".repeat(64 * 1024) }))
+            .collect();
+        let t = std::time::Instant::now();
+        for m in &messages {
+            ipc.send(m).unwrap();
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_millis(200),
+            "sending waited for the reader: {:?}",
+            t.elapsed()
+        );
+        let count = messages.len();
+        let got = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            while buf.iter().filter(|b| **b == b'\n').count() < count {
+                let n = theirs.read(&mut chunk).unwrap();
+                assert!(n > 0, "the channel closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf
+        })
+        .await
+        .unwrap();
+        let lines: Vec<serde_json::Value> = got
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines, messages, "every message, whole and in order");
+    }
 
     #[test]
     fn messages_are_read() {

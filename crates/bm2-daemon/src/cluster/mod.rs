@@ -29,7 +29,10 @@ const SHIM: &str = include_str!("shim.cjs");
 /// The balancers of every cluster app.
 #[derive(Debug)]
 pub struct ClusterHub {
-    balancers: tokio::sync::Mutex<HashMap<(String, u16), Arc<Balancer>>>,
+    /// Read without waiting (the lock is never held across an await).
+    balancers: Mutex<HashMap<(String, u16), Arc<Balancer>>>,
+    /// Held while a public socket is being bound, so that two starts of one app bind it once.
+    binding: tokio::sync::Mutex<()>,
     shim: Mutex<Option<PathBuf>>,
     home: Home,
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
@@ -42,7 +45,8 @@ impl ClusterHub {
     /// The hub of a daemon.
     pub fn new(home: Home) -> ClusterHub {
         ClusterHub {
-            balancers: tokio::sync::Mutex::default(),
+            balancers: Mutex::default(),
+            binding: tokio::sync::Mutex::default(),
             shim: Mutex::default(),
             home,
             runtime: Mutex::default(),
@@ -57,10 +61,16 @@ impl ClusterHub {
         port: u16,
         lb: LoadBalancing,
     ) -> std::io::Result<Arc<Balancer>> {
-        let mut balancers = self.balancers.lock().await;
-        if let Some(b) = balancers.get(&(app.to_string(), port)) {
+        let key = (app.to_string(), port);
+        let existing = || lock(&self.balancers).get(&key).cloned();
+        if let Some(b) = existing() {
             b.set_strategy(lb);
-            return Ok(b.clone());
+            return Ok(b);
+        }
+        let _binding = self.binding.lock().await;
+        if let Some(b) = existing() {
+            b.set_strategy(lb);
+            return Ok(b);
         }
         let host = host.unwrap_or("0.0.0.0");
         let addr: SocketAddr = format!("{host}:{port}")
@@ -69,7 +79,7 @@ impl ClusterHub {
             .map_err(|_| std::io::Error::other(format!("bad listen address {host}:{port}")))?;
         let rt = self.proxy_runtime()?;
         let b = Balancer::bind(addr, lb, &rt).await?;
-        balancers.insert((app.to_string(), port), b.clone());
+        lock(&self.balancers).insert(key, b.clone());
         Ok(b)
     }
 
@@ -91,10 +101,8 @@ impl ClusterHub {
     }
 
     /// The balancers of `app`.
-    pub async fn of(&self, app: &str) -> Vec<Arc<Balancer>> {
-        self.balancers
-            .lock()
-            .await
+    pub fn of(&self, app: &str) -> Vec<Arc<Balancer>> {
+        lock(&self.balancers)
             .iter()
             .filter(|((a, _), _)| a == app)
             .map(|(_, b)| b.clone())
@@ -105,7 +113,7 @@ impl ClusterHub {
     /// `grace`) until its open connections have finished or moved away.
     pub async fn drain(&self, app: &str, pid: u32, grace: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + grace;
-        for b in self.of(app).await {
+        for b in self.of(app) {
             if b.drain(pid) {
                 while b.connections(pid).is_some_and(|(open, _)| open > 0)
                     && tokio::time::Instant::now() < deadline
@@ -116,22 +124,9 @@ impl ClusterHub {
         }
     }
 
-    /// The balancers of `app`, without waiting (for reads from sync code).
-    pub fn try_of(&self, app: &str) -> Vec<Arc<Balancer>> {
-        self.balancers
-            .try_lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|((a, _), _)| a == app)
-                    .map(|(_, b)| b.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// Closes the public sockets of `app` (when it has no instance left).
-    pub async fn close(&self, app: &str) {
-        self.balancers.lock().await.retain(|(a, _), _| a != app);
+    pub fn close(&self, app: &str) {
+        lock(&self.balancers).retain(|(a, _), _| a != app);
     }
 
     /// Path of the preload shim, written on first use.

@@ -184,7 +184,7 @@ impl ProcessManager {
         }
         for h in handles {
             if self.registry.count_of(&h.inst.app) == 0 {
-                self.shared.cluster.close(&h.inst.app).await;
+                self.shared.cluster.close(&h.inst.app);
             }
         }
         errors
@@ -325,7 +325,7 @@ impl ProcessManager {
         let balancer = v.public_port.and_then(|port| {
             self.shared
                 .cluster
-                .try_of(&h.inst.app)
+                .of(&h.inst.app)
                 .into_iter()
                 .find(|b| b.addr().port() == port)
         });

@@ -513,13 +513,7 @@ impl Actor {
             .unwrap_or_else(std::time::Instant::now);
         let tree = if self.spec.treekill {
             let known = self.shared.metrics.tree(self.inst.id);
-            kill::find_tree(
-                Some(run.pid),
-                &self.inst.marker,
-                &known,
-                |p| self.shared.table.owns(p),
-                recent,
-            )
+            self.find_tree(Some(run.pid), known, recent).await
         } else {
             procfs::read_stat(run.pid)
                 .map(|s| vec![(run.pid, s.start_time)])
@@ -527,13 +521,12 @@ impl Actor {
         };
         // During a reload the instance has two processes, both carrying its marker: the one
         // staying (the current one) and its descendants are left alone.
-        let spared = self
-            .phase
-            .running()
-            .map(|c| kill::tree_of(c.pid, recent))
-            .unwrap_or_default();
+        let spared = match self.phase.running().map(|c| c.pid) {
+            Some(pid) => off_thread(move || kill::tree_of(pid, recent)).await,
+            None => Vec::new(),
+        };
         let tree: Vec<(u32, u64)> = tree.into_iter().filter(|p| !spared.contains(p)).collect();
-        for b in self.shared.cluster.of(&self.inst.app).await {
+        for b in self.shared.cluster.of(&self.inst.app) {
             b.remove(run.pid);
         }
         let asked = match (&mut run.ipc, self.spec.shutdown_with_message) {
@@ -555,16 +548,12 @@ impl Actor {
         if let Some(group) = group {
             // Whatever is left of the tree (setsid'd or double-forked descendants) gets the rest
             // of the grace period, then SIGKILL.
-            let rest: Vec<(u32, u64)> = kill::find_tree(
-                None,
-                &self.inst.marker,
-                &tree,
-                |p| self.shared.table.owns(p),
-                exited,
-            )
-            .into_iter()
-            .filter(|p| !spared.contains(p))
-            .collect();
+            let rest: Vec<(u32, u64)> = self
+                .find_tree(None, tree.clone(), exited)
+                .await
+                .into_iter()
+                .filter(|p| !spared.contains(p))
+                .collect();
             let left = deadline.saturating_duration_since(Instant::now());
             if !kill::wait_gone(&rest, left, poll).await {
                 kill::signal_all(Some(group), &kill::alive(&rest), Signal::SIGKILL);
@@ -577,13 +566,27 @@ impl Actor {
         (status, uptime)
     }
 
+    /// The processes of this instance now (see [`kill::find_tree`]), from a scan of `/proc`
+    /// run in the blocking pool: stopping never holds the daemon's thread on `/proc`.
+    async fn find_tree(
+        &self,
+        main: Option<u32>,
+        known: Vec<(u32, u64)>,
+        since: std::time::Instant,
+    ) -> Vec<(u32, u64)> {
+        let shared = self.shared.clone();
+        let marker = self.inst.marker.clone();
+        off_thread(move || kill::find_tree(main, &marker, &known, |p| shared.table.owns(p), since))
+            .await
+    }
+
     /// The process exited by itself: apply the restart policy.
     fn on_exit(&mut self, status: std::io::Result<ExitStatus>) {
         let Some(run) = self.phase.end(Ended::Stopped) else {
             return;
         };
         self.shared.table.forget(run.pid);
-        for b in self.shared.cluster.try_of(&self.inst.app) {
+        for b in self.shared.cluster.of(&self.inst.app) {
             b.remove(run.pid);
         }
         // Group members left behind by the main process are part of the app and end with it.
@@ -653,6 +656,11 @@ impl Actor {
         self.shared.persist.touch();
         self.shared.changed();
     }
+}
+
+/// Runs a scan of `/proc` in the blocking pool; nothing found if the pool is gone.
+async fn off_thread(scan: impl FnOnce() -> Vec<(u32, u64)> + Send + 'static) -> Vec<(u32, u64)> {
+    tokio::task::spawn_blocking(scan).await.unwrap_or_default()
 }
 
 fn exit_info(status: Option<ExitStatus>, uptime: Duration) -> ExitInfo {
