@@ -365,7 +365,7 @@ mod tests {
         let count = messages.len();
         let got = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::new();
-            let mut chunk = [0u8; 65536];
+            let mut chunk = vec![0u8; 65536];
             while buf.iter().filter(|b| **b == b'\n').count() < count {
                 let n = theirs.read(&mut chunk).unwrap();
                 assert!(n > 0, "the channel closed");
