@@ -310,20 +310,27 @@ def check_files(h, r):
             r.fail(f"{name} is not valid JSON: {err}")
 
 
-def settle(h, expected, timeout=20):
-    """Waits until every expected instance is online and nothing is launching or stopping;
-    returns the last list."""
+def settle(h, expected, timeout=20, still=2.0):
+    """Waits until every expected instance is online and nothing is launching or stopping, or
+    until the list has not changed for `still` seconds with nothing moving (what is missing then
+    is not coming); returns the last list."""
     rows = []
+    last = (None, time.monotonic())
 
     def done():
-        nonlocal rows
+        nonlocal rows, last
         try:
             rows = h.list()
         except Exception:
             return False
         online = {(p["name"], p.get("instance", 0)) for p in rows if p["status"] == "online"}
         moving = [p for p in rows if p["status"] in ("launching", "stopping", "waiting restart")]
-        return expected <= online and not moving
+        if expected <= online and not moving:
+            return True
+        shape = sorted((p["id"], p["status"], p.get("pid")) for p in rows)
+        if shape != last[0]:
+            last = (shape, time.monotonic())
+        return not moving and time.monotonic() - last[1] >= still
 
     wait_until(done, timeout, 0.1)
     return rows

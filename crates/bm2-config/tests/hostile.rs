@@ -74,7 +74,7 @@ fn yaml_alias_bomb_in_env_is_refused_within_a_second() {
     }
     text.push_str("apps:\n  - script: sleep\n    env_production: *x8\n    env: *x8\n");
     // The parser expands aliases up to its repetition limit before refusing: about 0.1 s in a
-    // release build, a little over a second in a debug one.
+    // release build (`bm2 validate`), a little over a second in a debug one.
     let limit = if cfg!(debug_assertions) {
         Duration::from_secs(3)
     } else {
@@ -106,9 +106,16 @@ fn json_objects_nested_100000_deep_inside_an_app_are_refused() {
     assert_eq!(e.line, Some(1), "{e}");
 }
 
+/// BUG (open): the YAML parser takes time growing with the square of the flow nesting (`[`, `{`)
+/// before the recursion limit applies: 100,000 `[` (a 200 KB file) keep `bm2 validate` (release
+/// build) busy for about 50 s; 20,000 for about 2 s. Block nesting (`- - - x`) is refused at once.
 #[test]
 fn yaml_nested_100000_deep_is_refused() {
     for (name, text) in [
+        (
+            "deep-block.yaml",
+            "apps:\n".to_string() + &"- ".repeat(DEPTH) + "x\n",
+        ),
         (
             "deep-flow.yaml",
             "apps: ".to_string() + &"[".repeat(DEPTH) + &"]".repeat(DEPTH),
@@ -116,10 +123,6 @@ fn yaml_nested_100000_deep_is_refused() {
         (
             "deep-map.yaml",
             "apps: ".to_string() + &"{a: ".repeat(DEPTH) + "1" + &"}".repeat(DEPTH),
-        ),
-        (
-            "deep-block.yaml",
-            "apps:\n".to_string() + &"- ".repeat(DEPTH) + "x\n",
         ),
     ] {
         let e = refused(name, text);
