@@ -287,6 +287,7 @@ class Result:
         self.label = label
         self.problems = []
         self.lost = self.duplicated = self.orphans = self.invalid_files = 0
+        self.lines_lost = self.lines_duplicated = 0
         self.notes = []
 
     def fail(self, what):
@@ -595,10 +596,10 @@ def check_lines(h, r, rows):
             dup += len(nums) - len(s)
             gaps += max(s) + 1 - len(s)
         if dup:
-            r.duplicated += dup
+            r.lines_duplicated += dup
             r.fail(f"{p['name']}: {dup} lines duplicated across {len(files)} files")
         if gaps:
-            r.lost += gaps
+            r.lines_lost += gaps
             r.fail(f"{p['name']}: {gaps} lines missing before the last one written ({len(files)} files)")
         r.notes.append(f"{p['name']}: {lines} lines in {len(files)} files from {len(seen)} processes")
 
@@ -895,6 +896,8 @@ def summary(results, iterations, seed):
     print(f"duplicated:       {sum(r.duplicated for r in results)}")
     print(f"orphans:          {sum(r.orphans for r in results)}")
     print(f"invalid files:    {sum(r.invalid_files for r in results)}")
+    print(f"log lines lost:   {sum(r.lines_lost for r in results)}")
+    print(f"log lines twice:  {sum(r.lines_duplicated for r in results)}")
     by = {}
     for r in results:
         s = by.setdefault(r.scenario, [0, 0])
