@@ -65,7 +65,10 @@ fn a_client_closing_in_the_middle_of_the_body_does_not_kill_the_daemon() {
         "/v1/nowhere",
     ] {
         for _ in 0..4 {
-            let mut s = unix_http::connect(env.home_path(), Duration::from_secs(5)).unwrap();
+            let mut s =
+                unix_http::connect(env.home_path(), Duration::from_secs(5)).unwrap_or_else(|e| {
+                    panic!("the daemon is gone after clients closed mid-body ({e})")
+                });
             let head = format!(
                 "POST {route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
                  Content-Length: {}\r\n\r\n",
