@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod tmux;
+pub mod unix_http;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
