@@ -106,6 +106,78 @@ pub fn read(path: &Path, shown: &str) -> Result<Text, ConfigError> {
     })
 }
 
+/// Deepest nesting of YAML flow collections read. The YAML parser takes time that grows with the
+/// square of flow nesting (a 200 KB file of `[` took most of a minute), and the deserializer
+/// refuses anything deeper than this anyway.
+const MAX_FLOW_DEPTH: usize = 128;
+
+/// Where YAML flow collections (`[`, `{`) first nest deeper than [`MAX_FLOW_DEPTH`], as a line
+/// and column; found by a quick scan that skips quoted scalars and comments and counts only
+/// brackets that open a collection (after `:`, `-`, `?` or at the start of a line, and inside a
+/// collection after `,` or another bracket), so that brackets inside plain text are not counted.
+fn too_deep_flow(text: &str) -> Option<(usize, usize)> {
+    let mut depth = 0usize;
+    let (mut line, mut col) = (1usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = '\n';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        col += 1;
+        if c == '\n' {
+            (line, col, comment) = (line + 1, 0, false);
+            if quote.is_none() {
+                prev = c;
+            }
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        match quote {
+            Some('"') if c == '\\' => {
+                chars.next();
+                col += 1;
+                continue;
+            }
+            Some(q) if c == q => {
+                quote = None;
+                prev = c;
+                continue;
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        match c {
+            '"' | '\'' if matches!(prev, ':' | '-' | ',' | '[' | '{' | '?' | '\n' | ' ') => {
+                quote = Some(c);
+            }
+            '#' if matches!(prev, ' ' | '\t' | '\n') => comment = true,
+            '[' | '{'
+                if matches!(prev, ':' | '-' | '?' | '\n')
+                    || (depth > 0 && matches!(prev, ',' | '[' | '{')) =>
+            {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some((line, col));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            prev = c;
+        } else if prev == '\n' {
+            // Indentation keeps the start of the line.
+        } else if matches!(prev, ':' | '-' | ',' | '[' | '{' | '?') {
+            // A space after an indicator keeps it as the previous token.
+        } else {
+            prev = ' ';
+        }
+    }
+    None
+}
+
 /// Parses `text` into `T`, tracking the key path of any error and the keys that `T` ignores.
 pub fn parse<T: DeserializeOwned>(
     text: &Text,
@@ -125,6 +197,13 @@ pub fn parse<T: DeserializeOwned>(
                 (msg, (line > 0).then_some((line, col)))
             })
         }
+        Kind::Yaml if let Some(pos) = too_deep_flow(&text.body) => Err((
+            format!(
+                "recursion limit exceeded: flow collections ([...] or {{...}}) nested more than \
+                 {MAX_FLOW_DEPTH} deep"
+            ),
+            Some(pos),
+        )),
         Kind::Yaml => {
             let de = serde_norway::Deserializer::from_str(&text.body);
             let de = serde_path_to_error::Deserializer::new(de, &mut track);
@@ -318,6 +397,27 @@ mod tests {
         assert!(!is_ecosystem_file(Path::new("server.js")));
         assert!(!is_ecosystem_file(Path::new("main.ts")));
         assert!(!is_ecosystem_file(Path::new("run.sh")));
+    }
+
+    #[test]
+    fn deep_yaml_flow_nesting_is_found_without_parsing() {
+        let deep = format!("apps: {}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(too_deep_flow(&deep), Some((1, 6 + MAX_FLOW_DEPTH + 1)));
+        let maps = format!("apps: {}1{}", "{a: ".repeat(200), "}".repeat(200));
+        assert!(too_deep_flow(&maps).is_some());
+        let fine =
+            "apps:\n  - name: api\n    args: [\"--x\", \"[[[[\"]\n    env: {A: '[{[{', B: 2}\n";
+        assert_eq!(too_deep_flow(fine), None);
+        let text = format!(
+            "script: |\n  echo {}\n# {}\n",
+            "[".repeat(300),
+            "{".repeat(300)
+        );
+        assert_eq!(
+            too_deep_flow(&text),
+            None,
+            "brackets in plain text and comments"
+        );
     }
 
     #[test]

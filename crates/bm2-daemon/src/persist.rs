@@ -154,9 +154,15 @@ pub fn store(path: &Path, state: &StateFile) -> Result<(), PersistError> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let (tmp, mut file) = tempfile_in(dir, path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&tmp, path)?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // A full disk must not also be left a half-written temporary file.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -308,6 +314,20 @@ impl Persister {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The target is a directory: the rename fails after the temporary file was written.
+        let path = dir.path().join("state.json");
+        fs::create_dir(&path).unwrap();
+        assert!(write_atomic(&path, b"{}").is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+    }
 
     #[test]
     fn store_then_load_round_trips() {

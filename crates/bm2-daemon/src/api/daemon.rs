@@ -11,7 +11,7 @@ pub async fn ping(State(s): State<AppState>) -> Json<PingResponse> {
 }
 
 pub async fn save(State(s): State<AppState>) -> ApiResult<SaveResponse> {
-    Ok(Json(s.manager.save()?))
+    Ok(Json(s.manager.save().await?))
 }
 
 pub async fn resurrect(

@@ -14,16 +14,17 @@ use crate::supervisor::command::History;
 use crate::time::now_ms;
 
 impl ProcessManager {
-    /// Writes the dump file.
-    pub fn save(&self) -> Result<SaveResponse, ApiError> {
+    /// Writes the dump file (in the blocking pool: the write is fsynced).
+    pub async fn save(&self) -> Result<SaveResponse, ApiError> {
         let state = snapshot_state(&self.registry);
+        let count = state.instances.len();
         let path = self.shared.home.dump_file();
-        persist::store(&path, &state)
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || persist::store(&target, &state))
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
             .map_err(|e| ApiError::new(ErrorCode::SaveFailed, e.to_string()))?;
-        Ok(SaveResponse {
-            path,
-            count: state.instances.len(),
-        })
+        Ok(SaveResponse { path, count })
     }
 
     /// Restores the dump file: apps not managed yet are registered, and started if they ran.
