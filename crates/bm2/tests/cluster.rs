@@ -13,39 +13,29 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, TestEnv, alive, free_port, kill_pid};
+use common::load::{
+    Failure, Load, NODE_SERVER, PY_PID_HANDLER, Stats, assert_no_failures, get_pid, http_get,
+    parse_pid, set,
+};
+use common::{DEADLINE, TestEnv, alive, free_port, free_port_pair, kill_pid};
 use serde_json::Value;
 
 // ---- apps ----
 
-/// Node: listens on `$PORT`, answers with its pid.
-const NODE_SERVER: &str = "\
-const http = require('http');
-http.createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT);
-";
-
 /// Python: listens on `$PORT` (127.0.0.1), answers with its pid, logs nothing.
-const PY_SERVER: &str = "\
+fn py_server() -> String {
+    format!(
+        "\
 import http.server, os
 
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = str(os.getpid()).encode()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
+{PY_PID_HANDLER}
 http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
-";
+"
+    )
+}
 
 /// Node: listens on `$PORT` at once; instance 0 says it is ready as soon as it listens, the
 /// others only once the file `go` exists (`process.send('ready')`).
@@ -73,17 +63,7 @@ fn py_gated(go: &Path) -> String {
         "\
 import http.server, os, socket, threading, time
 
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = str(os.getpid()).encode()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
+{PY_PID_HANDLER}
 srv = http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H)
 threading.Thread(target=srv.serve_forever, daemon=True).start()
 if os.environ.get('NODE_APP_INSTANCE') != '0':
@@ -100,28 +80,6 @@ threading.Event().wait()
 }
 
 // ---- HTTP client ----
-
-/// `GET /` on 127.0.0.1:`port` with HTTP/1.0; the body of a 200 answer.
-fn http_get(port: u16) -> Result<String, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return Err(format!("incomplete answer: {text:?}"));
-    };
-    let status = head.lines().next().unwrap_or_default();
-    if !(status.starts_with("HTTP/1.") && status.split(' ').nth(1) == Some("200")) {
-        return Err(format!("status line {status:?}"));
-    }
-    Ok(body.to_string())
-}
 
 /// An HTTP/1.1 client that keeps its connection open between requests, as browsers and load
 /// generators do, and opens a new one only after the server said `Connection: close`.
@@ -196,14 +154,6 @@ impl KeepAlive {
     }
 }
 
-/// The pid an app answered with.
-fn get_pid(port: u16) -> Result<u32, String> {
-    let body = http_get(port)?;
-    body.trim()
-        .parse()
-        .map_err(|_| format!("body is not a pid: {body:?}"))
-}
-
 /// `n` requests in a row; the set of pids that answered. Panics on any failure.
 fn pids_answering(port: u16, n: usize) -> BTreeSet<u32> {
     (0..n)
@@ -220,128 +170,11 @@ fn accepts(port: u16) -> bool {
     .is_ok()
 }
 
-// ---- request load ----
-
-/// What a load generator saw.
-#[derive(Debug, Default)]
-struct Stats {
-    ok: u64,
-    failures: Vec<String>,
-    pids: BTreeSet<u32>,
-}
-
-/// Longest a load generator runs.
-const LOAD_BOUND: Duration = Duration::from_secs(90);
-
-/// Threads sending requests to a port in a loop until [`Load::finish`] (or [`LOAD_BOUND`]).
-struct Load {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicU64>,
-    threads: Vec<JoinHandle<Stats>>,
-}
-
-impl Load {
-    /// A new connection per request.
-    fn start(port: u16, threads: usize, pace: Duration) -> Load {
-        Load::run(port, threads, pace, false)
-    }
-
-    /// A keep-alive connection per thread, reopened only when the server closes it.
-    fn keep_alive(port: u16, threads: usize, pace: Duration) -> Load {
-        Load::run(port, threads, pace, true)
-    }
-
-    fn run(port: u16, threads: usize, pace: Duration, keep_alive: bool) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let threads = (0..threads)
-            .map(|t| {
-                let (stop, done) = (stop.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let mut stats = Stats::default();
-                    let mut client = KeepAlive::new(port);
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_BOUND {
-                        let answer = if keep_alive {
-                            client.get().and_then(|b| {
-                                b.trim()
-                                    .parse()
-                                    .map_err(|_| format!("body is not a pid: {b:?}"))
-                            })
-                        } else {
-                            get_pid(port)
-                        };
-                        match answer {
-                            Ok(pid) => {
-                                stats.ok += 1;
-                                stats.pids.insert(pid);
-                            }
-                            Err(e) => stats
-                                .failures
-                                .push(format!("thread {t} at {:?}: {e}", started.elapsed())),
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(pace);
-                    }
-                    stats
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            done,
-            threads,
-        }
-    }
-
-    /// Waits until `n` more requests have been answered or failed.
-    fn wait_requests(&self, n: u64) {
-        let target = self.done.load(Ordering::Relaxed) + n;
-        common::wait_for(&format!("{n} more requests"), DEADLINE, || {
-            (self.done.load(Ordering::Relaxed) >= target).then_some(())
-        });
-    }
-
-    fn finish(self) -> Stats {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Stats::default();
-        for t in self.threads {
-            let s = t.join().expect("load thread");
-            all.ok += s.ok;
-            all.failures.extend(s.failures);
-            all.pids.extend(s.pids);
-        }
-        all
-    }
-}
-
-fn assert_no_failures(stats: &Stats, during: &str) {
-    assert!(
-        stats.failures.is_empty(),
-        "{} of {} requests failed during {during}; first failures: {:#?}",
-        stats.failures.len(),
-        stats.ok + stats.failures.len() as u64,
-        &stats.failures[..stats.failures.len().min(10)]
-    );
-    assert!(stats.ok > 0, "no request was answered during {during}");
-}
-
 // ---- bm2 state ----
 
 /// `bm2 describe <app> --json`: every instance.
 fn details(env: &TestEnv, app: &str) -> Vec<Value> {
     serde_json::from_str(&env.ok(&["describe", app, "--json"])).unwrap()
-}
-
-/// The list rows of the app `app`, by instance index.
-fn rows(env: &TestEnv, app: &str) -> Vec<Value> {
-    let mut rows: Vec<Value> = env
-        .list()
-        .into_iter()
-        .filter(|p| p["name"] == app)
-        .collect();
-    rows.sort_by_key(|p| p["instance"].as_u64());
-    rows
 }
 
 fn is_ready(d: &Value) -> bool {
@@ -389,10 +222,6 @@ fn private_port(d: &Value) -> Option<u16> {
         .or_else(|| d["env"]["PORT"].as_str()?.parse().ok())
 }
 
-fn set(pids: &[u32]) -> BTreeSet<u32> {
-    pids.iter().copied().collect()
-}
-
 /// Waits for a `bm2` command started in the background; asserts it succeeded.
 fn wait_child_ok(child: &mut Child, what: &str) {
     let status = common::wait_for(what, DEADLINE, || child.try_wait().unwrap());
@@ -409,11 +238,11 @@ fn node_cluster_spreads_requests_over_all_instances() {
     env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
     let pids = wait_ready(&env, "server", 4);
     assert!(
-        rows(&env, "server")
+        env.app_rows("server")
             .iter()
             .all(|p| p["exec_mode"] == "cluster"),
         "a Node script with -i runs in cluster mode: {:?}",
-        rows(&env, "server")
+        env.app_rows("server")
     );
     let seen = pids_answering(port, 40);
     assert_eq!(seen, set(&pids), "40 requests should reach the 4 instances");
@@ -423,7 +252,7 @@ fn node_cluster_spreads_requests_over_all_instances() {
 fn python_with_exec_mode_cluster_spreads_requests_over_all_instances() {
     let env = TestEnv::new();
     let port = free_port();
-    env.file("server.py", PY_SERVER);
+    env.file("server.py", &py_server());
     env.ok(&[
         "start",
         "server.py",
@@ -606,16 +435,9 @@ fn an_instance_killed_with_sigkill_fails_no_request_and_comes_back() {
             kill_pid(victim, "KILL");
             killed_at = Some(started.elapsed());
         }
-        match get_pid(port) {
-            Ok(pid) => {
-                stats.ok += 1;
-                stats.pids.insert(pid);
-            }
-            Err(e) => stats.failures.push(format!(
-                "at {:?} (killed at {killed_at:?}): {e}",
-                started.elapsed()
-            )),
-        }
+        stats.record(get_pid(port), || {
+            format!("at {:?} (killed at {killed_at:?})", started.elapsed())
+        });
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(!alive(victim), "{victim} was killed");
@@ -639,7 +461,7 @@ fn reload_under_load_fails_no_request_and_replaces_every_process() {
     env.file("server.js", NODE_SERVER);
     env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
     let old = wait_ready(&env, "server", 4);
-    let load = Load::start(port, 8, Duration::from_millis(5));
+    let load = Load::start(&[port], 8, Duration::from_millis(5));
     load.wait_requests(100);
     let out = env.ok(&["reload", "server"]);
     let new = wait_ready(&env, "server", 4);
@@ -654,7 +476,8 @@ fn reload_under_load_fails_no_request_and_replaces_every_process() {
         assert!(!alive(*pid), "old process {pid} should have been stopped");
     }
     assert_eq!(pids_answering(port, 40), set(&new));
-    let restarts: Vec<Value> = rows(&env, "server")
+    let restarts: Vec<Value> = env
+        .app_rows("server")
         .iter()
         .map(|p| p["restarts"].clone())
         .collect();
@@ -672,7 +495,18 @@ fn reload_under_keep_alive_load_fails_no_request() {
     env.file("server.js", NODE_SERVER);
     env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
     let old = wait_ready(&env, "server", 4);
-    let load = Load::keep_alive(port, 8, Duration::from_millis(2));
+    // A keep-alive connection per thread, reopened only when the server closes it.
+    let clients = (0..8).map(|t| {
+        let mut client = KeepAlive::new(port);
+        let request = move || {
+            client
+                .get()
+                .map_err(Failure::Other)
+                .and_then(|b| parse_pid(&b))
+        };
+        (format!("thread {t}"), request)
+    });
+    let load = Load::run(clients, Duration::from_millis(2));
     load.wait_requests(200);
     env.ok(&["reload", "server"]);
     let new = wait_ready(&env, "server", 4);
@@ -764,7 +598,7 @@ fn connections_handed_to_a_worker_that_dies_before_taking_them_go_to_another() {
             .then_some(())
     });
     // Round robin sends about half of these to the blocked process, which never takes them.
-    let clients: Vec<JoinHandle<Result<u32, String>>> = (0..6)
+    let clients: Vec<JoinHandle<Result<u32, Failure>>> = (0..6)
         .map(|_| std::thread::spawn(move || get_pid(port)))
         .collect();
     env.wait_for("connections waiting for the blocked process", || {
@@ -792,7 +626,7 @@ fn graceful_reload_alias_with_parallel_reloads_without_failures() {
     env.file("server.js", NODE_SERVER);
     env.ok(&["start", "server.js", "-i", "4", "--port", &port.to_string()]);
     let old = wait_ready(&env, "server", 4);
-    let load = Load::start(port, 4, Duration::from_millis(5));
+    let load = Load::start(&[port], 4, Duration::from_millis(5));
     load.wait_requests(50);
     env.ok(&["gracefulReload", "server", "--parallel", "2"]);
     let new = wait_ready(&env, "server", 4);
@@ -918,7 +752,8 @@ if (fs.existsSync({marker:?})) {{
         said.contains("ready"),
         "the message should say the instance did not become ready:\nstdout: {stdout}\nstderr: {stderr}"
     );
-    let now: Vec<(u64, Value)> = rows(&env, "stubborn")
+    let now: Vec<(u64, Value)> = env
+        .app_rows("stubborn")
         .iter()
         .map(|p| (p["pid"].as_u64().unwrap_or(0), p["status"].clone()))
         .collect();
@@ -1040,7 +875,7 @@ fn scale_up_and_down_under_load_fails_no_request() {
     env.file("server.js", NODE_SERVER);
     env.ok(&["start", "server.js", "-i", "2", "--port", &port.to_string()]);
     let two = wait_ready(&env, "server", 2);
-    let load = Load::start(port, 4, Duration::from_millis(5));
+    let load = Load::start(&[port], 4, Duration::from_millis(5));
     load.wait_requests(50);
 
     env.ok(&["scale", "server", "+2"]);
@@ -1069,7 +904,7 @@ fn scale_up_and_down_under_load_fails_no_request() {
         "the added instances got requests: {:?} of {four:?}",
         stats.pids
     );
-    assert_eq!(rows(&env, "server").len(), 2);
+    assert_eq!(env.app_rows("server").len(), 2);
     env.wait_for("the removed instances' processes to exit", || {
         (set(&env.app_pids()) == set(&last)).then_some(())
     });
@@ -1216,7 +1051,7 @@ fn fork_mode_instances_get_port_plus_their_index() {
     ]);
     assert_eq!(env.wait_marker("port-0"), format!("{port}\n"));
     assert_eq!(env.wait_marker("port-1"), format!("{}\n", port + 1));
-    let rows = rows(&env, "portfork");
+    let rows = env.app_rows("portfork");
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().all(|p| p["exec_mode"] == "fork"), "{rows:?}");
     assert!(!accepts(port), "nothing balances port {port} in fork mode");
@@ -1226,29 +1061,18 @@ fn fork_mode_instances_get_port_plus_their_index() {
 fn fork_mode_python_servers_listen_on_port_plus_their_index() {
     let env = TestEnv::new();
     let port = free_port_pair();
-    env.file("server.py", PY_SERVER);
+    env.file("server.py", &py_server());
     env.ok(&["start", "server.py", "-i", "2", "--port", &port.to_string()]);
     let pids: Vec<u32> = env.wait_for("both instances to answer on their ports", || {
         let a = get_pid(port).ok()?;
         let b = get_pid(port + 1).ok()?;
         Some(vec![a, b])
     });
-    let rows = rows(&env, "server");
+    let rows = env.app_rows("server");
     let listed: Vec<u32> = rows
         .iter()
         .map(|p| p["pid"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(pids, listed, "instance i answers on port {port} + i");
     assert!(rows.iter().all(|p| p["exec_mode"] == "fork"), "{rows:?}");
-}
-
-/// A port P such that P and P + 1 are both free right now (fork instances use P + i).
-fn free_port_pair() -> u16 {
-    common::wait_for("two consecutive free ports", common::DEADLINE, || {
-        let port = free_port();
-        let next = port.checked_add(1)?;
-        std::net::TcpListener::bind(("127.0.0.1", next))
-            .ok()
-            .map(|_| port)
-    })
 }

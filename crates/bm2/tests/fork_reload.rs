@@ -8,43 +8,24 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, TestEnv, alive, free_port};
-use serde_json::Value;
+use common::load::{Load, NODE_SERVER, PY_PID_HANDLER, Stats, assert_no_failures, get_pid, set};
+use common::{DEADLINE, TestEnv, alive, free_port, free_port_pair};
 
 // ---- apps ----
-
-/// Node: listens on `$PORT`, answers with its pid.
-const NODE_SERVER: &str = "\
-const http = require('http');
-http.createServer((q, s) => s.end(String(process.pid))).listen(process.env.PORT);
-";
 
 /// Python: takes its listening socket by systemd socket activation (descriptor 3, checked
 /// against `LISTEN_FDS` and `LISTEN_PID`), answers with its pid, and on SIGINT stops accepting
 /// and finishes the requests it has before exiting.
-const PY_ACTIVATED: &str = "\
+fn py_activated() -> String {
+    format!(
+        "\
 import http.server, os, signal, socket, sys, threading
 
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = str(os.getpid()).encode()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
+{PY_PID_HANDLER}
 if os.environ.get('LISTEN_FDS') != '1' or os.environ.get('LISTEN_PID') != str(os.getpid()):
     sys.exit('no socket activation: LISTEN_FDS=%r LISTEN_PID=%r pid %d' % (
         os.environ.get('LISTEN_FDS'), os.environ.get('LISTEN_PID'), os.getpid()))
@@ -60,7 +41,9 @@ signal.signal(signal.SIGINT, stop)
 signal.signal(signal.SIGTERM, stop)
 srv.serve_forever()
 srv.server_close()
-";
+"
+    )
+}
 
 /// Python: binds `127.0.0.1:$PORT` itself (after a second when the file `slow` exists),
 /// answers with its pid.
@@ -69,17 +52,7 @@ fn py_own_port(slow: &std::path::Path) -> String {
         "\
 import http.server, os, time
 
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = str(os.getpid()).encode()
-        self.send_response(200)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
+{PY_PID_HANDLER}
 if os.path.exists({slow:?}):
     time.sleep(1)
 http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve_forever()
@@ -88,134 +61,11 @@ http.server.ThreadingHTTPServer(('127.0.0.1', int(os.environ['PORT'])), H).serve
     )
 }
 
-// ---- HTTP ----
+// ---- load ----
 
-/// How a request failed.
-#[derive(Debug)]
-enum Failure {
-    /// The connection was refused: nothing listened on the port.
-    Refused,
-    /// Anything else (reset, timeout, bad answer).
-    Other(String),
-}
-
-/// `GET /` on 127.0.0.1:`port` with HTTP/1.0; the pid the app answered with.
-fn get_pid(port: u16) -> Result<u32, Failure> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| {
-        if e.kind() == ErrorKind::ConnectionRefused {
-            Failure::Refused
-        } else {
-            Failure::Other(format!("connect: {e}"))
-        }
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .map_err(|e| Failure::Other(format!("write: {e}")))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .map_err(|e| Failure::Other(format!("read: {e}")))?;
-    let text = String::from_utf8_lossy(&buf);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return Err(Failure::Other(format!("incomplete answer: {text:?}")));
-    };
-    if head.lines().next().and_then(|l| l.split(' ').nth(1)) != Some("200") {
-        return Err(Failure::Other(format!("answer {head:?}")));
-    }
-    body.trim()
-        .parse()
-        .map_err(|_| Failure::Other(format!("body is not a pid: {body:?}")))
-}
-
-/// What a load saw.
-#[derive(Debug, Default)]
-struct Stats {
-    ok: u64,
-    refused: u64,
-    other: Vec<String>,
-    pids: BTreeSet<u32>,
-}
-
-/// Longest a load runs.
-const LOAD_BOUND: Duration = Duration::from_mins(1);
-
-/// Threads sending requests in a loop to some ports until [`Load::finish`] (or [`LOAD_BOUND`]).
-struct Load {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicU64>,
-    threads: Vec<JoinHandle<Stats>>,
-}
-
-impl Load {
-    /// Two threads per port, a new connection per request.
-    fn start(ports: &[u16]) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let threads = ports
-            .iter()
-            .flat_map(|&p| [p, p])
-            .map(|port| {
-                let (stop, done) = (stop.clone(), done.clone());
-                std::thread::spawn(move || {
-                    let mut stats = Stats::default();
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < LOAD_BOUND {
-                        match get_pid(port) {
-                            Ok(pid) => {
-                                stats.ok += 1;
-                                stats.pids.insert(pid);
-                            }
-                            Err(Failure::Refused) => stats.refused += 1,
-                            Err(Failure::Other(e)) => stats
-                                .other
-                                .push(format!("port {port} at {:?}: {e}", started.elapsed())),
-                        }
-                        done.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_millis(2));
-                    }
-                    stats
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            done,
-            threads,
-        }
-    }
-
-    /// Waits until `n` more requests have been answered or failed.
-    fn wait_requests(&self, n: u64) {
-        let target = self.done.load(Ordering::Relaxed) + n;
-        common::wait_for(&format!("{n} more requests"), DEADLINE, || {
-            (self.done.load(Ordering::Relaxed) >= target).then_some(())
-        });
-    }
-
-    fn finish(self) -> Stats {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Stats::default();
-        for t in self.threads {
-            let s = t.join().expect("load thread");
-            all.ok += s.ok;
-            all.refused += s.refused;
-            all.other.extend(s.other);
-            all.pids.extend(s.pids);
-        }
-        all
-    }
-}
-
-fn assert_no_failures(stats: &Stats, during: &str) {
-    assert!(
-        stats.refused == 0 && stats.other.is_empty(),
-        "during {during}: {} refused and {} other failures of {} requests; first others: {:#?}",
-        stats.refused,
-        stats.other.len(),
-        stats.ok + stats.refused + stats.other.len() as u64,
-        &stats.other[..stats.other.len().min(10)]
-    );
-    assert!(stats.ok > 0, "no request was answered during {during}");
+/// Two threads per port, 2 ms between the requests of each.
+fn start_load(ports: &[u16]) -> Load {
+    Load::start(ports, 2, Duration::from_millis(2))
 }
 
 // ---- bm2 state ----
@@ -223,27 +73,13 @@ fn assert_no_failures(stats: &Stats, during: &str) {
 /// The pids of the instances of `app`, by instance index, once all are online.
 fn online_pids(env: &TestEnv, app: &str, n: usize) -> Vec<u32> {
     env.wait_for(&format!("{n} online instances of {app}"), || {
-        let mut rows: Vec<Value> = env
-            .list()
-            .into_iter()
-            .filter(|p| p["name"] == app)
-            .collect();
-        rows.sort_by_key(|p| p["instance"].as_u64());
+        let rows = env.app_rows(app);
         let pids: Vec<u32> = rows
             .iter()
             .filter(|p| p["status"] == "online")
             .filter_map(|p| p["pid"].as_u64().map(|p| p as u32))
             .collect();
         (pids.len() == n && rows.len() == n).then_some(pids)
-    })
-}
-
-/// A port P such that P and P + 1 are both free right now (fork instances use P + i).
-fn free_port_pair() -> u16 {
-    common::wait_for("two consecutive free ports", DEADLINE, || {
-        let port = free_port();
-        let next = port.checked_add(1)?;
-        TcpListener::bind(("127.0.0.1", next)).ok().map(|_| port)
     })
 }
 
@@ -256,7 +92,7 @@ fn wait_answer(port: u16, pids: &[u32]) {
 
 /// Reloads `app` `times` times under load on `ports`; the stats, and the pids after.
 fn reload_under_load(env: &TestEnv, app: &str, n: usize, ports: &[u16], times: usize) -> Stats {
-    let load = Load::start(ports);
+    let load = start_load(ports);
     load.wait_requests(50);
     let mut pids = online_pids(env, app, n);
     for _ in 0..times {
@@ -277,8 +113,39 @@ fn reload_under_load(env: &TestEnv, app: &str, n: usize, ports: &[u16], times: u
     load.finish()
 }
 
-fn set(pids: &[u32]) -> BTreeSet<u32> {
-    pids.iter().copied().collect()
+/// Reloads `app`, whose new process never becomes ready, under load on `port`: the reload fails
+/// and the old process `old` answers every request throughout.
+fn failed_reload_under_load(env: &TestEnv, app: &str, port: u16, old: &[u32]) {
+    let load = start_load(&[port]);
+    load.wait_requests(20);
+    let (ok, stdout, stderr) = env.output(&["reload", app]);
+    assert!(!ok, "the reload fails:\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("did not become ready"), "{stderr}");
+    load.wait_requests(20);
+    let stats = load.finish();
+    assert_no_failures(&stats, "a failed reload");
+    assert_eq!(stats.pids, set(old), "the old process served throughout");
+}
+
+/// Starts the socket-activated Python app `body` as `activated` on a free port; the port and
+/// its pid once it answers.
+fn start_activated(env: &TestEnv, body: &str, min_uptime: &str) -> (u16, Vec<u32>) {
+    let port = free_port();
+    env.file("activated.py", body);
+    env.ok(&[
+        "start",
+        "activated.py",
+        "--port",
+        &port.to_string(),
+        "--listen-host",
+        "127.0.0.1",
+        "--socket-activation",
+        "--min-uptime",
+        min_uptime,
+    ]);
+    let pids = online_pids(env, "activated", 1);
+    wait_answer(port, &pids);
+    (port, pids)
 }
 
 // ---- tests ----
@@ -319,21 +186,7 @@ fn node_fork_reload_under_load_refuses_no_connection() {
 #[test]
 fn python_socket_activation_reload_under_load_refuses_no_connection() {
     let env = TestEnv::new();
-    let port = free_port();
-    env.file("activated.py", PY_ACTIVATED);
-    env.ok(&[
-        "start",
-        "activated.py",
-        "--port",
-        &port.to_string(),
-        "--listen-host",
-        "127.0.0.1",
-        "--socket-activation",
-        "--min-uptime",
-        "300",
-    ]);
-    let pids = online_pids(&env, "activated", 1);
-    wait_answer(port, &pids);
+    let (port, _) = start_activated(&env, &py_activated(), "300");
     assert!(env.out_log("activated").contains("fdname activated\n"));
     let stats = reload_under_load(&env, "activated", 1, &[port], 3);
     assert_no_failures(&stats, "3 reloads of a socket-activated Python app");
@@ -384,11 +237,11 @@ fn python_binding_its_port_itself_gets_a_reload_that_says_it_is_a_restart() {
 #[test]
 fn readiness_is_not_granted_while_the_old_process_holds_the_port() {
     let env = TestEnv::new();
-    let port = free_port();
     let slow = env.path("slow");
     let events = env.path("events");
     // Listens on $PORT (after 1.5 s when `slow` exists); logs when it listens and when it exits.
-    env.file(
+    let (_, port, old) = start_node(
+        &env,
         "late.js",
         &format!(
             "\
@@ -406,20 +259,9 @@ setTimeout(() => {{
             slow = slow.display().to_string()
         ),
     );
-    env.ok(&[
-        "start",
-        "late.js",
-        "--port",
-        &port.to_string(),
-        "--listen-host",
-        "127.0.0.1",
-        "--listen-timeout",
-        "20000",
-    ]);
-    let old = online_pids(&env, "late", 1)[0];
     wait_answer(port, &[old]);
     fs::write(&slow, "").unwrap();
-    let load = Load::start(&[port]);
+    let load = start_load(&[port]);
     load.wait_requests(20);
     let started = Instant::now();
     env.ok(&["reload", "late"]);
@@ -469,15 +311,7 @@ require('http').createServer((q, s) => s.end(String(process.pid))).listen(proces
     let old = online_pids(&env, "fragile", 1);
     wait_answer(port, &old);
     fs::write(&broken, "").unwrap();
-    let load = Load::start(&[port]);
-    load.wait_requests(20);
-    let (ok, stdout, stderr) = env.output(&["reload", "fragile"]);
-    assert!(!ok, "the reload fails:\nstdout: {stdout}\nstderr: {stderr}");
-    assert!(stderr.contains("did not become ready"), "{stderr}");
-    load.wait_requests(20);
-    let stats = load.finish();
-    assert_no_failures(&stats, "a failed reload");
-    assert_eq!(stats.pids, set(&old), "the old process served throughout");
+    failed_reload_under_load(&env, "fragile", port, &old);
     assert_eq!(online_pids(&env, "fragile", 1), old);
 }
 
@@ -553,58 +387,21 @@ fn node_apps_that_do_not_take_bm2s_socket_reload_as_before_or_say_it_is_a_restar
 #[test]
 fn a_socket_activated_reload_whose_new_process_exits_keeps_the_old_one_serving() {
     let env = TestEnv::new();
-    let port = free_port();
     let broken = env.path("broken");
-    env.file(
-        "activated.py",
-        &format!(
-            "import os, sys\nif os.path.exists({broken:?}):\n    sys.exit('bad release')\n{PY_ACTIVATED}",
-            broken = broken.display().to_string()
-        ),
+    let body = format!(
+        "import os, sys\nif os.path.exists({broken:?}):\n    sys.exit('bad release')\n{}",
+        py_activated(),
+        broken = broken.display().to_string()
     );
-    env.ok(&[
-        "start",
-        "activated.py",
-        "--port",
-        &port.to_string(),
-        "--listen-host",
-        "127.0.0.1",
-        "--socket-activation",
-        "--min-uptime",
-        "500",
-    ]);
-    let old = online_pids(&env, "activated", 1);
-    wait_answer(port, &old);
+    let (port, old) = start_activated(&env, &body, "500");
     fs::write(&broken, "").unwrap();
-    let load = Load::start(&[port]);
-    load.wait_requests(20);
-    let (ok, stdout, stderr) = env.output(&["reload", "activated"]);
-    assert!(!ok, "the reload fails:\nstdout: {stdout}\nstderr: {stderr}");
-    assert!(stderr.contains("did not become ready"), "{stderr}");
-    load.wait_requests(20);
-    let stats = load.finish();
-    assert_no_failures(&stats, "a failed reload");
-    assert_eq!(stats.pids, set(&old), "the old process served throughout");
+    failed_reload_under_load(&env, "activated", port, &old);
 }
 
 #[test]
 fn after_a_daemon_crash_the_app_keeps_its_socket_and_gets_it_back_from_the_new_daemon() {
     let env = TestEnv::new();
-    let port = free_port();
-    env.file("activated.py", PY_ACTIVATED);
-    env.ok(&[
-        "start",
-        "activated.py",
-        "--port",
-        &port.to_string(),
-        "--listen-host",
-        "127.0.0.1",
-        "--socket-activation",
-        "--min-uptime",
-        "300",
-    ]);
-    let old = online_pids(&env, "activated", 1);
-    wait_answer(port, &old);
+    let (port, old) = start_activated(&env, &py_activated(), "300");
     let daemon = env.daemon_pid().expect("daemon pid");
     common::kill_pid(daemon, "KILL");
     common::wait_for("the daemon to die", DEADLINE, || {
@@ -625,7 +422,7 @@ fn after_a_daemon_crash_the_app_keeps_its_socket_and_gets_it_back_from_the_new_d
 #[test]
 fn socket_activation_errors_clearly_where_it_cannot_work() {
     let env = TestEnv::new();
-    env.file("activated.py", PY_ACTIVATED);
+    env.file("activated.py", &py_activated());
     let (ok, stdout, stderr) = env.output(&["start", "activated.py", "--socket-activation"]);
     assert!(
         !ok && format!("{stdout}{stderr}").contains("socket_activation needs the app's port"),

@@ -11,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DEADLINE, TestEnv, alive, kill_pid, wait_for};
+use common::{DEADLINE, TestEnv, alive, kill_pid, sleeper_args, wait_for};
 use serde_json::{Value, json};
 
 /// POSTs `body` to `path` on the daemon's Unix socket; returns the status and the body.
@@ -70,16 +70,7 @@ fn api_refuses(env: &TestEnv, spec: &Value, needle: &str) {
 fn names_too_long_for_their_log_files_are_refused_everywhere() {
     let env = TestEnv::new();
     let long = "n".repeat(241);
-    let e = env.fail(&[
-        "start",
-        "sleep",
-        "--name",
-        &long,
-        "--interpreter",
-        "none",
-        "--",
-        "1000",
-    ]);
+    let e = env.fail(&sleeper_args(&long));
     assert!(
         e.contains("241 bytes") && e.contains("at most 180 bytes"),
         "{e}"
@@ -131,16 +122,7 @@ fn the_longest_name_accepted_gets_its_logs_and_their_rotations() {
 fn control_characters_in_names_are_refused_everywhere() {
     let env = TestEnv::new();
     for name in ["evil\u{1b}[2Jname", "two\nlines", "bidi\u{202e}txt"] {
-        let e = env.fail(&[
-            "start",
-            "sleep",
-            "--name",
-            name,
-            "--interpreter",
-            "none",
-            "--",
-            "1000",
-        ]);
+        let e = env.fail(&sleeper_args(name));
         assert!(e.contains("control character"), "{name:?}: {e}");
         assert!(
             !e.contains('\u{1b}'),

@@ -1,6 +1,7 @@
 //! Test harness: a real `bm2` binary and daemon in a temporary `BM2_HOME` per test.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod tmux;
 pub mod unix_http;
 
@@ -128,6 +129,17 @@ impl TestEnv {
             .unwrap_or_else(|| panic!("no process {name} in {:?}", self.list()))
     }
 
+    /// The list rows of the app `app` (all its instances), by instance index.
+    pub fn app_rows(&self, app: &str) -> Vec<Value> {
+        let mut rows: Vec<Value> = self
+            .list()
+            .into_iter()
+            .filter(|p| p["name"] == app)
+            .collect();
+        rows.sort_by_key(|p| p["instance"].as_u64());
+        rows
+    }
+
     /// `bm2 describe <target> --json`, first match.
     pub fn describe(&self, target: &str) -> Value {
         let v: Vec<Value> =
@@ -151,16 +163,7 @@ impl TestEnv {
 
     /// Starts `sleep 1000` as the app `name` and waits until it is online; returns its pid.
     pub fn start_sleeper(&self, name: &str) -> u64 {
-        self.ok(&[
-            "start",
-            "sleep",
-            "--name",
-            name,
-            "--interpreter",
-            "none",
-            "--",
-            "1000",
-        ]);
+        self.ok(&sleeper_args(name));
         self.wait_status(name, "online")["pid"].as_u64().unwrap()
     }
 
@@ -279,6 +282,20 @@ impl TestEnv {
     }
 }
 
+/// The arguments of `bm2 start` for `sleep 1000` as the app `name`.
+pub fn sleeper_args(name: &str) -> [&str; 8] {
+    [
+        "start",
+        "sleep",
+        "--name",
+        name,
+        "--interpreter",
+        "none",
+        "--",
+        "1000",
+    ]
+}
+
 fn is_bm2_cli(pid: u32) -> bool {
     // A bm2 CLI run by the test itself (not the daemon) is not a leftover.
     fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
@@ -344,6 +361,17 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A port P such that P and P + 1 are both free right now (fork instances use P + i).
+pub fn free_port_pair() -> u16 {
+    wait_for("two consecutive free ports", DEADLINE, || {
+        let port = free_port();
+        let next = port.checked_add(1)?;
+        std::net::TcpListener::bind(("127.0.0.1", next))
+            .ok()
+            .map(|_| port)
+    })
 }
 
 impl Drop for TestEnv {
