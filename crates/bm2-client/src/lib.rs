@@ -333,8 +333,22 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let stream = self.connect().await?;
-        self.exchange(stream, method, path, body).await
+        // A read may meet a daemon that is going away (killed a moment ago, its socket still
+        // held for an instant by a process it had just forked): the connection then breaks
+        // before any answer. A read is asked again, of a new daemon if need be; a change is
+        // never sent twice, since the daemon may have made it.
+        let retries = if method == Method::GET { 3 } else { 0 };
+        let mut attempt = 0;
+        loop {
+            let stream = self.connect().await?;
+            match self.exchange(stream, method.clone(), path, body).await {
+                Err(ClientError::Transport { .. }) if attempt < retries => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// A connection to the daemon, started first when allowed.

@@ -88,6 +88,7 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     home.create()
         .map_err(io_err(format!("create {}", home.root().display())))?;
     let _lock = lock(&home)?;
+    tracing::info!(pid = std::process::id(), "daemon starting");
     fs::write(home.pid_file(), std::process::id().to_string())
         .map_err(io_err(format!("write {}", home.pid_file().display())))?;
     raise_fd_limit();
@@ -101,7 +102,9 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     );
     // A state file this daemon cannot use is reported before it listens, so the command that
     // started it gets the reason instead of a closed connection.
-    let state = manager.load_state()?;
+    let state = manager.load_state().inspect_err(|_| {
+        let _ = fs::remove_file(home.pid_file());
+    })?;
     // The socket exists as soon as the state is read: a command that finds the lock held but
     // no socket knows that the socket was removed, not that the daemon is still restoring.
     // Connections made while the apps are restored wait in the socket's backlog.

@@ -25,7 +25,14 @@ pub fn init(home: &Home, defaults: &LogDefaults) -> io::Result<()> {
         .with_ansi(false)
         .with_writer(move || Writer(file.clone()))
         .try_init()
-        .map_err(io::Error::other)
+        .map_err(io::Error::other)?;
+    // A panic is a bug: it goes to the daemon's log too, not only to a stderr nobody reads.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "bug: the daemon panicked");
+        previous(info);
+    }));
+    Ok(())
 }
 
 struct Writer(Arc<Mutex<LogFile>>);
