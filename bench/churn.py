@@ -102,6 +102,10 @@ def main():
         print(f"daemon RSS: first cycle {first[1] / 1024:.1f} MiB, last {last[1] / 1024:.1f} MiB, "
               f"max {max(s[1] for s in samples) / 1024:.1f} MiB")
         print(f"daemon open fds: first cycle {first[2]}, last {last[2]}, max {max(s[2] for s in samples)}")
+        # Growth that keeps going is a leak; a high-water mark reached early and kept is the
+        # allocator holding on to the peak of a cycle.
+        quarters = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in range(1, 5)]
+        print("daemon RSS at each quarter of the run: " + ", ".join(f"{s[1] / 1024:.1f} MiB" for s in quarters))
         print(f"left after the last delete: {len(left_procs)} app processes, {len(logs)} files in logs/")
         ok = not left_procs and last[2] <= first[2] + 5
         print(f"{1 if ok else 0} passed, {0 if ok else 1} failed")
