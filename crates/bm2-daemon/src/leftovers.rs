@@ -65,7 +65,7 @@ pub fn find(home: &Path, state: &StateFile) -> Vec<Leftover> {
         if p.pid == me || p.is_zombie() || found.contains_key(&p.pid) {
             continue;
         }
-        if let Some(id) = marked_id(p.pid, &home_entry) {
+        if let Some(id) = procfs::marked_instance(p.pid, &home_entry) {
             found.insert(
                 p.pid,
                 Leftover {
@@ -79,22 +79,6 @@ pub fn find(home: &Path, state: &StateFile) -> Vec<Leftover> {
     let mut out: Vec<Leftover> = found.into_values().collect();
     out.sort_by_key(|l| l.pid);
     out
-}
-
-/// The instance id of a process that carries the marker of this home (`home_entry` is
-/// `BM2_HOME=<home>`): both that entry and a `BM2_ID` are in its environment.
-fn marked_id(pid: u32, home_entry: &str) -> Option<ProcId> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let mut home = false;
-    let mut id = None;
-    for entry in env.split(|b| *b == 0) {
-        if entry == home_entry.as_bytes() {
-            home = true;
-        } else if let Some(v) = entry.strip_prefix(b"BM2_ID=") {
-            id = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
-        }
-    }
-    if home { id } else { None }
 }
 
 /// Stops every leftover of `home`: each gets its app's kill signal (SIGINT for processes of

@@ -176,6 +176,22 @@ pub fn environ_contains(pid: u32, entries: &[String]) -> bool {
         .all(|want| env.split(|b| *b == 0).any(|entry| entry == want.as_bytes()))
 }
 
+/// The instance a process belongs to, from the marker every app process carries: its
+/// environment holds `home_entry` (`BM2_HOME=<home>`) and a `BM2_ID`.
+pub fn marked_instance(pid: u32, home_entry: &str) -> Option<bm2_types::ProcId> {
+    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut in_home = false;
+    let mut id = None;
+    for entry in env.split(|b| *b == 0) {
+        if entry == home_entry.as_bytes() {
+            in_home = true;
+        } else if let Some(v) = entry.strip_prefix(b"BM2_ID=") {
+            id = std::str::from_utf8(v).ok().and_then(|v| v.parse().ok());
+        }
+    }
+    if in_home { id } else { None }
+}
+
 /// Number of open file descriptors of a process.
 pub fn fd_count(pid: u32) -> Option<u32> {
     Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u32)

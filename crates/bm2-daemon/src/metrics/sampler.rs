@@ -241,7 +241,7 @@ impl Sampler {
             let key = (p.pid, p.start_time);
             let owner = match self.orphan_owner.get(&key) {
                 Some(owner) => *owner,
-                None => owner_of(p.pid, &home),
+                None => procfs::marked_instance(p.pid, &home),
             };
             seen.insert(key, owner);
             if let Some(id) = owner {
@@ -251,19 +251,4 @@ impl Sampler {
         self.orphan_owner = seen;
         out
     }
-}
-
-/// The instance id in a process's environment, when it belongs to this home.
-fn owner_of(pid: u32, home_entry: &str) -> Option<ProcId> {
-    let env = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let mut in_home = false;
-    let mut id = None;
-    for entry in env.split(|b| *b == 0) {
-        if entry == home_entry.as_bytes() {
-            in_home = true;
-        } else if let Some(v) = entry.strip_prefix(b"BM2_ID=") {
-            id = std::str::from_utf8(v).ok()?.parse().ok();
-        }
-    }
-    if in_home { id } else { None }
 }
