@@ -44,6 +44,12 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> DaemonError {
     move |source| DaemonError::Io { what, source }
 }
 
+/// Threads the daemon's runtime may use for blocking work (file writes with fsync, `/proc`
+/// scans, compression, log history). Every such job is short, and the `/proc` scans of many
+/// stops share one scan, so more threads only add memory: with tokio's default of 512, stopping
+/// hundreds of apps at once grew the daemon by a thread stack and an allocator arena per thread.
+pub const BLOCKING_THREADS: usize = 16;
+
 /// Options of a daemon run.
 #[derive(Debug, Clone)]
 pub struct DaemonOptions {

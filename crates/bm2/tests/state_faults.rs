@@ -443,3 +443,29 @@ fn a_full_disk_is_reported_and_nothing_is_lost_when_space_returns() {
     assert_eq!(state["instances"].as_array().unwrap().len(), 2, "{state}");
     env.ok(&["kill"]);
 }
+
+#[test]
+fn stopping_many_apps_at_once_keeps_the_daemon_small() {
+    let env = TestEnv::new();
+    start_many(&env, 120);
+    env.wait_for("120 apps online", || {
+        env.list()
+            .iter()
+            .all(|p| p["status"] == "online")
+            .then_some(())
+    });
+    env.ok(&["delete", "all"]);
+    let daemon = env.daemon_pid().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{daemon}/status")).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    // The runtime thread, a bounded pool for blocking work, and the log and proxy helpers;
+    // tokio's default pool grew to a thread per app being stopped.
+    assert!(
+        threads <= 40,
+        "the daemon has {threads} threads after stopping 120 apps"
+    );
+}

@@ -36,6 +36,7 @@ pub fn run_daemon() -> ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(bm2_daemon::server::BLOCKING_THREADS)
         .build()
     {
         Ok(rt) => rt,
