@@ -266,11 +266,12 @@ impl Persister {
         self.finished
             .store(true, std::sync::atomic::Ordering::SeqCst);
         let _writing = self.writing.lock().await;
+        let shown = path.clone();
         tokio::task::spawn_blocking(move || store(&path, &state))
             .await
             .unwrap_or_else(|e| {
                 Err(PersistError::Io {
-                    path: PathBuf::new(),
+                    path: shown,
                     source: io::Error::other(e),
                 })
             })

@@ -218,7 +218,13 @@ impl ProcessManager {
             Some(t) => self.registry.resolve(t)?,
             None => self.registry.all(),
         };
-        Ok(handles.iter().map(|h| self.detail(h)).collect())
+        // Counted once for all: `jlist` details every instance.
+        let every = self.registry.all();
+        let counts = app_counts(&every);
+        Ok(handles
+            .iter()
+            .map(|h| self.detail(h, counts.get(h.inst.app.as_str()).copied().unwrap_or(1)))
+            .collect())
     }
 
     /// Every instance's and the machine's figures now (`bm2 metrics`). Reads `/proc` in the
@@ -273,7 +279,8 @@ impl ProcessManager {
         }
     }
 
-    fn detail(&self, h: &Handle) -> ProcDetail {
+    /// The details of one instance of an app that has `instances` instances now.
+    fn detail(&self, h: &Handle, instances: u32) -> ProcDetail {
         let summary = self.summary(h);
         let v = h.snapshot();
         let cluster = self.cluster_info(h, &v);
@@ -287,7 +294,7 @@ impl ProcessManager {
             file_handles: v.pid.and_then(procfs::fd_count),
             summary,
             spec: (*v.spec).clone(),
-            instances: self.registry.count_of(&h.inst.app),
+            instances,
             interpreter: v.interpreter,
             pending_env: pending_env(&v.store_applied, &stored),
             env: if v.env.is_empty() {
@@ -394,14 +401,20 @@ fn pending_env(applied: &Vars, stored: &Vars) -> Vec<String> {
     keys
 }
 
+/// How many instances each app has among `handles`.
+fn app_counts(handles: &[Handle]) -> std::collections::HashMap<&str, u32> {
+    let mut counts = std::collections::HashMap::new();
+    for h in handles {
+        *counts.entry(h.inst.app.as_str()).or_default() += 1;
+    }
+    counts
+}
+
 /// The state to write: every instance with its options, intent and current process. Each
 /// saved instance records its app's current instance count.
 fn snapshot_state(registry: &Registry) -> StateFile {
     let handles = registry.all();
-    let mut counts: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    for h in &handles {
-        *counts.entry(h.inst.app.as_str()).or_default() += 1;
-    }
+    let counts = app_counts(&handles);
     let instances = handles
         .iter()
         .map(|h| {

@@ -57,17 +57,8 @@ impl ProcessManager {
         self.restore_instances(fresh, true, update_env).await
     }
 
-    /// Brings back the state of a previous daemon: the processes it left running (recorded or
-    /// only marked as this home's) are stopped, then its instances are registered under the
-    /// same ids and started again if they were meant to run. An unreadable state file is moved
-    /// aside, and the next command tells the user.
-    pub async fn restore(&self) -> Result<ActionResponse, persist::PersistError> {
-        let state = self.load_state()?;
-        Ok(self.restore_state(state).await)
-    }
-
-    /// Reads the state a previous daemon left (the first step of [`ProcessManager::restore`],
-    /// quick: the daemon does it before it listens, so that a file it cannot use is reported
+    /// Reads the state a previous daemon left (the first step of bringing it back, before
+    /// [`ProcessManager::restore_state`]; quick: the daemon does it before it listens, so that a file it cannot use is reported
     /// to the command that started it). An unreadable file is moved aside and reported at the
     /// next command; a file from a newer bm2 is an error.
     pub fn load_state(&self) -> Result<StateFile, persist::PersistError> {
@@ -97,8 +88,9 @@ impl ProcessManager {
         Ok(state)
     }
 
-    /// Stops what a previous daemon left of `state`, then registers its instances under the
-    /// same ids and starts those meant to run.
+    /// Brings back a previous daemon's `state`: the processes it left running (recorded, or
+    /// only marked as this home's) are stopped, then its instances are registered under the
+    /// same ids and started again if they were meant to run.
     pub async fn restore_state(&self, state: StateFile) -> ActionResponse {
         let stopped = leftovers::stop(self.shared.home.root(), &state).await;
         if stopped.processes > 0 {
