@@ -206,6 +206,11 @@ fn a_removed_socket_is_reported_quickly_with_the_daemon_pid() {
     );
     assert!(err.contains(&format!("pid {daemon}")), "{err}");
     assert!(err.contains(&format!("kill {daemon}")), "{err}");
+    // `bm2 kill` cannot stop a daemon it cannot reach either: it says which one to stop, and
+    // stops nothing behind its back.
+    let err = env.fail(&["kill"]);
+    assert!(err.contains(&format!("kill {daemon}")), "{err}");
+    assert!(alive(daemon));
     // The hint works: the daemon stops its apps, and the next one restores them.
     kill_pid(daemon, "TERM");
     env.wait_for("the daemon to exit", || (!alive(daemon)).then_some(()));
