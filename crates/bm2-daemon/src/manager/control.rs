@@ -95,6 +95,8 @@ impl ProcessManager {
                 .await;
                 let processes = handles.iter().map(|h| self.summary(h)).collect();
                 self.saved(&mut errors).await;
+                drop(handles);
+                crate::memory::give_back().await;
                 return Ok(ActionResponse {
                     processes,
                     errors,
