@@ -9,7 +9,7 @@ pub mod envs;
 pub mod leftovers;
 pub mod logs;
 pub mod manager;
-mod memory;
+pub mod memory;
 pub mod metrics;
 pub mod persist;
 pub mod procfs;

@@ -11,6 +11,7 @@ use crate::render;
 
 /// Runs the daemon in this process until it is told to exit.
 pub fn run_daemon() -> ExitCode {
+    bm2_daemon::memory::limit_arenas();
     let home = match Home::from_env() {
         Ok(h) => h,
         Err(e) => {
