@@ -16,8 +16,8 @@ use super::phase::{self, Ended, Phase, Verdict};
 use super::process::{self, Running};
 use super::spawn;
 use crate::Shared;
-use crate::cluster::Event;
 use crate::cluster::handoff::{self, HeldSocket};
+use crate::cluster::{Event, Served};
 use crate::envs::{self, Vars};
 use crate::logs;
 use crate::procfs;
@@ -366,7 +366,8 @@ impl Actor {
             start_time,
         } = started;
         let (pid, ready) = (running.pid, running.ready);
-        let (private_port, public_port) = (running.private_port, running.public_port);
+        let (private_port, public_port) =
+            (running.shown_private_port(), running.shown_public_port());
         let ready_by = (!ready)
             .then(|| tokio::time::Instant::now() + Duration::from_millis(self.spec.listen_timeout));
         self.phase = Phase::Running {
@@ -410,13 +411,17 @@ impl Actor {
             return;
         };
         run.note(event);
-        let (ready, public_port) = (run.ready, run.public_port);
+        let (ready, private_port, public_port) =
+            (run.ready, run.shown_private_port(), run.shown_public_port());
+        self.publish(|v| {
+            v.private_port = private_port;
+            v.public_port = public_port;
+        });
         if ready {
             self.phase.settle();
             self.route_to_current().await;
             self.publish(|v| {
                 v.ready = true;
-                v.public_port = public_port;
                 if v.reason
                     .as_deref()
                     .is_some_and(|r| r.starts_with("not ready"))
@@ -439,40 +444,46 @@ impl Actor {
         });
     }
 
-    /// Registers the current process with its app's balancer, once it is ready and its public
-    /// port is known.
+    /// Registers the current process with the balancer of each public port it serves, once it
+    /// is ready. The balancer listens on `listen_host`, else on the address the app asked for,
+    /// else on all interfaces.
     async fn route_to_current(&mut self) {
         let Some(run) = self.phase.running_mut() else {
             return;
         };
-        if run.registered || !run.ready {
+        if !run.ready {
             return;
         }
-        let (Some(public), Some(private)) = (run.public_port, run.private_port) else {
-            return;
-        };
         let pid = run.pid;
-        match self
-            .shared
-            .cluster
-            .balancer(
-                &self.inst.app,
-                self.spec.listen_host.as_deref(),
-                public,
-                self.spec.lb,
-            )
-            .await
-        {
-            Ok(b) => {
-                b.add(pid, private, run.ipc.clone());
-                if let Some(run) = self.phase.running_mut() {
-                    run.registered = true;
+        let ipc = run.ipc.clone();
+        let pending: Vec<Served> = run
+            .served
+            .iter()
+            .filter(|s| !run.registered.contains(&s.public))
+            .copied()
+            .collect();
+        for served in pending {
+            let host = match self.spec.listen_host.as_deref() {
+                Some(h) if !h.is_empty() => Some(h.to_string()),
+                _ => served.host.map(|h| h.to_string()),
+            };
+            match self
+                .shared
+                .cluster
+                .balancer(&self.inst.app, host.as_deref(), served.public, self.spec.lb)
+                .await
+            {
+                Ok(b) => {
+                    b.add(pid, served.private, ipc.clone());
+                    if let Some(run) = self.phase.running_mut() {
+                        run.registered.push(served.public);
+                    }
                 }
-            }
-            Err(e) => {
-                let reason = format!("cannot listen on port {public}: {e}");
-                tracing::warn!(id = self.inst.id, %reason, "cluster");
-                self.publish(|v| v.reason = Some(reason));
+                Err(e) => {
+                    let reason = format!("cannot listen on port {}: {e}", served.public);
+                    tracing::warn!(id = self.inst.id, %reason, "cluster");
+                    self.publish(|v| v.reason = Some(reason));
+                }
             }
         }
     }
