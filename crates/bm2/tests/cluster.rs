@@ -214,12 +214,10 @@ fn try_detail(env: &TestEnv, app: &str, index: u64) -> Option<Value> {
         .find(|d| d["instance"] == index)
 }
 
-/// The private port of a cluster instance: describe's cluster field, else its `PORT`.
+/// The private port of a cluster instance (describe's cluster field): the one bm2 gave it in
+/// `PORT`, or the one its server got.
 fn private_port(d: &Value) -> Option<u16> {
-    d["cluster"]["private_port"]
-        .as_u64()
-        .map(|p| p as u16)
-        .or_else(|| d["env"]["PORT"].as_str()?.parse().ok())
+    d["cluster"]["private_port"].as_u64().map(|p| p as u16)
 }
 
 /// Waits for a `bm2` command started in the background; asserts it succeeded.
@@ -1006,6 +1004,98 @@ if (fs.existsSync({marker:?})) {{
     });
 }
 
+#[test]
+fn reload_replaces_cluster_workers_that_never_listen_after_listen_timeout() {
+    let env = TestEnv::new();
+    env.file("worker.js", "setInterval(() => {}, 1000);\n");
+    env.ok(&["start", "worker.js", "-i", "2", "--listen-timeout", "500"]);
+    let old: Vec<u64> = env.wait_for("both workers online", || {
+        let rows = env.app_rows("worker");
+        (rows.len() == 2
+            && rows
+                .iter()
+                .all(|p| p["status"] == "online" && p["pid"].is_u64()))
+        .then(|| rows.iter().map(|p| p["pid"].as_u64().unwrap()).collect())
+    });
+    let started = Instant::now();
+    let (ok, stdout, stderr) = env.output(&["reload", "worker"]);
+    assert!(
+        ok,
+        "reload replaces workers that never listen:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "each new worker gets listen_timeout to listen first: {:?}",
+        started.elapsed()
+    );
+    let rows = env.app_rows("worker");
+    let new: Vec<u64> = rows.iter().filter_map(|p| p["pid"].as_u64()).collect();
+    assert_eq!(new.len(), 2, "{rows:?}");
+    assert!(
+        new.iter().all(|p| !old.contains(p)),
+        "every worker is replaced: {old:?} -> {new:?}"
+    );
+    assert!(rows.iter().all(|p| p["status"] == "online"), "{rows:?}");
+    env.wait_for("the old workers to exit", || {
+        old.iter().all(|p| !alive(*p as u32)).then_some(())
+    });
+}
+
+// ---- 4b. status ----
+
+#[test]
+fn cluster_instances_are_online_as_soon_as_they_run_and_ready_apart() {
+    let env = TestEnv::new();
+    let port = free_port();
+    // Python instances that never listen on their private port, and Node workers.
+    env.file("idle.py", "import time\nwhile True:\n    time.sleep(1)\n");
+    env.file("idle.js", "setInterval(() => {}, 1000);\n");
+    let started = Instant::now();
+    env.ok(&[
+        "start",
+        "idle.py",
+        "--name",
+        "py",
+        "-i",
+        "2",
+        "--exec-mode",
+        "cluster",
+        "--port",
+        &port.to_string(),
+        "--listen-timeout",
+        "60000",
+    ]);
+    env.ok(&[
+        "start",
+        "idle.js",
+        "--name",
+        "js",
+        "-i",
+        "2",
+        "--listen-timeout",
+        "60000",
+    ]);
+    env.wait_for("all four instances online", || {
+        let rows = env.list();
+        (rows.len() == 4 && rows.iter().all(|p| p["status"] == "online")).then_some(())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "online long before listen_timeout: {:?}",
+        started.elapsed()
+    );
+    for app in ["py", "js"] {
+        for d in details(&env, app) {
+            assert_eq!(d["status"], "online", "{d}");
+            assert_eq!(
+                d["cluster"]["ready"], false,
+                "an instance that does not listen is online but not ready: {}",
+                d["cluster"]
+            );
+        }
+    }
+}
+
 // ---- 5. --wait-ready ----
 
 /// Instance 0 says it is ready at once, instance 1 once `go` exists: until then instance 1
@@ -1028,10 +1118,14 @@ fn readiness_is_what_the_app_says(
         accepts(p).then_some((pid as u32, p))
     });
     assert_ne!(second_port, port);
+    let d = detail(env, app, 1);
     assert_eq!(
-        detail(env, app, 1)["cluster"]["ready"],
-        false,
+        d["cluster"]["ready"], false,
         "instance 1 listens but has not said it is ready"
+    );
+    assert_eq!(
+        d["status"], "launching",
+        "an app with wait_ready is launching until it says it is ready"
     );
     assert_eq!(
         pids_answering(port, 20),

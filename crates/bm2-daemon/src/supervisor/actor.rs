@@ -368,11 +368,13 @@ impl Actor {
         let (pid, ready) = (running.pid, running.ready);
         let (private_port, public_port) =
             (running.shown_private_port(), running.shown_public_port());
-        let ready_by = (!ready)
+        let ready_by = (!ready && running.expected_ready)
             .then(|| tokio::time::Instant::now() + Duration::from_millis(self.spec.listen_timeout));
+        let launching = ready_by.is_some() && running.wait_ready;
         self.phase = Phase::Running {
             run: running,
             ready_by,
+            launching,
         };
         let restarts = self.counters.restarts;
         let unstable = self.counters.unstable_restarts;
@@ -432,8 +434,8 @@ impl Actor {
         }
     }
 
-    /// The current process did not say it is ready within `listen_timeout`: it counts as online
-    /// (as in PM2) but receives no connections until it is ready.
+    /// The current process was not ready within `listen_timeout`: it counts as online (as in
+    /// PM2) but receives no connections until it is ready.
     fn on_not_ready(&mut self) {
         self.phase.settle();
         let ms = self.spec.listen_timeout;

@@ -37,8 +37,13 @@ pub struct Running {
     pub served: Vec<Served>,
     /// Whether it is ready for traffic.
     pub ready: bool,
-    /// Whether only its own word (`wait_ready`) makes it ready, not listening.
+    /// Whether only its own word (`wait_ready`) makes it ready, not listening; it is
+    /// `launching` until then.
     pub wait_ready: bool,
+    /// Whether it is expected to be ready within `listen_timeout` (it says so, or bm2 probes
+    /// the private port it gave it); a Node or Bun cluster process that never listens is a
+    /// worker, not late.
+    pub expected_ready: bool,
     /// Whether listening on the socket bm2 holds makes it ready (a fork-mode Node process that
     /// replaces one serving that socket).
     pub ready_when_listening: bool,
@@ -358,6 +363,7 @@ pub fn spawn(
             },
             ready: !needs_signal,
             wait_ready: spec.wait_ready,
+            expected_ready: spec.wait_ready || private_port.is_some() || ready_when_listening,
             ready_when_listening,
             settle,
             registered: Vec::new(),
