@@ -45,6 +45,8 @@ struct Actor {
     /// restarts and reloads and closed when the instance stops.
     socket: Option<HeldSocket>,
     launches: u64,
+    /// What the automatic restart being waited for is about (noted when it runs).
+    pending_restart: Option<String>,
     view: watch::Sender<InstanceView>,
     rx: mpsc::Receiver<Command>,
     triggers: Triggers,
@@ -83,6 +85,7 @@ pub fn spawn_actor(
         phase: Phase::Idle(Ended::Stopped),
         socket: None,
         launches: 0,
+        pending_restart: None,
         view: view_tx,
         rx,
         triggers,
@@ -118,9 +121,7 @@ impl Actor {
                     Activity::Said(event) => self.on_event(event).await,
                 },
                 () = crate::time::sleep_until(ready_by) => self.on_not_ready(),
-                () = crate::time::sleep_until(restart_at) => {
-                    let _ = self.spawn();
-                }
+                () = crate::time::sleep_until(restart_at) => self.restart_after_exit(),
             }
         }
     }
@@ -145,12 +146,16 @@ impl Actor {
             }
             Command::Restart(update, reply) => {
                 self.hold(false);
+                // As PM2: restarting a process that runs counts, starting a stopped one not.
+                let running = self.phase.running().is_some();
                 self.stop(None).await;
                 if let Some(update) = update {
                     self.apply(update);
                 }
-                self.counters.restarts += 1;
-                self.note_restart(RestartReason::Manual, "restart requested");
+                if running {
+                    self.counters.restarts += 1;
+                    self.note_restart(RestartReason::Manual, "restart requested");
+                }
                 let _ = reply.send(self.fresh_start());
             }
             Command::Reload(update, reply) => {
@@ -631,12 +636,10 @@ impl Actor {
             v.exits += 1;
         });
         if matches!(decision, Decision::Restart { .. }) {
-            self.note_restart(RestartReason::Crash, &detail);
+            self.pending_restart = Some(detail);
         }
         match decision {
-            Decision::Restart { delay } if delay.is_zero() => {
-                let _ = self.spawn();
-            }
+            Decision::Restart { delay } if delay.is_zero() => self.restart_after_exit(),
             Decision::Restart { delay } => {
                 self.publish(|v| {
                     v.reason = Some(format!("restarting in {} ms", delay.as_millis()));
@@ -657,6 +660,17 @@ impl Actor {
                 });
             }
         }
+    }
+
+    /// Runs the automatic restart decided when the process exited: it counts now (PM2's
+    /// `restart_time`), whether the new process starts or not.
+    fn restart_after_exit(&mut self) {
+        self.counters.restarts += 1;
+        let restarts = self.counters.restarts;
+        let detail = self.pending_restart.take().unwrap_or_default();
+        self.note_restart(RestartReason::Crash, &detail);
+        self.publish(|v| v.restarts = restarts);
+        let _ = self.spawn();
     }
 
     /// Updates the published view (its status always the phase's) and schedules a state write.
