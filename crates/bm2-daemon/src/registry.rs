@@ -123,9 +123,14 @@ impl Registry {
         inner.next_id = inner.next_id.max(next);
     }
 
-    /// Forgets an instance.
+    /// Forgets an instance. Once nothing is managed (and no start holds ids), ids start from 0
+    /// again, as in PM2.
     pub fn remove(&self, id: ProcId) {
-        self.lock().handles.remove(&id);
+        let mut inner = self.lock();
+        inner.handles.remove(&id);
+        if inner.handles.is_empty() && inner.pending.is_empty() {
+            inner.next_id = 0;
+        }
     }
 
     /// Forgets everything and restarts ids from 0.

@@ -214,12 +214,10 @@ fn try_detail(env: &TestEnv, app: &str, index: u64) -> Option<Value> {
         .find(|d| d["instance"] == index)
 }
 
-/// The private port of a cluster instance: describe's cluster field, else its `PORT`.
+/// The private port of a cluster instance (describe's cluster field): the one bm2 gave it in
+/// `PORT`, or the one its server got.
 fn private_port(d: &Value) -> Option<u16> {
-    d["cluster"]["private_port"]
-        .as_u64()
-        .map(|p| p as u16)
-        .or_else(|| d["env"]["PORT"].as_str()?.parse().ok())
+    d["cluster"]["private_port"].as_u64().map(|p| p as u16)
 }
 
 /// Waits for a `bm2` command started in the background; asserts it succeeded.
@@ -268,30 +266,53 @@ fn python_with_exec_mode_cluster_spreads_requests_over_all_instances() {
     assert_eq!(seen, set(&pids), "40 requests should reach the 4 instances");
 }
 
+/// Node: listens on `$PORT` (or `fallback` when it is unset) and answers with its pid, the
+/// cluster variables, the `PORT` it saw and the port its server really got.
+fn node_vars(fallback: u16) -> String {
+    format!(
+        "\
+const http = require('http');
+const e = process.env;
+const server = http.createServer((q, s) => s.end(JSON.stringify({{ pid: process.pid, PORT: e.PORT,
+  BM2_CLUSTER: e.BM2_CLUSTER, BM2_WORKER_ID: e.BM2_WORKER_ID, BM2_INSTANCES: e.BM2_INSTANCES,
+  NODE_APP_INSTANCE: e.NODE_APP_INSTANCE, got: server.address().port }})));
+server.listen(process.env.PORT || {fallback});
+"
+    )
+}
+
+/// Requests to `port` until `n` processes have answered (round-robin over ready instances
+/// reaches each within a few rounds; a deadline, not a count, bounds it): their answers by pid.
+fn answers_of(port: u16, n: usize) -> BTreeMap<u64, Value> {
+    let mut by_pid: BTreeMap<u64, Value> = BTreeMap::new();
+    let started = Instant::now();
+    let mut sent = 0;
+    while by_pid.len() < n {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{sent} requests to port {port} reached only {by_pid:?}"
+        );
+        let body = http_get(port).unwrap_or_else(|e| panic!("request {sent} to port {port}: {e}"));
+        sent += 1;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        by_pid.insert(v["pid"].as_u64().unwrap(), v);
+    }
+    by_pid
+}
+
 #[test]
 fn cluster_instances_get_a_private_port_and_cluster_variables() {
     let env = TestEnv::new();
     let port = free_port();
-    env.file(
-        "vars.js",
-        "\
-const http = require('http');
-const e = process.env;
-const body = JSON.stringify({ pid: process.pid, PORT: e.PORT, BM2_CLUSTER: e.BM2_CLUSTER,
-  BM2_WORKER_ID: e.BM2_WORKER_ID, BM2_INSTANCES: e.BM2_INSTANCES,
-  NODE_APP_INSTANCE: e.NODE_APP_INSTANCE });
-http.createServer((q, s) => s.end(body)).listen(e.PORT);
-",
-    );
+    env.file("vars.js", &node_vars(0));
     env.ok(&["start", "vars.js", "-i", "4", "--port", &port.to_string()]);
-    wait_ready(&env, "vars", 4);
-    let mut by_pid: BTreeMap<u64, Value> = BTreeMap::new();
-    for i in 0..40 {
-        let body = http_get(port).unwrap_or_else(|e| panic!("request {i}: {e}"));
-        let v: Value = serde_json::from_str(&body).unwrap();
-        by_pid.insert(v["pid"].as_u64().unwrap(), v);
-    }
-    assert_eq!(by_pid.len(), 4, "answers: {by_pid:?}");
+    let pids = wait_ready(&env, "vars", 4);
+    let by_pid = answers_of(port, 4);
+    assert_eq!(
+        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
+        set(&pids),
+        "every ready instance answers on port {port}"
+    );
     let workers: BTreeSet<&str> = by_pid
         .values()
         .map(|v| v["BM2_WORKER_ID"].as_str().unwrap_or("unset"))
@@ -302,9 +323,18 @@ http.createServer((q, s) => s.end(body)).listen(e.PORT);
         assert_eq!(v["BM2_CLUSTER"], "true", "{v}");
         assert_eq!(v["BM2_INSTANCES"], "4", "{v}");
         assert_eq!(v["NODE_APP_INSTANCE"], v["BM2_WORKER_ID"], "{v}");
-        let p: u16 = v["PORT"].as_str().unwrap().parse().unwrap();
-        assert_ne!(p, port, "an instance must not get the public port: {v}");
-        private.insert(p);
+        assert_eq!(
+            v["PORT"],
+            port.to_string(),
+            "a Node instance sees the public port in PORT: {v}"
+        );
+        let got = v["got"].as_u64().unwrap();
+        assert_ne!(
+            got,
+            u64::from(port),
+            "an instance must not bind the public port: {v}"
+        );
+        private.insert(got);
     }
     assert_eq!(
         private.len(),
@@ -314,8 +344,8 @@ http.createServer((q, s) => s.end(body)).listen(e.PORT);
     for d in details(&env, "vars") {
         let pid = d["pid"].as_u64().unwrap();
         assert_eq!(
-            private_port(&d).map(|p| p.to_string()).as_deref(),
-            by_pid[&pid]["PORT"].as_str(),
+            private_port(&d).map(u64::from),
+            by_pid[&pid]["got"].as_u64(),
             "describe's private port of pid {pid}: {}",
             d["cluster"]
         );
@@ -325,6 +355,205 @@ http.createServer((q, s) => s.end(body)).listen(e.PORT);
             "describe's balancer address {listen:?} should be on port {port}"
         );
     }
+}
+
+// ---- 1b. cluster apps keep their port ----
+
+/// An ecosystem file with one cluster app of `instances` running `script`, with `extra` (JS
+/// object members) added to the app.
+fn cluster_file(env: &TestEnv, name: &str, script: &str, instances: u32, extra: &str) {
+    env.file(
+        "ecosystem.config.js",
+        &format!(
+            "module.exports = {{ apps: [{{ name: '{name}', script: '{script}', instances: {instances}, \
+             exec_mode: 'cluster', {extra} }}] }};\n"
+        ),
+    );
+}
+
+#[test]
+fn a_cluster_app_listening_on_port_from_its_env_is_served_on_that_port() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("vars.js", &node_vars(0));
+    cluster_file(
+        &env,
+        "envport",
+        "vars.js",
+        2,
+        &format!("env: {{ PORT: {port} }}"),
+    );
+    env.ok(&["start", "ecosystem.config.js"]);
+    let pids = wait_ready(&env, "envport", 2);
+    let by_pid = answers_of(port, 2);
+    assert_eq!(
+        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
+        set(&pids)
+    );
+    for v in by_pid.values() {
+        assert_eq!(v["PORT"], port.to_string(), "PORT is the app's own: {v}");
+    }
+}
+
+#[test]
+fn a_python_cluster_app_is_balanced_on_the_port_from_its_env() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.py", &py_server());
+    cluster_file(
+        &env,
+        "pyport",
+        "server.py",
+        2,
+        &format!("env: {{ PORT: {port} }}"),
+    );
+    env.ok(&["start", "ecosystem.config.js"]);
+    let pids = wait_ready(&env, "pyport", 2);
+    for d in details(&env, "pyport") {
+        assert_ne!(
+            private_port(&d),
+            Some(port),
+            "a Python instance listens on the private port in PORT: {}",
+            d["cluster"]
+        );
+    }
+    assert_eq!(pids_answering(port, 8), set(&pids));
+}
+
+#[test]
+fn a_cluster_app_with_env_production_port_is_served_on_that_port() {
+    let env = TestEnv::new();
+    let (dev, prod) = (free_port(), free_port());
+    env.file("vars.js", &node_vars(0));
+    cluster_file(
+        &env,
+        "prodport",
+        "vars.js",
+        2,
+        &format!("env: {{ PORT: {dev} }}, env_production: {{ PORT: {prod} }}"),
+    );
+    env.ok(&["start", "ecosystem.config.js", "--env", "production"]);
+    let pids = wait_ready(&env, "prodport", 2);
+    let by_pid = answers_of(prod, 2);
+    assert_eq!(
+        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
+        set(&pids)
+    );
+    assert!(
+        !accepts(dev),
+        "nothing is served on the development port {dev}"
+    );
+}
+
+#[test]
+fn a_cluster_app_with_a_port_defaulted_in_code_is_served_on_that_port() {
+    let env = TestEnv::new();
+    let port = free_port();
+    // `listen(process.env.PORT || <port>)`, with no PORT anywhere.
+    env.file("vars.js", &node_vars(port));
+    env.ok(&["start", "vars.js", "-i", "2"]);
+    let pids = wait_ready(&env, "vars", 2);
+    let by_pid = answers_of(port, 2);
+    assert_eq!(
+        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
+        set(&pids)
+    );
+    for v in by_pid.values() {
+        assert_eq!(v["PORT"], Value::Null, "bm2 sets no PORT of its own: {v}");
+    }
+}
+
+#[test]
+fn increment_var_port_gives_each_cluster_instance_its_own_public_port() {
+    let env = TestEnv::new();
+    let port = free_port_pair();
+    env.file("vars.js", &node_vars(0));
+    cluster_file(
+        &env,
+        "incr",
+        "vars.js",
+        2,
+        &format!("increment_var: 'PORT', env: {{ PORT: {port} }}"),
+    );
+    env.ok(&["start", "ecosystem.config.js"]);
+    let pids = wait_ready(&env, "incr", 2);
+    for (i, pid) in pids.iter().enumerate() {
+        let p = port + i as u16;
+        let by_pid = answers_of(p, 1);
+        assert_eq!(
+            by_pid.keys().copied().collect::<Vec<_>>(),
+            [u64::from(*pid)],
+            "instance {i} alone serves port {p}"
+        );
+        assert_eq!(by_pid[&u64::from(*pid)]["PORT"], p.to_string());
+        // More requests still reach only that instance.
+        let more: BTreeSet<u64> = (0..6)
+            .map(|_| {
+                let body = http_get(p).unwrap();
+                serde_json::from_str::<Value>(&body).unwrap()["pid"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(more, BTreeSet::from([u64::from(*pid)]));
+    }
+}
+
+#[test]
+fn a_cluster_app_listening_on_two_ports_is_served_on_both() {
+    let env = TestEnv::new();
+    let (web, admin) = (free_port(), free_port());
+    env.file(
+        "two.js",
+        &format!(
+            "\
+const http = require('http');
+http.createServer((q, s) => s.end(String(process.pid))).listen({web});
+http.createServer((q, s) => s.end('admin ' + process.pid)).listen({{ port: {admin} }});
+"
+        ),
+    );
+    env.ok(&["start", "two.js", "-i", "2"]);
+    let pids = wait_ready(&env, "two", 2);
+    assert_eq!(
+        env.wait_for("both instances on the web port", || {
+            let seen = pids_answering(web, 8);
+            (seen == set(&pids)).then_some(seen)
+        }),
+        set(&pids)
+    );
+    let wanted: BTreeSet<String> = pids.iter().map(|p| format!("admin {p}")).collect();
+    // The second server of each instance is balanced from when it listens.
+    env.wait_for("the admin server of each instance on its port", || {
+        let admins: BTreeSet<String> = (0..8).filter_map(|_| http_get(admin).ok()).collect();
+        (admins == wanted).then_some(())
+    });
+}
+
+#[test]
+fn a_cluster_app_bound_to_loopback_gets_a_balancer_on_loopback() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file(
+        "local.js",
+        &format!(
+            "\
+const http = require('http');
+http.createServer((q, s) => s.end(String(process.pid))).listen({port}, '127.0.0.1');
+"
+        ),
+    );
+    env.ok(&["start", "local.js", "-i", "2"]);
+    let pids = wait_ready(&env, "local", 2);
+    for d in details(&env, "local") {
+        assert_eq!(
+            d["cluster"]["listen"],
+            format!("127.0.0.1:{port}"),
+            "the balancer binds the address the app asked for: {}",
+            d["cluster"]
+        );
+    }
+    assert_eq!(pids_answering(port, 8), set(&pids));
 }
 
 #[test]
@@ -775,6 +1004,98 @@ if (fs.existsSync({marker:?})) {{
     });
 }
 
+#[test]
+fn reload_replaces_cluster_workers_that_never_listen_after_listen_timeout() {
+    let env = TestEnv::new();
+    env.file("worker.js", "setInterval(() => {}, 1000);\n");
+    env.ok(&["start", "worker.js", "-i", "2", "--listen-timeout", "500"]);
+    let old: Vec<u64> = env.wait_for("both workers online", || {
+        let rows = env.app_rows("worker");
+        (rows.len() == 2
+            && rows
+                .iter()
+                .all(|p| p["status"] == "online" && p["pid"].is_u64()))
+        .then(|| rows.iter().map(|p| p["pid"].as_u64().unwrap()).collect())
+    });
+    let started = Instant::now();
+    let (ok, stdout, stderr) = env.output(&["reload", "worker"]);
+    assert!(
+        ok,
+        "reload replaces workers that never listen:\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "each new worker gets listen_timeout to listen first: {:?}",
+        started.elapsed()
+    );
+    let rows = env.app_rows("worker");
+    let new: Vec<u64> = rows.iter().filter_map(|p| p["pid"].as_u64()).collect();
+    assert_eq!(new.len(), 2, "{rows:?}");
+    assert!(
+        new.iter().all(|p| !old.contains(p)),
+        "every worker is replaced: {old:?} -> {new:?}"
+    );
+    assert!(rows.iter().all(|p| p["status"] == "online"), "{rows:?}");
+    env.wait_for("the old workers to exit", || {
+        old.iter().all(|p| !alive(*p as u32)).then_some(())
+    });
+}
+
+// ---- 4b. status ----
+
+#[test]
+fn cluster_instances_are_online_as_soon_as_they_run_and_ready_apart() {
+    let env = TestEnv::new();
+    let port = free_port();
+    // Python instances that never listen on their private port, and Node workers.
+    env.file("idle.py", "import time\nwhile True:\n    time.sleep(1)\n");
+    env.file("idle.js", "setInterval(() => {}, 1000);\n");
+    let started = Instant::now();
+    env.ok(&[
+        "start",
+        "idle.py",
+        "--name",
+        "py",
+        "-i",
+        "2",
+        "--exec-mode",
+        "cluster",
+        "--port",
+        &port.to_string(),
+        "--listen-timeout",
+        "60000",
+    ]);
+    env.ok(&[
+        "start",
+        "idle.js",
+        "--name",
+        "js",
+        "-i",
+        "2",
+        "--listen-timeout",
+        "60000",
+    ]);
+    env.wait_for("all four instances online", || {
+        let rows = env.list();
+        (rows.len() == 4 && rows.iter().all(|p| p["status"] == "online")).then_some(())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "online long before listen_timeout: {:?}",
+        started.elapsed()
+    );
+    for app in ["py", "js"] {
+        for d in details(&env, app) {
+            assert_eq!(d["status"], "online", "{d}");
+            assert_eq!(
+                d["cluster"]["ready"], false,
+                "an instance that does not listen is online but not ready: {}",
+                d["cluster"]
+            );
+        }
+    }
+}
+
 // ---- 5. --wait-ready ----
 
 /// Instance 0 says it is ready at once, instance 1 once `go` exists: until then instance 1
@@ -797,10 +1118,14 @@ fn readiness_is_what_the_app_says(
         accepts(p).then_some((pid as u32, p))
     });
     assert_ne!(second_port, port);
+    let d = detail(env, app, 1);
     assert_eq!(
-        detail(env, app, 1)["cluster"]["ready"],
-        false,
+        d["cluster"]["ready"], false,
         "instance 1 listens but has not said it is ready"
+    );
+    assert_eq!(
+        d["status"], "launching",
+        "an app with wait_ready is launching until it says it is ready"
     );
     assert_eq!(
         pids_answering(port, 20),

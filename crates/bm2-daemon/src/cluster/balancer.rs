@@ -213,7 +213,7 @@ impl Balancer {
                     && let Some(conn) = client.take()
                 {
                     let conn = conn.into_std().ok()?;
-                    match ipc.hand(conn) {
+                    match ipc.hand(conn, self.addr.port()) {
                         Ok(()) => return Some(Route::Handed),
                         Err(conn) => *client = Some(TcpStream::from_std(conn).ok()?),
                     }

@@ -3,6 +3,7 @@
 //! connections (the IPC channel itself is in `ipc.rs`).
 
 use std::io;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,10 +15,21 @@ use tokio::sync::mpsc;
 pub enum Event {
     /// It is ready for traffic.
     Ready,
-    /// It listens (through bm2's shim) in place of this public port.
-    Listen(u16),
+    /// It listens (through bm2's shim) on a private port in place of a public one.
+    Listen(Served),
     /// It listens (through bm2's shim) on the socket bm2 holds for its port (fork mode).
     Listening,
+}
+
+/// A public port a cluster process serves, and where it listens for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// The port the app asked for, which the balancer serves.
+    pub public: u16,
+    /// The port of 127.0.0.1 it listens on.
+    pub private: u16,
+    /// The address the app asked for; none for all interfaces.
+    pub host: Option<IpAddr>,
 }
 
 /// Binds a `NOTIFY_SOCKET` at `path` for the child; `READY=1` arrives on `events`. The socket

@@ -21,16 +21,21 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::balancer::Balancer;
-use super::channels::Event;
+use super::channels::{Event, Served};
 use crate::logs::lock;
 
 /// Connections handed to a worker that it has not acknowledged yet, at most: a worker that
 /// falls behind gets its next connections through the proxy.
 const WINDOW: usize = 64;
 
-/// The message that carries a connection; the shim injects it into the app's server.
-const CONNECTION_MESSAGE: &[u8] =
-    b"{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{\"cmd\":\"NODE_BM2_CONN\"}}\n";
+/// The message that carries a connection for the app's server of public port `port`; the shim
+/// injects it into that server.
+fn connection_message(port: u16) -> Vec<u8> {
+    format!(
+        "{{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{{\"cmd\":\"NODE_BM2_CONN\",\"port\":{port}}}}}\n"
+    )
+    .into_bytes()
+}
 
 /// The daemon's end of one process's IPC channel.
 #[derive(Debug)]
@@ -176,10 +181,23 @@ fn parse_message(line: &str) -> Option<Message> {
         return Some(Message::Ack);
     }
     match value["type"].as_str()? {
-        "bm2:listen" => value["port"]
-            .as_u64()
-            .and_then(|p| u16::try_from(p).ok())
-            .map(|p| Message::Event(Event::Listen(p))),
+        "bm2:listen" => {
+            let port = |key: &str| {
+                value[key]
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p != 0)
+            };
+            let host = match value.get("host") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(h) => Some(h.as_str()?.parse().ok()?),
+            };
+            Some(Message::Event(Event::Listen(Served {
+                public: port("port")?,
+                private: port("private")?,
+                host,
+            })))
+        }
         "bm2:handoff" => Some(Message::Handoff),
         "bm2:listening" => Some(Message::Listening),
         "bm2:drained" => Some(Message::Drained),
@@ -236,8 +254,9 @@ impl Ipc {
             && lock(&self.out).unacked.len() < WINDOW
     }
 
-    /// Hands `conn` to the process; gives it back when it cannot be sent now.
-    pub fn hand(&self, conn: std::net::TcpStream) -> Result<(), std::net::TcpStream> {
+    /// Hands `conn`, a connection to public port `port`, to the process; gives it back when it
+    /// cannot be sent now.
+    pub fn hand(&self, conn: std::net::TcpStream, port: u16) -> Result<(), std::net::TcpStream> {
         let mut out = lock(&self.out);
         // A descriptor must not overtake bytes still waiting to be written.
         if out.unacked.len() >= WINDOW
@@ -247,9 +266,10 @@ impl Ipc {
             return Err(conn);
         }
         let fds = [conn.as_raw_fd()];
+        let message = connection_message(port);
         let sent = sendmsg::<()>(
             out.stream.as_fd().as_raw_fd(),
-            &[IoSlice::new(CONNECTION_MESSAGE)],
+            &[IoSlice::new(&message)],
             &[ControlMessage::ScmRights(&fds)],
             MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
             None,
@@ -258,9 +278,7 @@ impl Ipc {
             Ok(n) => {
                 // The descriptor went with the first byte; a short write (the channel nearly
                 // full, which the window prevents) is finished without it.
-                if n < CONNECTION_MESSAGE.len()
-                    && self.write(&mut out, &CONNECTION_MESSAGE[n..]).is_err()
-                {
+                if n < message.len() && self.write(&mut out, &message[n..]).is_err() {
                     self.alive.store(false, Ordering::Relaxed);
                 }
                 out.unacked.push_back(conn);
@@ -394,8 +412,39 @@ mod tests {
             Some(Message::Event(Event::Ready))
         );
         assert_eq!(
-            parse_message(r#"{"type":"bm2:listen","port":3000}"#),
-            Some(Message::Event(Event::Listen(3000)))
+            parse_message(r#"{"type":"bm2:listen","port":3000,"private":41000}"#),
+            Some(Message::Event(Event::Listen(Served {
+                public: 3000,
+                private: 41000,
+                host: None
+            })))
+        );
+        assert_eq!(
+            parse_message(
+                r#"{"type":"bm2:listen","port":3000,"private":41000,"host":"127.0.0.1"}"#
+            ),
+            Some(Message::Event(Event::Listen(Served {
+                public: 3000,
+                private: 41000,
+                host: Some([127, 0, 0, 1].into())
+            })))
+        );
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:listen","port":3000,"private":41000,"host":"::1"}"#),
+            Some(Message::Event(Event::Listen(Served {
+                public: 3000,
+                private: 41000,
+                host: Some(std::net::Ipv6Addr::LOCALHOST.into())
+            })))
+        );
+        assert_eq!(parse_message(r#"{"type":"bm2:listen","port":3000}"#), None);
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:listen","port":3000,"private":0}"#),
+            None
+        );
+        assert_eq!(
+            parse_message(r#"{"type":"bm2:listen","port":3000,"private":4,"host":"nowhere"}"#),
+            None
         );
         assert_eq!(
             parse_message(r#"{"cmd":"NODE_HANDLE_ACK"}"#),
@@ -423,9 +472,11 @@ mod tests {
 
     #[test]
     fn the_handle_message_is_json() {
+        let message = connection_message(3000);
         let v: serde_json::Value =
-            serde_json::from_slice(CONNECTION_MESSAGE.strip_suffix(b"\n").unwrap()).unwrap();
+            serde_json::from_slice(message.strip_suffix(b"\n").unwrap()).unwrap();
         assert_eq!(v["cmd"], "NODE_HANDLE");
         assert_eq!(v["msg"]["cmd"], "NODE_BM2_CONN");
+        assert_eq!(v["msg"]["port"], 3000);
     }
 }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use bm2_types::{Home, LoadBalancing};
 
 pub use balancer::Balancer;
-pub use channels::Event;
+pub use channels::{Event, Served};
 
 use crate::logs::lock;
 

@@ -1,11 +1,13 @@
 // Preloaded by bm2 into the Node and Bun instances of a cluster app, and into the Node processes
 // of a fork-mode app with a port.
 //
-// Cluster mode: an app that listens on a fixed port (`server.listen(3000)`) is made to listen on
-// its private port instead, and bm2 is told which public port it wanted, so that bm2's balancer
-// serves that port for all instances.
+// Cluster mode: whatever TCP port the app listens on (`listen(process.env.PORT)`,
+// `listen(3000)`, `listen({ port, host })`), it listens on a port of 127.0.0.1 the system
+// chooses instead (port 0: no other process can take it in between), and bm2 is told which port
+// and address the app wanted and which port it got, so that bm2's balancer serves the wanted
+// port for all instances. An app may listen on several ports; each is balanced.
 //
-// Under Node, the server on the private port also takes connections that bm2 hands over the IPC
+// Under Node, each server on a private port also takes connections that bm2 hands over the IPC
 // channel (Node's own handle passing, as in Node's cluster module): the worker then serves the
 // client's socket directly. bm2 is told how many of those connections have closed, and when bm2
 // drains this instance (reload, scale down), responses carry `Connection: close` so that
@@ -20,7 +22,6 @@
 // says when its connections are closed.
 'use strict';
 const net = require('net');
-const privatePort = Number(process.env.PORT);
 const asPort = (v) => (typeof v === 'number' || (typeof v === 'string' && /^\d+$/.test(v)) ? Number(v) : undefined);
 const send = (message) => {
   try {
@@ -29,12 +30,31 @@ const send = (message) => {
     // The channel is gone: bm2 is stopping this process.
   }
 };
-if (process.env.BM2_CLUSTER === 'true' && privatePort > 0 && typeof process.send === 'function') {
-  const listen = net.Server.prototype.listen;
+// The listen() methods of the servers the runtime has: Node's HTTP servers are net servers, Bun's
+// have their own.
+const serverClasses = () => {
+  const classes = [net.Server];
+  for (const name of ['http', 'https']) {
+    try {
+      const C = require(name).Server;
+      if (C && C.prototype && Object.prototype.hasOwnProperty.call(C.prototype, 'listen')) classes.push(C);
+    } catch (_) {
+      // Not in this runtime.
+    }
+  }
+  return classes;
+};
+// Set by bm2 for the instance's own process only: processes it starts (which inherit the preload
+// and the environment) listen as they ask.
+const clusterShim = process.env.BM2_CLUSTER_SHIM === '1';
+delete process.env.BM2_CLUSTER_SHIM;
+if (clusterShim && process.env.BM2_CLUSTER === 'true' && typeof process.send === 'function') {
   const handoff = !process.versions.bun;
-  let target = null;
+  // The app's servers by the port they asked for.
+  const servers = new Map();
   let closed = 0;
   let reportPending = false;
+  let taking = false;
 
   // Closes are reported once per turn of the event loop, however many happened in it.
   const report = () => {
@@ -46,20 +66,23 @@ if (process.env.BM2_CLUSTER === 'true' && privatePort > 0 && typeof process.send
     });
   };
 
-  const takeConnections = (server) => {
-    if (target || !handoff) return;
-    target = server;
+  const takeConnections = () => {
+    if (taking || !handoff) return;
+    taking = true;
     process.on('internalMessage', (message, socket) => {
       if (!message || typeof message.cmd !== 'string') return;
       if (message.cmd === 'NODE_BM2_DRAIN') {
-        server.prependListener('request', (req, res) => {
-          if (!res.headersSent) res.setHeader('Connection', 'close');
-        });
+        for (const server of new Set(servers.values())) {
+          server.prependListener('request', (req, res) => {
+            if (!res.headersSent) res.setHeader('Connection', 'close');
+          });
+        }
         report();
         return;
       }
       if (message.cmd !== 'NODE_BM2_CONN') return;
-      if (!socket || !socket._handle) {
+      const server = servers.get(message.port);
+      if (!server || !socket || !socket._handle) {
         closed += 1;
         if (socket) socket.destroy();
         report();
@@ -78,24 +101,64 @@ if (process.env.BM2_CLUSTER === 'true' && privatePort > 0 && typeof process.send
     send({ type: 'bm2:handoff' });
   };
 
-  net.Server.prototype.listen = function (...args) {
-    let wanted;
+  // The TCP port and address a listen() call asks for, and the call that listens on a private
+  // port of 127.0.0.1 instead; undefined when it asks for no fixed TCP port (a path, a
+  // descriptor, a handle, port 0).
+  const redirect = (args) => {
     const first = args[0];
+    const callback = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
+    let options;
     if (asPort(first) !== undefined) {
-      wanted = asPort(first);
-      if (wanted !== 0 && wanted !== privatePort) args[0] = privatePort; else wanted = undefined;
-    } else if (first && typeof first === 'object' && asPort(first.port) !== undefined) {
-      wanted = asPort(first.port);
-      if (wanted !== 0 && wanted !== privatePort) args[0] = Object.assign({}, first, { port: privatePort }); else wanted = undefined;
+      options = { port: asPort(first) };
+      if (typeof args[1] === 'string') options.host = args[1];
+      const backlog = typeof args[1] === 'number' ? args[1] : typeof args[2] === 'number' ? args[2] : undefined;
+      if (backlog !== undefined) options.backlog = backlog;
+    } else if (first && typeof first === 'object' && first.fd === undefined && first.path === undefined &&
+               first.handle === undefined && !first._handle && asPort(first.port) !== undefined) {
+      options = Object.assign({}, first, { port: asPort(first.port) });
+      delete options.ipv6Only;
+    } else {
+      return undefined;
     }
-    this.once('listening', () => {
-      const address = this.address();
-      if (!address || typeof address !== 'object' || address.port !== privatePort) return;
-      if (wanted !== undefined) send({ type: 'bm2:listen', port: wanted });
-      takeConnections(this);
-    });
-    return listen.apply(this, args);
+    if (options.port === 0) return undefined;
+    const wanted = { port: options.port, host: typeof options.host === 'string' ? options.host : undefined };
+    options.port = 0;
+    options.host = '127.0.0.1';
+    return { wanted, args: callback ? [options, callback] : [options] };
   };
+
+  // The address to tell bm2: an IP address (a host name is resolved as the app's listen() would),
+  // none for all interfaces.
+  const addressOf = (host, done) => {
+    if (host === undefined || host === '' || host === '::' || host === '0.0.0.0' || host === '::0') return done(undefined);
+    if (net.isIP(host)) return done(host);
+    require('dns').lookup(host, (err, address) => done(err ? undefined : address));
+  };
+
+  for (const C of serverClasses()) {
+    const listen = C.prototype.listen;
+    C.prototype.listen = function (...args) {
+      const r = this.__bm2Redirected ? undefined : redirect(args);
+      if (!r) return listen.apply(this, args);
+      this.__bm2Redirected = true;
+      this.once('listening', () => {
+        const address = this.address();
+        if (!address || typeof address !== 'object') return;
+        servers.set(r.wanted.port, this);
+        takeConnections();
+        addressOf(r.wanted.host, (host) => {
+          const message = { type: 'bm2:listen', port: r.wanted.port, private: address.port };
+          if (host !== undefined) message.host = host;
+          send(message);
+        });
+      });
+      try {
+        return listen.apply(this, r.args);
+      } finally {
+        this.__bm2Redirected = false;
+      }
+    };
+  }
 }
 
 const heldFd = Number(process.env.BM2_LISTEN_FD);

@@ -1,6 +1,8 @@
 //! Reading a child's pipe into whole lines: a line that arrives in several reads is joined, a
 //! line longer than [`MAX_LINE`] is cut into marked parts, and what is left without a final
-//! newline is written when the pipe closes.
+//! newline is written as a line of its own once the pipe has been quiet for [`PARTIAL_QUIET`]
+//! (a prompt, a progress dot, an error printed without a newline reach the log while the app
+//! runs) or when it closes.
 
 use std::cell::RefCell;
 use std::os::fd::{AsFd, OwnedFd};
@@ -21,6 +23,10 @@ const PIPE_SIZE: i32 = 1 << 20;
 
 /// Buffer pipes are read with: one per thread, shared by every pipe.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// How long output without a final newline waits for the rest of its line before it is
+/// written as it is.
+pub const PARTIAL_QUIET: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Reads done for one pipe before letting other tasks run.
 const READS_PER_TURN: usize = 8;
@@ -44,7 +50,18 @@ async fn pump(rx: pipe::Receiver, stream: Stream, logs: Arc<Mutex<InstanceLogs>>
     let mut lines = LineAssembler::default();
     let emit = |bytes: &[u8]| lock(&logs).write(stream, bytes);
     loop {
-        if rx.readable().await.is_err() {
+        let readable = if lines.is_empty() {
+            rx.readable().await
+        } else {
+            tokio::select! {
+                r = rx.readable() => r,
+                () = tokio::time::sleep(PARTIAL_QUIET) => {
+                    lines.finish(&emit);
+                    continue;
+                }
+            }
+        };
+        if readable.is_err() {
             break;
         }
         let closed = SCRATCH.with_borrow_mut(|buf| {
@@ -95,6 +112,11 @@ impl LineAssembler {
             None => self.partial.extend_from_slice(data),
         }
         self.cut_long(emit);
+    }
+
+    /// True when no part of a line is waiting for its end.
+    pub fn is_empty(&self) -> bool {
+        self.partial.is_empty()
     }
 
     /// Writes what is left (output without a final newline) as a line of its own.

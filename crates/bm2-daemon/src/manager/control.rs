@@ -115,21 +115,30 @@ impl ProcessManager {
         })
     }
 
-    /// Stops the instances named by `targets`; with `stop_watching`, their file watching is
-    /// turned off too (`stop --watch`), so that starting them again does not watch either.
+    /// Stops the instances named by `targets` and turns their file watching off, as PM2 does
+    /// (`watch: false`): starting them again does not watch, `restart --watch` does.
+    /// `stop_watching` (`stop --watch`) only changes the reason shown.
     pub async fn stop(
         &self,
         targets: &[String],
         stop_watching: bool,
     ) -> Result<ActionResponse, ApiError> {
-        if stop_watching {
-            let handles = self.registry.resolve(targets)?;
-            let reason = format!(
-                "watching turned off at {} by `bm2 stop --watch`",
-                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-            );
-            all(&handles, |h| h.watch(WatchChange::Off(reason.clone()))).await;
-        }
+        // Unknown targets are reported by the stop itself.
+        let handles: Vec<_> = targets
+            .iter()
+            .filter_map(|t| self.registry.resolve(std::slice::from_ref(t)).ok())
+            .flatten()
+            .collect();
+        let command = if stop_watching {
+            "`bm2 stop --watch`"
+        } else {
+            "`bm2 stop` (as in PM2; `bm2 restart --watch` watches again)"
+        };
+        let reason = format!(
+            "watching turned off at {} by {command}",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        );
+        all(&handles, |h| h.watch(WatchChange::Off(reason.clone()))).await;
         self.act(Action::Stop, targets).await
     }
 

@@ -16,8 +16,8 @@ use super::phase::{self, Ended, Phase, Verdict};
 use super::process::{self, Running};
 use super::spawn;
 use crate::Shared;
-use crate::cluster::Event;
 use crate::cluster::handoff::{self, HeldSocket};
+use crate::cluster::{Event, Served};
 use crate::envs::{self, Vars};
 use crate::logs;
 use crate::procfs;
@@ -45,6 +45,8 @@ struct Actor {
     /// restarts and reloads and closed when the instance stops.
     socket: Option<HeldSocket>,
     launches: u64,
+    /// What the automatic restart being waited for is about (noted when it runs).
+    pending_restart: Option<String>,
     view: watch::Sender<InstanceView>,
     rx: mpsc::Receiver<Command>,
     triggers: Triggers,
@@ -83,6 +85,7 @@ pub fn spawn_actor(
         phase: Phase::Idle(Ended::Stopped),
         socket: None,
         launches: 0,
+        pending_restart: None,
         view: view_tx,
         rx,
         triggers,
@@ -118,9 +121,7 @@ impl Actor {
                     Activity::Said(event) => self.on_event(event).await,
                 },
                 () = crate::time::sleep_until(ready_by) => self.on_not_ready(),
-                () = crate::time::sleep_until(restart_at) => {
-                    let _ = self.spawn();
-                }
+                () = crate::time::sleep_until(restart_at) => self.restart_after_exit(),
             }
         }
     }
@@ -145,12 +146,16 @@ impl Actor {
             }
             Command::Restart(update, reply) => {
                 self.hold(false);
+                // As PM2: restarting a process that runs counts, starting a stopped one not.
+                let running = self.phase.running().is_some();
                 self.stop(None).await;
                 if let Some(update) = update {
                     self.apply(update);
                 }
-                self.counters.restarts += 1;
-                self.note_restart(RestartReason::Manual, "restart requested");
+                if running {
+                    self.counters.restarts += 1;
+                    self.note_restart(RestartReason::Manual, "restart requested");
+                }
                 let _ = reply.send(self.fresh_start());
             }
             Command::Reload(update, reply) => {
@@ -366,12 +371,15 @@ impl Actor {
             start_time,
         } = started;
         let (pid, ready) = (running.pid, running.ready);
-        let (private_port, public_port) = (running.private_port, running.public_port);
-        let ready_by = (!ready)
+        let (private_port, public_port) =
+            (running.shown_private_port(), running.shown_public_port());
+        let ready_by = (!ready && running.expected_ready)
             .then(|| tokio::time::Instant::now() + Duration::from_millis(self.spec.listen_timeout));
+        let launching = ready_by.is_some() && running.wait_ready;
         self.phase = Phase::Running {
             run: running,
             ready_by,
+            launching,
         };
         let restarts = self.counters.restarts;
         let unstable = self.counters.unstable_restarts;
@@ -410,13 +418,17 @@ impl Actor {
             return;
         };
         run.note(event);
-        let (ready, public_port) = (run.ready, run.public_port);
+        let (ready, private_port, public_port) =
+            (run.ready, run.shown_private_port(), run.shown_public_port());
+        self.publish(|v| {
+            v.private_port = private_port;
+            v.public_port = public_port;
+        });
         if ready {
             self.phase.settle();
             self.route_to_current().await;
             self.publish(|v| {
                 v.ready = true;
-                v.public_port = public_port;
                 if v.reason
                     .as_deref()
                     .is_some_and(|r| r.starts_with("not ready"))
@@ -427,8 +439,8 @@ impl Actor {
         }
     }
 
-    /// The current process did not say it is ready within `listen_timeout`: it counts as online
-    /// (as in PM2) but receives no connections until it is ready.
+    /// The current process was not ready within `listen_timeout`: it counts as online (as in
+    /// PM2) but receives no connections until it is ready.
     fn on_not_ready(&mut self) {
         self.phase.settle();
         let ms = self.spec.listen_timeout;
@@ -439,40 +451,46 @@ impl Actor {
         });
     }
 
-    /// Registers the current process with its app's balancer, once it is ready and its public
-    /// port is known.
+    /// Registers the current process with the balancer of each public port it serves, once it
+    /// is ready. The balancer listens on `listen_host`, else on the address the app asked for,
+    /// else on all interfaces.
     async fn route_to_current(&mut self) {
         let Some(run) = self.phase.running_mut() else {
             return;
         };
-        if run.registered || !run.ready {
+        if !run.ready {
             return;
         }
-        let (Some(public), Some(private)) = (run.public_port, run.private_port) else {
-            return;
-        };
         let pid = run.pid;
-        match self
-            .shared
-            .cluster
-            .balancer(
-                &self.inst.app,
-                self.spec.listen_host.as_deref(),
-                public,
-                self.spec.lb,
-            )
-            .await
-        {
-            Ok(b) => {
-                b.add(pid, private, run.ipc.clone());
-                if let Some(run) = self.phase.running_mut() {
-                    run.registered = true;
+        let ipc = run.ipc.clone();
+        let pending: Vec<Served> = run
+            .served
+            .iter()
+            .filter(|s| !run.registered.contains(&s.public))
+            .copied()
+            .collect();
+        for served in pending {
+            let host = match self.spec.listen_host.as_deref() {
+                Some(h) if !h.is_empty() => Some(h.to_string()),
+                _ => served.host.map(|h| h.to_string()),
+            };
+            match self
+                .shared
+                .cluster
+                .balancer(&self.inst.app, host.as_deref(), served.public, self.spec.lb)
+                .await
+            {
+                Ok(b) => {
+                    b.add(pid, served.private, ipc.clone());
+                    if let Some(run) = self.phase.running_mut() {
+                        run.registered.push(served.public);
+                    }
                 }
-            }
-            Err(e) => {
-                let reason = format!("cannot listen on port {public}: {e}");
-                tracing::warn!(id = self.inst.id, %reason, "cluster");
-                self.publish(|v| v.reason = Some(reason));
+                Err(e) => {
+                    let reason = format!("cannot listen on port {}: {e}", served.public);
+                    tracing::warn!(id = self.inst.id, %reason, "cluster");
+                    self.publish(|v| v.reason = Some(reason));
+                }
             }
         }
     }
@@ -618,12 +636,10 @@ impl Actor {
             v.exits += 1;
         });
         if matches!(decision, Decision::Restart { .. }) {
-            self.note_restart(RestartReason::Crash, &detail);
+            self.pending_restart = Some(detail);
         }
         match decision {
-            Decision::Restart { delay } if delay.is_zero() => {
-                let _ = self.spawn();
-            }
+            Decision::Restart { delay } if delay.is_zero() => self.restart_after_exit(),
             Decision::Restart { delay } => {
                 self.publish(|v| {
                     v.reason = Some(format!("restarting in {} ms", delay.as_millis()));
@@ -644,6 +660,17 @@ impl Actor {
                 });
             }
         }
+    }
+
+    /// Runs the automatic restart decided when the process exited: it counts now (PM2's
+    /// `restart_time`), whether the new process starts or not.
+    fn restart_after_exit(&mut self) {
+        self.counters.restarts += 1;
+        let restarts = self.counters.restarts;
+        let detail = self.pending_restart.take().unwrap_or_default();
+        self.note_restart(RestartReason::Crash, &detail);
+        self.publish(|v| v.restarts = restarts);
+        let _ = self.spawn();
     }
 
     /// Updates the published view (its status always the phase's) and schedules a state write.

@@ -47,7 +47,8 @@ impl From<&AppSpec> for RestartPolicy {
 /// Restart bookkeeping of one instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Restarts since start or reset.
+    /// Restarts since start or reset (PM2's `restart_time`): a restart of a running process, or
+    /// an automatic one when it runs.
     pub restarts: u32,
     /// Consecutive unstable restarts.
     pub unstable_restarts: u32,
@@ -92,7 +93,9 @@ pub fn on_exit(policy: &RestartPolicy, counters: &mut Counters, exit: &ExitInfo)
     let uptime = Duration::from_millis(exit.uptime_ms);
     if uptime < policy.min_uptime {
         counters.unstable_restarts += 1;
-        if counters.unstable_restarts > policy.max_restarts {
+        // As PM2 (`unstable_restarts >= max_restarts`): with the default 16, the app is started
+        // 16 times in all.
+        if counters.unstable_restarts >= policy.max_restarts {
             return Decision::Error {
                 reason: format!(
                     "{exit} within min_uptime ({} ms) {} times in a row (max_restarts {})",
@@ -118,7 +121,7 @@ pub fn on_exit(policy: &RestartPolicy, counters: &mut Counters, exit: &ExitInfo)
         }
         None => policy.restart_delay,
     };
-    counters.restarts += 1;
+    // `restarts` counts when the restart runs (PM2's restart_time), not here.
     Decision::Restart { delay }
 }
 
@@ -149,7 +152,7 @@ mod tests {
                 delay: Duration::ZERO
             }
         );
-        assert_eq!(c.restarts, 1);
+        assert_eq!(c.restarts, 0, "counted when the restart runs");
         assert_eq!(c.unstable_restarts, 0);
     }
 
@@ -160,7 +163,8 @@ mod tests {
             ..policy()
         };
         let mut c = Counters::default();
-        for _ in 0..3 {
+        // Three starts in all, as PM2: two restarts, then the third quick exit gives up.
+        for _ in 0..2 {
             assert!(matches!(
                 on_exit(&p, &mut c, &exit(1, 10)),
                 Decision::Restart { .. }
@@ -172,17 +176,27 @@ mod tests {
                     reason.contains("exited with code 1 within min_uptime"),
                     "{reason}"
                 );
-                assert!(reason.contains("4 times"), "{reason}");
+                assert!(reason.contains("3 times"), "{reason}");
             }
             other => panic!("expected error, got {other:?}"),
         }
-        assert_eq!(c.restarts, 3);
+    }
+
+    #[test]
+    fn the_default_crash_loop_starts_sixteen_times() {
+        let p = policy();
+        let mut c = Counters::default();
+        let mut starts = 1;
+        while let Decision::Restart { .. } = on_exit(&p, &mut c, &exit(1, 10)) {
+            starts += 1;
+        }
+        assert_eq!(starts, 16, "PM2 starts a crash-looping app 16 times");
     }
 
     #[test]
     fn stable_run_resets_unstable_count() {
         let p = RestartPolicy {
-            max_restarts: 1,
+            max_restarts: 2,
             ..policy()
         };
         let mut c = Counters::default();

@@ -20,12 +20,15 @@ pub enum Ended {
 pub enum Phase<P> {
     /// No process.
     Idle(Ended),
-    /// A process runs; `ready_by` is set until it says it is ready (or that time passes).
+    /// A process runs; `ready_by` is set until it is ready (or that time passes).
     Running {
         /// The process.
         run: P,
-        /// When it stops being `launching` if it has not said it is ready.
+        /// When it counts as settled if it is not ready by then.
         ready_by: Option<Instant>,
+        /// It is `launching` until then, not `online` (an app with `wait_ready`, as in PM2);
+        /// other processes are online as soon as they run, readiness aside.
+        launching: bool,
     },
     /// Its process is being stopped (by a command or a restart); its pid, for the checks.
     Stopping(u32),
@@ -55,9 +58,11 @@ impl<P: Pid> Phase<P> {
             Phase::Idle(Ended::Stopped) => ProcStatus::Stopped,
             Phase::Idle(Ended::Errored) => ProcStatus::Errored,
             Phase::Running {
-                ready_by: Some(_), ..
+                ready_by: Some(_),
+                launching: true,
+                ..
             } => ProcStatus::Launching,
-            Phase::Running { ready_by: None, .. } => ProcStatus::Online,
+            Phase::Running { .. } => ProcStatus::Online,
             Phase::Stopping(_) => ProcStatus::Stopping,
             Phase::WaitingRestart { .. } => ProcStatus::WaitingRestart,
         }
@@ -104,10 +109,16 @@ impl<P: Pid> Phase<P> {
         }
     }
 
-    /// The process said it is ready (or the time to say so passed): it is online.
+    /// The process is ready (or the time to be so passed): it is online.
     pub fn settle(&mut self) {
-        if let Phase::Running { ready_by, .. } = self {
+        if let Phase::Running {
+            ready_by,
+            launching,
+            ..
+        } = self
+        {
             *ready_by = None;
+            *launching = false;
         }
     }
 
@@ -176,6 +187,7 @@ mod tests {
         Phase::Running {
             run: pid,
             ready_by: None,
+            launching: false,
         }
     }
 
@@ -191,12 +203,24 @@ mod tests {
             ProcStatus::Errored
         );
         assert_eq!(running(7).status(), ProcStatus::Online);
-        let launching = Phase::Running {
+        let mut launching = Phase::Running {
             run: 7u32,
             ready_by: Some(soon),
+            launching: true,
         };
         assert_eq!(launching.status(), ProcStatus::Launching);
         assert_eq!(launching.ready_by(), Some(soon));
+        launching.settle();
+        assert_eq!(launching.status(), ProcStatus::Online);
+        assert_eq!(launching.ready_by(), None);
+        // A process that is not ready yet but does not announce it is online as it runs.
+        let unready = Phase::Running {
+            run: 7u32,
+            ready_by: Some(soon),
+            launching: false,
+        };
+        assert_eq!(unready.status(), ProcStatus::Online);
+        assert_eq!(unready.ready_by(), Some(soon));
         assert_eq!(Phase::<u32>::Stopping(7).status(), ProcStatus::Stopping);
         let waiting = Phase::<u32>::WaitingRestart { at: soon };
         assert_eq!(waiting.status(), ProcStatus::WaitingRestart);

@@ -12,10 +12,10 @@ use tokio::sync::mpsc;
 
 use super::spawn::{self, Launch, SpawnError};
 use crate::Shared;
-use crate::cluster::Event;
 use crate::cluster::channels;
 use crate::cluster::handoff::{self, HeldSocket};
 use crate::cluster::ipc::{self, Ipc};
+use crate::cluster::{Event, Served};
 use crate::envs::{self, Vars};
 use crate::logs::{self, Stream};
 use crate::procfs;
@@ -29,20 +29,29 @@ pub struct Running {
     pub pid: u32,
     /// When it started.
     pub started: Instant,
-    /// Its private port (cluster mode).
+    /// The private port bm2 gave it in `PORT` (cluster mode, programs other than Node and Bun).
     pub private_port: Option<u16>,
-    /// The public port it serves: the app's `port`, or the one its `listen()` asked for.
-    pub public_port: Option<u16>,
+    /// The public ports it serves and where it listens for them (cluster mode): the app's
+    /// `port` (or `PORT`) for a program given a private port, the ports its `listen()` calls
+    /// asked for in Node and Bun.
+    pub served: Vec<Served>,
     /// Whether it is ready for traffic.
     pub ready: bool,
+    /// Whether only its own word (`wait_ready`) makes it ready, not listening; it is
+    /// `launching` until then.
+    pub wait_ready: bool,
+    /// Whether it is expected to be ready within `listen_timeout` (it says so, or bm2 probes
+    /// the private port it gave it); a Node or Bun cluster process that never listens is a
+    /// worker, not late.
+    pub expected_ready: bool,
     /// Whether listening on the socket bm2 holds makes it ready (a fork-mode Node process that
     /// replaces one serving that socket).
     pub ready_when_listening: bool,
     /// How long it must keep running once ready before it replaces another (a program that
     /// takes its socket by socket activation and does not say when it is ready).
     pub settle: Duration,
-    /// Whether the balancer sends it connections.
-    pub registered: bool,
+    /// The public ports whose balancer sends it connections.
+    pub registered: Vec<u16>,
     /// What it says (ready, listening), while it is not ready yet.
     pub events: Option<mpsc::UnboundedReceiver<Event>>,
     /// The IPC channel, when it has one.
@@ -56,13 +65,26 @@ impl super::phase::Pid for Running {
 }
 
 impl Running {
+    /// The private port shown for it: the one bm2 gave it, else the one its first server got.
+    pub fn shown_private_port(&self) -> Option<u16> {
+        self.private_port
+            .or_else(|| self.served.first().map(|s| s.private))
+    }
+
+    /// The public port shown for it: the first it serves.
+    pub fn shown_public_port(&self) -> Option<u16> {
+        self.served.first().map(|s| s.public)
+    }
+
     /// Takes in what the process said: it is ready, or listens for a public port or on the
     /// socket bm2 holds.
     pub fn note(&mut self, event: Event) {
         match event {
-            Event::Listen(port) => {
-                self.public_port = Some(port);
-                self.ready = true;
+            Event::Listen(served) => {
+                self.served.retain(|s| s.public != served.public);
+                self.served.push(served);
+                self.registered.retain(|p| *p != served.public);
+                self.ready |= !self.wait_ready;
             }
             Event::Ready => self.ready = true,
             Event::Listening => self.ready |= self.ready_when_listening,
@@ -101,6 +123,7 @@ pub struct Plan {
     cluster: bool,
     runtime: Option<String>,
     private_port: Option<u16>,
+    public_port: Option<u16>,
     /// The listening socket bm2 should hold for the process's port and hand to it.
     pub socket: Option<handoff::Wanted>,
 }
@@ -115,24 +138,41 @@ pub fn plan(
     let stored = shared.env_store.get(&inst.app);
     let mut env = envs::instance_env(base, spec, shared.home.root(), inst.id, inst.index, &stored);
     let cluster = spec.exec_mode == ExecMode::Cluster;
-    let private_port = if cluster {
-        let port = channels::free_port().map_err(|source| SpawnError::Os {
-            program: "a private port".into(),
-            source,
-        })?;
-        env.insert("PORT".into(), port.to_string());
+    if cluster {
         env.insert("BM2_CLUSTER".into(), "true".into());
         env.insert("BM2_WORKER_ID".into(), inst.index.to_string());
         env.insert("BM2_INSTANCES".into(), inst.count.to_string());
-        Some(port)
-    } else {
-        None
-    };
+    }
     let launch = spawn::plan(spec, &env, &shared.table)?;
     let runtime = launch
         .interpreter
         .as_deref()
         .map(|i| i.rsplit('/').next().unwrap_or(i).to_string());
+    let js = matches!(runtime.as_deref(), Some("node" | "bun"));
+    let mut public_port = None;
+    let mut private_port = None;
+    if cluster && js {
+        // The shim moves whatever port the app listens on to a private one and says which:
+        // `PORT` stays the app's own (its `env`, `increment_var`), or the public `port` when
+        // bm2 is given one.
+        env.insert("BM2_CLUSTER_SHIM".into(), "1".into());
+        if let Some(port) = spec.port {
+            env.insert("PORT".into(), port.to_string());
+        }
+    } else if cluster {
+        // Other programs listen on the private port given in `PORT`; the public port is the
+        // app's `port`, else the `PORT` it was configured with.
+        public_port = spec
+            .port
+            .or_else(|| env.get("PORT").and_then(|p| p.trim().parse().ok()))
+            .filter(|p| *p != 0);
+        let port = channels::free_port().map_err(|source| SpawnError::Os {
+            program: "a private port".into(),
+            source,
+        })?;
+        env.insert("PORT".into(), port.to_string());
+        private_port = Some(port);
+    }
     let socket = wanted_socket(spec, inst.index, runtime.as_deref())?;
     Ok(Plan {
         env,
@@ -141,6 +181,7 @@ pub fn plan(
         cluster,
         runtime,
         private_port,
+        public_port,
         socket,
     })
 }
@@ -209,6 +250,7 @@ pub fn spawn(
         cluster,
         runtime,
         private_port,
+        public_port,
         socket: _,
     } = plan;
     let js = matches!(runtime.as_deref(), Some("node" | "bun"));
@@ -311,11 +353,20 @@ pub fn spawn(
             pid,
             started: Instant::now(),
             private_port,
-            public_port: spec.port.filter(|_| cluster),
+            served: match (public_port, private_port) {
+                (Some(public), Some(private)) => vec![Served {
+                    public,
+                    private,
+                    host: None,
+                }],
+                _ => Vec::new(),
+            },
             ready: !needs_signal,
+            wait_ready: spec.wait_ready,
+            expected_ready: spec.wait_ready || private_port.is_some() || ready_when_listening,
             ready_when_listening,
             settle,
-            registered: false,
+            registered: Vec::new(),
             events: needs_signal.then_some(rx),
             ipc,
         },

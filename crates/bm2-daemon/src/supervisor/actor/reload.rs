@@ -40,8 +40,10 @@ impl Actor {
     }
 
     /// Replaces the current process without a gap: the new one starts, becomes ready and takes
-    /// new connections before the old one is drained and stopped. If the new one does not
-    /// become ready, it is stopped and the old one keeps serving.
+    /// new connections before the old one is drained and stopped. A cluster process that does
+    /// not listen within `listen_timeout` replaces the old one all the same, as in PM2 (a
+    /// worker that never listens is not a failure); one that exits, or an app that must say it
+    /// is ready (`wait_ready`) and does not, is stopped and the old one keeps serving.
     async fn replace(&mut self, plan: process::Plan) -> Result<(), ApiError> {
         let name = self.inst.display_name();
         // The old process stays the current one until the new one is ready.
@@ -49,7 +51,12 @@ impl Actor {
             .start_planned(plan, Purpose::Replace)
             .map_err(|e| self.spawn_failed(&e))?;
         let timeout = Duration::from_millis(self.spec.listen_timeout);
-        if !wait_ready(&mut started.running, timeout).await {
+        let ready = wait_ready(&mut started.running, timeout).await;
+        // A cluster process still running without having listened is kept (PM2's reload).
+        let keep_unready = self.spec.exec_mode == ExecMode::Cluster
+            && !self.spec.wait_ready
+            && matches!(started.running.child.try_wait(), Ok(None));
+        if !ready && !keep_unready {
             let new_pid = started.running.pid;
             // Stopping the new process spares the current one, the old.
             self.terminate(started.running).await;
@@ -69,10 +76,13 @@ impl Actor {
             return Ok(());
         };
         let old_pid = old.pid;
+        let ready = started.running.ready;
         self.adopt(started);
-        self.route_to_current().await;
-        self.phase.settle();
-        self.publish(|v| v.ready = true);
+        if ready {
+            self.route_to_current().await;
+            self.phase.settle();
+            self.publish(|v| v.ready = true);
+        }
         let grace = Duration::from_millis(self.spec.kill_timeout);
         self.shared
             .cluster

@@ -100,8 +100,12 @@ impl Actor {
                 Err(e) => Outcome::Failed(e.message),
             };
         }
+        // A process that runs is restarted (and counted); a stopped instance is started.
+        let running = self.phase.running().is_some();
         self.stop(Some(text.clone())).await;
-        self.counters.restarts += 1;
+        if running {
+            self.counters.restarts += 1;
+        }
         self.note_restart(reason, detail);
         match self.fresh_start() {
             Ok(()) => {
