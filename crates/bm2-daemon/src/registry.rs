@@ -178,9 +178,19 @@ fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<
                 format!("bad regular expression {t}: {e}"),
             )
         })?;
+        // App names first, as PM2 matches them; instance names (`worker-1`) only when no app
+        // name matches, so an app named like another app's instance is never caught with it.
+        let by_app: Vec<ProcId> = handles
+            .values()
+            .filter(|h| re.is_match(&h.inst.app))
+            .map(|h| h.inst.id)
+            .collect();
+        if !by_app.is_empty() {
+            return Ok(by_app);
+        }
         return Ok(handles
             .values()
-            .filter(|h| re.is_match(&h.inst.app) || re.is_match(&h.inst.display_name()))
+            .filter(|h| re.is_match(&h.inst.display_name()))
             .map(|h| h.inst.id)
             .collect());
     }

@@ -35,6 +35,16 @@ use crate::render;
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
+    /// Print without colours (as `NO_COLOR=1` does)
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
+    /// Print nothing, as PM2's -s: the exit code tells the outcome (jlist and prettylist still
+    /// print their data)
+    #[arg(short = 's', long, global = true)]
+    pub silent: bool,
+    /// Show the process list as PM2's minimal list (`key : value` lines) instead of a table
+    #[arg(short = 'm', long = "mini-list", global = true)]
+    pub mini_list: bool,
 }
 
 /// Every command.
@@ -116,7 +126,7 @@ pub enum Cmd {
     /// Print the process list as JSON, in PM2's `jlist` shape
     #[command(after_help = "Example:\n  bm2 jlist | jq '.[] | {name, pid}'")]
     Jlist,
-    /// Print the process list as indented JSON, in PM2's shape
+    /// Print the process list as PM2 does (Node's util.inspect layout)
     Prettylist,
     /// Show everything about processes
     #[command(visible_aliases = ["show", "info"], after_help = "Examples:\n  bm2 describe api\n  bm2 describe 0 --json")]
@@ -197,6 +207,15 @@ pub enum Cmd {
 
 /// Runs a client command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if cli.no_color {
+        render::disable_color();
+    }
+    if cli.mini_list {
+        render::use_mini_list();
+    }
+    if cli.silent {
+        silence(matches!(cli.cmd, Cmd::Jlist | Cmd::Prettylist))?;
+    }
     let home = Home::from_env()?;
     let exe = std::env::current_exe()?;
     let client = Client::new(home).with_daemon_exe(exe);
@@ -250,8 +269,7 @@ pub async fn report(
     for notice in &res.notices {
         render::info(notice);
     }
-    let list = client.list().await?;
-    render::table::print(&list);
+    list::print(client).await?;
     Ok(if res.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -265,4 +283,14 @@ pub fn api_error(e: ClientError) -> anyhow::Error {
         ClientError::Api(api) => anyhow::anyhow!(render::api_error_text(&api)),
         other => anyhow::Error::new(other),
     }
+}
+
+/// `-s`: sends stderr, and stdout unless `keep_stdout`, to /dev/null for the rest of the run.
+fn silence(keep_stdout: bool) -> anyhow::Result<()> {
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    if !keep_stdout {
+        nix::unistd::dup2_stdout(&null)?;
+    }
+    nix::unistd::dup2_stderr(&null)?;
+    Ok(())
 }

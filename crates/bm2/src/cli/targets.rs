@@ -278,14 +278,20 @@ pub async fn pids(client: &Client, t: OptionalTargets) -> anyhow::Result<ExitCod
 }
 
 pub async fn ids(client: &Client, name: String) -> anyhow::Result<ExitCode> {
-    let ids: Vec<u32> = client
-        .list()
-        .await
-        .map_err(api_error)?
-        .into_iter()
-        .filter(|p| p.name == name || p.instance_name == name)
+    let list = client.list().await.map_err(api_error)?;
+    // The app's ids; an instance name (`worker-1`) only when no app has that name.
+    let mut ids: Vec<u32> = list
+        .iter()
+        .filter(|p| p.name == name)
         .map(|p| p.id)
         .collect();
+    if ids.is_empty() {
+        ids = list
+            .iter()
+            .filter(|p| p.instance_name == name)
+            .map(|p| p.id)
+            .collect();
+    }
     println!("{}", serde_json::to_string(&ids)?);
     Ok(ExitCode::SUCCESS)
 }
