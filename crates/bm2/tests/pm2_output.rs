@@ -379,3 +379,38 @@ fn no_color_turns_colours_off_on_a_terminal() {
         "{plain:?}"
     );
 }
+
+#[test]
+fn completion_scripts_complete_bm2s_commands() {
+    let env = TestEnv::new();
+    let bash = env.ok(&["completion", "bash"]);
+    let file = env.file("bm2.bash", &bash);
+    // Bash completes a partial command word from the generated function.
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            "source \"$1\"; COMP_WORDS=(bm2 startOr); COMP_CWORD=1; _bm2 bm2 startOr bm2; \
+             printf '%s\\n' \"${COMPREPLY[@]}\"",
+            "bash",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let words = String::from_utf8(out.stdout).unwrap();
+    let mut words: Vec<&str> = words.lines().collect();
+    words.sort_unstable();
+    assert_eq!(words, ["startOrReload", "startOrRestart"]);
+    let zsh = env.ok(&["completion", "zsh"]);
+    assert!(
+        zsh.starts_with("#compdef bm2") && zsh.contains("'jlist:"),
+        "{zsh}"
+    );
+    let fish = env.ok(&["completion", "fish"]);
+    assert!(
+        fish.lines()
+            .any(|l| l.starts_with("complete -c bm2") && l.contains("-a \"prettylist\"")),
+        "{fish}"
+    );
+    assert!(env.fail(&["completion", "tcsh"]).contains("tcsh"));
+}

@@ -200,6 +200,14 @@ pub enum Cmd {
         #[arg(long)]
         markdown: bool,
     },
+    /// Print the shell completion script for bash, zsh or fish (also elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  source <(bm2 completion bash)\n  bm2 completion zsh > \"${fpath[1]}/_bm2\"\n  bm2 completion fish > ~/.config/fish/completions/bm2.fish"
+    )]
+    Completion {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
     /// Run the daemon in the foreground (started automatically by other commands)
     #[command(hide = true)]
     Daemon,
@@ -207,6 +215,9 @@ pub enum Cmd {
 
 /// Runs a client command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Cmd::Completion { shell } = cli.cmd {
+        return Ok(completion(shell));
+    }
     if cli.no_color {
         render::disable_color();
     }
@@ -254,6 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::Daemon => unreachable!("handled in main"),
+        Cmd::Completion { .. } => unreachable!("handled above"),
     }
 }
 
@@ -293,4 +305,22 @@ fn silence(keep_stdout: bool) -> anyhow::Result<()> {
     }
     nix::unistd::dup2_stderr(&null)?;
     Ok(())
+}
+
+/// `bm2 completion <shell>`: the completion script, generated from this command-line definition
+/// (for the name the binary was invoked under, `bm2` or a `pm2` link).
+fn completion(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|n| n == "pm2")
+        .unwrap_or_else(|| "bm2".to_string());
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, name, &mut std::io::stdout());
+    ExitCode::SUCCESS
 }
