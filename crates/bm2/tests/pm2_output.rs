@@ -400,7 +400,10 @@ fn completion_scripts_complete_bm2s_commands() {
     let words = String::from_utf8(out.stdout).unwrap();
     let mut words: Vec<&str> = words.lines().collect();
     words.sort_unstable();
-    assert_eq!(words, ["startOrReload", "startOrRestart"]);
+    assert_eq!(
+        words,
+        ["startOrGracefulReload", "startOrReload", "startOrRestart"]
+    );
     let zsh = env.ok(&["completion", "zsh"]);
     assert!(
         zsh.starts_with("#compdef bm2") && zsh.contains("'jlist:"),
@@ -413,4 +416,64 @@ fn completion_scripts_complete_bm2s_commands() {
         "{fish}"
     );
     assert!(env.fail(&["completion", "tcsh"]).contains("tcsh"));
+}
+
+#[test]
+fn several_targets_with_an_unknown_one_act_on_the_known_ones() {
+    let env = TestEnv::new();
+    env.start_sleeper("a");
+    env.start_sleeper("b");
+    env.start_sleeper("c");
+    let (ok, out, err) = env.output(&["stop", "a", "no-such-app", "b"]);
+    assert!(
+        !ok,
+        "an unknown target fails the command, as in PM2:\n{out}"
+    );
+    assert!(err.contains("no-such-app"), "{err}");
+    env.wait_status("a", "stopped");
+    env.wait_status("b", "stopped");
+    assert_eq!(env.proc("c")["status"], "online");
+    let (ok, _, err) = env.output(&["delete", "ghost", "c"]);
+    assert!(!ok && err.contains("ghost"), "{err}");
+    assert_eq!(env.list().len(), 2);
+    // With no known target at all, nothing is done and the error says so.
+    let err = env.fail(&["restart", "ghost", "phantom"]);
+    assert!(err.contains("ghost"), "{err}");
+}
+
+#[test]
+fn start_or_graceful_reload_is_start_or_reload() {
+    let env = TestEnv::new();
+    env.script("app.sh", "exec sleep 1000\n");
+    env.file(
+        "ecosystem.json",
+        r#"{"apps": [{"name": "eco", "script": "app.sh"}]}"#,
+    );
+    env.ok(&["startOrGracefulReload", "ecosystem.json"]);
+    let pid = env.wait_status("eco", "online")["pid"].as_u64().unwrap();
+    env.ok(&["startOrGracefulReload", "ecosystem.json"]);
+    env.wait_new_pid("eco", pid);
+}
+
+#[test]
+fn init_simple_writes_pm2s_simple_template() {
+    let env = TestEnv::new();
+    env.ok(&["init", "simple"]);
+    let js = fs::read_to_string(env.path("ecosystem.config.js")).unwrap();
+    assert_eq!(
+        js,
+        "module.exports = {\n  apps : [{\n    name   : \"app1\",\n    script : \"./app.js\"\n  }]\n}\n"
+    );
+    assert!(
+        env.fail(&["ecosystem", "simple"])
+            .contains("already exists")
+    );
+    env.file("app.js", "setInterval(() => {}, 1000);\n");
+    env.ok(&["validate", "ecosystem.config.js"]);
+    for format in ["yaml", "json", "toml", "ts"] {
+        env.ok(&["ecosystem", "simple", "--format", format]);
+    }
+    for file in ["ecosystem.yaml", "ecosystem.json", "ecosystem.toml"] {
+        env.ok(&["validate", file]);
+    }
 }

@@ -5,6 +5,7 @@ mod dashboard;
 mod describe;
 mod ecosystem;
 mod env;
+mod init_simple;
 mod list;
 mod logs;
 mod metrics;
@@ -80,6 +81,7 @@ pub enum Cmd {
     /// Start the apps of an ecosystem file, reloading those already running
     #[command(
         name = "startOrReload",
+        visible_alias = "startOrGracefulReload",
         after_help = "Example:\n  bm2 startOrReload ecosystem.config.js"
     )]
     StartOrReload(targets::FileTargets),
@@ -175,9 +177,12 @@ pub enum Cmd {
     /// Write a sample ecosystem file in the current directory
     #[command(
         visible_alias = "init",
-        after_help = "Examples:\n  bm2 ecosystem\n  bm2 init --format yaml"
+        after_help = "Examples:\n  bm2 ecosystem\n  bm2 init simple\n  bm2 init --format yaml"
     )]
     Ecosystem {
+        /// `simple`: PM2's simple template (one app with a name and a script)
+        #[arg(value_enum)]
+        mode: Option<InitMode>,
         /// File format
         #[arg(long, value_enum, default_value = "js")]
         format: ecosystem::InitFormat,
@@ -211,6 +216,26 @@ pub enum Cmd {
     /// Run the daemon in the foreground (started automatically by other commands)
     #[command(hide = true)]
     Daemon,
+}
+
+/// Which sample `ecosystem`/`init` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InitMode {
+    /// PM2's simple template: one app with a name and a script
+    Simple,
+}
+
+impl From<ecosystem::InitFormat> for bm2_config::sample::SampleFormat {
+    fn from(f: ecosystem::InitFormat) -> Self {
+        use bm2_config::sample::SampleFormat;
+        match f {
+            ecosystem::InitFormat::Js => SampleFormat::Js,
+            ecosystem::InitFormat::Ts => SampleFormat::Ts,
+            ecosystem::InitFormat::Json => SampleFormat::Json,
+            ecosystem::InitFormat::Yaml => SampleFormat::Yaml,
+            ecosystem::InitFormat::Toml => SampleFormat::Toml,
+        }
+    }
 }
 
 /// Runs a client command.
@@ -261,7 +286,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Save => daemon::save(&client).await,
         Cmd::Resurrect { update_env } => daemon::resurrect(&client, update_env).await,
         Cmd::Env(args) => env::run(&client, args).await,
-        Cmd::Ecosystem { format, force } => ecosystem::init(format, force),
+        Cmd::Ecosystem {
+            mode: Some(InitMode::Simple),
+            format,
+            force,
+        } => init_simple::write(format.into(), force),
+        Cmd::Ecosystem {
+            mode: None,
+            format,
+            force,
+        } => ecosystem::init(format, force),
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::Daemon => unreachable!("handled in main"),
