@@ -36,7 +36,7 @@ pub struct FileTargets {
     /// as in PM2; stop: stop watching too, so a later start does not watch
     #[arg(long)]
     pub watch: bool,
-    /// delete: keep the log files bm2 named in $BM2_HOME/logs (<name>-<id>-out.log, ... and
+    /// delete: keep the log files bm2 named in $BM2_HOME/logs (<name>-out.log, ... and
     /// their rotated copies), which are otherwise removed; files named with -o/-e/-l or in an
     /// ecosystem file are always kept
     #[arg(long)]
