@@ -164,6 +164,32 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The instances named by the known `targets`, in id order, and an error for each target
+    /// that matches nothing: as PM2, a command given several targets acts on those it knows and
+    /// reports the others. Fails when no target matches anything (or one is malformed).
+    pub fn resolve_known(
+        &self,
+        targets: &[String],
+    ) -> Result<(Vec<Handle>, Vec<ApiError>), ApiError> {
+        let inner = self.lock();
+        let mut ids = BTreeSet::new();
+        let mut unknown = Vec::new();
+        for target in targets {
+            let matched = match_target(&inner.handles, target)?;
+            if matched.is_empty() {
+                unknown.push(unknown_target(&inner.handles, target));
+            }
+            ids.extend(matched);
+        }
+        if ids.is_empty() && !unknown.is_empty() {
+            return Err(unknown.remove(0));
+        }
+        let handles = ids.iter().map(|id| inner.handles[id].clone()).collect();
+        Ok((handles, unknown))
+    }
+}
+
 fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<ProcId>, ApiError> {
     let t = target.trim();
     if t == "all" {
@@ -183,9 +209,19 @@ fn match_target(handles: &BTreeMap<ProcId, Handle>, target: &str) -> Result<Vec<
                 format!("bad regular expression {t}: {e}"),
             )
         })?;
+        // App names first, as PM2 matches them; instance names (`worker-1`) only when no app
+        // name matches, so an app named like another app's instance is never caught with it.
+        let by_app: Vec<ProcId> = handles
+            .values()
+            .filter(|h| re.is_match(&h.inst.app))
+            .map(|h| h.inst.id)
+            .collect();
+        if !by_app.is_empty() {
+            return Ok(by_app);
+        }
         return Ok(handles
             .values()
-            .filter(|h| re.is_match(&h.inst.app) || re.is_match(&h.inst.display_name()))
+            .filter(|h| re.is_match(&h.inst.display_name()))
             .map(|h| h.inst.id)
             .collect());
     }

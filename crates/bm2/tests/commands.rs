@@ -398,22 +398,6 @@ fn jlist_has_the_pm2_shape() {
 }
 
 #[test]
-fn prettylist_is_jlist_indented() {
-    let env = TestEnv::new();
-    two_apps(&env);
-    let pretty = env.ok(&["prettylist"]);
-    assert!(pretty.contains("\n  "), "not indented: {pretty}");
-    let strip = |mut v: Vec<Value>| {
-        for p in &mut v {
-            p.as_object_mut().unwrap().remove("monit");
-        }
-        v
-    };
-    let pretty: Vec<Value> = serde_json::from_str(&pretty).unwrap();
-    assert_eq!(strip(pretty), strip(env.jlist()));
-}
-
-#[test]
 fn describe_table_shows_name_status_and_script() {
     let env = TestEnv::new();
     two_apps(&env);

@@ -109,8 +109,8 @@ fn the_longest_name_accepted_gets_its_logs_and_their_rotations() {
         "--log-compress",
     ]);
     env.wait_status(&name, "online");
-    let out = env.logs_dir().join(format!("{name}-0-out.log"));
-    let first = env.logs_dir().join(format!("{name}-0-out.log.1.gz"));
+    let out = env.logs_dir().join(format!("{name}-out.log"));
+    let first = env.logs_dir().join(format!("{name}-out.log.1.gz"));
     env.wait_for("the last line and a compressed rotation", || {
         let text = fs::read_to_string(&out).unwrap_or_default();
         (text.contains("line 99 ") && first.exists()).then_some(())

@@ -55,22 +55,22 @@ fn delete_removes_the_logs_bm2_named_with_their_rotated_copies() {
         ],
     );
     let files = env.wait_for("rotated, compressed logs of churn", || {
-        let files = files_of(&env, "churn-");
+        let files = files_of(&env, "churn");
         let settled = !files
             .iter()
             .any(|n| n.contains(".rotating-") || n.contains(".tmp"));
-        (settled && files.iter().any(|n| n == "churn-0-out.log.3.gz")).then_some(files)
+        (settled && files.iter().any(|n| n == "churn-out.log.3.gz")).then_some(files)
     });
-    for name in ["churn-0-out.log", "churn-0-error.log", "churn-0.log"] {
+    for name in ["churn-out.log", "churn-error.log", "churn.log"] {
         assert!(files.contains(&name.to_string()), "{name} not in {files:?}");
     }
     env.start_sleeper("bystander");
     env.ok(&["delete", "churn"]);
-    assert_eq!(files_of(&env, "churn-"), Vec::<String>::new());
+    assert_eq!(files_of(&env, "churn"), Vec::<String>::new());
     // Another app's files are untouched.
     assert_eq!(
         files_of(&env, "bystander-"),
-        ["bystander-1-error.log", "bystander-1-out.log"]
+        ["bystander-error.log", "bystander-out.log"]
     );
 }
 
@@ -93,9 +93,9 @@ fn keep_logs_keeps_them() {
     start_chatty(&env, "kept", &[]);
     env.ok(&["delete", "kept", "--keep-logs"]);
     assert!(env.list().is_empty());
-    let out = fs::read_to_string(env.logs_dir().join("kept-0-out.log")).unwrap();
+    let out = fs::read_to_string(env.logs_dir().join("kept-out.log")).unwrap();
     assert!(out.contains("line 00004"), "{out}");
-    let err = fs::read_to_string(env.logs_dir().join("kept-0-error.log")).unwrap();
+    let err = fs::read_to_string(env.logs_dir().join("kept-error.log")).unwrap();
     assert_eq!(err, "oops\n");
     // The flag belongs to delete only.
     env.start_sleeper("other");
@@ -169,6 +169,6 @@ fn scaling_down_removes_the_logs_of_removed_instances() {
     env.ok(&["scale", "pool", "1"]);
     assert_eq!(
         files_of(&env, "pool-"),
-        ["pool-0-error.log", "pool-0-out.log"]
+        ["pool-error-0.log", "pool-out-0.log"]
     );
 }

@@ -98,7 +98,7 @@ fn size_rotation_keeps_every_line_exactly_once_in_order() {
         "1000",
         "--log-compress",
     ]);
-    let out = env.logs_dir().join("burst-0-out.log");
+    let out = env.logs_dir().join("burst-out.log");
     wait_rotation_settled(&env, &out, &(LINES - 1).to_string());
     env.wait_status("burst", "stopped");
 
@@ -167,7 +167,7 @@ fn retention_caps_the_total_size_of_a_log() {
         "--log-retain",
         "3",
     ]);
-    let out = env.logs_dir().join("flood-0-out.log");
+    let out = env.logs_dir().join("flood-out.log");
     wait_rotation_settled(&env, &out, &format!("{:09}", LINES - 1));
 
     let kept = rotated_files(&out, false);
@@ -180,7 +180,7 @@ fn retention_caps_the_total_size_of_a_log() {
     let flood_files: Vec<String> = env
         .log_file_names()
         .into_iter()
-        .filter(|n| n.starts_with("flood-0-out.log"))
+        .filter(|n| n.starts_with("flood-out.log"))
         .collect();
     assert_eq!(flood_files.len(), RETAIN + 1, "files: {flood_files:?}");
     let total: u64 = kept.iter().map(|p| size(p)).sum::<u64>() + size(&out);
@@ -217,7 +217,7 @@ fn a_rotate_interval_rotates_on_schedule() {
     // Not the live file: on a loaded machine its first lines may be rotated out before a
     // test reads them.
     env.wait_status("ticker", "online");
-    let out = env.logs_dir().join("ticker-0-out.log");
+    let out = env.logs_dir().join("ticker-out.log");
     let first = rotated(&out, 1, false);
     let text = common::wait_for(
         &format!("{} within a few seconds", first.display()),
@@ -246,7 +246,7 @@ fn config_file_sets_the_log_defaults_of_apps() {
     .unwrap();
     env.file("plain.py", &counting_app(LINES, "line-%05d"));
     env.ok(&["start", "plain.py", "--no-autorestart"]);
-    let out = env.logs_dir().join("plain-0-out.log");
+    let out = env.logs_dir().join("plain-out.log");
     wait_rotation_settled(&env, &out, &format!("line-{:05}", LINES - 1));
 
     let kept = rotated_files(&out, false);
@@ -302,7 +302,7 @@ fn rotated_files_keep_the_live_files_mode(compress: bool) {
     }
     env.ok(&args);
     env.wait_out("signal", "ready\n");
-    let out = env.logs_dir().join("signal-0-out.log");
+    let out = env.logs_dir().join("signal-out.log");
     let created = mode(&out);
     assert_eq!(
         created & 0o007,
@@ -361,7 +361,7 @@ fn what_an_interrupted_rotation_left_is_finished_when_the_log_is_opened() {
     let env = TestEnv::new();
     let dir = env.logs_dir();
     fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("left-0-out.log");
+    let out = dir.join("left-out.log");
     let named = |suffix: &str| PathBuf::from(format!("{}{suffix}", out.display()));
     fs::write(&out, "live-before\n").unwrap();
     // A completed archive, a compression cut short (its source and a partial .gz), and files
@@ -379,16 +379,16 @@ fn what_an_interrupted_rotation_left_is_finished_when_the_log_is_opened() {
     let names: Vec<String> = env
         .log_file_names()
         .into_iter()
-        .filter(|n| n.starts_with("left-0-out.log"))
+        .filter(|n| n.starts_with("left-out.log"))
         .collect();
     assert_eq!(
         names,
         [
-            "left-0-out.log",
-            "left-0-out.log.1.gz",
-            "left-0-out.log.2.gz",
-            "left-0-out.log.3.gz",
-            "left-0-out.log.4.gz"
+            "left-out.log",
+            "left-out.log.1.gz",
+            "left-out.log.2.gz",
+            "left-out.log.3.gz",
+            "left-out.log.4.gz"
         ]
     );
     let text = |n| String::from_utf8(gunzip(&rotated(&out, n, true))).unwrap();

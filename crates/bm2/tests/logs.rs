@@ -78,8 +78,8 @@ fn default_files_are_named_after_the_app_and_its_id() {
     env.script("both.sh", BOTH_STREAMS);
     env.ok(&["start", "both.sh"]);
     env.wait_status("both", "online");
-    let out = env.logs_dir().join("both-0-out.log");
-    let err = env.logs_dir().join("both-0-error.log");
+    let out = env.logs_dir().join("both-out.log");
+    let err = env.logs_dir().join("both-error.log");
     assert_eq!(wait_file(&env, &out, "to stdout"), "to stdout\n");
     assert_eq!(wait_file(&env, &err, "to stderr"), "to stderr\n");
     let d = env.describe("both");
@@ -165,11 +165,11 @@ fn output_to_dev_null_writes_no_stdout_file() {
     let env = TestEnv::new();
     env.script("both.sh", BOTH_STREAMS);
     env.ok(&["start", "both.sh", "-o", "/dev/null"]);
-    wait_file(&env, &env.logs_dir().join("both-0-error.log"), "to stderr");
+    wait_file(&env, &env.logs_dir().join("both-error.log"), "to stderr");
     let d = env.describe("both");
     assert_eq!(d["out_log"], "/dev/null");
     let names = env.log_file_names();
-    assert_eq!(names, vec!["both-0-error.log".to_string()]);
+    assert_eq!(names, vec!["both-error.log".to_string()]);
 }
 
 #[test]
@@ -236,7 +236,7 @@ fn json_log_type_writes_one_object_per_line() {
     env.script("both.sh", BOTH_STREAMS);
     env.ok(&["start", "both.sh", "--log-type", "json"]);
     let out = env.wait_out("both", "to stdout");
-    let err = wait_file(&env, &env.logs_dir().join("both-0-error.log"), "to stderr");
+    let err = wait_file(&env, &env.logs_dir().join("both-error.log"), "to stderr");
     for (text, message, kind) in [(&out, "to stdout", "out"), (&err, "to stderr", "err")] {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1, "log: {text:?}");
@@ -263,15 +263,15 @@ fn two_printing_apps(env: &TestEnv) {
     env.script("second.sh", BOTH_STREAMS);
     env.ok(&["start", "first.sh"]);
     env.ok(&["start", "second.sh"]);
-    for (name, id) in [("first", 0), ("second", 1)] {
+    for name in ["first", "second"] {
         wait_file(
             env,
-            &env.logs_dir().join(format!("{name}-{id}-out.log")),
+            &env.logs_dir().join(format!("{name}-out.log")),
             "to stdout",
         );
         wait_file(
             env,
-            &env.logs_dir().join(format!("{name}-{id}-error.log")),
+            &env.logs_dir().join(format!("{name}-error.log")),
             "to stderr",
         );
     }
@@ -289,10 +289,10 @@ fn flush_empties_every_log_file() {
     two_printing_apps(&env);
     env.ok(&["flush"]);
     for file in [
-        "first-0-out.log",
-        "first-0-error.log",
-        "second-1-out.log",
-        "second-1-error.log",
+        "first-out.log",
+        "first-error.log",
+        "second-out.log",
+        "second-error.log",
     ] {
         assert_eq!(
             file_len(&env.logs_dir().join(file)),
@@ -307,19 +307,16 @@ fn flush_with_a_name_empties_only_that_apps_files() {
     let env = TestEnv::new();
     two_printing_apps(&env);
     env.ok(&["flush", "first"]);
-    for file in ["first-0-out.log", "first-0-error.log"] {
+    for file in ["first-out.log", "first-error.log"] {
         assert_eq!(
             file_len(&env.logs_dir().join(file)),
             0,
             "{file} not emptied"
         );
     }
+    assert_eq!(read(&env.logs_dir().join("second-out.log")), "to stdout\n");
     assert_eq!(
-        read(&env.logs_dir().join("second-1-out.log")),
-        "to stdout\n"
-    );
-    assert_eq!(
-        read(&env.logs_dir().join("second-1-error.log")),
+        read(&env.logs_dir().join("second-error.log")),
         "to stderr\n"
     );
 }
@@ -332,7 +329,7 @@ fn reload_logs_reopens_a_moved_file_without_losing_lines() {
         "i=0\nwhile :; do echo $i; i=$((i+1)); sleep 0.01; done\n",
     );
     env.ok(&["start", "counter.sh"]);
-    let out = env.logs_dir().join("counter-0-out.log");
+    let out = env.logs_dir().join("counter-out.log");
     wait_file(&env, &out, "\n20\n");
     let moved = env.path("moved.log");
     fs::rename(&out, &moved).unwrap();
@@ -361,7 +358,7 @@ fn talker(env: &TestEnv) {
     env.script("talker.sh", TALKER);
     env.ok(&["start", "talker.sh"]);
     env.wait_out("talker", "out-10\n");
-    wait_file(env, &env.logs_dir().join("talker-0-error.log"), "err-10\n");
+    wait_file(env, &env.logs_dir().join("talker-error.log"), "err-10\n");
 }
 
 /// The lines of `bm2 logs` output that are not `[bm2]` headers.
@@ -437,7 +434,7 @@ fn logs_raw_prints_the_lines_alone() {
 }
 
 #[test]
-fn logs_json_prints_one_object_per_line() {
+fn logs_json_prints_one_pm2_object_per_line() {
     let env = TestEnv::new();
     talker(&env);
     let output = env.ok(&["logs", "talker", "--nostream", "--lines", "5", "--json"]);
@@ -454,18 +451,55 @@ fn logs_json_prints_one_object_per_line() {
         .iter()
         .map(|e| {
             (
-                e["stream"].as_str().unwrap_or_default().to_string(),
-                e["line"].as_str().unwrap_or_default().to_string(),
+                e["type"].as_str().unwrap_or_default().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
             )
         })
         .collect();
     assert_eq!(got, want, "output: {output}");
-    for e in &events {
-        assert_eq!(e["id"], 0, "{e}");
-        assert_eq!(e["name"], "talker", "{e}");
-        assert_eq!(e["app"], "talker", "{e}");
-        assert_eq!(e["history"], true, "{e}");
+    for (e, line) in events.iter().zip(output.lines()) {
+        // PM2's keys, in PM2's order.
+        let keys: Vec<&String> = e.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 5, "{e}");
+        assert!(line.starts_with(r#"{"message":"#), "{line}");
+        assert!(
+            line.ends_with(r#","process_id":0,"app_name":"talker"}"#),
+            "{line}"
+        );
+        let ts = e["timestamp"].as_str().unwrap();
+        assert!(
+            ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{ts}"
+        );
     }
+}
+
+#[test]
+fn logs_format_prints_key_value_lines() {
+    let env = TestEnv::new();
+    talker(&env);
+    let output = env.ok(&["logs", "talker", "--nostream", "--lines", "5", "--format"]);
+    let want: Vec<String> = expected("out")
+        .into_iter()
+        .map(|l| format!("app=talker id=0 type=out message={l}"))
+        .chain(
+            expected("err")
+                .into_iter()
+                .map(|l| format!("app=talker id=0 type=error message={l}")),
+        )
+        .collect();
+    let got: Vec<String> = output
+        .lines()
+        .map(|l| {
+            let (ts, rest) = l.split_once(' ').unwrap();
+            assert!(
+                ts.starts_with("timestamp=") && ts.len() == "timestamp=".len() + 24,
+                "{l}"
+            );
+            rest.to_string()
+        })
+        .collect();
+    assert_eq!(got, want, "output: {output}");
 }
 
 #[test]
@@ -573,7 +607,7 @@ fn a_line_longer_than_1_mib_is_cut_into_marked_parts() {
         "--log-max-size",
         "100M",
     ]);
-    let out = env.logs_dir().join("long-0-out.log");
+    let out = env.logs_dir().join("long-out.log");
     let log = env.wait_for("the last part of the long line", || {
         let bytes = fs::read(&out).unwrap_or_default();
         bytes
@@ -605,7 +639,7 @@ fn output_without_final_newline_is_written_as_a_line() {
     let env = TestEnv::new();
     env.script("last.sh", "printf 'last words'\n");
     env.ok(&["start", "last.sh", "--no-autorestart"]);
-    let out = env.logs_dir().join("last-0-out.log");
+    let out = env.logs_dir().join("last-out.log");
     let log = wait_file(&env, &out, "last words");
     assert_eq!(log, "last words\n");
 }

@@ -278,3 +278,59 @@ fn history_api_filters_by_id_and_refuses_bad_requests() {
         "{text}"
     );
 }
+
+#[test]
+fn prometheus_serves_the_classic_text_format_when_asked() {
+    use common::unix_http::request;
+    let env = TestEnv::new();
+    env.start_sleeper("api");
+    env.ok(&["restart", "api"]);
+    let get = |accept: Option<&str>| {
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let r = request(env.home_path(), "GET", "/v1/prometheus", &headers, b"").unwrap();
+        assert_eq!(r.status, 200);
+        (
+            r.header("content-type").unwrap_or_default().to_string(),
+            r.text(),
+        )
+    };
+    let (kind, text) = get(Some(
+        "text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5",
+    ));
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    assert!(!text.contains("# EOF"), "{text}");
+    // Counters are typed under the name of their samples, as 0.0.4 requires.
+    let types: Vec<(String, String)> = text
+        .lines()
+        .filter_map(|l| match LineInfo::parse(l) {
+            LineInfo::Type {
+                metric_name,
+                sample_type,
+                ..
+            } => Some((metric_name, format!("{sample_type:?}"))),
+            _ => None,
+        })
+        .collect();
+    for counter in [
+        "bm2_process_restarts_total",
+        "bm2_system_network_receive_bytes_total",
+    ] {
+        assert!(
+            types.contains(&(counter.to_string(), "Counter".to_string())),
+            "{counter} not typed counter: {types:?}"
+        );
+    }
+    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("parses");
+    let restarts = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "bm2_process_restarts_total")
+        .expect("restarts sample");
+    assert!(matches!(restarts.value, PromValue::Counter(v) if (v - 1.0).abs() < f64::EPSILON));
+    // Without a preference, OpenMetrics as before.
+    for accept in [None, Some("application/openmetrics-text; version=1.0.0")] {
+        let (kind, text) = get(accept);
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        assert_eq!(text.lines().last(), Some("# EOF"));
+    }
+}

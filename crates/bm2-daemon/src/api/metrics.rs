@@ -3,14 +3,14 @@
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bm2_types::ErrorCode;
 use bm2_types::{ApiError, MetricsHistory, MetricsSnapshot, ProcId};
 use serde::Deserialize;
 
 use super::{ApiResult, AppState, Failure};
-use crate::metrics::prometheus::CONTENT_TYPE;
+use crate::metrics::prometheus::{Format, to_text_004};
 
 /// Seconds of history sent when the request names none.
 const DEFAULT_HISTORY_SECONDS: u64 = 300;
@@ -46,8 +46,18 @@ pub async fn history(
     )?))
 }
 
-/// The Prometheus exposition text.
-pub async fn prometheus(State(s): State<AppState>) -> Result<Response, Failure> {
+/// The Prometheus exposition text: `OpenMetrics`, or the classic 0.0.4 text format when the
+/// `Accept` header prefers `text/plain`.
+pub async fn prometheus(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
     let text = s.manager.prometheus().await?;
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let text = match format {
+        Format::OpenMetrics => text,
+        Format::Text004 => to_text_004(&text),
+    };
+    Ok(([(header::CONTENT_TYPE, format.content_type())], text).into_response())
 }

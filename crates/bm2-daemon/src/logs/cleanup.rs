@@ -1,6 +1,6 @@
 //! Removing the log files of deleted instances: only those bm2 named itself under
-//! `$BM2_HOME/logs` (`<name>-<id>-out.log`, `-error.log`, `-l` without a file name) with their
-//! rotated copies (`.N`, `.N.gz`, and the temporary names of a rotation in progress). A file the
+//! `$BM2_HOME/logs` (`<name>-out.log`, `-error.log`, `<name>-out-<id>.log` ..., `-l` without a
+//! file name) with their rotated copies (`.N`, `.N.gz`, and the temporary names of a rotation in progress). A file the
 //! user named (`-o`, `-e`, `-l FILE`, `out_file` ...) is never removed, nor a file that an
 //! instance still managed writes (merged logs of the app's other instances).
 
@@ -144,8 +144,8 @@ mod tests {
         assert_eq!(
             owned_paths(&home, &s, 3, 1),
             [
-                PathBuf::from("/h/logs/api-3-out.log"),
-                PathBuf::from("/h/logs/api-3-error.log")
+                PathBuf::from("/h/logs/api-out.log"),
+                PathBuf::from("/h/logs/api-error.log")
             ]
         );
         s.out_file = Some("/var/log/api.out".into());
@@ -153,8 +153,8 @@ mod tests {
         assert_eq!(
             owned_paths(&home, &s, 3, 1),
             [
-                PathBuf::from("/h/logs/api-3-error.log"),
-                PathBuf::from("/h/logs/api-3.log")
+                PathBuf::from("/h/logs/api-error.log"),
+                PathBuf::from("/h/logs/api.log")
             ]
         );
         s.error_file = Some("/h/logs/mine.log".into());

@@ -143,19 +143,26 @@ pub struct LogPaths {
 }
 
 impl LogPaths {
-    /// The paths for instance `id` (index of `count`) of `spec`.
+    /// The paths for instance `id` (of an app started with `count` instances) of `spec`, named
+    /// as PM2 names them: `<name>-out.log`, `<name>-error.log` (and `<name>.log` for `-l`
+    /// without a file) in `$BM2_HOME/logs` for a single instance or merged logs, with the
+    /// instance id before `.log` for several (`<name>-out-<id>.log`). The name is sanitised as
+    /// PM2 does (anything but letters, digits, `.`, `-` and `\\` becomes `-`). A file given in
+    /// the spec is relative to the app's directory, normalised (`a/../b` is `b`), and also gets
+    /// the id for several instances.
     pub fn for_instance(home: &Home, spec: &AppSpec, id: ProcId, count: u32) -> LogPaths {
         if spec.disable_logs {
             return LogPaths::default();
         }
         let per_instance = count > 1 && !spec.merge_logs;
         let dir = home.logs_dir();
-        let name = home_safe(&spec.name);
-        let default = |suffix: &str| -> PathBuf {
-            if spec.merge_logs {
-                dir.join(format!("{name}{suffix}"))
+        let name = file_safe(&spec.name);
+        let default = |stem: String| -> PathBuf {
+            let file = dir.join(format!("{stem}.log"));
+            if per_instance {
+                with_id(&file, id)
             } else {
-                dir.join(format!("{name}-{id}{suffix}"))
+                file
             }
         };
         let custom = |given: &Option<String>, fallback: Option<PathBuf>| -> Option<PathBuf> {
@@ -163,24 +170,52 @@ impl LogPaths {
                 None | Some("") => fallback,
                 Some("/dev/null" | "NULL" | "null") => None,
                 Some(p) => {
-                    let p = spec.cwd.as_deref().unwrap_or(Path::new("/")).join(p);
+                    let p = normalise(&spec.cwd.as_deref().unwrap_or(Path::new("/")).join(p));
                     Some(if per_instance { with_id(&p, id) } else { p })
                 }
             }
         };
         LogPaths {
-            out: custom(&spec.out_file, Some(default("-out.log"))),
-            err: custom(&spec.error_file, Some(default("-error.log"))),
+            out: custom(&spec.out_file, Some(default(format!("{name}-out")))),
+            err: custom(&spec.error_file, Some(default(format!("{name}-error")))),
             combined: match &spec.log_file {
                 None => None,
-                given => custom(given, Some(default(".log"))),
+                given => custom(given, Some(default(name.clone()))),
             },
         }
     }
 }
 
-fn home_safe(name: &str) -> String {
-    name.replace(['/', '\0'], "_")
+/// An app name as PM2 puts it in a file name (`lib/Common.js` `prepareAppConf`): every
+/// character but ASCII letters, digits, `.`, `-` and `\\` becomes `-`, so a name can never
+/// reach outside the logs directory.
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '\\') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// `path` without `.` components and with each `..` taking out the component before it, as
+/// Node's `path.resolve` does, without asking the file system.
+fn normalise(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// `out.log` becomes `out-<id>.log`, as PM2 names the files of several instances.
@@ -325,16 +360,20 @@ mod tests {
             ..AppSpec::default()
         };
         let p = LogPaths::for_instance(&home, &spec, 3, 1);
-        assert_eq!(p.out, Some(PathBuf::from("/h/logs/api-3-out.log")));
-        assert_eq!(p.err, Some(PathBuf::from("/h/logs/api-3-error.log")));
+        assert_eq!(p.out, Some(PathBuf::from("/h/logs/api-out.log")));
+        assert_eq!(p.err, Some(PathBuf::from("/h/logs/api-error.log")));
         assert_eq!(p.combined, None);
-        spec.merge_logs = true;
         spec.log_file = Some(String::new());
+        let p = LogPaths::for_instance(&home, &spec, 3, 4);
+        assert_eq!(p.out, Some(PathBuf::from("/h/logs/api-out-3.log")));
+        assert_eq!(p.err, Some(PathBuf::from("/h/logs/api-error-3.log")));
+        assert_eq!(p.combined, Some(PathBuf::from("/h/logs/api-3.log")));
+        spec.merge_logs = true;
         let p = LogPaths::for_instance(&home, &spec, 3, 4);
         assert_eq!(p.out, Some(PathBuf::from("/h/logs/api-out.log")));
         assert_eq!(p.combined, Some(PathBuf::from("/h/logs/api.log")));
         spec.merge_logs = false;
-        spec.out_file = Some("logs/out.log".into());
+        spec.out_file = Some("./logs/../logs/out.log".into());
         spec.error_file = Some("/dev/null".into());
         let p = LogPaths::for_instance(&home, &spec, 2, 4);
         assert_eq!(p.out, Some(PathBuf::from("/srv/logs/out-2.log")));
@@ -342,5 +381,19 @@ mod tests {
         spec.disable_logs = true;
         let p = LogPaths::for_instance(&home, &spec, 2, 4);
         assert!(p.out.is_none() && p.err.is_none() && p.combined.is_none());
+    }
+
+    #[test]
+    fn names_are_sanitised_as_pm2_does() {
+        assert_eq!(file_safe("my_app v2/../x"), "my-app-v2-..-x");
+        assert_eq!(file_safe("api.v1-x"), "api.v1-x");
+        assert_eq!(file_safe("café"), "caf-");
+        let home = Home::at(PathBuf::from("/h"));
+        let spec = AppSpec {
+            name: "../../etc/evil".into(),
+            ..AppSpec::default()
+        };
+        let p = LogPaths::for_instance(&home, &spec, 0, 1);
+        assert_eq!(p.out, Some(PathBuf::from("/h/logs/..-..-etc-evil-out.log")));
     }
 }

@@ -29,21 +29,24 @@ impl ProcessManager {
         update_env: Option<&Vars>,
         toggle_watch: bool,
     ) -> Result<ActionResponse, ApiError> {
-        let handles = self.registry.resolve(targets)?;
+        let (handles, unknown) = self.registry.resolve_known(targets)?;
         if toggle_watch {
             all(&handles, |h| h.watch(WatchChange::Toggle)).await;
         }
-        let mut failures = all(&handles, |h| {
-            let update = update_env.map(|client| {
-                let spec = h.view.borrow().spec.clone();
-                Update {
-                    spec: None,
-                    base_env: Some(Arc::new(envs::base_env(client, &spec))),
-                }
-            });
-            h.restart(update)
-        })
-        .await;
+        let mut failures = unknown;
+        failures.extend(
+            all(&handles, |h| {
+                let update = update_env.map(|client| {
+                    let spec = h.view.borrow().spec.clone();
+                    Update {
+                        spec: None,
+                        base_env: Some(Arc::new(envs::base_env(client, &spec))),
+                    }
+                });
+                h.restart(update)
+            })
+            .await,
+        );
         self.saved(&mut failures).await;
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
@@ -59,8 +62,7 @@ impl ProcessManager {
         targets: &[String],
         parallel: usize,
     ) -> Result<ActionResponse, ApiError> {
-        let handles = self.registry.resolve(targets)?;
-        let mut errors = Vec::new();
+        let (handles, mut errors) = self.registry.resolve_known(targets)?;
         for chunk in handles.chunks(parallel.max(1)) {
             errors.extend(all(chunk, |h| h.reload(None)).await);
         }
@@ -81,10 +83,11 @@ impl ProcessManager {
         if !matches!(action, Action::Delete { .. }) {
             self.refuse_if_closing()?;
         }
-        let handles = self.registry.resolve(targets)?;
+        let (handles, unknown) = self.registry.resolve_known(targets)?;
         let mut errors = match action {
             Action::Delete { keep_logs } => {
-                let mut errors = self.forget(&handles).await;
+                let mut errors = unknown;
+                errors.extend(self.forget(&handles).await);
                 let remaining = self.registry.all();
                 crate::logs::cleanup::remove_owned(
                     &self.shared.home,
@@ -107,6 +110,7 @@ impl ProcessManager {
             Action::Restart => all(&handles, |h| h.restart(None)).await,
             Action::Reset => all(&handles, Handle::reset).await,
         };
+        errors.splice(0..0, unknown);
         self.saved(&mut errors).await;
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
@@ -124,11 +128,11 @@ impl ProcessManager {
         stop_watching: bool,
     ) -> Result<ActionResponse, ApiError> {
         // Unknown targets are reported by the stop itself.
-        let handles: Vec<_> = targets
-            .iter()
-            .filter_map(|t| self.registry.resolve(std::slice::from_ref(t)).ok())
-            .flatten()
-            .collect();
+        let handles = self
+            .registry
+            .resolve_known(targets)
+            .map(|(h, _)| h)
+            .unwrap_or_default();
         let command = if stop_watching {
             "`bm2 stop --watch`"
         } else {
@@ -149,8 +153,8 @@ impl ProcessManager {
         signal: bm2_types::Signal,
     ) -> Result<ActionResponse, ApiError> {
         let sig = kill::nix_signal(signal);
-        let handles = self.registry.resolve(targets)?;
-        let errors = all(&handles, |h| h.signal(sig)).await;
+        let (handles, mut errors) = self.registry.resolve_known(targets)?;
+        errors.extend(all(&handles, |h| h.signal(sig)).await);
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
             errors,

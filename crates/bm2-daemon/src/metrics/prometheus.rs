@@ -18,6 +18,85 @@ use prometheus_client::registry::{Metric, Registry};
 /// The HTTP content type of the text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The HTTP content type of Prometheus's classic text format.
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The exposition formats bm2 serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `OpenMetrics` 1.0 text (the default).
+    OpenMetrics,
+    /// Prometheus's classic text format 0.0.4, for scrapers and tools that ask for it.
+    Text004,
+}
+
+impl Format {
+    /// The format an `Accept` header prefers: the classic text format when it ranks
+    /// `text/plain` above `application/openmetrics-text` (by `q`, then by order); `OpenMetrics`
+    /// otherwise, and without the header.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else {
+            return Format::OpenMetrics;
+        };
+        let (mut text, mut open) = (None::<f32>, None::<f32>);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .and_then(|(_, v)| v.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let slot = match media.as_str() {
+                "text/plain" => &mut text,
+                "application/openmetrics-text" => &mut open,
+                _ => continue,
+            };
+            *slot = Some(slot.map_or(q, |old| old.max(q)));
+        }
+        match (text, open) {
+            (Some(t), None) if t > 0.0 => Format::Text004,
+            (Some(t), Some(o)) if t > o => Format::Text004,
+            _ => Format::OpenMetrics,
+        }
+    }
+
+    /// The HTTP content type of the format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => CONTENT_TYPE,
+            Format::Text004 => CONTENT_TYPE_TEXT,
+        }
+    }
+}
+
+/// `OpenMetrics` text (as [`render`] makes it) in the classic 0.0.4 format: a counter's `HELP`
+/// and `TYPE` name its samples (`bm2_process_restarts_total`, typed `counter`), and the
+/// `# UNIT` and `# EOF` lines, which 0.0.4 does not have, are left out.
+pub fn to_text_004(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 /// Labels of every process family: the instance name and id.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProcLabels {
@@ -323,5 +402,56 @@ mod tests {
         assert!(!text.contains(r#"bm2_process_health{name="we"#));
         // A stopped process has no file handle count.
         assert!(!text.contains(r#"bm2_process_handles{name="we"#));
+    }
+
+    #[test]
+    fn accept_header_picks_the_format() {
+        use Format::{OpenMetrics, Text004};
+        for (accept, want) in [
+            (None, OpenMetrics),
+            (Some("*/*"), OpenMetrics),
+            (Some("text/plain"), Text004),
+            (Some("text/plain; version=0.0.4; charset=utf-8"), Text004),
+            (
+                Some("application/openmetrics-text; version=1.0.0"),
+                OpenMetrics,
+            ),
+            // What Prometheus sends by default: OpenMetrics first.
+            (
+                Some(
+                    "application/openmetrics-text;version=1.0.0;q=0.5,\
+                     application/openmetrics-text;version=0.0.1;q=0.4,\
+                     text/plain;version=0.0.4;q=0.3,*/*;q=0.1",
+                ),
+                OpenMetrics,
+            ),
+            // A scraper configured for the classic format.
+            (
+                Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5"),
+                Text004,
+            ),
+            (Some("text/plain;q=0"), OpenMetrics),
+        ] {
+            assert_eq!(Format::negotiate(accept), want, "{accept:?}");
+        }
+    }
+
+    #[test]
+    fn classic_text_types_total_counters_as_counters() {
+        let text = to_text_004(&render(&snapshot()));
+        for line in [
+            "# HELP bm2_process_restarts_total Total restart count.",
+            "# TYPE bm2_process_restarts_total counter",
+            r#"bm2_process_restarts_total{name="my-api-0",id="0"} 3"#,
+            "# TYPE bm2_process_restarts_by_reason_total counter",
+            "# TYPE bm2_system_network_transmit_bytes_total counter",
+            "# TYPE bm2_process_cpu gauge",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in:\n{text}"
+            );
+        }
+        assert!(!text.contains("# EOF") && !text.contains("# TYPE bm2_process_restarts counter"));
     }
 }

@@ -28,6 +28,10 @@ pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
     if args.watch {
         return watch(client, args).await;
     }
+    if render::mini_list() && !args.json {
+        print(client).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let list = fetch(client, args).await?;
     if args.json {
         println!("{}", serde_json::to_string(&list)?);
@@ -35,6 +39,17 @@ pub async fn run(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
         render::table::print(&list);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the process list: the table fitted to the terminal, or PM2's minimal list with `-m`.
+pub async fn print(client: &Client) -> anyhow::Result<()> {
+    if render::mini_list() {
+        let details = client.details().await.map_err(api_error)?;
+        print!("{}", render::pm2::mini_list(&details));
+    } else {
+        render::table::print(&client.list().await.map_err(api_error)?);
+    }
+    Ok(())
 }
 
 async fn fetch(client: &Client, args: &ListArgs) -> anyhow::Result<Vec<ProcSummary>> {
@@ -63,7 +78,7 @@ async fn watch(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&list)?)?;
         } else {
-            let text = render::table::text(&list, render::color());
+            let text = render::table::text(&list, render::color(), render::width());
             if first {
                 write!(out, "\x1b[2J")?;
                 first = false;
@@ -111,11 +126,10 @@ fn sort_list(list: &mut [ProcSummary], spec: &str) -> anyhow::Result<()> {
 
 pub async fn jlist(client: &Client, pretty: bool) -> anyhow::Result<ExitCode> {
     let details = client.details().await.map_err(api_error)?;
-    let value = render::pm2::jlist(&details);
     if pretty {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", render::pm2::prettylist(&details));
     } else {
-        println!("{}", serde_json::to_string(&value)?);
+        println!("{}", render::pm2::jlist(&details));
     }
     Ok(ExitCode::SUCCESS)
 }

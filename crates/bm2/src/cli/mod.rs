@@ -5,6 +5,7 @@ mod dashboard;
 mod describe;
 mod ecosystem;
 mod env;
+mod init_simple;
 mod list;
 mod logs;
 mod metrics;
@@ -35,6 +36,16 @@ use crate::render;
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
+    /// Print without colours (as `NO_COLOR=1` does)
+    #[arg(long = "no-color", global = true)]
+    pub no_color: bool,
+    /// Print nothing, as PM2's -s: the exit code tells the outcome (jlist and prettylist still
+    /// print their data)
+    #[arg(short = 's', long, global = true)]
+    pub silent: bool,
+    /// Show the process list as PM2's minimal list (`key : value` lines) instead of a table
+    #[arg(short = 'm', long = "mini-list", global = true)]
+    pub mini_list: bool,
 }
 
 /// Every command.
@@ -70,6 +81,7 @@ pub enum Cmd {
     /// Start the apps of an ecosystem file, reloading those already running
     #[command(
         name = "startOrReload",
+        visible_alias = "startOrGracefulReload",
         after_help = "Example:\n  bm2 startOrReload ecosystem.config.js"
     )]
     StartOrReload(targets::FileTargets),
@@ -116,7 +128,7 @@ pub enum Cmd {
     /// Print the process list as JSON, in PM2's `jlist` shape
     #[command(after_help = "Example:\n  bm2 jlist | jq '.[] | {name, pid}'")]
     Jlist,
-    /// Print the process list as indented JSON, in PM2's shape
+    /// Print the process list as PM2 does (Node's util.inspect layout)
     Prettylist,
     /// Show everything about processes
     #[command(visible_aliases = ["show", "info"], after_help = "Examples:\n  bm2 describe api\n  bm2 describe 0 --json")]
@@ -165,9 +177,12 @@ pub enum Cmd {
     /// Write a sample ecosystem file in the current directory
     #[command(
         visible_alias = "init",
-        after_help = "Examples:\n  bm2 ecosystem\n  bm2 init --format yaml"
+        after_help = "Examples:\n  bm2 ecosystem\n  bm2 init simple\n  bm2 init --format yaml"
     )]
     Ecosystem {
+        /// `simple`: PM2's simple template (one app with a name and a script)
+        #[arg(value_enum)]
+        mode: Option<InitMode>,
         /// File format
         #[arg(long, value_enum, default_value = "js")]
         format: ecosystem::InitFormat,
@@ -190,13 +205,53 @@ pub enum Cmd {
         #[arg(long)]
         markdown: bool,
     },
+    /// Print the shell completion script for bash, zsh or fish (also elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  source <(bm2 completion bash)\n  bm2 completion zsh > \"${fpath[1]}/_bm2\"\n  bm2 completion fish > ~/.config/fish/completions/bm2.fish"
+    )]
+    Completion {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
     /// Run the daemon in the foreground (started automatically by other commands)
     #[command(hide = true)]
     Daemon,
 }
 
+/// Which sample `ecosystem`/`init` writes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InitMode {
+    /// PM2's simple template: one app with a name and a script
+    Simple,
+}
+
+impl From<ecosystem::InitFormat> for bm2_config::sample::SampleFormat {
+    fn from(f: ecosystem::InitFormat) -> Self {
+        use bm2_config::sample::SampleFormat;
+        match f {
+            ecosystem::InitFormat::Js => SampleFormat::Js,
+            ecosystem::InitFormat::Ts => SampleFormat::Ts,
+            ecosystem::InitFormat::Json => SampleFormat::Json,
+            ecosystem::InitFormat::Yaml => SampleFormat::Yaml,
+            ecosystem::InitFormat::Toml => SampleFormat::Toml,
+        }
+    }
+}
+
 /// Runs a client command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Cmd::Completion { shell } = cli.cmd {
+        return Ok(completion(shell));
+    }
+    if cli.no_color {
+        render::disable_color();
+    }
+    if cli.mini_list {
+        render::use_mini_list();
+    }
+    if cli.silent {
+        silence(matches!(cli.cmd, Cmd::Jlist | Cmd::Prettylist))?;
+    }
     let home = Home::from_env()?;
     let exe = std::env::current_exe()?;
     let client = Client::new(home).with_daemon_exe(exe);
@@ -231,10 +286,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Save => daemon::save(&client).await,
         Cmd::Resurrect { update_env } => daemon::resurrect(&client, update_env).await,
         Cmd::Env(args) => env::run(&client, args).await,
-        Cmd::Ecosystem { format, force } => ecosystem::init(format, force),
+        Cmd::Ecosystem {
+            mode: Some(InitMode::Simple),
+            format,
+            force,
+        } => init_simple::write(format.into(), force),
+        Cmd::Ecosystem {
+            mode: None,
+            format,
+            force,
+        } => ecosystem::init(format, force),
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::Daemon => unreachable!("handled in main"),
+        Cmd::Completion { .. } => unreachable!("handled above"),
     }
 }
 
@@ -250,8 +315,7 @@ pub async fn report(
     for notice in &res.notices {
         render::info(notice);
     }
-    let list = client.list().await?;
-    render::table::print(&list);
+    list::print(client).await?;
     Ok(if res.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -265,4 +329,32 @@ pub fn api_error(e: ClientError) -> anyhow::Error {
         ClientError::Api(api) => anyhow::anyhow!(render::api_error_text(&api)),
         other => anyhow::Error::new(other),
     }
+}
+
+/// `-s`: sends stderr, and stdout unless `keep_stdout`, to /dev/null for the rest of the run.
+fn silence(keep_stdout: bool) -> anyhow::Result<()> {
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    if !keep_stdout {
+        nix::unistd::dup2_stdout(&null)?;
+    }
+    nix::unistd::dup2_stderr(&null)?;
+    Ok(())
+}
+
+/// `bm2 completion <shell>`: the completion script, generated from this command-line definition
+/// (for the name the binary was invoked under, `bm2` or a `pm2` link).
+fn completion(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .filter(|n| n == "pm2")
+        .unwrap_or_else(|| "bm2".to_string());
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, name, &mut std::io::stdout());
+    ExitCode::SUCCESS
 }

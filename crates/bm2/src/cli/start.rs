@@ -102,13 +102,13 @@ pub struct StartArgs {
     /// Run as this group (name or gid; the daemon must run as root)
     #[arg(long)]
     pub gid: Option<String>,
-    /// Stdout log file (`/dev/null` for none) [default: $BM2_HOME/logs/<name>-<id>-out.log]
+    /// Stdout log file (`/dev/null` for none) [default: $BM2_HOME/logs/<name>-out.log]
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<String>,
-    /// Stderr log file (`/dev/null` for none) [default: $BM2_HOME/logs/<name>-<id>-error.log]
+    /// Stderr log file (`/dev/null` for none) [default: $BM2_HOME/logs/<name>-error.log]
     #[arg(short = 'e', long = "error", value_name = "FILE")]
     pub error: Option<String>,
-    /// Also write both streams to one file [default FILE: $BM2_HOME/logs/<name>-<id>.log]
+    /// Also write both streams to one file [default FILE: $BM2_HOME/logs/<name>.log]
     #[arg(short = 'l', long = "log", value_name = "FILE", num_args = 0..=1, default_missing_value = "")]
     pub log: Option<String>,
     /// Instances share one set of log files

@@ -36,7 +36,7 @@ pub struct FileTargets {
     /// as in PM2; stop: stop watching too, so a later start does not watch
     #[arg(long)]
     pub watch: bool,
-    /// delete: keep the log files bm2 named in $BM2_HOME/logs (<name>-<id>-out.log, ... and
+    /// delete: keep the log files bm2 named in $BM2_HOME/logs (<name>-out.log, ... and
     /// their rotated copies), which are otherwise removed; files named with -o/-e/-l or in an
     /// ecosystem file are always kept
     #[arg(long)]
@@ -278,14 +278,20 @@ pub async fn pids(client: &Client, t: OptionalTargets) -> anyhow::Result<ExitCod
 }
 
 pub async fn ids(client: &Client, name: String) -> anyhow::Result<ExitCode> {
-    let ids: Vec<u32> = client
-        .list()
-        .await
-        .map_err(api_error)?
-        .into_iter()
-        .filter(|p| p.name == name || p.instance_name == name)
+    let list = client.list().await.map_err(api_error)?;
+    // The app's ids; an instance name (`worker-1`) only when no app has that name.
+    let mut ids: Vec<u32> = list
+        .iter()
+        .filter(|p| p.name == name)
         .map(|p| p.id)
         .collect();
+    if ids.is_empty() {
+        ids = list
+            .iter()
+            .filter(|p| p.instance_name == name)
+            .map(|p| p.id)
+            .collect();
+    }
     println!("{}", serde_json::to_string(&ids)?);
     Ok(ExitCode::SUCCESS)
 }

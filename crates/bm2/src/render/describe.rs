@@ -10,17 +10,26 @@ use super::{color, escape, iso_time, since, uptime};
 
 /// Prints the detail table of one instance.
 pub fn print(d: &ProcDetail) {
-    println!("{}", text(d, color()));
+    println!("{}", text(d, color(), super::width()));
 }
 
-/// The detail table of one instance, with control characters in values escaped.
-pub fn text(d: &ProcDetail, colored: bool) -> String {
+/// The detail table of one instance, with control characters in values escaped; long values
+/// wrap so that the table fits in `width` columns when given.
+pub fn text(d: &ProcDetail, colored: bool, width: Option<usize>) -> String {
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled);
+    table.load_preset(UTF8_FULL_CONDENSED);
     if !colored {
         table.force_no_tty();
+    }
+    match width.and_then(|w| u16::try_from(w).ok()) {
+        Some(w) => {
+            table
+                .set_content_arrangement(ContentArrangement::Dynamic)
+                .set_width(w);
+        }
+        None => {
+            table.set_content_arrangement(ContentArrangement::Disabled);
+        }
     }
     for (key, value) in rows(d) {
         table.add_row(vec![key.to_string(), escape::text(&value).into_owned()]);
@@ -36,8 +45,9 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
     let join = |v: &[String]| if v.is_empty() { dash() } else { v.join(" ") };
     let running = s.pid.is_some();
     vec![
-        ("Name", s.instance_name.clone()),
+        ("Name", s.name.clone()),
         ("ID", s.id.to_string()),
+        ("Instance", s.instance.to_string()),
         ("Status", s.status.as_str().to_string()),
         ("Reason", d.status_reason.clone().unwrap_or_else(dash)),
         ("PID", s.pid.map_or_else(dash, |p| p.to_string())),
@@ -53,6 +63,17 @@ pub fn rows(d: &ProcDetail) -> Vec<(&'static str, String)> {
             },
         ),
         ("Restarts", s.restarts.to_string()),
+        (
+            "Pending Env",
+            if d.pending_env.is_empty() {
+                dash()
+            } else {
+                format!(
+                    "{} (applied at the next start or restart)",
+                    d.pending_env.join(", ")
+                )
+            },
+        ),
         ("Unstable Restarts", s.unstable_restarts.to_string()),
         (
             "Last Exit",
@@ -308,7 +329,7 @@ mod tests {
             cron: None,
             watch: None,
         };
-        let shown = text(&d, false);
+        let shown = text(&d, false, None);
         assert!(
             !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
             "{shown}"

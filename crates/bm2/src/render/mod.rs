@@ -2,17 +2,70 @@
 
 pub mod describe;
 pub mod escape;
+pub mod inspect;
 pub mod monit;
 pub mod pm2;
 pub mod table;
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bm2_types::ApiError;
 
-/// True when output may be coloured: stdout is a terminal and `NO_COLOR` is unset.
+static NO_COLOR_FLAG: AtomicBool = AtomicBool::new(false);
+
+/// Turns colours off for the rest of the run (`--no-color`).
+pub fn disable_color() {
+    NO_COLOR_FLAG.store(true, Ordering::Relaxed);
+}
+
+static MINI_LIST: AtomicBool = AtomicBool::new(false);
+
+/// Shows process lists as PM2's minimal list for the rest of the run (`-m`, `--mini-list`).
+pub fn use_mini_list() {
+    MINI_LIST.store(true, Ordering::Relaxed);
+}
+
+/// True when process lists are shown as PM2's minimal list.
+pub fn mini_list() -> bool {
+    MINI_LIST.load(Ordering::Relaxed)
+}
+
+/// True when output may be coloured: stdout is a terminal, `NO_COLOR` is unset and
+/// `--no-color` was not given.
 pub fn color() -> bool {
-    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    !NO_COLOR_FLAG.load(Ordering::Relaxed)
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal()
+}
+
+/// The width tables must fit in: `COLUMNS` when set, else the terminal's width when stdout is
+/// a terminal; `None` (no limit) when output goes to a pipe or a file, as in PM2.
+pub fn width() -> Option<usize> {
+    if let Some(cols) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0)
+    {
+        return Some(cols);
+    }
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    ratatui::crossterm::terminal::size()
+        .ok()
+        .map(|(cols, _)| usize::from(cols))
+        .filter(|&c| c > 0)
+}
+
+/// `text` cut to `max` characters, with `…` as its last one when it was longer.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// Prints an error line to stderr (control characters escaped).

@@ -4,32 +4,50 @@ use bm2_types::{ProcStatus, ProcSummary};
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, ContentArrangement, Table};
 
-use super::{color, escape, usage_columns};
+use super::{color, escape, shorten, usage_columns};
 
 /// What is shown instead of an empty process list.
 pub const EMPTY: &str = "no processes; start one with `bm2 start <script>`";
 
-/// Prints the process list, or a note when it is empty.
+/// Prints the process list, or a note when it is empty, fitted to the terminal.
 pub fn print(list: &[ProcSummary]) {
-    println!("{}", text(list, color()));
+    println!("{}", text(list, color(), super::width()));
 }
 
-/// The process list as text, or a note when it is empty.
-pub fn text(list: &[ProcSummary], colored: bool) -> String {
+/// The process list as text, or a note when it is empty; within `width` columns when given.
+pub fn text(list: &[ProcSummary], colored: bool, width: Option<usize>) -> String {
     if list.is_empty() {
-        format!("[bm2] {EMPTY}")
-    } else {
-        render(list, colored).to_string()
+        return format!("[bm2] {EMPTY}");
     }
+    let mut shown = String::new();
+    for layout in [Layout::Full, Layout::Condensed, Layout::Mini] {
+        shown = render(list, colored, layout).to_string();
+        let widest = shown.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        if width.is_none_or(|w| widest <= w) {
+            break;
+        }
+    }
+    shown
 }
 
-/// The table as text.
-pub fn render(list: &[ProcSummary], colored: bool) -> Table {
+/// Which columns the table has: PM2's list drops columns and shortens names to fit narrow
+/// terminals (full, then condensed, then mini).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Every column, names in full.
+    Full,
+    /// id, name (18 characters at most), mode, restarts, status, cpu, memory.
+    Condensed,
+    /// id, name (14 characters at most), status, cpu, memory.
+    Mini,
+}
+
+/// The table with the columns of `layout`. Every instance shows its app's name, as in PM2; the
+/// id tells instances apart.
+pub fn render(list: &[ProcSummary], colored: bool, layout: Layout) -> Table {
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
+    let header: &[&str] = match layout {
+        Layout::Full => &[
             "id",
             "name",
             "namespace",
@@ -40,7 +58,14 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
             "memory",
             "↺",
             "uptime",
-        ]);
+        ],
+        Layout::Condensed => &["id", "name", "mode", "↺", "status", "cpu", "memory"],
+        Layout::Mini => &["id", "name", "status", "cpu", "mem"],
+    };
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.to_vec());
     if !colored {
         table.force_no_tty();
     }
@@ -53,18 +78,38 @@ pub fn render(list: &[ProcSummary], colored: bool) -> Table {
         };
         let mode = p.exec_mode.as_str();
         let [cpu, memory, up] = usage_columns(p);
-        table.add_row(vec![
-            Cell::new(p.id),
-            Cell::new(escape::text(&p.instance_name)),
-            Cell::new(escape::text(&p.namespace)),
-            Cell::new(mode),
-            status,
-            Cell::new(p.pid.map_or_else(|| "-".to_string(), |pid| pid.to_string())),
-            Cell::new(cpu),
-            Cell::new(memory),
-            Cell::new(p.restarts),
-            Cell::new(up),
-        ]);
+        let name = escape::text(&p.name);
+        let row = match layout {
+            Layout::Full => vec![
+                Cell::new(p.id),
+                Cell::new(name),
+                Cell::new(escape::text(&p.namespace)),
+                Cell::new(mode),
+                status,
+                Cell::new(p.pid.map_or_else(|| "-".to_string(), |pid| pid.to_string())),
+                Cell::new(cpu),
+                Cell::new(memory),
+                Cell::new(p.restarts),
+                Cell::new(up),
+            ],
+            Layout::Condensed => vec![
+                Cell::new(p.id),
+                Cell::new(shorten(&name, 18)),
+                Cell::new(mode),
+                Cell::new(p.restarts),
+                status,
+                Cell::new(cpu),
+                Cell::new(memory),
+            ],
+            Layout::Mini => vec![
+                Cell::new(p.id),
+                Cell::new(shorten(&name, 14)),
+                status,
+                Cell::new(cpu),
+                Cell::new(memory),
+            ],
+        };
+        table.add_row(row);
     }
     table
 }
@@ -86,11 +131,27 @@ mod tests {
     fn control_characters_in_names_are_escaped() {
         let mut row = crate::render::test_row(0, "evil\u{1b}[2J\u{1b}[Hname");
         row.namespace = "ns\nfake".into();
-        let shown = text(&[row], false);
+        let shown = text(&[row], false, None);
         assert!(!shown.contains('\u{1b}'), "{shown}");
         assert!(
             shown.contains("evil\\x1b[2J\\x1b[Hname") && shown.contains("ns\\nfake"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn narrow_terminals_get_fewer_columns_and_short_names() {
+        let row = crate::render::test_row(0, "a-rather-long-application-name-for-a-list");
+        let full = text(std::slice::from_ref(&row), false, Some(300));
+        assert!(
+            full.contains("namespace") && full.contains(&row.name),
+            "{full}"
+        );
+        let narrow = text(std::slice::from_ref(&row), false, Some(80));
+        assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+        assert!(!narrow.contains("namespace") && narrow.contains("a-rather-long-app…"));
+        let tiny = text(&[row], false, Some(60));
+        assert!(tiny.lines().all(|l| l.chars().count() <= 60), "{tiny}");
+        assert!(!tiny.contains("mode"), "{tiny}");
     }
 }
