@@ -14,7 +14,7 @@ mod units;
 
 pub use api::*;
 pub use app::*;
-pub use home::Home;
+pub use home::{Home, Layout, LogStream};
 pub use info::*;
 pub use metrics::*;
 pub use signal::{Signal, UnknownSignal};

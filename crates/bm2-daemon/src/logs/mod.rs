@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use bm2_types::{AppSpec, Home, LogEvent, ProcId};
+use bm2_types::{AppSpec, Home, LogEvent, LogStream, ProcId};
 use tokio::sync::broadcast;
 
 pub use config::LogDefaults;
@@ -149,14 +149,9 @@ impl LogPaths {
             return LogPaths::default();
         }
         let per_instance = count > 1 && !spec.merge_logs;
-        let dir = home.logs_dir();
-        let name = home_safe(&spec.name);
-        let default = |suffix: &str| -> PathBuf {
-            if spec.merge_logs {
-                dir.join(format!("{name}{suffix}"))
-            } else {
-                dir.join(format!("{name}-{id}{suffix}"))
-            }
+        let single = count == 1 && spec.exec_mode == bm2_types::ExecMode::Fork;
+        let default = |stream: LogStream| -> PathBuf {
+            home.default_log(&spec.name, id, spec.merge_logs, single, stream)
         };
         let custom = |given: &Option<String>, fallback: Option<PathBuf>| -> Option<PathBuf> {
             match given.as_deref() {
@@ -169,18 +164,14 @@ impl LogPaths {
             }
         };
         LogPaths {
-            out: custom(&spec.out_file, Some(default("-out.log"))),
-            err: custom(&spec.error_file, Some(default("-error.log"))),
+            out: custom(&spec.out_file, Some(default(LogStream::Out))),
+            err: custom(&spec.error_file, Some(default(LogStream::Err))),
             combined: match &spec.log_file {
                 None => None,
-                given => custom(given, Some(default(".log"))),
+                given => custom(given, Some(default(LogStream::Combined))),
             },
         }
     }
-}
-
-fn home_safe(name: &str) -> String {
-    name.replace(['/', '\0'], "_")
 }
 
 /// `out.log` becomes `out-<id>.log`, as PM2 names the files of several instances.

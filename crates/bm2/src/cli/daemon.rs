@@ -10,8 +10,8 @@ use super::{api_error, report};
 use crate::render;
 
 /// Runs the daemon in this process until it is told to exit.
-pub fn run_daemon() -> ExitCode {
-    let home = match Home::from_env() {
+pub fn run_daemon(layout: bm2_types::Layout) -> ExitCode {
+    let home = match Home::from_env_as(layout) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("bm2 daemon: {e}");
@@ -160,9 +160,29 @@ pub async fn save(client: &Client) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn resurrect(client: &Client, update_env: bool) -> anyhow::Result<ExitCode> {
+    // As `pm2`, the dump.pm2 found may be PM2's own (a JSON array of processes, left by PM2
+    // before the switch): its apps are imported, and those PM2 ran are started.
+    let home = client.home();
+    if home.layout() == bm2_types::Layout::Pm2 && is_pm2_dump(&home.dump_file()) {
+        return super::import_pm2::import(client, &home.dump_file(), &home.logs_dir(), true)
+            .await;
+    }
     let req = bm2_types::ResurrectRequest {
         update_env: update_env.then(|| std::env::vars().collect()),
     };
     let res = client.resurrect(&req).await;
     report(client, res).await
+}
+
+/// Whether the file is PM2's dump (a JSON array) rather than bm2's (an object).
+fn is_pm2_dump(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    head[..n]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'[')
 }

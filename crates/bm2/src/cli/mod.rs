@@ -5,10 +5,12 @@ mod dashboard;
 mod describe;
 mod ecosystem;
 mod env;
+mod import_pm2;
 mod list;
 mod logs;
 mod metrics;
 mod monit;
+mod pm2_dump;
 mod start;
 mod targets;
 
@@ -190,14 +192,20 @@ pub enum Cmd {
         #[arg(long)]
         markdown: bool,
     },
+    /// Register the apps of PM2's saved process list (dump.pm2), stopped or started
+    #[command(
+        name = "import-pm2",
+        after_help = "Examples:\n  bm2 import-pm2                         register PM2's saved apps stopped\n  pm2 kill && bm2 import-pm2 --start     take over the apps PM2 was running\n  bm2 import-pm2 --pm2-home /home/app/.pm2\n\nRun `pm2 save` first so that dump.pm2 lists the apps as they run now."
+    )]
+    ImportPm2(import_pm2::ImportArgs),
     /// Run the daemon in the foreground (started automatically by other commands)
     #[command(hide = true)]
     Daemon,
 }
 
 /// Runs a client command.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let home = Home::from_env()?;
+pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode> {
+    let home = Home::from_env_as(layout)?;
     let exe = std::env::current_exe()?;
     let client = Client::new(home).with_daemon_exe(exe);
     match cli.cmd {
@@ -234,6 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Ecosystem { format, force } => ecosystem::init(format, force),
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
+        Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
         Cmd::Daemon => unreachable!("handled in main"),
     }
 }
