@@ -374,3 +374,80 @@ fn pm2_resurrect_brings_back_a_dump_left_by_pm2() {
     pm2.wait_status("nightly", "stopped");
     assert_eq!(seen(&pm2.env, "web")["GREETING"], "hello from pm2");
 }
+
+// ---- send ----
+
+/// Starts `reader`: appends each line of its stdin to `got.txt`.
+fn start_reader(env: &TestEnv) -> u64 {
+    env.script(
+        "reader.sh",
+        "echo started > ready\nwhile IFS= read -r line; do echo \"got:$line\" >> got.txt; done\necho eof >> got.txt\nexec sleep 1000\n",
+    );
+    env.ok(&["start", "reader.sh", "--name", "reader"]);
+    env.wait_marker("ready");
+    env.wait_status("reader", "online")["id"].as_u64().unwrap()
+}
+
+fn wait_got(env: &TestEnv, needle: &str) -> String {
+    let path = env.path("got.txt");
+    env.wait_for(&format!("{needle:?} in got.txt"), || {
+        fs::read_to_string(&path).ok().filter(|s| s.contains(needle))
+    })
+}
+
+#[test]
+fn send_writes_a_line_to_the_stdin_of_a_process() {
+    let env = TestEnv::new();
+    let id = start_reader(&env).to_string();
+    env.ok(&["send", &id, "hello world"]);
+    env.ok(&["send", "reader", "-second line"]);
+    let got = wait_got(&env, "got:-second line");
+    assert_eq!(got, "got:hello world\ngot:-second line\n");
+    // After a restart, the new process gets the lines.
+    env.ok(&["restart", "reader"]);
+    env.wait_marker("ready");
+    env.ok(&["send", &id, "after restart"]);
+    wait_got(&env, "got:after restart");
+}
+
+#[test]
+fn send_to_a_process_that_is_stopped_or_closed_its_stdin_says_so() {
+    let env = TestEnv::new();
+    let id = start_reader(&env).to_string();
+    env.ok(&["stop", &id]);
+    let err = env.fail(&["send", &id, "x"]);
+    assert!(err.contains("not running"), "{err}");
+    env.script("closer.sh", "exec 0<&-\necho closed > closed\nexec sleep 1000\n");
+    env.ok(&["start", "closer.sh", "--name", "closer"]);
+    env.wait_marker("closed");
+    let err = env.fail(&["send", "closer", "x"]);
+    assert!(err.contains("closed its stdin"), "{err}");
+    let err = env.fail(&["send", "nosuch", "x"]);
+    assert!(err.contains("nosuch"), "{err}");
+    env.ok(&["ping"]);
+    assert_eq!(env.proc("closer")["status"], "online");
+}
+
+#[test]
+fn send_to_a_process_that_does_not_read_harms_nothing() {
+    let env = TestEnv::new();
+    let id = start_reader(&env).to_string();
+    env.script("deaf.sh", "exec sleep 1000\n");
+    env.ok(&["start", "deaf.sh", "--name", "deaf"]);
+    env.wait_status("deaf", "online");
+    // More than a pipe holds: the write waits; its client goes away meanwhile.
+    let big = "x".repeat(100_000);
+    let mut client = env.command(&["send", "deaf", &big]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = client.kill();
+    let _ = client.wait();
+    env.ok(&["ping"]);
+    env.ok(&["send", &id, "still served"]);
+    wait_got(&env, "got:still served");
+    // A second writer to the full pipe gets an error in bounded time.
+    let t = std::time::Instant::now();
+    let err = env.fail(&["send", "deaf", "y"]);
+    assert!(err.contains("did not read its stdin"), "{err}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(15));
+    assert_eq!(env.proc("deaf")["status"], "online");
+}

@@ -47,6 +47,8 @@ pub struct Running {
     pub events: Option<mpsc::UnboundedReceiver<Event>>,
     /// The IPC channel, when it has one.
     pub ipc: Option<std::sync::Arc<Ipc>>,
+    /// Keeps the write end of its stdin in the instance's slot while it runs (for `send`).
+    pub stdin: Option<super::stdin::StdinGuard>,
 }
 
 impl super::phase::Pid for Running {
@@ -279,6 +281,7 @@ pub fn spawn(
         })?;
     drop(cmd);
     let pid = child.id().unwrap_or_default();
+    let stdin = child.stdin.take().map(|pipe| inst.stdin.set(pid, pipe));
     if let Some(fd) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
         logs::attach(inst.logs.clone(), Stream::Out, fd);
     }
@@ -318,6 +321,7 @@ pub fn spawn(
             registered: false,
             events: needs_signal.then_some(rx),
             ipc,
+            stdin,
         },
         env,
         stored,

@@ -96,6 +96,17 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 signal SIGUSR2 api\n  bm2 signal api HUP"
     )]
     Signal(targets::SignalArgs),
+    /// Write a line to the stdin of a process (PM2's `send`)
+    #[command(
+        after_help = "Examples:\n  bm2 send 0 \"reload-config\"\n  bm2 send worker \"pause\"\n\nThe line and a newline are written to the process's stdin, a pipe bm2 keeps open."
+    )]
+    Send {
+        /// Process id (or name, namespace, all)
+        target: String,
+        /// The line to write
+        #[arg(allow_hyphen_values = true)]
+        line: String,
+    },
     /// List processes
     #[command(visible_aliases = ["ls", "l", "status", "ps"], after_help = "Examples:\n  bm2 list\n  bm2 list --sort memory:desc\n  bm2 list --json\n  bm2 list --watch")]
     List(list::ListArgs),
@@ -221,6 +232,10 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,
         Cmd::Reset(t) => targets::reset(&client, t).await,
         Cmd::Signal(s) => targets::signal(&client, s).await,
+        Cmd::Send { target, line } => {
+            let res = client.send_line(vec![target], line).await;
+            report(&client, res).await
+        }
         Cmd::List(args) => list::run(&client, &args).await,
         Cmd::Monit => monit::run(&client).await,
         Cmd::Metrics(args) => metrics::metrics(&client, &args).await,
