@@ -451,3 +451,66 @@ fn send_to_a_process_that_does_not_read_harms_nothing() {
     assert!(t.elapsed() < std::time::Duration::from_secs(15));
     assert_eq!(env.proc("deaf")["status"], "online");
 }
+
+// ---- update ----
+
+fn ids_and_statuses(env: &TestEnv) -> Vec<(u64, String, String)> {
+    let mut rows: Vec<(u64, String, String)> = env
+        .list()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_u64().unwrap(),
+                p["instance_name"].as_str().unwrap().to_string(),
+                p["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn update_restarts_the_daemon_and_brings_every_app_back() {
+    let env = TestEnv::new();
+    let a = env.start_sleeper("a");
+    env.start_sleeper("b");
+    env.ok(&["stop", "b"]);
+    env.ok(&["start", "sleep", "--name", "c", "-i", "2", "--interpreter", "none", "--", "1000"]);
+    env.wait_status("c-1", "online");
+    env.ok(&["env", "set", "a", "COLOR", "blue"]);
+    let before = ids_and_statuses(&env);
+    for alias in ["update", "updatePM2"] {
+        let old = env.daemon_pid().unwrap();
+        let out = env.ok(&[alias]);
+        assert!(out.contains('a') && out.contains("c-1"), "{out}");
+        let new = env.daemon_pid().unwrap();
+        assert_ne!(old, new, "{alias}: a new daemon");
+        assert!(!alive(old), "{alias}: the old daemon exited");
+        env.wait_status("a", "online");
+        env.wait_status("c-0", "online");
+        env.wait_status("c-1", "online");
+        assert_eq!(ids_and_statuses(&env), before, "{alias}: same ids, names and states");
+    }
+    assert_ne!(env.proc("a")["pid"].as_u64(), Some(a), "a runs again, as a new process");
+    assert!(env.home_path().join("dump.json").exists(), "the list was saved");
+    assert!(env.ok(&["env", "get", "a"]).contains("blue"));
+}
+
+#[test]
+fn update_without_apps_replaces_the_daemon_and_keeps_the_saved_list() {
+    let env = TestEnv::new();
+    env.start_sleeper("a");
+    env.ok(&["save"]);
+    env.ok(&["delete", "a"]);
+    let saved = fs::read(env.home_path().join("dump.json")).unwrap();
+    let old = env.daemon_pid().unwrap();
+    env.ok(&["update"]);
+    assert_ne!(env.daemon_pid().unwrap(), old);
+    assert!(env.list().is_empty());
+    assert_eq!(
+        fs::read(env.home_path().join("dump.json")).unwrap(),
+        saved,
+        "an empty list does not overwrite the last save"
+    );
+}

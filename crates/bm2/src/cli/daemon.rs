@@ -186,3 +186,48 @@ fn is_pm2_dump(path: &std::path::Path) -> bool {
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'[')
 }
+
+/// How long `update` waits for the old daemon to stop its apps and exit.
+const UPDATE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `update` (PM2's `update`, `updatePM2`): saves the list, stops the daemon keeping its state
+/// (as SIGTERM does: every app recorded with whether it should run), and starts a daemon from
+/// this binary, which brings every app back under the same id, stopped or running as before.
+pub async fn update(client: &Client) -> anyhow::Result<ExitCode> {
+    let old = client.ping().await.map_err(api_error)?;
+    if !client.list().await.map_err(api_error)?.is_empty() {
+        let s = client.save().await.map_err(api_error)?;
+        render::info(&format!(
+            "saved {} processes to {}",
+            s.count,
+            s.path.display()
+        ));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(old.pid)?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| anyhow::anyhow!("cannot stop the daemon (pid {}): {e}", old.pid))?;
+    let deadline = std::time::Instant::now() + UPDATE_STOP_TIMEOUT;
+    while daemon_alive(old.pid) {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the daemon (pid {}) is still stopping its apps after {} s; run `bm2 update` again once it has exited",
+                old.pid,
+                UPDATE_STOP_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let new = client.ping().await.map_err(api_error)?;
+    render::info(&format!(
+        "daemon updated: pid {} (version {}) replaced pid {} (version {})",
+        new.pid, new.version, old.pid, old.version
+    ));
+    let list = client.list().await.map_err(api_error)?;
+    render::table::print(&list);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn daemon_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && bm2_daemon::procfs::read_stat(pid).is_some_and(|s| !s.is_zombie())
+}

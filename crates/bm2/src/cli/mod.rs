@@ -164,6 +164,12 @@ pub enum Cmd {
         after_help = "Example:\n  bm2 save && bm2 resurrect"
     )]
     Save,
+    /// Save the list, restart the daemon from this binary, and bring every app back as it was
+    #[command(
+        visible_alias = "updatePM2",
+        after_help = "Run it after installing a new bm2: every app comes back under its id, running\nor stopped as before, with a new pid. The list is saved first, as `bm2 save` does."
+    )]
+    Update,
     /// Start the processes saved by `bm2 save`
     Resurrect {
         /// Recompute the apps' environment from this shell instead of the saved one
@@ -252,6 +258,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Ping => daemon::ping(&client).await,
         Cmd::Kill => daemon::kill(&client).await,
         Cmd::Save => daemon::save(&client).await,
+        Cmd::Update => daemon::update(&client).await,
         Cmd::Resurrect { update_env } => daemon::resurrect(&client, update_env).await,
         Cmd::Env(args) => env::run(&client, args).await,
         Cmd::Ecosystem { format, force } => ecosystem::init(format, force),
