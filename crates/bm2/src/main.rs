@@ -2,6 +2,7 @@
 
 mod cli;
 mod render;
+mod static_server;
 
 use std::process::ExitCode;
 
@@ -17,6 +18,11 @@ fn main() -> ExitCode {
         // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an
         // EPIPE on its connection, never the daemon's death. Apps get the default back at exec.
         return cli::daemon::run_daemon(layout);
+    }
+    if let cli::Cmd::ServeFiles { args } = &args.cmd {
+        // Like the daemon, the server keeps SIGPIPE ignored: a client that hangs up is an error
+        // on its connection only.
+        return static_server::run(args);
     }
     restore_sigpipe();
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -514,3 +514,95 @@ fn update_without_apps_replaces_the_daemon_and_keeps_the_saved_list() {
         "an empty list does not overwrite the last save"
     );
 }
+
+// ---- serve ----
+
+/// `GET path` on 127.0.0.1:port (with an Authorization header when given): status and body.
+fn http_get(port: u16, path: &str, auth: Option<&str>) -> Option<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
+    let auth = auth.map(|a| format!("Authorization: Basic {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, head.to_ascii_lowercase(), body.to_string()))
+}
+
+fn www(env: &TestEnv) -> PathBuf {
+    let dir = env.path("www");
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    fs::write(dir.join("index.html"), "<p>home</p>").unwrap();
+    fs::write(dir.join("about.html"), "<p>about</p>").unwrap();
+    fs::write(dir.join("app.js"), "console.log(1)").unwrap();
+    dir
+}
+
+fn wait_serving(env: &TestEnv, port: u16) {
+    env.wait_for(&format!("a server on port {port}"), || http_get(port, "/", None));
+}
+
+#[test]
+fn serve_runs_pm2s_static_server_as_a_managed_app() {
+    let env = TestEnv::new();
+    let dir = www(&env);
+    let port = common::free_port();
+    env.ok(&["serve", dir.to_str().unwrap(), &port.to_string()]);
+    let name = format!("static-page-server-{port}");
+    env.wait_status(&name, "online");
+    wait_serving(&env, port);
+    let (status, head, body) = http_get(port, "/", None).unwrap();
+    assert_eq!((status, body.as_str()), (200, "<p>home</p>"));
+    assert!(head.contains("content-type: text/html"), "{head}");
+    let (status, head, _) = http_get(port, "/app.js", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(head.contains("application/javascript"), "{head}");
+    assert_eq!(http_get(port, "/nope.html", None).unwrap().2, "404 Not Found");
+    fs::write(dir.join("404.html"), "custom missing").unwrap();
+    let (status, _, body) = http_get(port, "/nope.html", None).unwrap();
+    assert_eq!((status, body.as_str()), (404, "custom missing"));
+    assert_eq!(http_get(port, "/%2e%2e/%2e%2e/etc/passwd", None).unwrap().0, 403);
+    // Supervised like any app: killed, it comes back.
+    let pid = env.proc(&name)["pid"].as_u64().unwrap();
+    common::kill_pid(u32::try_from(pid).unwrap(), "KILL");
+    env.wait_new_pid(&name, pid);
+    wait_serving(&env, port);
+}
+
+#[test]
+fn serve_spa_and_basic_auth_as_in_pm2() {
+    let env = TestEnv::new();
+    let dir = www(&env);
+    let spa = common::free_port();
+    env.ok(&["serve", dir.to_str().unwrap(), &spa.to_string(), "--spa"]);
+    wait_serving(&env, spa);
+    let (status, _, body) = http_get(spa, "/deep/client/route", None).unwrap();
+    assert_eq!((status, body.as_str()), (200, "<p>home</p>"));
+    assert_eq!(http_get(spa, "/x/about.html", None).unwrap().2, "<p>about</p>");
+    let locked = common::free_port();
+    env.ok(&[
+        "serve", dir.to_str().unwrap(), "--port", &locked.to_string(), "--name", "locked",
+        "--basic-auth-username", "ops", "--basic-auth-password", "s3cret",
+    ]);
+    env.wait_status("locked", "online");
+    let (status, head, _) = env.wait_for("the locked server", || http_get(locked, "/", None));
+    assert_eq!(status, 401);
+    assert!(head.contains("www-authenticate: basic"), "{head}");
+    // "ops:wrong" and "ops:s3cret" in base64.
+    assert_eq!(http_get(locked, "/", Some("b3BzOndyb25n")).unwrap().0, 401);
+    assert_eq!(http_get(locked, "/", Some("b3BzOnMzY3JldA==")).unwrap().0, 200);
+    // PM2's defaults: the current directory, PM2_SERVE_PORT for the port.
+    let third = common::free_port();
+    let out = env
+        .command(&["serve"])
+        .current_dir(&dir)
+        .env("PM2_SERVE_PORT", third.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_serving(&env, third);
+    assert_eq!(http_get(third, "/about.html", None).unwrap().2, "<p>about</p>");
+    env.wait_status(&format!("static-page-server-{third}"), "online");
+}
