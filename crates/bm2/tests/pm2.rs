@@ -606,3 +606,49 @@ fn serve_spa_and_basic_auth_as_in_pm2() {
     assert_eq!(http_get(third, "/about.html", None).unwrap().2, "<p>about</p>");
     env.wait_status(&format!("static-page-server-{third}"), "online");
 }
+
+// ---- PM2's flags and variables ----
+
+#[test]
+fn pm2_no_op_flags_are_accepted() {
+    let env = TestEnv::new();
+    env.ok(&[
+        "start", "sleep", "--name", "quiet", "--interpreter", "none", "--no-vizion",
+        "--no-automation", "--no-pmx", "--", "1000",
+    ]);
+    env.wait_status("quiet", "online");
+    env.ok(&["restart", "quiet", "--no-vizion"]);
+    env.ok(&["--no-pmx", "list"]);
+    let help = env.ok(&["start", "--help"]);
+    assert!(help.contains("--no-vizion") && help.contains("no effect"), "{help}");
+}
+
+/// A Node app that writes `shutdown` when it gets PM2's shutdown message, `sigint` on SIGINT.
+const POLITE: &str = r"const fs = require('fs');
+process.on('message', (m) => {
+  if (m === 'shutdown') { fs.writeFileSync(__dirname + '/shutdown', 'shutdown\n'); process.exit(0); }
+});
+process.on('SIGINT', () => { fs.writeFileSync(__dirname + '/sigint', 'sigint\n'); process.exit(0); });
+fs.writeFileSync(__dirname + '/up', 'up\n');
+setInterval(() => {}, 1000);
+";
+
+#[test]
+fn pm2_kill_use_message_asks_every_app_to_shut_down_by_message() {
+    let env = TestEnv::new();
+    env.file("polite.js", POLITE);
+    let out = env
+        .command(&["start", "polite.js"])
+        .env("PM2_KILL_USE_MESSAGE", "true")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_status("polite", "online");
+    env.wait_marker("up");
+    env.ok(&["stop", "polite"]);
+    assert!(!env.path("sigint").exists(), "SIGINT came first");
+    assert_eq!(
+        fs::read_to_string(env.path("shutdown")).ok().as_deref(),
+        Some("shutdown\n")
+    );
+}

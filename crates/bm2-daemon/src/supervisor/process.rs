@@ -247,7 +247,8 @@ pub fn spawn(
         });
         cmd.envs(socket.env(&inst.app));
     }
-    let ipc = if js && (spec.wait_ready || spec.shutdown_with_message || cluster || node_socket) {
+    let by_message = crate::config::shutdown_by_message(spec);
+    let ipc = if js && (spec.wait_ready || by_message || cluster || node_socket) {
         let child_fd = handoff::CHILD_FD + i32::try_from(fds.len()).unwrap_or(0);
         let (ipc, mapping) =
             ipc::attach(&mut cmd, tx.clone(), child_fd).map_err(os_err("the IPC channel"))?;

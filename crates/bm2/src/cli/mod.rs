@@ -38,6 +38,15 @@ use crate::render;
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
+    /// Accepted for PM2's scripts; no effect (bm2 collects no git metadata)
+    #[arg(long = "no-vizion", global = true, hide_short_help = true)]
+    pub no_vizion: bool,
+    /// Accepted for PM2's scripts; no effect (bm2 has no PM2 Plus automation)
+    #[arg(long = "no-automation", global = true, hide_short_help = true)]
+    pub no_automation: bool,
+    /// Accepted for PM2's scripts; no effect (bm2 injects no pmx/@pm2/io probe)
+    #[arg(long = "no-pmx", global = true, hide_short_help = true)]
+    pub no_pmx: bool,
 }
 
 /// Every command.
