@@ -159,10 +159,12 @@ pub fn store_with_backup(
 ) -> Result<(), PersistError> {
     if let Some(backup) = backup {
         match fs::read(path) {
-            Ok(previous) => write_atomic(&backup, &previous).map_err(|source| PersistError::Io {
-                path: backup.clone(),
-                source,
-            })?,
+            Ok(previous) => {
+                write_atomic(&backup, &previous).map_err(|source| PersistError::Io {
+                    path: backup.clone(),
+                    source,
+                })?;
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(PersistError::Io {

@@ -115,23 +115,23 @@ impl Home {
     /// The home of `layout` named by its variable (`BM2_HOME` or `PM2_HOME`), else `~/.bm2` or
     /// `~/.pm2`; for PM2's, with the files PM2's variables move (`PM2_PID_FILE_PATH`, ...).
     pub fn from_env_as(layout: Layout) -> io::Result<Home> {
-        let root = match std::env::var_os(layout.home_var()).filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => {
-                let home = std::env::var_os("HOME")
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        io::Error::new(
-                            io::ErrorKind::NotFound,
-                            format!(
-                                "neither {} nor HOME is set: cannot find the {} home directory",
-                                layout.home_var(),
-                                layout.program()
-                            ),
-                        )
-                    })?;
-                PathBuf::from(home).join(layout.default_dir())
-            }
+        let root = if let Some(dir) = std::env::var_os(layout.home_var()).filter(|v| !v.is_empty())
+        {
+            PathBuf::from(dir)
+        } else {
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "neither {} nor HOME is set: cannot find the {} home directory",
+                            layout.home_var(),
+                            layout.program()
+                        ),
+                    )
+                })?;
+            PathBuf::from(home).join(layout.default_dir())
         };
         Ok(match layout {
             Layout::Bm2 => Home::at(root),
@@ -352,7 +352,10 @@ mod tests {
         assert_eq!(home.pid_file(), PathBuf::from("/h/daemon.pid"));
         assert_eq!(home.dump_file(), PathBuf::from("/h/dump.json"));
         assert_eq!(home.dump_backup_file(), None);
-        assert_eq!(home.app_pid_file("api", 2), PathBuf::from("/h/pids/api-2.pid"));
+        assert_eq!(
+            home.app_pid_file("api", 2),
+            PathBuf::from("/h/pids/api-2.pid")
+        );
     }
 
     #[test]

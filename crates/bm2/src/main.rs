@@ -12,7 +12,9 @@ fn main() -> ExitCode {
     // Invoked as `pm2` (a symlink), bm2 is a drop-in: PM2_HOME and PM2's file names.
     let layout = std::env::args_os()
         .next()
-        .map_or(bm2_types::Layout::Bm2, |a| bm2_types::Layout::of_program(&a));
+        .map_or(bm2_types::Layout::Bm2, |a| {
+            bm2_types::Layout::of_program(&a)
+        });
     let args = cli::Cli::parse();
     if let cli::Cmd::Daemon = args.cmd {
         // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an

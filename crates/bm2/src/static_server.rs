@@ -33,7 +33,9 @@ impl Settings {
     pub fn from_env(args: &[String]) -> Settings {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let arg = |i: usize| args.get(i).cloned();
-        let root = var("PM2_SERVE_PATH").or_else(|| arg(0)).unwrap_or(".".into());
+        let root = var("PM2_SERVE_PATH")
+            .or_else(|| arg(0))
+            .unwrap_or(".".into());
         let root = std::env::current_dir().map_or_else(|_| PathBuf::from(&root), |c| c.join(&root));
         let basic_auth = (var("PM2_SERVE_BASIC_AUTH").as_deref() == Some("true")).then(|| {
             (
@@ -143,7 +145,10 @@ async fn static_file(s: &Settings, file: &str, mut want_homepage: bool) -> Respo
             Ok(content) => {
                 let mut r = Response::new(Body::from(content));
                 let h = r.headers_mut();
-                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(content_type(&path)),
+                );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_ORIGIN,
                     HeaderValue::from_static("*"),
@@ -208,7 +213,11 @@ fn authorized(headers: &HeaderMap, user: &str, password: &str) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
     else {
         return false;
     };
@@ -299,7 +308,10 @@ mod tests {
     #[test]
     fn paths_stay_inside_the_root() {
         let root = Path::new("/srv/www");
-        assert_eq!(inside(root, "/a/b.html"), Some(PathBuf::from("/srv/www/a/b.html")));
+        assert_eq!(
+            inside(root, "/a/b.html"),
+            Some(PathBuf::from("/srv/www/a/b.html"))
+        );
         assert_eq!(inside(root, "/a/../b"), Some(PathBuf::from("/srv/www/b")));
         assert_eq!(inside(root, "/../etc/passwd"), None);
         assert_eq!(inside(root, "/a/../../etc"), None);

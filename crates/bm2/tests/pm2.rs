@@ -1,5 +1,5 @@
 //! Moving from PM2: `import-pm2` of PM2's saved list, the `pm2` drop-in (the binary invoked as
-//! `pm2` uses PM2_HOME and PM2's file names), `send`, `update`, and PM2's no-op flags.
+//! `pm2` uses `PM2_HOME` and PM2's file names), `send`, `update`, and PM2's no-op flags.
 
 mod common;
 
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 /// A Node app that writes what it was started with (argv, execArgv, cwd, a few variables) to
 /// `seen-<name>.json` in the work directory, then stays up.
-const REPORTER: &str = r#"const fs = require('fs');
+const REPORTER: &str = r"const fs = require('fs');
 const seen = {
   argv: process.argv.slice(2), execArgv: process.execArgv, cwd: process.cwd(),
   NODE_ENV: process.env.NODE_ENV, GREETING: process.env.GREETING,
@@ -22,11 +22,11 @@ const out = __dirname + '/seen-' + process.env.APP + '.json';
 fs.writeFileSync(out + '.tmp', JSON.stringify(seen));
 fs.renameSync(out + '.tmp', out);
 setInterval(() => {}, 1000);
-"#;
+";
 
 /// One process of a PM2 dump, as PM2 5 writes it (`pm2_env` without `pm_id` and `instances`,
 /// with the environment copied to the top level and PM2's bookkeeping).
-fn pm2_entry(name: &str, pm2_home: &Path, fields: Value, env: Value) -> Value {
+fn pm2_entry(name: &str, pm2_home: &Path, fields: &Value, env: Value) -> Value {
     let mut e = json!({
         "kill_retry_time": 100, "windowsHide": true, "username": "deploy", "treekill": true,
         "automation": true, "pmx": true, "instance_var": "NODE_APP_INSTANCE", "watch": false,
@@ -63,8 +63,8 @@ fn pm2_entry(name: &str, pm2_home: &Path, fields: Value, env: Value) -> Value {
     e
 }
 
-/// A PM2 home holding a dump of three apps: `web` (Node, fork, node_args, args, env), `worker`
-/// (two fork instances of a shell script, custom kill_timeout and memory limit), and `nightly`
+/// A PM2 home holding a dump of three apps: `web` (Node, fork, `node_args`, args, env), `worker`
+/// (two fork instances of a shell script, custom `kill_timeout` and memory limit), and `nightly`
 /// (a binary PM2 had stopped).
 fn pm2_home_with_dump(env: &TestEnv) -> PathBuf {
     let pm2 = env.path("pm2-home");
@@ -81,24 +81,44 @@ fn write_dump(env: &TestEnv, pm2: &Path) {
     let path = std::env::var("PATH").unwrap();
     let dir = env.dir.path();
     let dump = json!([
-        pm2_entry("web", &pm2, json!({
-            "pm_exec_path": dir.join("server.js"), "pm_cwd": dir, "exec_interpreter": "node",
-            "node_args": ["--max-old-space-size=128"], "args": ["--port", "3001"],
-        }), json!({"PATH": path, "NODE_ENV": "production", "GREETING": "hello from pm2", "APP": "web"})),
-        pm2_entry("worker", &pm2, json!({
-            "pm_exec_path": dir.join("worker.sh"), "pm_cwd": dir, "exec_interpreter": "bash",
-            "merge_logs": false, "kill_timeout": 1600, "max_memory_restart": 209_715_200,
-            "pm_out_log_path": pm2.join("logs/worker-out-1.log"),
-        }), json!({"PATH": path, "QUEUE": "jobs"})),
-        pm2_entry("worker", &pm2, json!({
-            "pm_exec_path": dir.join("worker.sh"), "pm_cwd": dir, "exec_interpreter": "bash",
-            "merge_logs": false, "kill_timeout": 1600, "max_memory_restart": 209_715_200,
-            "pm_out_log_path": pm2.join("logs/worker-out-2.log"), "NODE_APP_INSTANCE": 1,
-        }), json!({"PATH": path, "QUEUE": "jobs"})),
-        pm2_entry("nightly", &pm2, json!({
-            "pm_exec_path": "/usr/bin/sleep", "pm_cwd": dir, "exec_interpreter": "none",
-            "args": ["1000"], "status": "stopped",
-        }), json!({"PATH": path})),
+        pm2_entry(
+            "web",
+            &pm2,
+            &json!({
+                "pm_exec_path": dir.join("server.js"), "pm_cwd": dir, "exec_interpreter": "node",
+                "node_args": ["--max-old-space-size=128"], "args": ["--port", "3001"],
+            }),
+            json!({"PATH": path, "NODE_ENV": "production", "GREETING": "hello from pm2", "APP": "web"})
+        ),
+        pm2_entry(
+            "worker",
+            &pm2,
+            &json!({
+                "pm_exec_path": dir.join("worker.sh"), "pm_cwd": dir, "exec_interpreter": "bash",
+                "merge_logs": false, "kill_timeout": 1600, "max_memory_restart": 209_715_200,
+                "pm_out_log_path": pm2.join("logs/worker-out-1.log"),
+            }),
+            json!({"PATH": path, "QUEUE": "jobs"})
+        ),
+        pm2_entry(
+            "worker",
+            &pm2,
+            &json!({
+                "pm_exec_path": dir.join("worker.sh"), "pm_cwd": dir, "exec_interpreter": "bash",
+                "merge_logs": false, "kill_timeout": 1600, "max_memory_restart": 209_715_200,
+                "pm_out_log_path": pm2.join("logs/worker-out-2.log"), "NODE_APP_INSTANCE": 1,
+            }),
+            json!({"PATH": path, "QUEUE": "jobs"})
+        ),
+        pm2_entry(
+            "nightly",
+            &pm2,
+            &json!({
+                "pm_exec_path": "/usr/bin/sleep", "pm_cwd": dir, "exec_interpreter": "none",
+                "args": ["1000"], "status": "stopped",
+            }),
+            json!({"PATH": path})
+        ),
     ]);
     fs::write(
         pm2.join("dump.pm2"),
@@ -148,8 +168,14 @@ fn import_pm2_registers_the_saved_apps_stopped_by_default() {
         ]
     );
     let web = env.describe("web");
-    assert_eq!(web["spec"]["script"], env.path("server.js").to_str().unwrap());
-    assert_eq!(web["spec"]["node_args"], json!(["--max-old-space-size=128"]));
+    assert_eq!(
+        web["spec"]["script"],
+        env.path("server.js").to_str().unwrap()
+    );
+    assert_eq!(
+        web["spec"]["node_args"],
+        json!(["--max-old-space-size=128"])
+    );
     assert_eq!(web["spec"]["args"], json!(["--port", "3001"]));
     assert_eq!(web["spec"]["interpreter"], "node");
     let worker = env.describe("worker-0");
@@ -161,7 +187,11 @@ fn import_pm2_registers_the_saved_apps_stopped_by_default() {
         worker["spec"]["out_file"]
     );
     // Nothing PM2-internal became an option or a variable of the app.
-    assert!(web["spec"]["env"].get("unique_id").is_none(), "{}", web["spec"]["env"]);
+    assert!(
+        web["spec"]["env"].get("unique_id").is_none(),
+        "{}",
+        web["spec"]["env"]
+    );
     assert!(web["spec"]["env"].get("PM2_HOME").is_none());
     assert!(web["spec"]["env"].get("web").is_none());
 }
@@ -174,7 +204,11 @@ fn import_pm2_start_runs_what_pm2_ran_as_pm2_ran_it() {
     env.wait_status("web", "online");
     env.wait_status("worker-0", "online");
     env.wait_status("worker-1", "online");
-    assert_eq!(env.proc("nightly")["status"], "stopped", "PM2 had it stopped");
+    assert_eq!(
+        env.proc("nightly")["status"],
+        "stopped",
+        "PM2 had it stopped"
+    );
     let s = seen(&env, "web");
     assert_eq!(s["argv"], json!(["--port", "3001"]));
     assert_eq!(s["execArgv"], json!(["--max-old-space-size=128"]));
@@ -217,8 +251,8 @@ fn import_pm2_names_a_missing_or_corrupt_dump() {
 
 // ---- the pm2 drop-in ----
 
-/// The bm2 binary invoked as `pm2` through a symlink, with PM2_HOME set to the environment's
-/// home and BM2_HOME to a directory it must leave alone.
+/// The bm2 binary invoked as `pm2` through a symlink, with `PM2_HOME` set to the environment's
+/// home and `BM2_HOME` to a directory it must leave alone.
 struct Pm2Env {
     env: TestEnv,
     link: PathBuf,
@@ -304,7 +338,10 @@ impl Drop for Pm2Env {
             });
             if !gone {
                 common::kill_pid(pid, "KILL");
-                assert!(std::thread::panicking(), "the pm2 daemon {pid} outlived `pm2 kill`");
+                assert!(
+                    std::thread::panicking(),
+                    "the pm2 daemon {pid} outlived `pm2 kill`"
+                );
             }
         }
     }
@@ -328,11 +365,25 @@ fn invoked_as_pm2_it_keeps_pm2_home_with_pm2_file_names() {
         api["pid"].as_u64()
     );
     // Several instances: one file per instance, named as PM2 names them.
-    pm2.ok(&["start", "sleep", "--name", "w", "-i", "2", "--interpreter", "none", "--", "1000"]);
+    pm2.ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "w",
+        "-i",
+        "2",
+        "--interpreter",
+        "none",
+        "--",
+        "1000",
+    ]);
     let w0 = pm2.wait_status("w-0", "online")["id"].as_u64().unwrap();
     let w1 = pm2.wait_status("w-1", "online")["id"].as_u64().unwrap();
     for id in [w0, w1] {
-        assert!(home.join(format!("logs/w-out-{id}.log")).exists(), "w-out-{id}.log");
+        assert!(
+            home.join(format!("logs/w-out-{id}.log")).exists(),
+            "w-out-{id}.log"
+        );
     }
     // save writes dump.pm2, and keeps the previous one as dump.pm2.bak.
     pm2.ok(&["save"]);
@@ -342,7 +393,10 @@ fn invoked_as_pm2_it_keeps_pm2_home_with_pm2_file_names() {
     pm2.ok(&["save"]);
     assert_eq!(fs::read(home.join("dump.pm2.bak")).unwrap(), first);
     assert!(!home.join("dump.json").exists());
-    assert!(!pm2.bm2_home().exists(), "BM2_HOME is not used under the name pm2");
+    assert!(
+        !pm2.bm2_home().exists(),
+        "BM2_HOME is not used under the name pm2"
+    );
     // `pm2 resurrect` after a broken save falls back to the backup, as PM2 does.
     pm2.ok(&["kill"]);
     fs::write(home.join("dump.pm2"), "{ broken").unwrap();
@@ -391,7 +445,9 @@ fn start_reader(env: &TestEnv) -> u64 {
 fn wait_got(env: &TestEnv, needle: &str) -> String {
     let path = env.path("got.txt");
     env.wait_for(&format!("{needle:?} in got.txt"), || {
-        fs::read_to_string(&path).ok().filter(|s| s.contains(needle))
+        fs::read_to_string(&path)
+            .ok()
+            .filter(|s| s.contains(needle))
     })
 }
 
@@ -417,7 +473,10 @@ fn send_to_a_process_that_is_stopped_or_closed_its_stdin_says_so() {
     env.ok(&["stop", &id]);
     let err = env.fail(&["send", &id, "x"]);
     assert!(err.contains("not running"), "{err}");
-    env.script("closer.sh", "exec 0<&-\necho closed > closed\nexec sleep 1000\n");
+    env.script(
+        "closer.sh",
+        "exec 0<&-\necho closed > closed\nexec sleep 1000\n",
+    );
     env.ok(&["start", "closer.sh", "--name", "closer"]);
     env.wait_marker("closed");
     let err = env.fail(&["send", "closer", "x"]);
@@ -476,7 +535,18 @@ fn update_restarts_the_daemon_and_brings_every_app_back() {
     let a = env.start_sleeper("a");
     env.start_sleeper("b");
     env.ok(&["stop", "b"]);
-    env.ok(&["start", "sleep", "--name", "c", "-i", "2", "--interpreter", "none", "--", "1000"]);
+    env.ok(&[
+        "start",
+        "sleep",
+        "--name",
+        "c",
+        "-i",
+        "2",
+        "--interpreter",
+        "none",
+        "--",
+        "1000",
+    ]);
     env.wait_status("c-1", "online");
     env.ok(&["env", "set", "a", "COLOR", "blue"]);
     let before = ids_and_statuses(&env);
@@ -490,10 +560,21 @@ fn update_restarts_the_daemon_and_brings_every_app_back() {
         env.wait_status("a", "online");
         env.wait_status("c-0", "online");
         env.wait_status("c-1", "online");
-        assert_eq!(ids_and_statuses(&env), before, "{alias}: same ids, names and states");
+        assert_eq!(
+            ids_and_statuses(&env),
+            before,
+            "{alias}: same ids, names and states"
+        );
     }
-    assert_ne!(env.proc("a")["pid"].as_u64(), Some(a), "a runs again, as a new process");
-    assert!(env.home_path().join("dump.json").exists(), "the list was saved");
+    assert_ne!(
+        env.proc("a")["pid"].as_u64(),
+        Some(a),
+        "a runs again, as a new process"
+    );
+    assert!(
+        env.home_path().join("dump.json").exists(),
+        "the list was saved"
+    );
     assert!(env.ok(&["env", "get", "a"]).contains("blue"));
 }
 
@@ -521,9 +602,16 @@ fn update_without_apps_replaces_the_daemon_and_keeps_the_saved_list() {
 fn http_get(port: u16, path: &str, auth: Option<&str>) -> Option<(u16, String, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).ok()?;
-    let auth = auth.map(|a| format!("Authorization: Basic {a}\r\n")).unwrap_or_default();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    let auth = auth
+        .map(|a| format!("Authorization: Basic {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
@@ -541,7 +629,9 @@ fn www(env: &TestEnv) -> PathBuf {
 }
 
 fn wait_serving(env: &TestEnv, port: u16) {
-    env.wait_for(&format!("a server on port {port}"), || http_get(port, "/", None));
+    env.wait_for(&format!("a server on port {port}"), || {
+        http_get(port, "/", None)
+    });
 }
 
 #[test]
@@ -559,11 +649,17 @@ fn serve_runs_pm2s_static_server_as_a_managed_app() {
     let (status, head, _) = http_get(port, "/app.js", None).unwrap();
     assert_eq!(status, 200);
     assert!(head.contains("application/javascript"), "{head}");
-    assert_eq!(http_get(port, "/nope.html", None).unwrap().2, "404 Not Found");
+    assert_eq!(
+        http_get(port, "/nope.html", None).unwrap().2,
+        "404 Not Found"
+    );
     fs::write(dir.join("404.html"), "custom missing").unwrap();
     let (status, _, body) = http_get(port, "/nope.html", None).unwrap();
     assert_eq!((status, body.as_str()), (404, "custom missing"));
-    assert_eq!(http_get(port, "/%2e%2e/%2e%2e/etc/passwd", None).unwrap().0, 403);
+    assert_eq!(
+        http_get(port, "/%2e%2e/%2e%2e/etc/passwd", None).unwrap().0,
+        403
+    );
     // Supervised like any app: killed, it comes back.
     let pid = env.proc(&name)["pid"].as_u64().unwrap();
     common::kill_pid(u32::try_from(pid).unwrap(), "KILL");
@@ -580,11 +676,22 @@ fn serve_spa_and_basic_auth_as_in_pm2() {
     wait_serving(&env, spa);
     let (status, _, body) = http_get(spa, "/deep/client/route", None).unwrap();
     assert_eq!((status, body.as_str()), (200, "<p>home</p>"));
-    assert_eq!(http_get(spa, "/x/about.html", None).unwrap().2, "<p>about</p>");
+    assert_eq!(
+        http_get(spa, "/x/about.html", None).unwrap().2,
+        "<p>about</p>"
+    );
     let locked = common::free_port();
     env.ok(&[
-        "serve", dir.to_str().unwrap(), "--port", &locked.to_string(), "--name", "locked",
-        "--basic-auth-username", "ops", "--basic-auth-password", "s3cret",
+        "serve",
+        dir.to_str().unwrap(),
+        "--port",
+        &locked.to_string(),
+        "--name",
+        "locked",
+        "--basic-auth-username",
+        "ops",
+        "--basic-auth-password",
+        "s3cret",
     ]);
     env.wait_status("locked", "online");
     let (status, head, _) = env.wait_for("the locked server", || http_get(locked, "/", None));
@@ -592,7 +699,10 @@ fn serve_spa_and_basic_auth_as_in_pm2() {
     assert!(head.contains("www-authenticate: basic"), "{head}");
     // "ops:wrong" and "ops:s3cret" in base64.
     assert_eq!(http_get(locked, "/", Some("b3BzOndyb25n")).unwrap().0, 401);
-    assert_eq!(http_get(locked, "/", Some("b3BzOnMzY3JldA==")).unwrap().0, 200);
+    assert_eq!(
+        http_get(locked, "/", Some("b3BzOnMzY3JldA==")).unwrap().0,
+        200
+    );
     // PM2's defaults: the current directory, PM2_SERVE_PORT for the port.
     let third = common::free_port();
     let out = env
@@ -601,9 +711,16 @@ fn serve_spa_and_basic_auth_as_in_pm2() {
         .env("PM2_SERVE_PORT", third.to_string())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait_serving(&env, third);
-    assert_eq!(http_get(third, "/about.html", None).unwrap().2, "<p>about</p>");
+    assert_eq!(
+        http_get(third, "/about.html", None).unwrap().2,
+        "<p>about</p>"
+    );
     env.wait_status(&format!("static-page-server-{third}"), "online");
 }
 
@@ -613,14 +730,26 @@ fn serve_spa_and_basic_auth_as_in_pm2() {
 fn pm2_no_op_flags_are_accepted() {
     let env = TestEnv::new();
     env.ok(&[
-        "start", "sleep", "--name", "quiet", "--interpreter", "none", "--no-vizion",
-        "--no-automation", "--no-pmx", "--", "1000",
+        "start",
+        "sleep",
+        "--name",
+        "quiet",
+        "--interpreter",
+        "none",
+        "--no-vizion",
+        "--no-automation",
+        "--no-pmx",
+        "--",
+        "1000",
     ]);
     env.wait_status("quiet", "online");
     env.ok(&["restart", "quiet", "--no-vizion"]);
     env.ok(&["--no-pmx", "list"]);
     let help = env.ok(&["start", "--help"]);
-    assert!(help.contains("--no-vizion") && help.contains("no effect"), "{help}");
+    assert!(
+        help.contains("--no-vizion") && help.contains("no effect"),
+        "{help}"
+    );
 }
 
 /// A Node app that writes `shutdown` when it gets PM2's shutdown message, `sigint` on SIGINT.
@@ -642,7 +771,11 @@ fn pm2_kill_use_message_asks_every_app_to_shut_down_by_message() {
         .env("PM2_KILL_USE_MESSAGE", "true")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     env.wait_status("polite", "online");
     env.wait_marker("up");
     env.ok(&["stop", "polite"]);

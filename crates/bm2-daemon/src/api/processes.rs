@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use bm2_types::{
     ActionResponse, DeleteRequest, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest,
-    RestartRequest, ScaleRequest, SendRequest, SignalRequest, StartRequest, StopRequest, TargetRequest,
+    RestartRequest, ScaleRequest, SendRequest, SignalRequest, StartRequest, StopRequest,
+    TargetRequest,
 };
 
 use super::{ApiResult, AppState, Body};

@@ -38,10 +38,7 @@ impl ProcessManager {
                         ErrorCode::NotRunning,
                         format!("{name} (id {id}) is not running ({status}): nothing to send to"),
                     ),
-                    other => (
-                        ErrorCode::IoError,
-                        format!("{name} (id {id}): {other}"),
-                    ),
+                    other => (ErrorCode::IoError, format!("{name} (id {id}): {other}")),
                 };
                 errors.push(ApiError::new(code, message));
             }

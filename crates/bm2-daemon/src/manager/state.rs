@@ -45,8 +45,9 @@ impl ProcessManager {
             Err(e) => match self.shared.home.dump_backup_file() {
                 Some(backup) if backup.exists() => {
                     let state = persist::load(&backup).map_err(|b| {
-                        ApiError::new(ErrorCode::BadDump, format!("{e}; and {b}"))
-                            .with_hint("the files were not changed; fix or remove them, or save again")
+                        ApiError::new(ErrorCode::BadDump, format!("{e}; and {b}")).with_hint(
+                            "the files were not changed; fix or remove them, or save again",
+                        )
                     })?;
                     self.shared.notice(format!(
                         "{e}; restored the previous save from {}",

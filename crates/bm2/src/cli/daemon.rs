@@ -164,8 +164,7 @@ pub async fn resurrect(client: &Client, update_env: bool) -> anyhow::Result<Exit
     // before the switch): its apps are imported, and those PM2 ran are started.
     let home = client.home();
     if home.layout() == bm2_types::Layout::Pm2 && is_pm2_dump(&home.dump_file()) {
-        return super::import_pm2::import(client, &home.dump_file(), &home.logs_dir(), true)
-            .await;
+        return super::import_pm2::import(client, &home.dump_file(), &home.logs_dir(), true).await;
     }
     let req = bm2_types::ResurrectRequest {
         update_env: update_env.then(|| std::env::vars().collect()),
@@ -188,7 +187,8 @@ fn is_pm2_dump(path: &std::path::Path) -> bool {
 }
 
 /// How long `update` waits for the old daemon to stop its apps and exit.
-const UPDATE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const UPDATE_STOP_SECS: u64 = 120;
+const UPDATE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(UPDATE_STOP_SECS);
 
 /// `update` (PM2's `update`, `updatePM2`): saves the list, stops the daemon keeping its state
 /// (as SIGTERM does: every app recorded with whether it should run), and starts a daemon from

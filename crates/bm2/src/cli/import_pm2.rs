@@ -13,6 +13,7 @@ use super::pm2_dump::{self, DumpedApp};
 use crate::render;
 
 /// Options of `bm2 import-pm2`.
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// PM2's home directory, holding dump.pm2 [default: $PM2_HOME, else ~/.pm2]
@@ -42,7 +43,10 @@ pub async fn import(
 ) -> anyhow::Result<ExitCode> {
     let apps = pm2_dump::read(dump, pm2_logs)?;
     if apps.is_empty() {
-        render::info(&format!("{} lists no apps: nothing to import", dump.display()));
+        render::info(&format!(
+            "{} lists no apps: nothing to import",
+            dump.display()
+        ));
         return Ok(ExitCode::SUCCESS);
     }
     let shell: BTreeMap<String, String> = std::env::vars().collect();

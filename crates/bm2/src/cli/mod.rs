@@ -225,10 +225,10 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 serve                       the current directory on port 8080\n  bm2 serve ./dist 3000 --spa\n  bm2 serve public 8081 --basic-auth-username ops --basic-auth-password s3cret\n\nThe app is named static-page-server-<port>; `/` serves index.html, a missing file\n404.html (or \"404 Not Found\"), and with --spa every unknown path serves index.html."
     )]
     Serve(serve::ServeArgs),
-    /// The static file server run by `serve` (settings from PM2_SERVE_* variables)
+    /// The static file server run by `serve` (settings from PM2's serve variables)
     #[command(name = "__serve", hide = true)]
     ServeFiles {
-        /// path, port, host (each overridden by PM2_SERVE_PATH, PM2_SERVE_PORT, PM2_SERVE_HOST)
+        /// Path, port, host (each overridden by the variable PM2 uses for it)
         args: Vec<String>,
     },
     /// Register the apps of PM2's saved process list (dump.pm2), stopped or started
@@ -288,8 +288,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
         Cmd::Serve(args) => serve::run(&client, args).await,
-        Cmd::ServeFiles { .. } => unreachable!("handled in main"),
-        Cmd::Daemon => unreachable!("handled in main"),
+        Cmd::ServeFiles { .. } | Cmd::Daemon => unreachable!("handled in main"),
     }
 }
 

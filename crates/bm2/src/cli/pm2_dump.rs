@@ -85,8 +85,7 @@ pub fn read(path: &Path, pm2_logs: &Path) -> anyhow::Result<Vec<DumpedApp>> {
 
 /// Reads a dump's text (see [`read`]).
 pub fn parse(text: &[u8], shown: &str, pm2_logs: &Path) -> anyhow::Result<Vec<DumpedApp>> {
-    let bad =
-        |why: String| anyhow::anyhow!("{shown} is not a PM2 process list (dump.pm2): {why}");
+    let bad = |why: String| anyhow::anyhow!("{shown} is not a PM2 process list (dump.pm2): {why}");
     let value: Value =
         serde_json::from_slice(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
     let Value::Array(entries) = value else {
@@ -97,7 +96,11 @@ pub fn parse(text: &[u8], shown: &str, pm2_logs: &Path) -> anyhow::Result<Vec<Du
         let Value::Object(entry) = entry else {
             return Err(bad(format!("entry {i} is not an object")));
         };
-        let Some(name) = entry.get("name").and_then(Value::as_str).map(str::to_string) else {
+        let Some(name) = entry
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             return Err(bad(format!("entry {i} has no name")));
         };
         if !entry.get("pm_exec_path").is_some_and(Value::is_string) {

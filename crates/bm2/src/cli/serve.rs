@@ -13,6 +13,7 @@ use clap::Args;
 use super::report;
 
 /// Options of `bm2 serve`, named as in PM2.
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Directory to serve [default: the current directory, or $PM2_SERVE_PATH]
