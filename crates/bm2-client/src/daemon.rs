@@ -1,5 +1,6 @@
 //! Starting the daemon on first use.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,9 +51,12 @@ enum Started {
 
 /// Starts a daemon and waits until one listens or it exits.
 async fn start_once(home: &Home, exe: &Path, deadline: Instant) -> Result<Started, ClientError> {
+    // The daemon is started under the program name of the home's layout (`pm2` for PM2's
+    // names) and told the same home through the same variables.
     let mut child = Command::new(exe)
+        .arg0(home.layout().program())
         .arg("daemon")
-        .env("BM2_HOME", home.root())
+        .envs(home.daemon_env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -190,6 +190,16 @@ impl Client {
         self.call(Method::POST, "/v1/signal", Some(&req)).await
     }
 
+    /// Writes `line` (and a newline) to the stdin of processes.
+    pub async fn send_line(
+        &self,
+        targets: Vec<String>,
+        line: String,
+    ) -> Result<ActionResponse, ClientError> {
+        let req = bm2_types::SendRequest { targets, line };
+        self.call(Method::POST, "/v1/send", Some(&req)).await
+    }
+
     /// Writes the dump file.
     pub async fn save(&self) -> Result<SaveResponse, ClientError> {
         self.call(Method::POST, "/v1/save", None::<&()>).await

@@ -46,6 +46,19 @@ pub fn load(path: &Path) -> Result<DaemonConfig, ConfigError> {
     Ok(file)
 }
 
+/// Whether the daemon was started with PM2's `PM2_KILL_USE_MESSAGE` set (to anything, as PM2
+/// reads it): every app is then asked to stop with the `shutdown` message before any signal, as
+/// `shutdown_with_message` asks for one app.
+pub fn kill_use_message() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| std::env::var_os("PM2_KILL_USE_MESSAGE").is_some_and(|v| !v.is_empty()))
+}
+
+/// Whether the processes of `spec` are asked to stop with PM2's `shutdown` message.
+pub fn shutdown_by_message(spec: &bm2_types::AppSpec) -> bool {
+    spec.shutdown_with_message || kill_use_message()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

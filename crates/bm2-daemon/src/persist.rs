@@ -149,6 +149,34 @@ pub fn store(path: &Path, state: &StateFile) -> Result<(), PersistError> {
     write_atomic(path, &bytes).map_err(io_err)
 }
 
+/// Writes `state` to `path` atomically, after copying the file there to `backup` (PM2's
+/// `dump.pm2.bak`) when one is wanted; a backup that cannot be written is an error, and the
+/// dump is then left as it was.
+pub fn store_with_backup(
+    path: &Path,
+    backup: Option<PathBuf>,
+    state: &StateFile,
+) -> Result<(), PersistError> {
+    if let Some(backup) = backup {
+        match fs::read(path) {
+            Ok(previous) => {
+                write_atomic(&backup, &previous).map_err(|source| PersistError::Io {
+                    path: backup.clone(),
+                    source,
+                })?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(PersistError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    store(path, state)
+}
+
 /// Replaces the file at `path` with `bytes` atomically: temp file, fsync, rename, fsync of the
 /// directory. Readers see the old or the new contents, never a mix, even after a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

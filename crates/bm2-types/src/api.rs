@@ -256,6 +256,15 @@ pub struct SignalRequest {
     pub signal: crate::Signal,
 }
 
+/// Write a line to the stdin of processes (`send`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The targets, as typed by the user.
+    pub targets: Vec<String>,
+    /// The line; a newline is added.
+    pub line: String,
+}
+
 /// Outcome of an action on one or more instances.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ActionResponse {

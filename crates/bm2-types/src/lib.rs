@@ -3,7 +3,7 @@
 
 mod api;
 mod app;
-mod home;
+pub mod home;
 mod info;
 pub mod limits;
 mod metrics;
@@ -14,7 +14,7 @@ mod units;
 
 pub use api::*;
 pub use app::*;
-pub use home::Home;
+pub use home::{Home, Layout};
 pub use info::*;
 pub use metrics::*;
 pub use signal::{Signal, UnknownSignal};

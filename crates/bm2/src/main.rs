@@ -2,17 +2,29 @@
 
 mod cli;
 mod render;
+mod static_server;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Invoked as `pm2` (a symlink), bm2 is a drop-in: PM2_HOME and PM2's file names.
+    let layout = std::env::args_os()
+        .next()
+        .map_or(bm2_types::Layout::Bm2, |a| {
+            bm2_types::Layout::of_program(&a)
+        });
     let args = cli::Cli::parse();
     if let cli::Cmd::Daemon = args.cmd {
         // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an
         // EPIPE on its connection, never the daemon's death. Apps get the default back at exec.
-        return cli::daemon::run_daemon();
+        return cli::daemon::run_daemon(layout);
+    }
+    if let cli::Cmd::ServeFiles { args } = &args.cmd {
+        // Like the daemon, the server keeps SIGPIPE ignored: a client that hangs up is an error
+        // on its connection only.
+        return static_server::run(args);
     }
     restore_sigpipe();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -25,7 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(args)) {
+    match runtime.block_on(cli::run(args, layout)) {
         Ok(code) => code,
         Err(e) => {
             render::error(&format!("{e:#}"));

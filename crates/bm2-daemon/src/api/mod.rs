@@ -71,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/scale", post(processes::scale))
         .route("/v1/reset", post(processes::reset))
         .route("/v1/signal", post(processes::signal))
+        .route("/v1/send", post(processes::send))
         .route("/v1/env/set", post(env::set))
         .route("/v1/env/get", post(env::get))
         .route("/v1/env/delete", post(env::delete))

@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use bm2_types::{
     ActionResponse, DeleteRequest, DescribeResponse, ProcDetail, ProcSummary, ReloadRequest,
-    RestartRequest, ScaleRequest, SignalRequest, StartRequest, StopRequest, TargetRequest,
+    RestartRequest, ScaleRequest, SendRequest, SignalRequest, StartRequest, StopRequest,
+    TargetRequest,
 };
 
 use super::{ApiResult, AppState, Body};
@@ -71,6 +72,14 @@ pub async fn reset(
     Body(req): Body<TargetRequest>,
 ) -> ApiResult<ActionResponse> {
     act(&s, Action::Reset, &req).await
+}
+
+/// Writes a line to the stdin of processes.
+pub async fn send(
+    State(s): State<AppState>,
+    Body(req): Body<SendRequest>,
+) -> ApiResult<ActionResponse> {
+    Ok(Json(s.manager.send_line(&req.targets, &req.line).await?))
 }
 
 pub async fn signal(

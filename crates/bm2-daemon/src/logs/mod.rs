@@ -154,9 +154,12 @@ impl LogPaths {
         if spec.disable_logs {
             return LogPaths::default();
         }
-        let per_instance = count > 1 && !spec.merge_logs;
+        // PM2 (`lib/Common.js`, `lib/God.js`): a fork-mode app without instances shares one set
+        // of files; every other app's instances get their id in the name, unless merged.
+        let single = count == 1 && spec.exec_mode == bm2_types::ExecMode::Fork;
+        let per_instance = !single && !spec.merge_logs;
         let dir = home.logs_dir();
-        let name = file_safe(&spec.name);
+        let name = bm2_types::home::file_safe(&spec.name);
         let default = |stem: String| -> PathBuf {
             let file = dir.join(format!("{stem}.log"));
             if per_instance {
@@ -184,21 +187,6 @@ impl LogPaths {
             },
         }
     }
-}
-
-/// An app name as PM2 puts it in a file name (`lib/Common.js` `prepareAppConf`): every
-/// character but ASCII letters, digits, `.`, `-` and `\\` becomes `-`, so a name can never
-/// reach outside the logs directory.
-pub fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '\\') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 /// `path` without `.` components and with each `..` taking out the component before it, as
@@ -385,9 +373,9 @@ mod tests {
 
     #[test]
     fn names_are_sanitised_as_pm2_does() {
-        assert_eq!(file_safe("my_app v2/../x"), "my-app-v2-..-x");
-        assert_eq!(file_safe("api.v1-x"), "api.v1-x");
-        assert_eq!(file_safe("café"), "caf-");
+        assert_eq!(bm2_types::home::file_safe("my_app v2/../x"), "my-app-v2-..-x");
+        assert_eq!(bm2_types::home::file_safe("api.v1-x"), "api.v1-x");
+        assert_eq!(bm2_types::home::file_safe("café"), "caf-");
         let home = Home::at(PathBuf::from("/h"));
         let spec = AppSpec {
             name: "../../etc/evil".into(),

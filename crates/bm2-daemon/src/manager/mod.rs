@@ -4,6 +4,7 @@
 mod control;
 mod env;
 mod logging;
+mod send;
 mod start;
 mod state;
 
@@ -166,6 +167,7 @@ impl ProcessManager {
             logs: Arc::new(std::sync::Mutex::new(logs)),
             pid_file: home.app_pid_file(&spec.name, id),
             marker,
+            stdin: Arc::default(),
         });
         let handle = actor::spawn_actor(inst, spec, base_env, history, self.shared.clone());
         self.registry.insert(handle.clone());

@@ -20,7 +20,8 @@ impl ProcessManager {
         let count = state.instances.len();
         let path = self.shared.home.dump_file();
         let target = path.clone();
-        tokio::task::spawn_blocking(move || persist::store(&target, &state))
+        let backup = self.shared.home.dump_backup_file();
+        tokio::task::spawn_blocking(move || persist::store_with_backup(&target, backup, &state))
             .await
             .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
             .map_err(|e| ApiError::new(ErrorCode::SaveFailed, e.to_string()))?;
@@ -38,11 +39,29 @@ impl ProcessManager {
             )
             .with_hint("run `bm2 save` first"));
         }
-        let state = persist::load(&path).map_err(|e| {
-            ApiError::new(ErrorCode::BadDump, e.to_string()).with_hint(
-                "the file was not changed; fix or remove it, or run `bm2 save` to write a new one",
-            )
-        })?;
+        let state = match persist::load(&path) {
+            Ok(state) => state,
+            // PM2's layout falls back to the previous dump, as PM2's resurrect does.
+            Err(e) => match self.shared.home.dump_backup_file() {
+                Some(backup) if backup.exists() => {
+                    let state = persist::load(&backup).map_err(|b| {
+                        ApiError::new(ErrorCode::BadDump, format!("{e}; and {b}")).with_hint(
+                            "the files were not changed; fix or remove them, or save again",
+                        )
+                    })?;
+                    self.shared.notice(format!(
+                        "{e}; restored the previous save from {}",
+                        backup.display()
+                    ));
+                    state
+                }
+                _ => {
+                    return Err(ApiError::new(ErrorCode::BadDump, e.to_string()).with_hint(
+                        "the file was not changed; fix or remove it, or run `bm2 save` to write a new one",
+                    ));
+                }
+            },
+        };
         let existing: Vec<(String, u32)> = self
             .registry
             .all()

@@ -547,7 +547,7 @@ impl Actor {
         for b in self.shared.cluster.of(&self.inst.app) {
             b.remove(run.pid);
         }
-        let asked = match (&mut run.ipc, self.spec.shutdown_with_message) {
+        let asked = match (&mut run.ipc, crate::config::shutdown_by_message(&self.spec)) {
             (Some(ipc), true) => ipc.send(&serde_json::json!("shutdown")).is_ok(),
             _ => false,
         };

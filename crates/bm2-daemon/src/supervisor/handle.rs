@@ -31,6 +31,8 @@ pub struct Instance {
     pub pid_file: PathBuf,
     /// How its processes are recognised.
     pub marker: Marker,
+    /// The stdin pipe of its current process.
+    pub stdin: Arc<super::stdin::StdinSlot>,
 }
 
 impl Instance {

@@ -8,3 +8,4 @@ pub mod machine;
 pub mod phase;
 pub mod process;
 pub mod spawn;
+pub mod stdin;

@@ -56,6 +56,8 @@ pub struct Running {
     pub events: Option<mpsc::UnboundedReceiver<Event>>,
     /// The IPC channel, when it has one.
     pub ipc: Option<std::sync::Arc<Ipc>>,
+    /// Keeps the write end of its stdin in the instance's slot while it runs (for `send`).
+    pub stdin: Option<super::stdin::StdinGuard>,
 }
 
 impl super::phase::Pid for Running {
@@ -287,7 +289,8 @@ pub fn spawn(
         });
         cmd.envs(socket.env(&inst.app));
     }
-    let ipc = if js && (spec.wait_ready || spec.shutdown_with_message || cluster || node_socket) {
+    let by_message = crate::config::shutdown_by_message(spec);
+    let ipc = if js && (spec.wait_ready || by_message || cluster || node_socket) {
         let child_fd = handoff::CHILD_FD + i32::try_from(fds.len()).unwrap_or(0);
         let (ipc, mapping) =
             ipc::attach(&mut cmd, tx.clone(), child_fd).map_err(os_err("the IPC channel"))?;
@@ -321,6 +324,7 @@ pub fn spawn(
         })?;
     drop(cmd);
     let pid = child.id().unwrap_or_default();
+    let stdin = child.stdin.take().map(|pipe| inst.stdin.set(pid, pipe));
     if let Some(fd) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
         logs::attach(inst.logs.clone(), Stream::Out, fd);
     }
@@ -369,6 +373,7 @@ pub fn spawn(
             registered: Vec::new(),
             events: needs_signal.then_some(rx),
             ipc,
+            stdin,
         },
         env,
         stored,

@@ -201,7 +201,8 @@ pub fn command(
         .current_dir(&launch.cwd)
         .env_clear()
         .envs(env)
-        .stdin(Stdio::null())
+        // A pipe kept open by the daemon, as PM2 gives: `send` writes lines to it.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)

@@ -10,9 +10,9 @@ use super::{api_error, report};
 use crate::render;
 
 /// Runs the daemon in this process until it is told to exit.
-pub fn run_daemon() -> ExitCode {
+pub fn run_daemon(layout: bm2_types::Layout) -> ExitCode {
     bm2_daemon::memory::limit_arenas();
-    let home = match Home::from_env() {
+    let home = match Home::from_env_as(layout) {
         Ok(h) => h,
         Err(e) => {
             eprintln!("bm2 daemon: {e}");
@@ -161,9 +161,74 @@ pub async fn save(client: &Client) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn resurrect(client: &Client, update_env: bool) -> anyhow::Result<ExitCode> {
+    // As `pm2`, the dump.pm2 found may be PM2's own (a JSON array of processes, left by PM2
+    // before the switch): its apps are imported, and those PM2 ran are started.
+    let home = client.home();
+    if home.layout() == bm2_types::Layout::Pm2 && is_pm2_dump(&home.dump_file()) {
+        return super::import_pm2::import(client, &home.dump_file(), &home.logs_dir(), true).await;
+    }
     let req = bm2_types::ResurrectRequest {
         update_env: update_env.then(|| std::env::vars().collect()),
     };
     let res = client.resurrect(&req).await;
     report(client, res).await
+}
+
+/// Whether the file is PM2's dump (a JSON array) rather than bm2's (an object).
+fn is_pm2_dump(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    head[..n]
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'[')
+}
+
+/// How long `update` waits for the old daemon to stop its apps and exit.
+const UPDATE_STOP_SECS: u64 = 120;
+const UPDATE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(UPDATE_STOP_SECS);
+
+/// `update` (PM2's `update`, `updatePM2`): saves the list, stops the daemon keeping its state
+/// (as SIGTERM does: every app recorded with whether it should run), and starts a daemon from
+/// this binary, which brings every app back under the same id, stopped or running as before.
+pub async fn update(client: &Client) -> anyhow::Result<ExitCode> {
+    let old = client.ping().await.map_err(api_error)?;
+    if !client.list().await.map_err(api_error)?.is_empty() {
+        let s = client.save().await.map_err(api_error)?;
+        render::info(&format!(
+            "saved {} processes to {}",
+            s.count,
+            s.path.display()
+        ));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(old.pid)?);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM)
+        .map_err(|e| anyhow::anyhow!("cannot stop the daemon (pid {}): {e}", old.pid))?;
+    let deadline = std::time::Instant::now() + UPDATE_STOP_TIMEOUT;
+    while daemon_alive(old.pid) {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "the daemon (pid {}) is still stopping its apps after {} s; run `bm2 update` again once it has exited",
+                old.pid,
+                UPDATE_STOP_TIMEOUT.as_secs()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let new = client.ping().await.map_err(api_error)?;
+    render::info(&format!(
+        "daemon updated: pid {} (version {}) replaced pid {} (version {})",
+        new.pid, new.version, old.pid, old.version
+    ));
+    let list = client.list().await.map_err(api_error)?;
+    render::table::print(&list);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn daemon_alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && bm2_daemon::procfs::read_stat(pid).is_some_and(|s| !s.is_zombie())
 }

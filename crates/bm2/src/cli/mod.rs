@@ -6,10 +6,13 @@ mod describe;
 mod ecosystem;
 mod env;
 mod init_simple;
+mod import_pm2;
 mod list;
 mod logs;
 mod metrics;
 mod monit;
+mod pm2_dump;
+mod serve;
 mod start;
 mod targets;
 
@@ -46,6 +49,15 @@ pub struct Cli {
     /// Show the process list as PM2's minimal list (`key : value` lines) instead of a table
     #[arg(short = 'm', long = "mini-list", global = true)]
     pub mini_list: bool,
+    /// Accepted for PM2's scripts; no effect (bm2 collects no git metadata)
+    #[arg(long = "no-vizion", global = true, hide_short_help = true)]
+    pub no_vizion: bool,
+    /// Accepted for PM2's scripts; no effect (bm2 has no PM2 Plus automation)
+    #[arg(long = "no-automation", global = true, hide_short_help = true)]
+    pub no_automation: bool,
+    /// Accepted for PM2's scripts; no effect (bm2 injects no pmx/@pm2/io probe)
+    #[arg(long = "no-pmx", global = true, hide_short_help = true)]
+    pub no_pmx: bool,
 }
 
 /// Every command.
@@ -106,6 +118,17 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 signal SIGUSR2 api\n  bm2 signal api HUP"
     )]
     Signal(targets::SignalArgs),
+    /// Write a line to the stdin of a process (PM2's `send`)
+    #[command(
+        after_help = "Examples:\n  bm2 send 0 \"reload-config\"\n  bm2 send worker \"pause\"\n\nThe line and a newline are written to the process's stdin, a pipe bm2 keeps open."
+    )]
+    Send {
+        /// Process id (or name, namespace, all)
+        target: String,
+        /// The line to write
+        #[arg(allow_hyphen_values = true)]
+        line: String,
+    },
     /// List processes
     #[command(visible_aliases = ["ls", "l", "status", "ps"], after_help = "Examples:\n  bm2 list\n  bm2 list --sort memory:desc\n  bm2 list --json\n  bm2 list --watch")]
     List(list::ListArgs),
@@ -163,6 +186,12 @@ pub enum Cmd {
         after_help = "Example:\n  bm2 save && bm2 resurrect"
     )]
     Save,
+    /// Save the list, restart the daemon from this binary, and bring every app back as it was
+    #[command(
+        visible_alias = "updatePM2",
+        after_help = "Run it after installing a new bm2: every app comes back under its id, running\nor stopped as before, with a new pid. The list is saved first, as `bm2 save` does."
+    )]
+    Update,
     /// Start the processes saved by `bm2 save`
     Resurrect {
         /// Recompute the apps' environment from this shell instead of the saved one
@@ -213,6 +242,24 @@ pub enum Cmd {
         /// The shell
         shell: clap_complete::Shell,
     },
+    /// Serve a directory over HTTP, as a managed app (PM2's `serve`)
+    #[command(
+        visible_alias = "expose",
+        after_help = "Examples:\n  bm2 serve                       the current directory on port 8080\n  bm2 serve ./dist 3000 --spa\n  bm2 serve public 8081 --basic-auth-username ops --basic-auth-password s3cret\n\nThe app is named static-page-server-<port>; `/` serves index.html, a missing file\n404.html (or \"404 Not Found\"), and with --spa every unknown path serves index.html."
+    )]
+    Serve(serve::ServeArgs),
+    /// The static file server run by `serve` (settings from PM2's serve variables)
+    #[command(name = "__serve", hide = true)]
+    ServeFiles {
+        /// Path, port, host (each overridden by the variable PM2 uses for it)
+        args: Vec<String>,
+    },
+    /// Register the apps of PM2's saved process list (dump.pm2), stopped or started
+    #[command(
+        name = "import-pm2",
+        after_help = "Examples:\n  bm2 import-pm2                         register PM2's saved apps stopped\n  pm2 kill && bm2 import-pm2 --start     take over the apps PM2 was running\n  bm2 import-pm2 --pm2-home /home/app/.pm2\n\nRun `pm2 save` first so that dump.pm2 lists the apps as they run now."
+    )]
+    ImportPm2(import_pm2::ImportArgs),
     /// Run the daemon in the foreground (started automatically by other commands)
     #[command(hide = true)]
     Daemon,
@@ -239,7 +286,7 @@ impl From<ecosystem::InitFormat> for bm2_config::sample::SampleFormat {
 }
 
 /// Runs a client command.
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode> {
     if let Cmd::Completion { shell } = cli.cmd {
         return Ok(completion(shell));
     }
@@ -252,7 +299,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if cli.silent {
         silence(matches!(cli.cmd, Cmd::Jlist | Cmd::Prettylist))?;
     }
-    let home = Home::from_env()?;
+    let home = Home::from_env_as(layout)?;
     let exe = std::env::current_exe()?;
     let client = Client::new(home).with_daemon_exe(exe);
     match cli.cmd {
@@ -268,6 +315,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,
         Cmd::Reset(t) => targets::reset(&client, t).await,
         Cmd::Signal(s) => targets::signal(&client, s).await,
+        Cmd::Send { target, line } => {
+            let res = client.send_line(vec![target], line).await;
+            report(&client, res).await
+        }
         Cmd::List(args) => list::run(&client, &args).await,
         Cmd::Monit => monit::run(&client).await,
         Cmd::Metrics(args) => metrics::metrics(&client, &args).await,
@@ -284,6 +335,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Ping => daemon::ping(&client).await,
         Cmd::Kill => daemon::kill(&client).await,
         Cmd::Save => daemon::save(&client).await,
+        Cmd::Update => daemon::update(&client).await,
         Cmd::Resurrect { update_env } => daemon::resurrect(&client, update_env).await,
         Cmd::Env(args) => env::run(&client, args).await,
         Cmd::Ecosystem {
@@ -298,7 +350,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => ecosystem::init(format, force),
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
-        Cmd::Daemon => unreachable!("handled in main"),
+        Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
+        Cmd::Serve(args) => serve::run(&client, args).await,
+        Cmd::ServeFiles { .. } | Cmd::Daemon => unreachable!("handled in main"),
         Cmd::Completion { .. } => unreachable!("handled above"),
     }
 }
