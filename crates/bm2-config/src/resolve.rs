@@ -460,14 +460,29 @@ pub fn default_name(script: &str) -> String {
     }
 }
 
-/// A log path relative to `cwd` made absolute, `~` expanded; `""`, `NULL` and absolute paths
-/// stay as given.
+/// A log path relative to `cwd` made absolute (`.` and `..` resolved as PM2's `path.resolve`
+/// does), `~` expanded; `""`, `NULL` and absolute paths stay as given.
 pub fn log_path(cwd: &Path, p: String) -> String {
     if p.is_empty() || p == "NULL" || p.starts_with('/') {
         p
     } else {
-        cwd.join(expand_home(&p)).display().to_string()
+        lexical(&cwd.join(expand_home(&p))).display().to_string()
     }
+}
+
+/// `path` without `.` components, and with `..` taking off the component before it.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Reads a dotenv file, interpolating `${VAR}` from earlier lines and the caller's environment.

@@ -349,6 +349,20 @@ if (typeof cfg === "function") cfg = cfg();
 cfg = await cfg;
 const env = {};
 for (const [k, v] of Object.entries(process.env)) if (before[k] !== v) env[k] = v;
+// env values that are objects are JSON-stringified as PM2 does, here, in the config's key order.
+const stringify = (app) => {
+  if (!app || typeof app !== "object") return;
+  for (const key of Object.keys(app)) {
+    const block = app[key];
+    if ((key === "env" || key.startsWith("env_")) && block && typeof block === "object")
+      for (const [k, v] of Object.entries(block))
+        if (v !== null && typeof v === "object") block[k] = JSON.stringify(v);
+  }
+};
+if (Array.isArray(cfg)) cfg.forEach(stringify);
+else if (cfg && Array.isArray(cfg.apps)) cfg.apps.forEach(stringify);
+else if (cfg && Array.isArray(cfg.pm2)) cfg.pm2.forEach(stringify);
+else stringify(cfg);
 const out = JSON.stringify({ config: cfg === undefined ? null : cfg, env });
 // Timers or sockets the config left open would keep the runtime up: the config is read, exit.
 process.stdout.write("\n" + marker + "\n" + out, () => process.exit(0));
