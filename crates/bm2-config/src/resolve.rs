@@ -382,8 +382,8 @@ fn watch_options(options: &serde_json::Value) -> (Vec<String>, Vec<String>) {
                     ignored.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)));
                 }
                 // What chokidar does by default under PM2, and bm2 too.
-                ("persistent" | "ignoreInitial", _) => {}
-                ("followSymlinks", serde_json::Value::Bool(true)) => {}
+                ("persistent" | "ignoreInitial", _)
+                | ("followSymlinks", serde_json::Value::Bool(true)) => {}
                 _ => noted.push(k.clone()),
             }
         }

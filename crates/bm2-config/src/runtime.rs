@@ -47,7 +47,10 @@ pub fn script_interpreter(path: &Path) -> Option<&'static str> {
             _ => None,
         };
     }
-    std::str::from_utf8(head).is_ok().then_some("node")
+    // Text without `#!`: node, as in PM2, for a file without extension (`bin/www` style); a
+    // file with an unknown extension (`data.bin`) is not taken for a Node script (bm2 reports it
+    // as not executable, where PM2 would run it with node).
+    (ext.is_empty() && std::str::from_utf8(head).is_ok()).then_some("node")
 }
 
 /// True when `script` (an absolute path, or a program name) runs under Node or Bun with
@@ -111,6 +114,8 @@ mod tests {
         assert_eq!(script_interpreter(&plain), Some("node"));
         let bin = write(d, "bin", b"\x7fELF\x02\x01\x01\0\0");
         assert_eq!(script_interpreter(&bin), None);
+        let data = write(d, "data.bin", b"not a program\n");
+        assert_eq!(script_interpreter(&data), None);
         let js = write(d, "a.js", b"#!/bin/sh\n");
         assert_eq!(
             script_interpreter(&js),

@@ -1,6 +1,6 @@
-//! PM2 ecosystem files as real projects ship them (tests/pm2_files/), each started for real and
+//! PM2 ecosystem files as real projects ship them (`tests/pm2_files/`), each started for real and
 //! checked through the list, describe and the app's own view (argv, execArgv, cwd, env, written
-//! by tests/pm2_files/probe.js), and the start-path behaviours PM2 users rely on.
+//! by `tests/pm2_files/probe.js`), and the start-path behaviours PM2 users rely on.
 
 mod common;
 
@@ -54,17 +54,6 @@ fn ok_in(env: &TestEnv, sub: &str, args: &[&str]) -> String {
         "bm2 {args:?} in {sub} failed:\n{text}"
     );
     text
-}
-
-/// [`run_in`], asserting failure; returns stderr.
-fn fail_in(env: &TestEnv, sub: &str, args: &[&str]) -> String {
-    let out = run_in(env, sub, args);
-    assert!(
-        !out.status.success(),
-        "bm2 {args:?} in {sub} should have failed:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Every view the probes wrote so far.

@@ -220,7 +220,7 @@ pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
     if args.scripts.len() > 1 && args.name.is_some() {
         bail!("--name names one app: start the scripts one at a time to name each");
     }
-    let overrides = flags(&args, &here)?;
+    let overrides = flags(&args, &here);
     let mut code = ExitCode::SUCCESS;
     for script in &args.scripts {
         if start_one(client, &args, script, &overrides, &here).await? != ExitCode::SUCCESS {
@@ -357,7 +357,7 @@ async fn restart_with(
 /// The options given as flags, as the keys of an ecosystem file: only those given are set, so
 /// that they override a file's values (or a managed app's) and nothing else. Paths given on the
 /// command line are taken from `here`.
-pub fn flags(a: &StartArgs, here: &Path) -> anyhow::Result<RawApp> {
+pub fn flags(a: &StartArgs, here: &Path) -> RawApp {
     let split = |s: &Option<String>| -> Option<Words> {
         s.as_ref()
             .map(|s| Words(s.split_whitespace().map(str::to_string).collect()))
@@ -381,7 +381,7 @@ pub fn flags(a: &StartArgs, here: &Path) -> anyhow::Result<RawApp> {
             given.iter().filter(|p| !p.is_empty()).cloned().collect(),
         )),
     };
-    Ok(RawApp {
+    RawApp {
         name: a.name.clone(),
         cwd: a.cwd.as_ref().map(|c| here.join(c).display().to_string()),
         interpreter: a.interpreter.clone(),
@@ -441,7 +441,7 @@ pub fn flags(a: &StartArgs, here: &Path) -> anyhow::Result<RawApp> {
         health_check_max_fails: n(a.health_check_max_fails),
         args: (!a.args.is_empty()).then(|| Words(a.args.clone())),
         ..RawApp::default()
-    })
+    }
 }
 
 /// Builds the options of a new app started from the flags: the same resolution as an
