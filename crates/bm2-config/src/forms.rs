@@ -104,7 +104,24 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// Environment variables: an object whose values are strings, numbers or booleans.
+/// An environment value as PM2 gives it to the app: strings as they are, numbers and booleans
+/// written out, objects, arrays and `null` JSON-stringified (PM2's `mergeEnvironmentVariables`).
+pub fn env_value(v: serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Bool(b) => b.to_string(),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (_, Some(u), _) => u.to_string(),
+            (_, _, Some(f)) => f.to_string(),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Environment variables: an object whose values are strings, numbers or booleans (objects and
+/// arrays are JSON-stringified, as PM2 does).
 #[derive(Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
 #[schemars(with = "BTreeMap<String, ScalarForm>")]
 pub struct EnvVars(pub BTreeMap<String, String>);
@@ -119,8 +136,8 @@ impl<'de> Deserialize<'de> for EnvVars {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvVars, A::Error> {
                 let mut vars = BTreeMap::new();
-                while let Some((k, Scalar(v))) = map.next_entry::<String, Scalar>()? {
-                    vars.insert(k, v);
+                while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                    vars.insert(k, env_value(v));
                 }
                 Ok(EnvVars(vars))
             }

@@ -8,17 +8,21 @@ use serde::Deserialize;
 use crate::forms::{Codes, EnvVars, ExecMode, List, LogFile, Millis, Number, Scalar, Watch, Words};
 
 /// One app of an ecosystem file.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(default)]
 pub struct RawApp {
     /// Name of the app (default: the script's file name without extension); at most 180 bytes,
     /// no control characters.
     pub name: Option<String>,
-    /// Script, binary or command to run, relative to `cwd` (or a program on PATH).
+    /// Script, binary or command to run, relative to `cwd` (or a program on PATH); a directory
+    /// runs its `package.json` `main` or `index.js`; a command with spaces (`"npm run start"`)
+    /// runs through `bash -c`.
+    #[serde(alias = "exec", alias = "cmd", alias = "command")]
     pub script: Option<String>,
     /// Arguments for the script: an array, or one string split like a shell would.
     pub args: Option<Words>,
-    /// Working directory, relative to the ecosystem file (default: the file's directory).
+    /// Working directory, relative to the directory the command is run from (default: that
+    /// directory), as in PM2.
     pub cwd: Option<String>,
     /// Environment variables of the app.
     pub env: Option<EnvVars>,
@@ -73,6 +77,7 @@ pub struct RawApp {
     /// Start the app when the file is started (`false`: register it stopped).
     pub autostart: Option<bool>,
     /// User to run the app as (the daemon must run as root).
+    #[serde(alias = "user")]
     pub uid: Option<Scalar>,
     /// Group to run the app as (the daemon must run as root).
     pub gid: Option<Scalar>,
@@ -97,6 +102,12 @@ pub struct RawApp {
     /// Node: source-mapped stack traces.
     #[serde(alias = "sourceMapSupport")]
     pub source_map_support: Option<bool>,
+    /// Node: no source-mapped stack traces (`true` turns `source_map_support` off).
+    #[serde(alias = "disableSourceMapSupport")]
+    pub disable_source_map_support: Option<bool>,
+    /// PM2's `-x`: run in fork mode even with `instances` (no cluster mode inferred).
+    #[serde(alias = "executeCommand")]
+    pub execute_command: Option<bool>,
     /// Port of the app: cluster mode balances it; in fork mode instance i gets `PORT = port + i`.
     pub port: Option<Number>,
     /// Address the cluster balancer listens on (default: all interfaces).
@@ -126,6 +137,11 @@ pub struct RawApp {
     /// path from `cwd` (`client/img`). Replaces the default list.
     #[serde(alias = "ignoreWatch")]
     pub ignore_watch: Option<List>,
+    /// PM2's chokidar options: `ignored` adds to `ignore_watch`; bm2 watches with inotify, so
+    /// `usePolling`, `interval` and the other chokidar options have no effect (noted on load).
+    #[serde(alias = "watchOptions")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub watch_options: Option<serde_json::Value>,
     /// Quiet time after a change before the restart (ms).
     #[serde(alias = "watchDelay")]
     pub watch_delay: Option<Millis>,
@@ -152,14 +168,16 @@ pub struct RawApp {
     #[serde(alias = "healthCheckMaxFails")]
     pub health_check_max_fails: Option<Number>,
     /// Stdout log file (`/dev/null` for none).
-    #[serde(alias = "outFile", alias = "output", alias = "out")]
+    #[serde(alias = "outFile", alias = "output", alias = "out", alias = "out_log")]
     pub out_file: Option<String>,
     /// Stderr log file (`/dev/null` for none).
     #[serde(
         alias = "errorFile",
         alias = "err_file",
         alias = "errFile",
-        alias = "error"
+        alias = "error",
+        alias = "err",
+        alias = "err_log"
     )]
     pub error_file: Option<String>,
     /// A file receiving both streams (`true` for the default path).
@@ -194,6 +212,83 @@ pub struct RawApp {
     pub log_rotate_interval: Option<String>,
 }
 
+impl RawApp {
+    /// This app with every key `over` gives replaced: how command-line flags override a file's
+    /// values (PM2's rule), in one merge.
+    #[must_use]
+    pub fn merge(self, over: RawApp) -> RawApp {
+        RawApp {
+            name: over.name.or(self.name),
+            script: over.script.or(self.script),
+            args: over.args.or(self.args),
+            cwd: over.cwd.or(self.cwd),
+            env: over.env.or(self.env),
+            env_file: over.env_file.or(self.env_file),
+            interpreter: over.interpreter.or(self.interpreter),
+            interpreter_args: over.interpreter_args.or(self.interpreter_args),
+            node_args: over.node_args.or(self.node_args),
+            namespace: over.namespace.or(self.namespace),
+            instances: over.instances.or(self.instances),
+            exec_mode: over.exec_mode.or(self.exec_mode),
+            autorestart: over.autorestart.or(self.autorestart),
+            max_restarts: over.max_restarts.or(self.max_restarts),
+            min_uptime: over.min_uptime.or(self.min_uptime),
+            restart_delay: over.restart_delay.or(self.restart_delay),
+            exp_backoff_restart_delay: over
+                .exp_backoff_restart_delay
+                .or(self.exp_backoff_restart_delay),
+            kill_timeout: over.kill_timeout.or(self.kill_timeout),
+            kill_signal: over.kill_signal.or(self.kill_signal),
+            stop_exit_codes: over.stop_exit_codes.or(self.stop_exit_codes),
+            max_memory_restart: over.max_memory_restart.or(self.max_memory_restart),
+            autostart: over.autostart.or(self.autostart),
+            uid: over.uid.or(self.uid),
+            gid: over.gid.or(self.gid),
+            filter_env: over.filter_env.or(self.filter_env),
+            instance_var: over.instance_var.or(self.instance_var),
+            increment_var: over.increment_var.or(self.increment_var),
+            append_env_to_name: over.append_env_to_name.or(self.append_env_to_name),
+            treekill: over.treekill.or(self.treekill),
+            kill_retry_time: over.kill_retry_time.or(self.kill_retry_time),
+            source_map_support: over.source_map_support.or(self.source_map_support),
+            disable_source_map_support: over
+                .disable_source_map_support
+                .or(self.disable_source_map_support),
+            execute_command: over.execute_command.or(self.execute_command),
+            port: over.port.or(self.port),
+            listen_host: over.listen_host.or(self.listen_host),
+            lb: over.lb.or(self.lb),
+            wait_ready: over.wait_ready.or(self.wait_ready),
+            listen_timeout: over.listen_timeout.or(self.listen_timeout),
+            shutdown_with_message: over.shutdown_with_message.or(self.shutdown_with_message),
+            socket_activation: over.socket_activation.or(self.socket_activation),
+            watch: over.watch.or(self.watch),
+            ignore_watch: over.ignore_watch.or(self.ignore_watch),
+            watch_options: over.watch_options.or(self.watch_options),
+            watch_delay: over.watch_delay.or(self.watch_delay),
+            cron_restart: over.cron_restart.or(self.cron_restart),
+            health_check_url: over.health_check_url.or(self.health_check_url),
+            health_check_tcp: over.health_check_tcp.or(self.health_check_tcp),
+            health_check_cmd: over.health_check_cmd.or(self.health_check_cmd),
+            health_check_interval: over.health_check_interval.or(self.health_check_interval),
+            health_check_timeout: over.health_check_timeout.or(self.health_check_timeout),
+            health_check_max_fails: over.health_check_max_fails.or(self.health_check_max_fails),
+            out_file: over.out_file.or(self.out_file),
+            error_file: over.error_file.or(self.error_file),
+            log_file: over.log_file.or(self.log_file),
+            merge_logs: over.merge_logs.or(self.merge_logs),
+            time: over.time.or(self.time),
+            log_date_format: over.log_date_format.or(self.log_date_format),
+            log_type: over.log_type.or(self.log_type),
+            disable_logs: over.disable_logs.or(self.disable_logs),
+            log_max_size: over.log_max_size.or(self.log_max_size),
+            log_retain: over.log_retain.or(self.log_retain),
+            log_compress: over.log_compress.or(self.log_compress),
+            log_rotate_interval: over.log_rotate_interval.or(self.log_rotate_interval),
+        }
+    }
+}
+
 #[derive(JsonSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
@@ -222,7 +317,7 @@ enum FilterEnvForm {
 /// Every accepted key: the canonical (PM2) name and its other spellings.
 pub const KEYS: &[(&str, &[&str])] = &[
     ("name", &[]),
-    ("script", &[]),
+    ("script", &["exec", "cmd", "command"]),
     ("args", &[]),
     ("cwd", &[]),
     ("env", &[]),
@@ -243,7 +338,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("stop_exit_codes", &["stopExitCodes"]),
     ("max_memory_restart", &["maxMemoryRestart"]),
     ("autostart", &[]),
-    ("uid", &[]),
+    ("uid", &["user"]),
     ("gid", &[]),
     ("filter_env", &["filterEnv"]),
     ("instance_var", &["instanceVar"]),
@@ -252,6 +347,8 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("treekill", &[]),
     ("kill_retry_time", &["killRetryTime"]),
     ("source_map_support", &["sourceMapSupport"]),
+    ("disable_source_map_support", &["disableSourceMapSupport"]),
+    ("execute_command", &["executeCommand"]),
     ("port", &[]),
     ("listen_host", &["listenHost"]),
     ("lb", &["loadBalancing", "load_balancing"]),
@@ -261,6 +358,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("socket_activation", &["socketActivation"]),
     ("watch", &[]),
     ("ignore_watch", &["ignoreWatch"]),
+    ("watch_options", &["watchOptions"]),
     ("watch_delay", &["watchDelay"]),
     ("cron_restart", &["cron", "cronRestart"]),
     ("health_check_url", &["healthCheckUrl"]),
@@ -269,8 +367,18 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("health_check_interval", &["healthCheckInterval"]),
     ("health_check_timeout", &["healthCheckTimeout"]),
     ("health_check_max_fails", &["healthCheckMaxFails"]),
-    ("out_file", &["outFile", "output", "out"]),
-    ("error_file", &["errorFile", "err_file", "errFile", "error"]),
+    ("out_file", &["outFile", "output", "out", "out_log"]),
+    (
+        "error_file",
+        &[
+            "errorFile",
+            "err_file",
+            "errFile",
+            "error",
+            "err",
+            "err_log",
+        ],
+    ),
     ("log_file", &["logFile", "log"]),
     ("merge_logs", &["mergeLogs", "combine_logs", "combineLogs"]),
     ("time", &[]),
@@ -296,8 +404,26 @@ pub const NO_EFFECT: &[&str] = &[
     "windowsHide",
     "instance_id_env",
     "exec_interpreter_args",
-    "watch_options",
+    "name_prefix",
+    "install_url",
+    "username",
+    "v8",
+    "event_loop_inspector",
+    "write",
+    "io",
+    "pid_file",
+    "pid",
 ];
+
+/// Why a key of [`NO_EFFECT`] does nothing in bm2, for the note shown on load.
+pub fn no_effect_reason(key: &str) -> &'static str {
+    match key {
+        "pid_file" | "pid" => "bm2 writes no per-app pid file; `bm2 pid <name>` prints the pids",
+        "name_prefix" => "PM2 applies it to module apps only, not to ecosystem files",
+        "username" => "PM2 sets it itself; to run as a user, give `user` or `uid`",
+        _ => "a PM2 option for Node internals or PM2 services; it has no effect in bm2",
+    }
+}
 
 /// The known key closest to `key`, when one is close enough to be a likely typo.
 pub fn closest_key(key: &str) -> Option<&'static str> {

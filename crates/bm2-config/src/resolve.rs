@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bm2_types::AppSpec;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, Warning};
 use crate::raw::RawApp;
 
 /// Variables as name to value.
@@ -14,7 +14,8 @@ pub type Vars = BTreeMap<String, String>;
 /// What resolution needs besides the app's keys.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
-    /// Directory relative paths are taken from (the file's directory).
+    /// Directory relative `script` and `cwd` are taken from: the directory the command is run
+    /// from, as in PM2 (not the file's directory).
     pub base_dir: PathBuf,
     /// `--env <name>`: the `env_<name>` block to apply.
     pub env_name: Option<String>,
@@ -22,6 +23,19 @@ pub struct Context {
     pub cli_vars: Vars,
     /// `--env-file`, applied after the app's own `env_file`.
     pub env_file: Option<PathBuf>,
+    /// `deploy.<name>.env` of the file for `--env <name>`: below the app's `env` (PM2).
+    pub deploy_env: Option<Vars>,
+    /// The keys come from command-line flags: errors name the key alone, not `apps[i].key`.
+    pub from_flags: bool,
+}
+
+/// An app resolved, and what looked wrong without being an error.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The app's options.
+    pub spec: AppSpec,
+    /// Notes for the user.
+    pub warnings: Vec<Warning>,
 }
 
 /// Resolves app `index` of a file. `blocks` are its `env_<name>` blocks, by name.
@@ -31,26 +45,108 @@ pub fn resolve(
     ctx: &Context,
     index: usize,
     file: &str,
-) -> Result<AppSpec, ConfigError> {
-    let at = |key: &str| format!("apps[{index}].{key}");
+) -> Result<Resolved, ConfigError> {
+    let at = |key: &str| {
+        if ctx.from_flags {
+            key.to_string()
+        } else {
+            format!("apps[{index}].{key}")
+        }
+    };
+    let mut warnings = Vec::new();
+    let note = |key: &str, message: String| ConfigError::file(file, message).at_key(at(key));
     let d = AppSpec::default();
-    let script = raw.script.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
+    let written = raw.script.filter(|s| !s.trim().is_empty()).ok_or_else(|| {
         ConfigError::file(file, "missing: every app needs a script").at_key(at("script"))
     })?;
     let cwd = match &raw.cwd {
-        Some(c) => ctx.base_dir.join(c),
+        Some(c) => ctx.base_dir.join(expand_home(c)),
         None => ctx.base_dir.clone(),
     };
+    match std::fs::metadata(&cwd) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(note("cwd", format!("{} is not a directory", cwd.display())));
+        }
+        Err(e) => {
+            return Err(note(
+                "cwd",
+                format!("{} cannot be used: {e}", cwd.display()),
+            ));
+        }
+    }
     let cwd = std::fs::canonicalize(&cwd).unwrap_or(cwd);
-    let script = resolve_script(&script, &cwd);
     let mut name = raw
         .name
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| default_name(&script));
+        .unwrap_or_else(|| default_name(&written));
+    let mut args = raw.args.map(|w| w.0).unwrap_or_default();
+
+    // A command with spaces that is not a file runs through a shell, as in PM2.
+    let (script, mut interpreter) = if written.contains(' ') && !cwd.join(&written).exists() {
+        let shell = shell();
+        let mut shell_args = vec!["-c".to_string()];
+        if args.is_empty() {
+            shell_args.push(written.clone());
+        } else {
+            shell_args.push(format!("{written} \"$@\""));
+            shell_args.push(shell.clone());
+        }
+        shell_args.append(&mut args);
+        args = shell_args;
+        (shell, None)
+    } else {
+        let script = resolve_script(&written, &cwd).map_err(|message| note("script", message))?;
+        let interpreter = match raw.interpreter {
+            Some(i) if i.contains('/') && !i.starts_with('/') => {
+                Some(cwd.join(expand_home(&i)).display().to_string())
+            }
+            Some(i) if i.starts_with('~') => Some(expand_home(&i).display().to_string()),
+            Some(i) => Some(i),
+            None => None,
+        };
+        (script, interpreter)
+    };
+    if interpreter.is_none() {
+        let file_path = Path::new(&script);
+        let found = if file_path.is_absolute() {
+            Some(file_path.to_path_buf())
+        } else {
+            let path_var = std::env::var("PATH").unwrap_or_default();
+            bm2_types::runtime::find_program(&script, &path_var)
+        };
+        interpreter = found
+            .as_deref()
+            .and_then(crate::runtime::script_interpreter)
+            .map(str::to_string);
+    }
+    // `npm`, `yarn`, `pnpm`: run the file found on PATH with node, as PM2 does.
+    let script = match &interpreter {
+        Some(_) if !Path::new(&script).is_absolute() => {
+            let path_var = std::env::var("PATH").unwrap_or_default();
+            bm2_types::runtime::find_program(&script, &path_var)
+                .map_or(script, |p| p.display().to_string())
+        }
+        _ => script,
+    };
 
     let mut env = Vars::new();
+    if let Some(deploy) = &ctx.deploy_env {
+        env.extend(deploy.clone());
+    }
     if let Some(f) = &raw.env_file {
-        env.extend(read_env_file(&cwd.join(f), file).map_err(|e| e.at_key(at("env_file")))?);
+        let path = cwd.join(expand_home(f));
+        if path.exists() {
+            env.extend(read_env_file(&path, file).map_err(|e| e.at_key(at("env_file")))?);
+        } else {
+            warnings.push(note(
+                "env_file",
+                format!(
+                    "{} does not exist; no variables read from it",
+                    path.display()
+                ),
+            ));
+        }
     }
     if let Some(f) = &ctx.env_file {
         env.extend(read_env_file(f, file)?);
@@ -65,6 +161,21 @@ pub fn resolve(
         }
     }
     env.extend(ctx.cli_vars.clone());
+
+    let mut ignore_watch = raw.ignore_watch.map_or(d.ignore_watch.clone(), |l| l.0);
+    if let Some(options) = &raw.watch_options {
+        let (ignored, noted) = watch_options(options);
+        ignore_watch.extend(ignored);
+        if !noted.is_empty() {
+            warnings.push(note(
+                "watch_options",
+                format!(
+                    "{}: chokidar options with no effect in bm2, which watches with inotify (no polling: on file systems without inotify events, such as some network or container mounts, changes are not seen)",
+                    noted.join(", ")
+                ),
+            ));
+        }
+    }
 
     let ms = |v: Option<crate::forms::Millis>, default: u64| v.map_or(default, |m| m.0);
     let num = |v: Option<crate::forms::Number>| v.map(|n| n.0);
@@ -83,18 +194,30 @@ pub fn resolve(
             })
         })
         .transpose()?;
+    let js = crate::runtime::is_js(&script, interpreter.as_deref());
+    let exec_mode = crate::runtime::exec_mode(
+        raw.exec_mode.map(|m| m.0),
+        raw.execute_command == Some(true),
+        raw.instances,
+        js,
+    );
+    let source_map_support = match (raw.source_map_support, raw.disable_source_map_support) {
+        (Some(on), _) => on,
+        (None, Some(off)) => !off,
+        (None, None) => d.source_map_support,
+    };
     let spec = AppSpec {
         name,
         script,
-        args: raw.args.map(|w| w.0).unwrap_or_default(),
+        args,
         cwd: Some(cwd.clone()),
         env,
-        interpreter: raw.interpreter,
+        interpreter,
         interpreter_args: raw.interpreter_args.map(|w| w.0).unwrap_or_default(),
         node_args: raw.node_args.map(|w| w.0).unwrap_or_default(),
         namespace: raw.namespace.unwrap_or(d.namespace),
         instances: raw.instances.unwrap_or(d.instances),
-        exec_mode: raw.exec_mode.map_or(d.exec_mode, |m| m.0),
+        exec_mode,
         autorestart: raw.autorestart.unwrap_or(d.autorestart),
         max_restarts: to_u32(raw.max_restarts, "max_restarts", d.max_restarts)?,
         min_uptime: ms(raw.min_uptime, d.min_uptime),
@@ -112,7 +235,7 @@ pub fn resolve(
         increment_var: raw.increment_var,
         treekill: raw.treekill.unwrap_or(d.treekill),
         kill_retry_time: ms(raw.kill_retry_time, d.kill_retry_time),
-        source_map_support: raw.source_map_support.unwrap_or(d.source_map_support),
+        source_map_support,
         port,
         listen_host: raw.listen_host,
         lb: raw.lb.map_or(d.lb, |b| b.0),
@@ -121,7 +244,7 @@ pub fn resolve(
         shutdown_with_message: raw.shutdown_with_message.unwrap_or(d.shutdown_with_message),
         socket_activation: raw.socket_activation.unwrap_or(d.socket_activation),
         watch: raw.watch.map(|w| w.0).unwrap_or_default(),
-        ignore_watch: raw.ignore_watch.map_or(d.ignore_watch, |l| l.0),
+        ignore_watch,
         watch_delay: ms(raw.watch_delay, d.watch_delay),
         cron_restart: raw.cron_restart,
         health_check_url: raw.health_check_url,
@@ -148,7 +271,137 @@ pub fn resolve(
         log_rotate_interval: raw.log_rotate_interval,
     };
     check_limits(&spec).map_err(|e| ConfigError::file(file, e.message).at_key(at(e.key)))?;
-    Ok(spec)
+    Ok(Resolved { spec, warnings })
+}
+
+/// The options of a managed app (`spec`) with those of `over` applied, resolved again: how
+/// `start`, `restart` and `reload` of an existing app take new options (`--node-args`, `--name`,
+/// `--max-memory-restart`, ...). Paths in `over` are taken from `here`.
+pub fn apply(spec: AppSpec, over: RawApp, here: &Path) -> Result<AppSpec, ConfigError> {
+    use crate::forms::{
+        Codes, EnvVars, ExecMode, List, LogFile, Millis, Number, Scalar, Watch, Words,
+    };
+    let n = |v: u32| Some(Number(u64::from(v)));
+    let own = RawApp {
+        name: Some(spec.name),
+        script: Some(spec.script),
+        args: Some(Words(spec.args)),
+        cwd: spec.cwd.map(|c| c.display().to_string()),
+        env: Some(EnvVars(spec.env)),
+        interpreter: spec.interpreter,
+        interpreter_args: Some(Words(spec.interpreter_args)),
+        node_args: Some(Words(spec.node_args)),
+        namespace: Some(spec.namespace),
+        instances: Some(spec.instances),
+        exec_mode: Some(ExecMode(spec.exec_mode)),
+        autorestart: Some(spec.autorestart),
+        max_restarts: n(spec.max_restarts),
+        min_uptime: Some(Millis(spec.min_uptime)),
+        restart_delay: Some(Millis(spec.restart_delay)),
+        exp_backoff_restart_delay: spec.exp_backoff_restart_delay.map(Millis),
+        kill_timeout: Some(Millis(spec.kill_timeout)),
+        kill_signal: Some(spec.kill_signal),
+        stop_exit_codes: Some(Codes(spec.stop_exit_codes)),
+        max_memory_restart: spec.max_memory_restart,
+        autostart: Some(spec.autostart),
+        uid: spec.uid.map(Scalar),
+        gid: spec.gid.map(Scalar),
+        filter_env: Some(spec.filter_env),
+        instance_var: Some(spec.instance_var),
+        increment_var: spec.increment_var,
+        treekill: Some(spec.treekill),
+        kill_retry_time: Some(Millis(spec.kill_retry_time)),
+        source_map_support: Some(spec.source_map_support),
+        port: spec.port.map(|p| Number(u64::from(p))),
+        listen_host: spec.listen_host,
+        lb: Some(crate::forms::Balancing(spec.lb)),
+        wait_ready: Some(spec.wait_ready),
+        listen_timeout: Some(Millis(spec.listen_timeout)),
+        shutdown_with_message: Some(spec.shutdown_with_message),
+        socket_activation: Some(spec.socket_activation),
+        watch: Some(Watch(spec.watch)),
+        ignore_watch: Some(List(spec.ignore_watch)),
+        watch_delay: Some(Millis(spec.watch_delay)),
+        cron_restart: spec.cron_restart,
+        health_check_url: spec.health_check_url,
+        health_check_tcp: spec.health_check_tcp,
+        health_check_cmd: spec.health_check_cmd,
+        health_check_interval: Some(Millis(spec.health_check_interval)),
+        health_check_timeout: Some(Millis(spec.health_check_timeout)),
+        health_check_max_fails: n(spec.health_check_max_fails),
+        out_file: spec.out_file,
+        error_file: spec.error_file,
+        log_file: spec.log_file.map(|p| LogFile(Some(p))),
+        merge_logs: Some(spec.merge_logs),
+        time: Some(spec.time),
+        log_date_format: spec.log_date_format,
+        log_type: spec.log_type,
+        disable_logs: Some(spec.disable_logs),
+        log_max_size: spec.log_max_size,
+        log_retain: spec.log_retain.map(|v| Number(u64::from(v))),
+        log_compress: spec.log_compress,
+        log_rotate_interval: spec.log_rotate_interval,
+        ..RawApp::default()
+    };
+    // A mode inferred from `instances` is inferred again when they change.
+    let mut own = own;
+    if over.instances.is_some() || over.execute_command.is_some() {
+        own.exec_mode = None;
+    }
+    if over.disable_source_map_support.is_some() {
+        own.source_map_support = None;
+    }
+    let ctx = Context {
+        base_dir: here.to_path_buf(),
+        from_flags: true,
+        ..Context::default()
+    };
+    resolve(own.merge(over), &BTreeMap::new(), &ctx, 0, "options").map(|r| r.spec)
+}
+
+/// The shell PM2 runs commands with: bash, else sh.
+fn shell() -> String {
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    if bm2_types::runtime::find_program("bash", &path_var).is_some() {
+        "bash".to_string()
+    } else {
+        "sh".to_string()
+    }
+}
+
+/// PM2's `watch_options` (chokidar's): globs of `ignored` to add to `ignore_watch`, and the
+/// options given that have no effect in bm2.
+fn watch_options(options: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let mut ignored = Vec::new();
+    let mut noted = Vec::new();
+    if let serde_json::Value::Object(map) = options {
+        for (k, v) in map {
+            match (k.as_str(), v) {
+                ("ignored", serde_json::Value::String(s)) => ignored.push(s.clone()),
+                ("ignored", serde_json::Value::Array(a)) => {
+                    ignored.extend(a.iter().filter_map(|v| v.as_str().map(str::to_string)));
+                }
+                // What chokidar does by default under PM2, and bm2 too.
+                ("persistent" | "ignoreInitial", _)
+                | ("followSymlinks", serde_json::Value::Bool(true)) => {}
+                _ => noted.push(k.clone()),
+            }
+        }
+    }
+    (ignored, noted)
+}
+
+/// `~` and `~/...` with the user's home directory.
+pub fn expand_home(p: &str) -> PathBuf {
+    let home = || std::env::var_os("HOME").map(PathBuf::from);
+    match p.strip_prefix('~') {
+        Some("") => home().unwrap_or_else(|| PathBuf::from(p)),
+        Some(rest) if rest.starts_with('/') => home().map_or_else(
+            || PathBuf::from(p),
+            |h| h.join(rest.trim_start_matches('/')),
+        ),
+        _ => PathBuf::from(p),
+    }
 }
 
 /// Checks what bm2 bounds in every app, however it is given (a file, CLI flags, the API): the
@@ -157,17 +410,42 @@ pub fn check_limits(spec: &AppSpec) -> Result<(), bm2_types::limits::LimitError>
     bm2_types::limits::check(spec)
 }
 
-/// A script that exists under `cwd` becomes an absolute path; anything else (a program on PATH)
-/// is kept as written.
-pub fn resolve_script(script: &str, cwd: &Path) -> String {
-    let candidate = cwd.join(script);
+/// A script that exists under `cwd` becomes an absolute path; a directory, its `package.json`
+/// `main` or its `index.js` (what node would run); anything else (a program on PATH) is kept as
+/// written.
+pub fn resolve_script(script: &str, cwd: &Path) -> Result<String, String> {
+    let candidate = cwd.join(expand_home(script));
+    let absolute = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p).display().to_string();
     if candidate.is_file() {
-        return std::fs::canonicalize(&candidate)
-            .unwrap_or(candidate)
-            .display()
-            .to_string();
+        return Ok(absolute(candidate));
     }
-    script.to_string()
+    if candidate.is_dir() {
+        let main = std::fs::read_to_string(candidate.join("package.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("main").and_then(|m| m.as_str()).map(str::to_string));
+        let mut tried = Vec::new();
+        if let Some(main) = main {
+            let m = candidate.join(&main);
+            for c in [m.clone(), m.with_extension("js"), m.join("index.js")] {
+                if c.is_file() {
+                    return Ok(absolute(c));
+                }
+            }
+            tried.push(format!("package.json main {main:?}"));
+        }
+        let index = candidate.join("index.js");
+        if index.is_file() {
+            return Ok(absolute(index));
+        }
+        tried.push("index.js".into());
+        return Err(format!(
+            "{} is a directory without {} to run",
+            candidate.display(),
+            tried.join(" or ")
+        ));
+    }
+    Ok(script.to_string())
 }
 
 /// The default name of an app: its script's file name without the extension.
@@ -182,13 +460,29 @@ pub fn default_name(script: &str) -> String {
     }
 }
 
-/// A log path relative to `cwd` made absolute; `""`, `NULL` and absolute paths stay as given.
+/// A log path relative to `cwd` made absolute (`.` and `..` resolved as PM2's `path.resolve`
+/// does), `~` expanded; `""`, `NULL` and absolute paths stay as given.
 pub fn log_path(cwd: &Path, p: String) -> String {
     if p.is_empty() || p == "NULL" || p.starts_with('/') {
         p
     } else {
-        cwd.join(p).display().to_string()
+        lexical(&cwd.join(expand_home(&p))).display().to_string()
     }
+}
+
+/// `path` without `.` components, and with `..` taking off the component before it.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Reads a dotenv file, interpolating `${VAR}` from earlier lines and the caller's environment.

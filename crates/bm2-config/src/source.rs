@@ -64,6 +64,29 @@ pub struct Text {
     /// False when the text was produced by evaluating a script, whose line numbers mean nothing
     /// to the user.
     pub has_lines: bool,
+    /// Variables a JavaScript config put into `process.env` (e.g. `require('dotenv').config()`):
+    /// under PM2 they reach the apps, whose environment starts from the CLI's.
+    pub env: crate::Vars,
+    /// What a JavaScript config printed on stdout while it was evaluated.
+    pub printed: String,
+}
+
+impl Text {
+    /// The text of a data file; JSON is read as PM2 reads it, as a JavaScript object literal.
+    pub fn data(body: String, kind: Kind) -> Text {
+        let body = if kind == Kind::Json {
+            crate::literal::to_json(&body)
+        } else {
+            body
+        };
+        Text {
+            body,
+            kind,
+            has_lines: true,
+            env: crate::Vars::new(),
+            printed: String::new(),
+        }
+    }
 }
 
 /// A data format.
@@ -77,8 +100,8 @@ pub enum Kind {
     Toml,
 }
 
-/// Reads (or evaluates) the file at `path`.
-pub fn read(path: &Path, shown: &str) -> Result<Text, ConfigError> {
+/// Reads (or evaluates, in `cwd`: the directory the command is run from) the file at `path`.
+pub fn read(path: &Path, shown: &str, cwd: &Path) -> Result<Text, ConfigError> {
     let format = Format::of(path).ok_or_else(|| {
         ConfigError::file(
             shown,
@@ -90,20 +113,12 @@ pub fn read(path: &Path, shown: &str) -> Result<Text, ConfigError> {
         Format::Yaml => Kind::Yaml,
         Format::Toml => Kind::Toml,
         Format::JavaScript | Format::TypeScript => {
-            return Ok(Text {
-                body: evaluate(path, shown, format == Format::TypeScript)?,
-                kind: Kind::Json,
-                has_lines: false,
-            });
+            return evaluate(path, shown, format == Format::TypeScript, cwd);
         }
     };
     let body = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::file(shown, format!("cannot read: {e}")))?;
-    Ok(Text {
-        body,
-        kind,
-        has_lines: true,
-    })
+    Ok(Text::data(body, kind))
 }
 
 /// Deepest nesting of YAML flow collections read. The YAML parser takes time that grows with the
@@ -271,6 +286,38 @@ pub fn parse<T: DeserializeOwned>(
     }
 }
 
+/// Reads `T` from a value already parsed from `text` (and changed since), tracking the key path
+/// of any error and the keys that `T` ignores; errors point at the line of their key.
+pub fn parse_value<T: DeserializeOwned>(
+    value: serde_json::Value,
+    text: &Text,
+    shown: &str,
+) -> Result<(T, Vec<String>), ConfigError> {
+    let mut ignored = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let on_ignored = |p: serde_ignored::Path| ignored.push(p.to_string());
+    let de = serde_path_to_error::Deserializer::new(value, &mut track);
+    match serde_ignored::deserialize(de, on_ignored) {
+        Ok(v) => Ok((
+            v,
+            ignored.into_iter().map(|p| bracket_indices(&p)).collect(),
+        )),
+        Err(e) => {
+            let path = bracket_indices(&track.path().to_string());
+            let mut err = ConfigError::file(shown, e.to_string());
+            if text.has_lines
+                && let Some(key) = path.rsplit('.').next()
+            {
+                err = err.at(crate::error::line_of_key(&text.body, key), None);
+            }
+            if !path.is_empty() && path != "." && path != "?" {
+                err = err.at_key(path);
+            }
+            Err(err)
+        }
+    }
+}
+
 /// `apps.1.instances` (or `apps[1].instances`) as `apps[1].instances`.
 pub fn bracket_indices(path: &str) -> String {
     let mut out = String::new();
@@ -287,19 +334,43 @@ pub fn bracket_indices(path: &str) -> String {
     out
 }
 
+/// Evaluates the config and prints, after a marker line, the config and the variables it put
+/// into `process.env`, as JSON. What the config prints itself comes before the marker.
 const LOADER: &str = r#"
+const marker = process.env.BM2_CONFIG_MARKER;
+delete process.env.BM2_CONFIG_MARKER;
+const file = process.env.BM2_ECOSYSTEM_FILE;
+delete process.env.BM2_ECOSYSTEM_FILE;
+const before = Object.assign({}, process.env);
 const { pathToFileURL } = await import("node:url");
-const mod = await import(pathToFileURL(process.env.BM2_ECOSYSTEM_FILE).href);
+const mod = await import(pathToFileURL(file).href);
 let cfg = mod.default !== undefined ? mod.default : mod;
 if (typeof cfg === "function") cfg = cfg();
 cfg = await cfg;
+const env = {};
+for (const [k, v] of Object.entries(process.env)) if (before[k] !== v) env[k] = v;
+// env values that are objects are JSON-stringified as PM2 does, here, in the config's key order.
+const stringify = (app) => {
+  if (!app || typeof app !== "object") return;
+  for (const key of Object.keys(app)) {
+    const block = app[key];
+    if ((key === "env" || key.startsWith("env_")) && block && typeof block === "object")
+      for (const [k, v] of Object.entries(block))
+        if (v !== null && typeof v === "object") block[k] = JSON.stringify(v);
+  }
+};
+if (Array.isArray(cfg)) cfg.forEach(stringify);
+else if (cfg && Array.isArray(cfg.apps)) cfg.apps.forEach(stringify);
+else if (cfg && Array.isArray(cfg.pm2)) cfg.pm2.forEach(stringify);
+else stringify(cfg);
+const out = JSON.stringify({ config: cfg === undefined ? null : cfg, env });
 // Timers or sockets the config left open would keep the runtime up: the config is read, exit.
-process.stdout.write(JSON.stringify(cfg === undefined ? null : cfg), () => process.exit(0));
+process.stdout.write("\n" + marker + "\n" + out, () => process.exit(0));
 "#;
 
 /// Runs the config script with node (or bun, for TypeScript) and returns the JSON it prints.
 /// The run is bounded by [`run::timeout`]: past it, the runtime and what it started are killed.
-fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, ConfigError> {
+fn evaluate(path: &Path, shown: &str, typescript: bool, cwd: &Path) -> Result<Text, ConfigError> {
     let path_var = std::env::var("PATH").unwrap_or_default();
     let (program, pre_args): (PathBuf, Vec<&str>) = if typescript {
         let bun = find_program("bun", &path_var);
@@ -328,10 +399,12 @@ fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, Config
     let abs = std::fs::canonicalize(path)
         .map_err(|e| ConfigError::file(shown, format!("cannot read: {e}")))?;
     let limit = run::timeout().map_err(|e| ConfigError::file(shown, e))?;
+    let marker = marker();
     cmd.arg("-e")
         .arg(LOADER)
         .env("BM2_ECOSYSTEM_FILE", &abs)
-        .current_dir(abs.parent().unwrap_or(Path::new("/")));
+        .env("BM2_CONFIG_MARKER", &marker)
+        .current_dir(cwd);
     let out = run::output_within(&mut cmd, limit).map_err(|e| match e {
         run::RunError::Spawn(e) => {
             ConfigError::file(shown, format!("cannot run {}: {e}", program.display()))
@@ -349,8 +422,41 @@ fn evaluate(path: &Path, shown: &str, typescript: bool) -> Result<String, Config
             ),
         ));
     }
-    String::from_utf8(out.stdout)
-        .map_err(|_| ConfigError::file(shown, "the config printed something that is not UTF-8"))
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some((printed, result)) = stdout.rsplit_once(&format!("\n{marker}\n")) else {
+        return Err(ConfigError::file(
+            shown,
+            format!("{} evaluated it but gave no config", program.display()),
+        ));
+    };
+    let mut value: serde_json::Value = serde_json::from_str(result)
+        .map_err(|e| ConfigError::file(shown, format!("cannot read the evaluated config: {e}")))?;
+    let env = match value.get_mut("env").map(serde_json::Value::take) {
+        Some(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .map(|(k, v)| (k, crate::forms::env_value(v)))
+            .collect(),
+        _ => crate::Vars::new(),
+    };
+    let config = value
+        .get_mut("config")
+        .map(serde_json::Value::take)
+        .unwrap_or_default();
+    Ok(Text {
+        body: config.to_string(),
+        kind: Kind::Json,
+        has_lines: false,
+        env,
+        printed: printed.to_string(),
+    })
+}
+
+/// A line the config cannot print by chance: the output after it is bm2's.
+fn marker() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("--bm2-config-{}-{nanos:x}--", std::process::id())
 }
 
 fn timed_out(shown: &str, program: &Path, limit: Duration, exited: bool) -> ConfigError {

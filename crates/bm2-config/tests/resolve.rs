@@ -19,8 +19,19 @@ fn fixture_dir(rel: &str) -> PathBuf {
     std::fs::canonicalize(fixture(rel)).unwrap()
 }
 
+/// `opts` for loading fixture `rel` from its own directory (as a user runs `bm2 start` in the
+/// project's directory), unless they name another.
+fn from_its_dir(rel: &str, opts: &LoadOptions) -> LoadOptions {
+    let mut opts = opts.clone();
+    if opts.cwd.is_none() {
+        opts.cwd = fixture(rel).parent().map(Path::to_path_buf);
+    }
+    opts
+}
+
 fn load_with(rel: &str, opts: &LoadOptions) -> Loaded {
-    load_file(&fixture(rel), opts).unwrap_or_else(|e| panic!("{rel} should load: {e}"))
+    load_file(&fixture(rel), &from_its_dir(rel, opts))
+        .unwrap_or_else(|e| panic!("{rel} should load: {e}"))
 }
 
 fn load(rel: &str) -> Loaded {
@@ -28,7 +39,7 @@ fn load(rel: &str) -> Loaded {
 }
 
 fn error_with(rel: &str, opts: &LoadOptions) -> ConfigError {
-    match load_file(&fixture(rel), opts) {
+    match load_file(&fixture(rel), &from_its_dir(rel, opts)) {
         Ok(l) => panic!("{rel} should not load, got {:?}", l.apps),
         Err(e) => e,
     }
@@ -316,7 +327,8 @@ fn every_key_of_the_full_fixture_takes_effect() {
     assert!(a.shutdown_with_message);
     assert!(a.socket_activation);
     assert_eq!(a.watch, ["srv", "lib"]);
-    assert_eq!(a.ignore_watch, ["node_modules", "*.log"]);
+    // watch_options.ignored adds to ignore_watch.
+    assert_eq!(a.ignore_watch, ["node_modules", "*.log", "tmp"]);
     assert_eq!(a.watch_delay, 2000);
     assert_eq!(a.cron_restart.as_deref(), Some("0 3 * * *"));
     assert_eq!(
@@ -402,7 +414,10 @@ fn every_alias_reads_like_its_pm2_key() {
     for (canonical, aliases) in bm2_config::raw::KEYS {
         let value = &snake["apps"][0][*canonical];
         let one = |key: &str| {
-            let mut app = serde_json::json!({ "name": "k", "script": "app.js" });
+            let mut app = serde_json::json!({ "name": "k" });
+            if *canonical != "script" {
+                app["script"] = "app.js".into();
+            }
             app[key] = value.clone();
             let json = serde_json::json!({ "apps": [app] }).to_string();
             load_json(&json, "<test>", base.clone(), &LoadOptions::default())
@@ -613,13 +628,16 @@ fn env_files_interpolate_variables() {
 }
 
 #[test]
-fn missing_env_file_is_an_error_at_its_key() {
-    let e = error("env/missing_env_file.json");
-    assert_eq!(e.key.as_deref(), Some("apps[0].env_file"));
+fn missing_env_file_is_a_warning_at_its_key() {
+    let loaded = load("env/missing_env_file.json");
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let w = &loaded.warnings[0];
+    assert_eq!(w.key.as_deref(), Some("apps[0].env_file"));
     assert!(
-        e.message.contains("cannot read env file") && e.message.contains("nope.env"),
-        "{e}"
+        w.message.contains("does not exist") && w.message.contains("nope.env"),
+        "{w}"
     );
+    // The --env-file option names a file the user gave on the command line: still an error.
     let opts = LoadOptions {
         env_file: Some(fixture("env/absent.env")),
         ..LoadOptions::default()
@@ -711,7 +729,7 @@ fn only_matching_nothing_is_an_error() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn cwd_and_script_are_relative_to_the_file() {
+fn cwd_and_script_are_relative_to_the_command_directory() {
     let dir = fixture_dir("paths");
     let loaded = load("paths/ecosystem.json");
     assert_eq!(
@@ -760,7 +778,11 @@ fn a_relative_file_path_resolves_like_an_absolute_one() {
     // Tests run in the package directory.
     let rel = Path::new("tests/fixtures/paths/ecosystem.json");
     assert!(rel.is_file(), "tests do not run in the package directory");
-    let loaded = load_file(rel, &LoadOptions::default()).unwrap();
+    let in_its_dir = LoadOptions {
+        cwd: Some(fixture_dir("paths")),
+        ..LoadOptions::default()
+    };
+    let loaded = load_file(rel, &in_its_dir).unwrap();
     assert_eq!(loaded.apps, load("paths/ecosystem.json").apps);
     // Errors name the file as it was given.
     let opts = LoadOptions {
@@ -938,8 +960,20 @@ fn strict_mode_makes_unknown_keys_errors() {
         )
     );
     // Files without unknown keys still load.
-    assert!(load_file(&fixture("formats/apps.json"), &strict).is_ok());
-    assert!(load_file(&fixture("keys/camel.json"), &strict).is_ok());
+    assert!(
+        load_file(
+            &fixture("formats/apps.json"),
+            &from_its_dir("formats/apps.json", &strict)
+        )
+        .is_ok()
+    );
+    assert!(
+        load_file(
+            &fixture("keys/camel.json"),
+            &from_its_dir("keys/camel.json", &strict)
+        )
+        .is_ok()
+    );
 }
 
 #[test]

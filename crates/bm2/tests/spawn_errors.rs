@@ -109,12 +109,10 @@ fn unknown_interpreter_is_reported() {
 fn missing_cwd_is_reported() {
     let env = TestEnv::new();
     env.script("app.sh", "exec sleep 1000\n");
-    start_fails(
-        &env,
-        &["start", "app.sh", "--cwd", "/nonexistent"],
-        "app",
-        &["cwd", "/nonexistent"],
-    );
+    // Reported by the command itself, before anything is created (no daemon is even started).
+    let err = env.fail(&["start", "app.sh", "--cwd", "/nonexistent"]);
+    assert!(err.contains("cwd") && err.contains("/nonexistent"), "{err}");
+    assert!(env.daemon_pid().is_none(), "a daemon was started");
 }
 
 #[test]

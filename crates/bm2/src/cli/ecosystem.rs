@@ -50,8 +50,14 @@ pub fn split_env(values: &[String]) -> anyhow::Result<(Option<String>, Vars)> {
     Ok((name, vars))
 }
 
-/// Reads the config named by `target` when it is `-` (JSON on stdin) or an ecosystem file.
-pub fn load(target: &str, env: &[String], opts: &FileOptions) -> anyhow::Result<Option<Loaded>> {
+/// Reads the config named by `target` when it is `-` (JSON on stdin) or an ecosystem file;
+/// `overrides` are options given as flags, over every app's own.
+pub fn load(
+    target: &str,
+    env: &[String],
+    opts: &FileOptions,
+    overrides: bm2_config::RawApp,
+) -> anyhow::Result<Option<Loaded>> {
     let here = std::env::current_dir()?;
     let path = here.join(target);
     let is_file = target == "-" || (bm2_config::is_ecosystem_file(&path) && path.is_file());
@@ -65,6 +71,8 @@ pub fn load(target: &str, env: &[String], opts: &FileOptions) -> anyhow::Result<
         strict: opts.strict,
         cli_vars,
         env_file: opts.env_file.as_ref().map(|f| here.join(f)),
+        cwd: Some(here.clone()),
+        overrides,
     };
     let loaded = if target == "-" {
         let mut json = String::new();
@@ -73,6 +81,13 @@ pub fn load(target: &str, env: &[String], opts: &FileOptions) -> anyhow::Result<
     } else {
         bm2_config::load_file(&path, &options)?
     };
+    if !loaded.printed.trim().is_empty() {
+        // What the config printed, shown as PM2 shows it (bm2's own output stays clean).
+        eprint!("{}", loaded.printed);
+        if !loaded.printed.ends_with('\n') {
+            eprintln!();
+        }
+    }
     for w in &loaded.warnings {
         eprintln!(
             "[bm2] warning: {}",
@@ -91,15 +106,24 @@ pub async fn start(
     update_env: bool,
 ) -> anyhow::Result<ExitCode> {
     super::start::check_triggers(&loaded.apps)?;
+    let client_env = client_env(&loaded);
     let req = StartRequest {
         apps: loaded.apps,
-        client_env: std::env::vars().collect(),
+        client_env,
         force: false,
         if_exists,
         update_env,
     };
     let res = client.start(&req).await;
     report(client, res).await
+}
+
+/// The environment the apps of a file start from: this shell's, with the variables a JavaScript
+/// config put into `process.env` (as under PM2, where the config runs in the CLI's process).
+pub fn client_env(loaded: &Loaded) -> std::collections::BTreeMap<String, String> {
+    let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    env.extend(loaded.env.clone());
+    env
 }
 
 /// The app names of a file, as targets.
@@ -144,19 +168,29 @@ pub fn init(format: InitFormat, force: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Checks a file without starting anything: unknown keys are errors.
+/// Checks a file without starting anything: unknown keys are errors; what bm2 reads differently
+/// from what the file may mean (misreadings it cannot fix silently) is reported.
 pub fn validate(file: &str, env: &[String]) -> anyhow::Result<ExitCode> {
     let opts = FileOptions {
         strict: true,
         ..FileOptions::default()
     };
-    let Some(loaded) = load(file, env, &opts)? else {
+    let Some(loaded) = load(file, env, &opts, bm2_config::RawApp::default())? else {
         bail!("{file} is not an ecosystem file (.js, .cjs, .mjs, .ts, .json, .yaml, .yml, .toml)");
     };
     super::start::check_triggers(&loaded.apps)?;
     let names: Vec<String> = loaded.apps.iter().map(|a| a.name.clone()).collect();
+    let notes = if loaded.warnings.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} note{} above",
+            loaded.warnings.len(),
+            if loaded.warnings.len() == 1 { "" } else { "s" }
+        )
+    };
     render::info(&format!(
-        "{file} is valid: {} apps ({})",
+        "{file} is valid: {} apps ({}){notes}",
         names.len(),
         names.join(", ")
     ));

@@ -1,11 +1,17 @@
-//! `bm2 start`: flags to an [`AppSpec`], then register and start.
+//! `bm2 start`: flags turned into the keys an ecosystem file gives ([`RawApp`]) and resolved by
+//! bm2-config like a file's, then registered and started.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
 use bm2_client::Client;
-use bm2_types::{AppSpec, ByteSize, ExecMode, IfExists, Instances, StartRequest};
+use bm2_config::RawApp;
+use bm2_config::forms::{
+    Balancing, Codes, ExecMode as ModeForm, List, LogFile, Millis, Number, Scalar, Watch, Words,
+};
+use bm2_types::{AppSpec, ByteSize, FilterEnv, IfExists, Instances, ProcStatus, StartRequest};
 use clap::Args;
 
 use super::report;
@@ -14,8 +20,10 @@ use super::report;
 #[allow(clippy::doc_markdown)] // doc comments are the --help text
 #[derive(Debug, Args)]
 pub struct StartArgs {
-    /// Script, binary or command to run (a file, or a program on PATH), an ecosystem file, or - for a JSON config on stdin
-    pub script: String,
+    /// Scripts, binaries or commands to run (a file, or a program on PATH), ecosystem files, names
+    /// or ids of managed apps, or - for a JSON config on stdin
+    #[arg(required = true, num_args = 1.., value_name = "SCRIPT")]
+    pub scripts: Vec<String>,
     /// Process name (default: the script's file name without extension; at most 180 bytes)
     #[arg(short = 'n', long)]
     pub name: Option<String>,
@@ -79,7 +87,7 @@ pub struct StartArgs {
     #[arg(long, value_name = "MS", num_args = 0..=1, default_missing_value = "100")]
     pub exp_backoff_restart_delay: Option<u64>,
     /// Milliseconds between the stop signal and SIGKILL, at most 1 hour [default: 5000]
-    #[arg(long, value_name = "MS")]
+    #[arg(short = 'k', long, value_name = "MS")]
     pub kill_timeout: Option<u64>,
     /// Signal sent first on stop [default: SIGINT]
     #[arg(long, value_name = "SIGNAL")]
@@ -87,6 +95,31 @@ pub struct StartArgs {
     /// Do not restart the process when it exits
     #[arg(long)]
     pub no_autorestart: bool,
+    /// Run in fork mode even with -i (PM2's execute-command)
+    #[arg(short = 'x', long)]
+    pub execute_command: bool,
+    /// Stop signals reach the main process only, not the rest of its process tree
+    #[arg(long)]
+    pub no_treekill: bool,
+    /// Node: source-mapped stack traces (--enable-source-maps)
+    #[arg(long, conflicts_with = "disable_source_map_support")]
+    pub source_map_support: bool,
+    /// Node: no source-mapped stack traces
+    #[arg(long)]
+    pub disable_source_map_support: bool,
+    /// Keep the caller's variables out of the app: all of them without a value, else those whose
+    /// names start with a given prefix (repeatable)
+    #[arg(long, value_name = "PREFIX", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub filter_env: Vec<String>,
+    /// Variable holding the instance index [default: NODE_APP_INSTANCE]
+    #[arg(long, value_name = "NAME")]
+    pub instance_var: Option<String>,
+    /// A numeric variable increased by the instance index in each instance (e.g. PORT)
+    #[arg(long, value_name = "NAME")]
+    pub increment_var: Option<String>,
+    /// With --env <name> and an ecosystem file: append -<name> to each app's name
+    #[arg(long)]
+    pub append_env_to_name: bool,
     /// Exit codes that mean "done, do not restart" (e.g. --stop-exit-codes 0 3)
     #[arg(long, num_args = 1.., value_delimiter = ',', allow_hyphen_values = true)]
     pub stop_exit_codes: Vec<i32>,
@@ -97,7 +130,7 @@ pub struct StartArgs {
     #[arg(long)]
     pub no_autostart: bool,
     /// Run as this user (name or uid; the daemon must run as root)
-    #[arg(long)]
+    #[arg(long, visible_alias = "user")]
     pub uid: Option<String>,
     /// Run as this group (name or gid; the daemon must run as root)
     #[arg(long)]
@@ -140,7 +173,7 @@ pub struct StartArgs {
     pub log_rotate_interval: Option<String>,
     /// Restart on a cron schedule: 5 fields, or 6 with seconds first (e.g. "0 3 * * *"), in the
     /// app's TZ or local time; a stopped app is not started by it
-    #[arg(long, visible_alias = "cron-restart", value_name = "CRON")]
+    #[arg(short = 'c', long, visible_alias = "cron-restart", value_name = "CRON")]
     pub cron: Option<String>,
     /// Restart when files change under PATHS, relative to the app's directory (comma-separated or
     /// repeated; no value: the app's directory)
@@ -184,210 +217,293 @@ pub struct StartArgs {
 
 pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
     let here = std::env::current_dir()?;
-    if let Some(loaded) = super::ecosystem::load(&args.script, &args.env, &args.file)? {
-        let if_exists = if args.force {
-            IfExists::Fail
-        } else {
-            IfExists::Restart
-        };
-        let mut loaded = loaded;
+    if args.scripts.len() > 1 && args.name.is_some() {
+        bail!("--name names one app: start the scripts one at a time to name each");
+    }
+    let overrides = flags(&args, &here);
+    let mut code = ExitCode::SUCCESS;
+    for script in &args.scripts {
+        if start_one(client, &args, script, &overrides, &here).await? != ExitCode::SUCCESS {
+            code = ExitCode::FAILURE;
+        }
+    }
+    Ok(code)
+}
+
+/// Starts one of the scripts of `bm2 start` (an ecosystem file, a managed app, or a new app).
+async fn start_one(
+    client: &Client,
+    args: &StartArgs,
+    script: &str,
+    overrides: &RawApp,
+    here: &Path,
+) -> anyhow::Result<ExitCode> {
+    let only_app = RawApp {
+        name: None,
+        ..overrides.clone()
+    };
+    if let Some(mut loaded) =
+        super::ecosystem::load(script, &args.env, &args.file, only_app.clone())?
+    {
+        if let Some(name) = &args.name {
+            let [app] = loaded.apps.as_mut_slice() else {
+                bail!(
+                    "--name names one app, and {script} has {}",
+                    loaded.apps.len()
+                );
+            };
+            app.name.clone_from(name);
+        }
         if args.force {
             // --force starts another copy of each app, as in PM2.
             check_triggers(&loaded.apps)?;
             let req = StartRequest {
                 apps: std::mem::take(&mut loaded.apps),
-                client_env: std::env::vars().collect(),
+                client_env: super::ecosystem::client_env(&loaded),
                 force: true,
-                if_exists,
+                if_exists: IfExists::Fail,
                 update_env: false,
             };
             let res = client.start(&req).await;
             return report(client, res).await;
         }
-        return super::ecosystem::start(client, loaded, if_exists, args.file.update_env).await;
+        return super::ecosystem::start(client, loaded, IfExists::Restart, args.file.update_env)
+            .await;
     }
-    // As in PM2, `start <name|id>` of a managed app that is not a file restarts it.
-    if !here.join(&args.script).is_file() {
+    // As in PM2, `start <name|id>` of a managed app that is not a file restarts it, with the
+    // options given applied.
+    if !here.join(script).is_file() {
         let list = client.list().await.map_err(super::api_error)?;
-        let t = args.script.as_str();
         if list
             .iter()
-            .any(|p| p.name == t || p.instance_name == t || p.id.to_string() == t)
+            .any(|p| p.name == script || p.instance_name == script || p.id.to_string() == script)
         {
-            let res = client.restart(vec![args.script.clone()]).await;
-            return report(client, res).await;
+            return restart_with(client, script, overrides, here, args.file.update_env).await;
         }
     }
-    let (spec, force) = to_spec(args, &here)?;
+    let spec = to_spec(args, script, overrides, here)?;
+    // `start <script>` of a managed app of that script that is stopped starts it (PM2).
+    let list = client.list().await.map_err(super::api_error)?;
+    let stopped = list.iter().any(|p| {
+        p.name == spec.name && matches!(p.status, ProcStatus::Stopped | ProcStatus::Errored)
+    });
+    let same_script = stopped
+        && client
+            .describe(vec![spec.name.clone()])
+            .await
+            .is_ok_and(|d| d.processes.iter().any(|p| p.spec.script == spec.script));
     let req = StartRequest {
         apps: vec![spec],
         client_env: std::env::vars().collect(),
-        force,
-        if_exists: IfExists::Fail,
+        force: args.force,
+        if_exists: if same_script && !args.force {
+            IfExists::Restart
+        } else {
+            IfExists::Fail
+        },
         update_env: false,
     };
     let res = client.start(&req).await;
     report(client, res).await
 }
 
-/// Builds the app's options from the flags; relative paths are taken from `here`.
-pub fn to_spec(a: StartArgs, here: &Path) -> anyhow::Result<(AppSpec, bool)> {
-    let defaults = AppSpec::default();
-    let cwd = match a.cwd {
-        Some(dir) => absolute(here, &dir),
-        None => here.to_path_buf(),
+/// Restarts the managed app `target` with the options of `overrides` applied to its own.
+async fn restart_with(
+    client: &Client,
+    target: &str,
+    overrides: &RawApp,
+    here: &Path,
+    update_env: bool,
+) -> anyhow::Result<ExitCode> {
+    if *overrides == RawApp::default() {
+        let res = client.restart(vec![target.to_string()]).await;
+        return report(client, res).await;
+    }
+    let described = client
+        .describe(vec![target.to_string()])
+        .await
+        .map_err(super::api_error)?;
+    let mut apps: Vec<AppSpec> = Vec::new();
+    for d in described.processes {
+        if apps.iter().any(|a| a.name == d.spec.name) {
+            continue;
+        }
+        let old = d.spec.name.clone();
+        let spec = bm2_config::resolve::apply(d.spec, overrides.clone(), here)?;
+        if spec.name != old {
+            // A new name: the app is registered under it and the old one removed.
+            let res = client
+                .delete_with(&bm2_types::DeleteRequest {
+                    targets: vec![old],
+                    keep_logs: true,
+                })
+                .await;
+            res.map_err(super::api_error)?;
+        }
+        apps.push(spec);
+    }
+    check_triggers(&apps)?;
+    let req = StartRequest {
+        apps,
+        client_env: std::env::vars().collect(),
+        force: false,
+        if_exists: IfExists::Restart,
+        update_env,
     };
-    let script = resolve_script(&a.script, here, &cwd);
-    let name = a
-        .name
-        .unwrap_or_else(|| bm2_config::resolve::default_name(&a.script));
+    let res = client.start(&req).await;
+    report(client, res).await
+}
+
+/// The options given as flags, as the keys of an ecosystem file: only those given are set, so
+/// that they override a file's values (or a managed app's) and nothing else. Paths given on the
+/// command line are taken from `here`.
+pub fn flags(a: &StartArgs, here: &Path) -> RawApp {
+    let split = |s: &Option<String>| -> Option<Words> {
+        s.as_ref()
+            .map(|s| Words(s.split_whitespace().map(str::to_string).collect()))
+    };
+    let ms = |v: Option<u64>| v.map(Millis);
+    let n = |v: Option<u32>| v.map(|v| Number(u64::from(v)));
+    let on = |b: bool| b.then_some(true);
+    let log = |p: &Option<String>| {
+        p.as_ref()
+            .map(|p| bm2_config::resolve::log_path(here, p.clone()))
+    };
+    let exec_mode = match a.exec_mode.as_deref() {
+        Some("cluster" | "cluster_mode") => Some(ModeForm(bm2_types::ExecMode::Cluster)),
+        Some(_) => Some(ModeForm(bm2_types::ExecMode::Fork)),
+        None => None,
+    };
+    let filter_env = match a.filter_env.as_slice() {
+        [] => None,
+        given if given.iter().all(String::is_empty) => Some(FilterEnv::All),
+        given => Some(FilterEnv::Prefixes(
+            given.iter().filter(|p| !p.is_empty()).cloned().collect(),
+        )),
+    };
+    RawApp {
+        name: a.name.clone(),
+        cwd: a.cwd.as_ref().map(|c| here.join(c).display().to_string()),
+        interpreter: a.interpreter.clone(),
+        interpreter_args: split(&a.interpreter_args),
+        node_args: split(&a.node_args),
+        namespace: a.namespace.clone(),
+        instances: a.instances,
+        exec_mode,
+        execute_command: on(a.execute_command),
+        port: a.port.map(|p| Number(u64::from(p))),
+        listen_host: a.listen_host.clone(),
+        lb: a.lb.map(Balancing),
+        wait_ready: on(a.wait_ready),
+        listen_timeout: ms(a.listen_timeout),
+        shutdown_with_message: on(a.shutdown_with_message),
+        socket_activation: on(a.socket_activation),
+        autorestart: a.no_autorestart.then_some(false),
+        max_restarts: n(a.max_restarts),
+        min_uptime: ms(a.min_uptime),
+        restart_delay: ms(a.restart_delay),
+        exp_backoff_restart_delay: ms(a.exp_backoff_restart_delay),
+        kill_timeout: ms(a.kill_timeout),
+        kill_signal: a.kill_signal,
+        stop_exit_codes: (!a.stop_exit_codes.is_empty()).then(|| Codes(a.stop_exit_codes.clone())),
+        max_memory_restart: a.max_memory_restart,
+        autostart: a.no_autostart.then_some(false),
+        uid: a.uid.clone().map(Scalar),
+        gid: a.gid.clone().map(Scalar),
+        filter_env,
+        instance_var: a.instance_var.clone(),
+        increment_var: a.increment_var.clone(),
+        append_env_to_name: on(a.append_env_to_name),
+        treekill: a.no_treekill.then_some(false),
+        source_map_support: on(a.source_map_support),
+        disable_source_map_support: on(a.disable_source_map_support),
+        out_file: log(&a.output),
+        error_file: log(&a.error),
+        log_file: log(&a.log).map(|p| LogFile(Some(p))),
+        merge_logs: on(a.merge_logs),
+        time: on(a.time),
+        log_date_format: a.log_date_format.clone(),
+        log_type: a.log_type.clone(),
+        disable_logs: on(a.disable_logs),
+        log_max_size: a.log_max_size,
+        log_retain: n(a.log_retain),
+        log_compress: on(a.log_compress),
+        log_rotate_interval: a.log_rotate_interval.clone(),
+        cron_restart: a.cron.clone(),
+        watch: (!a.watch.is_empty()).then(|| Watch(a.watch.clone())),
+        ignore_watch: (!a.ignore_watch.is_empty()).then(|| List(a.ignore_watch.clone())),
+        watch_delay: ms(a.watch_delay),
+        health_check_url: a.health_check_url.clone(),
+        health_check_tcp: a.health_check_tcp.clone(),
+        health_check_cmd: a.health_check_cmd.clone(),
+        health_check_interval: ms(a.health_check_interval),
+        health_check_timeout: ms(a.health_check_timeout),
+        health_check_max_fails: n(a.health_check_max_fails),
+        args: (!a.args.is_empty()).then(|| Words(a.args.clone())),
+        ..RawApp::default()
+    }
+}
+
+/// Builds the options of a new app started from the flags: the same resolution as an
+/// ecosystem file's app (bm2-config), with relative paths taken from `here`.
+pub fn to_spec(
+    a: &StartArgs,
+    script: &str,
+    overrides: &RawApp,
+    here: &Path,
+) -> anyhow::Result<AppSpec> {
     let (env_name, vars) = super::ecosystem::split_env(&a.env)?;
     if let Some(name) = env_name {
         bail!(
             "--env {name}: an environment name selects the env_{name} blocks of an ecosystem file; for a variable write --env KEY=VALUE"
         );
     }
-    let mut env = match &a.file.env_file {
-        Some(f) => bm2_config::resolve::read_env_file(&here.join(f), &f.display().to_string())?,
-        None => std::collections::BTreeMap::new(),
+    // A script named from here (`./bin/www`, `dist/server.js`) is that file, whatever --cwd.
+    let written = if here.join(script).is_file() {
+        absolute(here, Path::new(script)).display().to_string()
+    } else {
+        script.to_string()
     };
-    env.extend(vars);
-    let split = |s: Option<String>| -> Vec<String> {
-        s.map(|s| s.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default()
+    let raw = RawApp {
+        script: Some(written),
+        name: overrides
+            .name
+            .clone()
+            .or_else(|| Some(bm2_config::resolve::default_name(script))),
+        ..overrides.clone()
     };
-    let mode = exec_mode(
-        a.exec_mode.as_deref(),
-        a.instances.is_some(),
-        &a.script,
-        a.interpreter.as_deref(),
-    );
-    let spec = AppSpec {
-        name,
-        script,
-        args: a.args,
-        cwd: Some(cwd),
-        env,
-        interpreter: a.interpreter,
-        interpreter_args: split(a.interpreter_args),
-        node_args: split(a.node_args),
-        namespace: a.namespace.unwrap_or(defaults.namespace),
-        instances: a.instances.unwrap_or(defaults.instances),
-        exec_mode: mode,
-        port: a.port,
-        listen_host: a.listen_host,
-        lb: a.lb.unwrap_or_default(),
-        wait_ready: a.wait_ready,
-        listen_timeout: a.listen_timeout.unwrap_or(defaults.listen_timeout),
-        shutdown_with_message: a.shutdown_with_message,
-        socket_activation: a.socket_activation,
-        autorestart: !a.no_autorestart,
-        max_restarts: a.max_restarts.unwrap_or(defaults.max_restarts),
-        min_uptime: a.min_uptime.unwrap_or(defaults.min_uptime),
-        restart_delay: a.restart_delay.unwrap_or(defaults.restart_delay),
-        exp_backoff_restart_delay: a.exp_backoff_restart_delay,
-        kill_timeout: a.kill_timeout.unwrap_or(defaults.kill_timeout),
-        kill_signal: a.kill_signal.unwrap_or(defaults.kill_signal),
-        stop_exit_codes: a.stop_exit_codes,
-        max_memory_restart: a.max_memory_restart,
-        autostart: !a.no_autostart,
-        uid: a.uid,
-        gid: a.gid,
-        out_file: a.output.map(|p| bm2_config::resolve::log_path(here, p)),
-        error_file: a.error.map(|p| bm2_config::resolve::log_path(here, p)),
-        log_file: a.log.map(|p| bm2_config::resolve::log_path(here, p)),
-        merge_logs: a.merge_logs,
-        time: a.time,
-        log_date_format: a.log_date_format,
-        log_type: a.log_type,
-        disable_logs: a.disable_logs,
-        log_max_size: a.log_max_size,
-        log_retain: a.log_retain,
-        log_compress: a.log_compress.then_some(true),
-        log_rotate_interval: a.log_rotate_interval,
-        cron_restart: a.cron,
-        watch: a.watch,
-        ignore_watch: if a.ignore_watch.is_empty() {
-            defaults.ignore_watch.clone()
-        } else {
-            a.ignore_watch
-        },
-        watch_delay: a.watch_delay.unwrap_or(defaults.watch_delay),
-        health_check_url: a.health_check_url,
-        health_check_tcp: a.health_check_tcp,
-        health_check_cmd: a.health_check_cmd,
-        health_check_interval: a
-            .health_check_interval
-            .unwrap_or(defaults.health_check_interval),
-        health_check_timeout: a
-            .health_check_timeout
-            .unwrap_or(defaults.health_check_timeout),
-        health_check_max_fails: a
-            .health_check_max_fails
-            .unwrap_or(defaults.health_check_max_fails),
-        ..defaults
+    let ctx = bm2_config::Context {
+        base_dir: here.to_path_buf(),
+        cli_vars: vars,
+        env_file: a.file.env_file.as_ref().map(|f| here.join(f)),
+        from_flags: true,
+        ..bm2_config::Context::default()
     };
-    bm2_config::resolve::check_limits(&spec)?;
+    let resolved = bm2_config::resolve::resolve(raw, &BTreeMap::new(), &ctx, 0, "bm2 start")?;
+    for w in &resolved.warnings {
+        eprintln!(
+            "[bm2] warning: {}",
+            crate::render::escape::message(&w.to_string())
+        );
+    }
+    let spec = resolved.spec;
     check_triggers(std::slice::from_ref(&spec))?;
-    Ok((spec, a.force))
+    Ok(spec)
 }
 
 /// Checks the health check, cron and watch options of `apps` before anything is sent to the
 /// daemon: a bad value is reported with the option's name and nothing starts.
 pub fn check_triggers(apps: &[AppSpec]) -> anyhow::Result<()> {
     for spec in apps {
-        let tz = spec.env.get("TZ").cloned().or_else(|| {
-            std::env::var("TZ")
-                .ok()
-                .filter(|_| spec.filter_env.keeps("TZ"))
-        });
-        if let Err(e) = bm2_daemon::triggers::validate(spec, tz.as_deref()) {
+        let tz = bm2_config::triggers::app_tz(spec, std::env::var("TZ").ok());
+        if let Err(e) = bm2_config::triggers::validate(spec, tz.as_deref()) {
             bail!("app {:?}: {e}", spec.name);
         }
     }
     Ok(())
 }
 
-/// The exec mode: as given, else cluster for Node/Bun scripts started with `-i` (as PM2 does),
-/// else fork.
-fn exec_mode(
-    given: Option<&str>,
-    instances: bool,
-    script: &str,
-    interpreter: Option<&str>,
-) -> ExecMode {
-    match given {
-        Some("cluster" | "cluster_mode") => ExecMode::Cluster,
-        Some(_) => ExecMode::Fork,
-        None => {
-            let js_ext = matches!(
-                Path::new(script).extension().and_then(|e| e.to_str()),
-                Some("js" | "cjs" | "mjs" | "ts" | "mts" | "cts" | "tsx")
-            );
-            let js = match interpreter {
-                Some(i) => matches!(i.rsplit('/').next(), Some("node" | "bun")),
-                None => js_ext,
-            };
-            if instances && js {
-                ExecMode::Cluster
-            } else {
-                ExecMode::Fork
-            }
-        }
-    }
-}
-
 fn absolute(here: &Path, p: &Path) -> PathBuf {
     let joined = here.join(p);
     std::fs::canonicalize(&joined).unwrap_or(joined)
-}
-
-/// A script that exists as a file relative to the current directory becomes an absolute path;
-/// otherwise it is resolved against `cwd` as in ecosystem files (kept as given when it is not a
-/// file there either: a program looked up on PATH by the daemon).
-fn resolve_script(script: &str, here: &Path, cwd: &Path) -> String {
-    if here.join(script).is_file() {
-        return absolute(here, Path::new(script)).display().to_string();
-    }
-    bm2_config::resolve::resolve_script(script, cwd)
 }

@@ -95,7 +95,8 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
         anyhow::bail!("--watch applies to restart (toggle watching) and stop (stop watching)");
     }
     if let [one] = t.targets.as_slice()
-        && let Some(loaded) = super::ecosystem::load(one, &t.env, &t.file)?
+        && let Some(loaded) =
+            super::ecosystem::load(one, &t.env, &t.file, bm2_config::RawApp::default())?
     {
         if t.watch {
             anyhow::bail!(
