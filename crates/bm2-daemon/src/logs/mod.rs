@@ -373,7 +373,10 @@ mod tests {
 
     #[test]
     fn names_are_sanitised_as_pm2_does() {
-        assert_eq!(bm2_types::home::file_safe("my_app v2/../x"), "my-app-v2-..-x");
+        assert_eq!(
+            bm2_types::home::file_safe("my_app v2/../x"),
+            "my-app-v2-..-x"
+        );
         assert_eq!(bm2_types::home::file_safe("api.v1-x"), "api.v1-x");
         assert_eq!(bm2_types::home::file_safe("café"), "caf-");
         let home = Home::at(PathBuf::from("/h"));
