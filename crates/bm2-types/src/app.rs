@@ -137,9 +137,9 @@ pub struct AppSpec {
     pub health_check_max_fails: u32,
     // Log options. Unset ones take the daemon's defaults (`$BM2_HOME/config.toml`, else 10M,
     // retain 5, no compression).
-    /// Stdout log file (default `$BM2_HOME/logs/<name>-<id>-out.log`); `/dev/null` or `NULL` for none.
+    /// Stdout log file (default `$BM2_HOME/logs/<name>-out.log`, `<name>-out-<id>.log` for each of several instances); `/dev/null` or `NULL` for none.
     pub out_file: Option<String>,
-    /// Stderr log file (default `$BM2_HOME/logs/<name>-<id>-error.log`); `/dev/null` or `NULL` for none.
+    /// Stderr log file (default `$BM2_HOME/logs/<name>-error.log`, `<name>-error-<id>.log` for each of several instances); `/dev/null` or `NULL` for none.
     pub error_file: Option<String>,
     /// A file receiving both streams, in addition to the two above.
     pub log_file: Option<String>,

@@ -13,7 +13,7 @@ use crate::ProcId;
 /// Whose names the files of a home follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// bm2's: `BM2_HOME`, `daemon.pid`, `dump.json`, `logs/<name>-<id>-out.log`.
+    /// bm2's: `BM2_HOME`, `daemon.pid`, `dump.json`, `logs/<name>-out.log`.
     Bm2,
     /// PM2's: `PM2_HOME`, `pm2.pid`, `pm2.log`, `dump.pm2` (and `.bak`),
     /// `logs/<name>-out.log`, and PM2's variables that move single files

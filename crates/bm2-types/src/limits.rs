@@ -4,7 +4,7 @@
 use crate::AppSpec;
 
 /// Longest app name, in bytes. bm2 names files after apps; the longest such name is a rotated
-/// stderr log parked for the rotation worker, `<name>-<id>-error.log.rotating-<run>-<seq>`,
+/// stderr log parked for the rotation worker, `<name>-error-<id>.log.rotating-<run>-<seq>`,
 /// which with the largest id (10 digits), a run stamp in milliseconds (13 digits) and the
 /// largest counter (20 digits) is 65 bytes longer than the name. 180 keeps every file name bm2
 /// derives from an app name under the 255-byte limit of Linux file systems.
@@ -53,7 +53,7 @@ pub fn check_name(name: &str) -> Result<(), LimitError> {
     if name.len() > MAX_NAME_BYTES {
         return err(format!(
             "app name {} is {} bytes; names are at most {MAX_NAME_BYTES} bytes, so that the files \
-             bm2 names after an app (logs such as <name>-<id>-error.log and their rotated copies, \
+             bm2 names after an app (logs such as <name>-error-<id>.log and their rotated copies, \
              pid files) stay under the 255-byte file name limit",
             shown_name(name),
             name.len()
