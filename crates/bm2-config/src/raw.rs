@@ -99,10 +99,10 @@ pub struct RawApp {
     /// Interval between checks that a stopping app has exited (ms).
     #[serde(alias = "killRetryTime")]
     pub kill_retry_time: Option<Millis>,
-    /// Node: source-mapped stack traces.
+    /// Node: source-mapped stack traces (on by default, as in PM2; `false` turns them off).
     #[serde(alias = "sourceMapSupport")]
     pub source_map_support: Option<bool>,
-    /// Node: no source-mapped stack traces (`true` turns `source_map_support` off).
+    /// Node: no source-mapped stack traces (`true` turns them off, whatever `source_map_support` says, as in PM2).
     #[serde(alias = "disableSourceMapSupport")]
     pub disable_source_map_support: Option<bool>,
     /// PM2's `-x`: run in fork mode even with `instances` (no cluster mode inferred).

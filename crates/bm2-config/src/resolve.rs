@@ -201,11 +201,9 @@ pub fn resolve(
         raw.instances,
         js,
     );
-    let source_map_support = match (raw.source_map_support, raw.disable_source_map_support) {
-        (Some(on), _) => on,
-        (None, Some(off)) => !off,
-        (None, None) => d.source_map_support,
-    };
+    // PM2 (`lib/ProcessContainer.js`): on unless `disable_source_map_support` is true.
+    let source_map_support = raw.disable_source_map_support != Some(true)
+        && raw.source_map_support.unwrap_or(d.source_map_support);
     let spec = AppSpec {
         name,
         script,

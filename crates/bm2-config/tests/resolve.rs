@@ -1094,3 +1094,33 @@ fn unknown_kill_signal_names_the_key_and_its_line() {
     assert!(e.message.contains("unknown signal"), "{e}");
     assert_eq!(e.line, Some(line_of(rel, "SIGNOPE")), "{e}");
 }
+
+#[test]
+fn source_maps_are_on_unless_disabled_as_in_pm2() {
+    let cases = [
+        (r#"{"script": "a.js"}"#, true),
+        (r#"{"script": "a.js", "source_map_support": false}"#, false),
+        (
+            r#"{"script": "a.js", "disable_source_map_support": true}"#,
+            false,
+        ),
+        (
+            r#"{"script": "a.js", "source_map_support": true, "disable_source_map_support": true}"#,
+            false,
+        ),
+        (
+            r#"{"script": "a.js", "disable_source_map_support": false}"#,
+            true,
+        ),
+    ];
+    for (json, on) in cases {
+        let loaded = load_json(
+            json,
+            "t.json",
+            std::env::temp_dir(),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(loaded.apps[0].source_map_support, on, "{json}");
+    }
+}

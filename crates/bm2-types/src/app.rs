@@ -96,7 +96,7 @@ pub struct AppSpec {
     pub treekill: bool,
     /// Milliseconds between checks that a stopping process has exited.
     pub kill_retry_time: u64,
-    /// Node/Bun: source-mapped stack traces (`--enable-source-maps`).
+    /// Node: source-mapped stack traces (`--enable-source-maps`); on unless turned off, as in PM2.
     pub source_map_support: bool,
     /// Port of the app (cluster mode balances it; fork instances get `PORT = port + i`).
     pub port: Option<u16>,
@@ -194,7 +194,7 @@ impl Default for AppSpec {
             increment_var: None,
             treekill: true,
             kill_retry_time: 100,
-            source_map_support: false,
+            source_map_support: true,
             port: None,
             listen_host: None,
             lb: LoadBalancing::RoundRobin,

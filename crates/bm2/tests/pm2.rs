@@ -211,7 +211,10 @@ fn import_pm2_start_runs_what_pm2_ran_as_pm2_ran_it() {
     );
     let s = seen(&env, "web");
     assert_eq!(s["argv"], json!(["--port", "3001"]));
-    assert_eq!(s["execArgv"], json!(["--max-old-space-size=128"]));
+    assert_eq!(
+        s["execArgv"],
+        json!(["--enable-source-maps", "--max-old-space-size=128"])
+    );
     assert_eq!(s["cwd"], env.dir.path().to_str().unwrap());
     assert_eq!(s["NODE_ENV"], "production");
     assert_eq!(s["GREETING"], "hello from pm2");

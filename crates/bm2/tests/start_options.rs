@@ -193,7 +193,10 @@ fn node_args_reach_the_node_runtime() {
         "--node-args",
         "--max-old-space-size=100",
     ]);
-    env.wait_out("args", r#"execArgv=["--max-old-space-size=100"]"#);
+    env.wait_out(
+        "args",
+        r#"execArgv=["--enable-source-maps","--max-old-space-size=100"]"#,
+    );
     assert_eq!(
         env.describe("args")["spec"]["node_args"],
         serde_json::json!(["--max-old-space-size=100"])

@@ -101,10 +101,10 @@ pub struct StartArgs {
     /// Stop signals reach the main process only, not the rest of its process tree
     #[arg(long)]
     pub no_treekill: bool,
-    /// Node: source-mapped stack traces (--enable-source-maps)
+    /// Node: source-mapped stack traces (--enable-source-maps; the default, as in PM2)
     #[arg(long, conflicts_with = "disable_source_map_support")]
     pub source_map_support: bool,
-    /// Node: no source-mapped stack traces
+    /// Node: no source-mapped stack traces (PM2's --disable-source-map-support)
     #[arg(long)]
     pub disable_source_map_support: bool,
     /// Keep the caller's variables out of the app: all of them without a value, else those whose
