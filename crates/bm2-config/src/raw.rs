@@ -170,6 +170,10 @@ pub struct RawApp {
     /// Stdout log file (`/dev/null` for none).
     #[serde(alias = "outFile", alias = "output", alias = "out", alias = "out_log")]
     pub out_file: Option<String>,
+    /// Pid file of each instance, relative to `cwd`; `-<id>` is added before `.pid`, as PM2
+    /// does (default `$BM2_HOME/pids/<name>-<id>.pid`).
+    #[serde(alias = "pidFile", alias = "pid")]
+    pub pid_file: Option<String>,
     /// Stderr log file (`/dev/null` for none).
     #[serde(
         alias = "errorFile",
@@ -274,6 +278,7 @@ impl RawApp {
             health_check_timeout: over.health_check_timeout.or(self.health_check_timeout),
             health_check_max_fails: over.health_check_max_fails.or(self.health_check_max_fails),
             out_file: over.out_file.or(self.out_file),
+            pid_file: over.pid_file.or(self.pid_file),
             error_file: over.error_file.or(self.error_file),
             log_file: over.log_file.or(self.log_file),
             merge_logs: over.merge_logs.or(self.merge_logs),
@@ -368,6 +373,7 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("health_check_timeout", &["healthCheckTimeout"]),
     ("health_check_max_fails", &["healthCheckMaxFails"]),
     ("out_file", &["outFile", "output", "out", "out_log"]),
+    ("pid_file", &["pidFile", "pid"]),
     (
         "error_file",
         &[
@@ -411,14 +417,11 @@ pub const NO_EFFECT: &[&str] = &[
     "event_loop_inspector",
     "write",
     "io",
-    "pid_file",
-    "pid",
 ];
 
 /// Why a key of [`NO_EFFECT`] does nothing in bm2, for the note shown on load.
 pub fn no_effect_reason(key: &str) -> &'static str {
     match key {
-        "pid_file" | "pid" => "bm2 writes no per-app pid file; `bm2 pid <name>` prints the pids",
         "name_prefix" => "PM2 applies it to module apps only, not to ecosystem files",
         "username" => "PM2 sets it itself; to run as a user, give `user` or `uid`",
         _ => "a PM2 option for Node internals or PM2 services; it has no effect in bm2",

@@ -143,6 +143,9 @@ pub struct AppSpec {
     pub error_file: Option<String>,
     /// A file receiving both streams, in addition to the two above.
     pub log_file: Option<String>,
+    /// Pid file of each instance, with `-<id>` before `.pid` as PM2 names it (default
+    /// `$BM2_HOME/pids/<name>-<id>.pid`).
+    pub pid_file: Option<String>,
     /// Instances of the app share one set of files (no `-<id>` in the default names).
     pub merge_logs: bool,
     /// Prefix each line with a timestamp.
@@ -216,6 +219,7 @@ impl Default for AppSpec {
             health_check_timeout: 5000,
             health_check_max_fails: 3,
             out_file: None,
+            pid_file: None,
             error_file: None,
             log_file: None,
             merge_logs: false,

@@ -411,3 +411,30 @@ fn app_flags_pm2_has() {
     );
     assert_eq!(view["env"]["INST"], "0");
 }
+
+#[test]
+fn pid_file_gets_each_instance_pid_with_its_id_as_in_pm2() {
+    let env = TestEnv::new();
+    fs::create_dir_all(env.path("run")).unwrap();
+    env.file(
+        "ecosystem.config.js",
+        "module.exports = { apps: [{ name: 'api', script: 'sleep', args: '1000', \
+         interpreter: 'none', instances: 2, pid_file: './run/api.pid' }] };\n",
+    );
+    env.ok(&["start", "ecosystem.config.js"]);
+    for (index, id) in [("0", 0), ("1", 1)] {
+        let name = format!("api-{index}");
+        env.wait_status(&name, "online");
+        let pid = env.proc(&name)["pid"].as_u64().unwrap();
+        let path = env.path(&format!("run/api-{id}.pid"));
+        let written = env.wait_for(&format!("{}", path.display()), || {
+            fs::read_to_string(&path).ok().filter(|s| !s.is_empty())
+        });
+        assert_eq!(written.trim(), pid.to_string(), "{}", path.display());
+    }
+    let validate = env.ok(&["validate", "ecosystem.config.js"]);
+    assert!(
+        !validate.contains("pid_file"),
+        "no note for pid_file: {validate}"
+    );
+}

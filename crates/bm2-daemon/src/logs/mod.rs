@@ -206,8 +206,9 @@ fn normalise(path: &Path) -> PathBuf {
     out
 }
 
-/// `out.log` becomes `out-<id>.log`, as PM2 names the files of several instances.
-fn with_id(path: &Path, id: ProcId) -> PathBuf {
+/// `out.log` becomes `out-<id>.log`, as PM2 names the files of several instances (and every
+/// pid file).
+pub(crate) fn with_id(path: &Path, id: ProcId) -> PathBuf {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -165,7 +165,10 @@ impl ProcessManager {
             count,
             created_at_ms,
             logs: Arc::new(std::sync::Mutex::new(logs)),
-            pid_file: home.app_pid_file(&spec.name, id),
+            pid_file: spec.pid_file.as_deref().map_or_else(
+                || home.app_pid_file(&spec.name, id),
+                |p| crate::logs::with_id(std::path::Path::new(p), id),
+            ),
             marker,
             stdin: Arc::default(),
         });
