@@ -346,6 +346,10 @@ fn every_key_of_the_full_fixture_takes_effect() {
     );
     assert_eq!(a.error_file.as_deref(), Some("/var/log/full-err.log"));
     assert_eq!(
+        a.pid_file.as_deref(),
+        Some(dir.join("run/app.pid").to_str().unwrap())
+    );
+    assert_eq!(
         a.log_file.as_deref(),
         Some(dir.join("logs/all.log").to_str().unwrap())
     );
