@@ -414,8 +414,8 @@ fn app_flags_pm2_has() {
 
 #[test]
 fn pid_file_gets_each_instance_pid_with_its_id_as_in_pm2() {
+    // Its directory does not exist: it is created, as PM2 creates it.
     let env = TestEnv::new();
-    fs::create_dir_all(env.path("run")).unwrap();
     env.file(
         "ecosystem.config.js",
         "module.exports = { apps: [{ name: 'api', script: 'sleep', args: '1000', \

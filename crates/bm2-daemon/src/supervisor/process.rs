@@ -331,6 +331,10 @@ pub fn spawn(
     if let Some(fd) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
         logs::attach(inst.logs.clone(), Stream::Err, fd);
     }
+    // As PM2, a missing directory of a pid file the app names is created.
+    if let Some(dir) = inst.pid_file.parent().filter(|d| !d.exists()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
     if let Err(e) = std::fs::write(&inst.pid_file, pid.to_string()) {
         tracing::warn!(path = %inst.pid_file.display(), error = %e, "cannot write pid file");
     }
