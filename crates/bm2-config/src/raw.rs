@@ -319,7 +319,8 @@ enum FilterEnvForm {
     Prefixes(Vec<String>),
 }
 
-/// Every accepted key: the canonical (PM2) name and its other spellings.
+/// Every accepted key: the canonical (PM2) name and its other spellings, in the order PM2 prefers
+/// them when several are given without the canonical name (`lib/tools/Config.js`).
 pub const KEYS: &[(&str, &[&str])] = &[
     ("name", &[]),
     ("script", &["exec", "cmd", "command"]),
@@ -372,21 +373,21 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("health_check_interval", &["healthCheckInterval"]),
     ("health_check_timeout", &["healthCheckTimeout"]),
     ("health_check_max_fails", &["healthCheckMaxFails"]),
-    ("out_file", &["outFile", "output", "out", "out_log"]),
-    ("pid_file", &["pidFile", "pid"]),
+    ("out_file", &["out_log", "output", "out", "outFile"]),
+    ("pid_file", &["pid", "pidFile"]),
     (
         "error_file",
         &[
-            "errorFile",
+            "err_log",
             "err_file",
             "errFile",
-            "error",
             "err",
-            "err_log",
+            "error",
+            "errorFile",
         ],
     ),
-    ("log_file", &["logFile", "log"]),
-    ("merge_logs", &["mergeLogs", "combine_logs", "combineLogs"]),
+    ("log_file", &["log", "logFile"]),
+    ("merge_logs", &["combine_logs", "combineLogs", "mergeLogs"]),
     ("time", &[]),
     ("log_date_format", &["logDateFormat"]),
     ("log_type", &["logType"]),

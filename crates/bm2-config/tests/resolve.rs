@@ -1128,3 +1128,23 @@ fn source_maps_are_on_unless_disabled_as_in_pm2() {
         assert_eq!(loaded.apps[0].source_map_support, on, "{json}");
     }
 }
+
+#[test]
+fn several_aliases_of_one_key_keep_the_one_pm2_prefers() {
+    let load = |json: &str| {
+        load_json(
+            json,
+            "t.json",
+            PathBuf::from("/srv"),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{json}: {e}"))
+    };
+    let l = load(r#"{"script": "a.js", "error": "e1.log", "err": "e2.log", "err_log": "e3.log"}"#);
+    assert_eq!(l.apps[0].error_file.as_deref(), Some("/srv/e3.log"));
+    assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+    let l = load(r#"{"script": "a.js", "out": "o1.log", "output": "o2.log"}"#);
+    assert_eq!(l.apps[0].out_file.as_deref(), Some("/srv/o2.log"));
+    let l = load(r#"{"script": "a.js", "error_file": "e0.log", "err_log": "e3.log"}"#);
+    assert_eq!(l.apps[0].error_file.as_deref(), Some("/srv/e0.log"));
+}
