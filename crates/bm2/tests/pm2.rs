@@ -792,3 +792,52 @@ fn pm2_kill_use_message_asks_every_app_to_shut_down_by_message() {
         Some("shutdown\n")
     );
 }
+
+#[test]
+fn attach_follows_the_logs_of_the_started_app_until_interrupted() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let env = TestEnv::new();
+    env.file(
+        "ticker.sh",
+        "i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.1; done\n",
+    );
+    let mut cli = env
+        .command(&["start", "ticker.sh", "--attach"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = cli.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    let ticked = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("tick ") && line.contains("ticker") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let still_attached = cli.try_wait().unwrap().is_none();
+    let _ = cli.kill();
+    let _ = cli.wait();
+    assert!(
+        ticked,
+        "no log line of the app after start --attach: {seen:?}"
+    );
+    assert!(
+        still_attached,
+        "start --attach returned instead of following"
+    );
+}

@@ -46,6 +46,24 @@ pub struct LogsArgs {
     pub timestamp: Option<String>,
 }
 
+impl LogsArgs {
+    /// New lines of `targets` as they come, without recent ones (`--attach`).
+    pub fn follow_new(targets: Vec<String>) -> LogsArgs {
+        LogsArgs {
+            targets,
+            lines: 0,
+            err: false,
+            out: false,
+            nostream: false,
+            follow: true,
+            raw: false,
+            json: false,
+            format: false,
+            timestamp: None,
+        }
+    }
+}
+
 pub async fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<ExitCode> {
     let req = LogsRequest {
         targets: args.targets.clone(),

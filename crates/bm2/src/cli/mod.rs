@@ -49,6 +49,10 @@ pub struct Cli {
     /// Show the process list as PM2's minimal list (`key : value` lines) instead of a table
     #[arg(short = 'm', long = "mini-list", global = true)]
     pub mini_list: bool,
+    /// After start, restart, reload or stop: follow the logs of the processes acted on, until
+    /// Ctrl-C (PM2's --attach)
+    #[arg(long, global = true)]
+    pub attach: bool,
     /// Accepted for PM2's scripts; no effect (bm2 collects no git metadata)
     #[arg(long = "no-vizion", global = true, hide_short_help = true)]
     pub no_vizion: bool,
@@ -296,6 +300,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
     if cli.mini_list {
         render::use_mini_list();
     }
+    ATTACH.store(cli.attach, std::sync::atomic::Ordering::Relaxed);
     if cli.silent {
         silence(matches!(cli.cmd, Cmd::Jlist | Cmd::Prettylist))?;
     }
@@ -370,12 +375,20 @@ pub async fn report(
         render::info(notice);
     }
     list::print(client).await?;
-    Ok(if res.errors.is_empty() {
+    let code = if res.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    })
+    };
+    if ATTACH.load(std::sync::atomic::Ordering::Relaxed) && !res.processes.is_empty() {
+        let targets = res.processes.iter().map(|p| p.id.to_string()).collect();
+        logs::logs(client, logs::LogsArgs::follow_new(targets)).await?;
+    }
+    Ok(code)
 }
+
+/// `--attach`: [`report`] follows the logs of the processes acted on.
+static ATTACH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Turns a daemon refusal into an error with its hint.
 pub fn api_error(e: ClientError) -> anyhow::Error {
