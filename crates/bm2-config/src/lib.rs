@@ -6,6 +6,7 @@ pub mod forms;
 pub mod literal;
 pub mod raw;
 pub mod resolve;
+pub mod review;
 pub mod run;
 pub mod runtime;
 pub mod sample;

@@ -438,3 +438,29 @@ fn pid_file_gets_each_instance_pid_with_its_id_as_in_pm2() {
         "no note for pid_file: {validate}"
     );
 }
+
+#[test]
+fn validate_points_out_what_will_not_run_as_written() {
+    let env = TestEnv::new();
+    env.file("server.py", "print('hi')\n");
+    env.file(
+        "ecosystem.config.js",
+        "module.exports = { apps: [\n\
+         { name: 'py', script: 'server.py', instances: 2, exec_mode: 'cluster' },\n\
+         { name: 'gone', script: 'missing.js' },\n\
+         { name: 'fine', script: 'server.py', instances: 2, exec_mode: 'cluster', port: 8000 },\n\
+         ] };\n",
+    );
+    let out = env.run(&["validate", "ecosystem.config.js"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("apps[0].exec_mode (py)") && stderr.contains("nothing is balanced"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("apps[1].script (gone)") && stderr.contains("missing.js"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("(fine)"), "{stderr}");
+}

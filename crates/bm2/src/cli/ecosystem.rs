@@ -180,14 +180,23 @@ pub fn validate(file: &str, env: &[String]) -> anyhow::Result<ExitCode> {
     };
     super::start::check_triggers(&loaded.apps)?;
     let names: Vec<String> = loaded.apps.iter().map(|a| a.name.clone()).collect();
-    let notes = if loaded.warnings.is_empty() {
+    let mut count = loaded.warnings.len();
+    let caller_path = std::env::var("PATH").ok();
+    for (i, app) in loaded.apps.iter().enumerate() {
+        let path = app.env.get("PATH").cloned().or_else(|| caller_path.clone());
+        for (key, note) in bm2_config::review::notes(app, path.as_deref()) {
+            count += 1;
+            eprintln!(
+                "[bm2] warning: {file}: apps[{i}].{key} ({}): {}",
+                app.name,
+                crate::render::escape::message(&note)
+            );
+        }
+    }
+    let notes = if count == 0 {
         String::new()
     } else {
-        format!(
-            "; {} note{} above",
-            loaded.warnings.len(),
-            if loaded.warnings.len() == 1 { "" } else { "s" }
-        )
+        format!("; {count} note{} above", if count == 1 { "" } else { "s" })
     };
     render::info(&format!(
         "{file} is valid: {} apps ({}){notes}",
