@@ -323,15 +323,14 @@ mod tests {
         assert_eq!(cfg.interval, Duration::from_secs(2));
         assert_eq!(cfg.grace, Duration::from_secs(5));
         assert_eq!(cfg.probe.describe(), "GET http://127.0.0.1:3000/");
+        // The options' rules are bm2-config's, and so are their messages.
         let spec = AppSpec {
-            health_check_url: Some("http://127.0.0.1:1/".into()),
-            health_check_cmd: Some("true".into()),
+            health_check_tcp: Some("db".into()),
             ..AppSpec::default()
         };
-        assert!(
-            HealthConfig::from_spec(&spec)
-                .unwrap_err()
-                .contains("alternatives")
+        assert_eq!(
+            HealthConfig::from_spec(&spec),
+            Err(HealthCheck::from_spec(&spec).unwrap_err())
         );
         assert_eq!(HealthConfig::from_spec(&AppSpec::default()), Ok(None));
     }
