@@ -470,8 +470,9 @@ pub fn log_path(cwd: &Path, p: String) -> String {
     }
 }
 
-/// `path` without `.` components, and with `..` taking off the component before it.
-fn lexical(path: &Path) -> PathBuf {
+/// `path` without `.` components, and with each `..` taking off the component before it, as
+/// Node's `path.resolve` does, without asking the file system (symbolic links are not followed).
+pub fn lexical(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {

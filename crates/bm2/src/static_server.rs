@@ -44,7 +44,7 @@ impl Settings {
             )
         });
         Settings {
-            root: normalize(&root),
+            root: bm2_config::resolve::lexical(&root),
             port: var("PM2_SERVE_PORT")
                 .or_else(|| arg(1))
                 .and_then(|p| p.parse().ok())
@@ -241,21 +241,6 @@ fn inside(root: &Path, url_path: &str) -> Option<PathBuf> {
         }
     }
     Some(path)
-}
-
-/// `path` without `.` and `..` components.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// The content type PM2's Serve.js gives a file extension (text/plain for others).

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
+use bm2_config::resolve::lexical;
 use bm2_types::{AppSpec, Home, LogEvent, ProcId};
 use tokio::sync::broadcast;
 
@@ -173,7 +174,7 @@ impl LogPaths {
                 None | Some("") => fallback,
                 Some("/dev/null" | "NULL" | "null") => None,
                 Some(p) => {
-                    let p = normalise(&spec.cwd.as_deref().unwrap_or(Path::new("/")).join(p));
+                    let p = lexical(&spec.cwd.as_deref().unwrap_or(Path::new("/")).join(p));
                     Some(if per_instance { with_id(&p, id) } else { p })
                 }
             }
@@ -187,23 +188,6 @@ impl LogPaths {
             },
         }
     }
-}
-
-/// `path` without `.` components and with each `..` taking out the component before it, as
-/// Node's `path.resolve` does, without asking the file system.
-fn normalise(path: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// `out.log` becomes `out-<id>.log`, as PM2 names the files of several instances (and every

@@ -5,11 +5,9 @@
 
 use std::time::Duration;
 
+use bm2_config::triggers::Schedule;
 use bm2_types::{CronInfo, RestartReason};
-use croner::Cron;
-use croner::parser::{CronParser, Seconds, Year};
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 
 use super::{Context, Outcome};
 
@@ -20,43 +18,31 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// A parsed schedule and its time zone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CronConfig {
-    /// The expression, as given.
-    pub expression: String,
-    /// The time zone's name, for `describe`.
-    pub zone_name: String,
-    cron: Cron,
-    zone: TimeZone,
+    /// The schedule, as parsed by bm2-config.
+    pub schedule: Schedule,
 }
 
 impl CronConfig {
     /// Parses `expression`, read in the time zone `tz` (an IANA name, a POSIX `TZ` string or a
     /// tzfile path; `None` for the daemon's local zone). Errors name the option.
     pub fn new(expression: &str, tz: Option<&str>) -> Result<CronConfig, String> {
-        let cron =
-            parse(expression).map_err(|e| format!("cron_restart (--cron) {expression:?}: {e}"))?;
-        let (zone, zone_name) =
-            time_zone(tz).map_err(|e| format!("cron_restart (--cron): the app's TZ {e}"))?;
-        Ok(CronConfig {
-            expression: expression.to_string(),
-            zone_name,
-            cron,
-            zone,
-        })
+        Schedule::parse(expression, tz).map(|schedule| CronConfig { schedule })
+    }
+
+    /// The expression, as given.
+    pub fn expression(&self) -> &str {
+        &self.schedule.expression
     }
 
     /// The first run strictly after `after`.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
-        let from = after.to_zoned(self.zone.clone());
-        self.cron
-            .find_next_occurrence(&from, false)
-            .ok()
-            .map(|z| z.timestamp())
+        self.schedule.next_after(after)
     }
 
     fn info(&self, next: Option<Timestamp>, last: Option<Timestamp>) -> CronInfo {
         CronInfo {
-            expression: self.expression.clone(),
-            time_zone: self.zone_name.clone(),
+            expression: self.schedule.expression.clone(),
+            time_zone: self.schedule.zone_name.clone(),
             next_run_ms: next.map(ms),
             last_run_ms: last.map(ms),
             error: None,
@@ -75,41 +61,6 @@ pub fn broken(expression: &str, error: &str) -> CronInfo {
     }
 }
 
-/// Parses a cron expression of 5 fields, or 6 with seconds first.
-fn parse(expression: &str) -> Result<Cron, String> {
-    let fields = expression.split_whitespace().count();
-    if !expression.trim_start().starts_with('@') && !(5..=6).contains(&fields) {
-        return Err(format!(
-            "expected 5 fields (minute hour day month weekday) or 6 (with seconds first), got {fields}"
-        ));
-    }
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .year(Year::Disallowed)
-        .build()
-        .parse(expression)
-        .map_err(|e| format!("invalid cron expression: {e}"))
-}
-
-/// The time zone named by a `TZ` value, and its name; the daemon's local zone for `None`.
-fn time_zone(tz: Option<&str>) -> Result<(TimeZone, String), String> {
-    let Some(given) = tz.map(str::trim).filter(|t| !t.is_empty()) else {
-        let local = TimeZone::system();
-        let name = local.iana_name().unwrap_or("local").to_string();
-        return Ok((local, name));
-    };
-    let name = given.strip_prefix(':').unwrap_or(given);
-    let zone = if name.starts_with('/') {
-        std::fs::read(name)
-            .map_err(|e| e.to_string())
-            .and_then(|data| TimeZone::tzif(name, &data).map_err(|e| e.to_string()))
-    } else {
-        TimeZone::get(name).or_else(|_| TimeZone::posix(name).map_err(|e| e.to_string()))
-    };
-    zone.map(|z| (z, name.to_string()))
-        .map_err(|e| format!("{given:?} is not a time zone bm2 knows: {e}"))
-}
-
 fn ms(t: Timestamp) -> u64 {
     u64::try_from(t.as_millisecond()).unwrap_or(0)
 }
@@ -120,14 +71,14 @@ pub async fn run(ctx: Context, cfg: CronConfig) {
     loop {
         let Some(next) = cfg.next_after(Timestamp::now()) else {
             ctx.publish(|s| s.cron = Some(cfg.info(None, last)));
-            tracing::warn!(id = ctx.id, expression = %cfg.expression, "cron schedule has no next run");
+            tracing::warn!(id = ctx.id, expression = %cfg.expression(), "cron schedule has no next run");
             return;
         };
         ctx.publish(|s| s.cron = Some(cfg.info(Some(next), last)));
         sleep_until_wall(next).await;
         last = Some(next);
         ctx.publish(|s| s.cron = Some(cfg.info(cfg.next_after(next), last)));
-        let detail = format!("cron_restart {:?} came due", cfg.expression);
+        let detail = format!("cron_restart {:?} came due", cfg.expression());
         match ctx.ask(RestartReason::Cron, detail, None).await {
             Outcome::Restarted => {}
             Outcome::Ignored(why) => {
@@ -198,7 +149,7 @@ mod tests {
     #[test]
     fn runs_are_in_the_given_time_zone() {
         let c = CronConfig::new("0 3 * * *", Some("America/New_York")).unwrap();
-        assert_eq!(c.zone_name, "America/New_York");
+        assert_eq!(c.schedule.zone_name, "America/New_York");
         // 03:00 in New York in winter is 08:00 UTC.
         assert_eq!(
             c.next_after(at("2026-01-10T12:00:00Z")),

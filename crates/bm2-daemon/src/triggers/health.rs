@@ -13,112 +13,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use bm2_config::triggers::HealthCheck;
+pub use bm2_config::triggers::Probe;
+
 use super::{Context, Outcome};
 use crate::time::now_ms;
 
 /// Longest status line read from an HTTP answer.
 const MAX_STATUS_LINE: usize = 8 * 1024;
-
-/// What a health check probes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// `GET` of a plain `http://` URL; 2xx and 3xx answers are healthy.
-    Http {
-        /// Host to connect to (no brackets around IPv6 addresses).
-        host: String,
-        /// Port to connect to.
-        port: u16,
-        /// Path and query sent in the request line.
-        target: String,
-        /// Value of the `Host` header.
-        authority: String,
-    },
-    /// A TCP connection must be accepted.
-    Tcp {
-        /// Host to connect to.
-        host: String,
-        /// Port to connect to.
-        port: u16,
-    },
-    /// `sh -c <command>` in the app's directory and environment must exit 0.
-    Cmd(String),
-}
-
-impl Probe {
-    /// Parses `--health-check-url`.
-    pub fn http(url: &str) -> Result<Probe, String> {
-        let bad = |why: &str| format!("health_check_url (--health-check-url) {url:?}: {why}");
-        let uri: axum::http::Uri = url
-            .trim()
-            .parse()
-            .map_err(|e| bad(&format!("not a URL: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad(
-                    "https:// is not supported: bm2 probes plain http:// (point the check at the app's local HTTP port, or use --health-check-tcp)",
-                ));
-            }
-            _ => {
-                return Err(bad(
-                    "expected an http:// URL, e.g. http://127.0.0.1:3000/health",
-                ));
-            }
-        }
-        let host = uri
-            .host()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("no host"))?;
-        let port = uri.port_u16().unwrap_or(80);
-        Ok(Probe::Http {
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-            port,
-            target: uri
-                .path_and_query()
-                .map_or_else(|| "/".to_string(), ToString::to_string),
-            authority: uri
-                .authority()
-                .map_or_else(|| host.to_string(), ToString::to_string),
-        })
-    }
-
-    /// Parses `--health-check-tcp` (`host:port`, `[::1]:port`).
-    pub fn tcp(addr: &str) -> Result<Probe, String> {
-        let bad = || {
-            format!(
-                "health_check_tcp (--health-check-tcp) {addr:?}: expected host:port, e.g. 127.0.0.1:5432"
-            )
-        };
-        let (host, port) = addr.trim().rsplit_once(':').ok_or_else(bad)?;
-        let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(bad)?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err(bad());
-        }
-        if host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(bad());
-        }
-        Ok(Probe::Tcp {
-            host: host.to_string(),
-            port,
-        })
-    }
-
-    /// The probe in words, for `describe`.
-    pub fn describe(&self) -> String {
-        match self {
-            Probe::Http {
-                authority, target, ..
-            } => format!("GET http://{authority}{target}"),
-            Probe::Tcp { host, port } if host.contains(':') => format!("tcp [{host}]:{port}"),
-            Probe::Tcp { host, port } => format!("tcp {host}:{port}"),
-            Probe::Cmd(cmd) => format!("cmd {cmd}"),
-        }
-    }
-}
 
 /// A health check, as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,58 +47,21 @@ pub struct HealthConfig {
 impl HealthConfig {
     /// The health check of `spec`, if it has one. Errors name the option.
     pub fn from_spec(spec: &AppSpec) -> Result<Option<HealthConfig>, String> {
-        let given = [
-            spec.health_check_url.is_some(),
-            spec.health_check_tcp.is_some(),
-            spec.health_check_cmd.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() > 1 {
-            return Err(
-                "health_check_url, health_check_tcp and health_check_cmd (--health-check-url, --health-check-tcp, --health-check-cmd) are alternatives: give one"
-                    .into(),
-            );
-        }
-        let probe = if let Some(url) = &spec.health_check_url {
-            Probe::http(url)?
-        } else if let Some(addr) = &spec.health_check_tcp {
-            Probe::tcp(addr)?
-        } else if let Some(cmd) = &spec.health_check_cmd {
-            if cmd.trim().is_empty() {
-                return Err("health_check_cmd (--health-check-cmd) is empty".into());
-            }
-            Probe::Cmd(cmd.clone())
-        } else {
+        let Some(HealthCheck {
+            probe,
+            interval,
+            timeout,
+            max_fails,
+        }) = HealthCheck::from_spec(spec)?
+        else {
             return Ok(None);
         };
-        if spec.health_check_interval == 0 {
-            return Err(
-                "health_check_interval (--health-check-interval) must be at least 1 ms".into(),
-            );
-        }
-        if spec.health_check_timeout == 0 {
-            return Err(
-                "health_check_timeout (--health-check-timeout) must be at least 1 ms".into(),
-            );
-        }
-        super::check_ms(
-            spec.health_check_interval,
-            "health_check_interval (--health-check-interval)",
-        )?;
-        super::check_ms(
-            spec.health_check_timeout,
-            "health_check_timeout (--health-check-timeout)",
-        )?;
-        if spec.health_check_max_fails == 0 {
-            return Err(
-                "health_check_max_fails (--health-check-max-fails) must be at least 1".into(),
-            );
-        }
         Ok(Some(HealthConfig {
             probe,
-            interval: Duration::from_millis(spec.health_check_interval),
-            grace: Duration::from_millis(spec.health_check_interval.max(spec.min_uptime)),
-            timeout: Duration::from_millis(spec.health_check_timeout),
-            max_fails: spec.health_check_max_fails,
+            interval,
+            grace: interval.max(Duration::from_millis(spec.min_uptime)),
+            timeout,
+            max_fails,
             app_port: spec.port,
             mode: spec.exec_mode,
             cwd: spec.cwd.clone(),
@@ -447,86 +312,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_parse_and_https_is_refused() {
-        let p = Probe::http("http://localhost:3000/health?deep=1").unwrap();
-        assert_eq!(
-            p,
-            Probe::Http {
-                host: "localhost".into(),
-                port: 3000,
-                target: "/health?deep=1".into(),
-                authority: "localhost:3000".into(),
-            }
-        );
-        assert_eq!(p.describe(), "GET http://localhost:3000/health?deep=1");
-        let p = Probe::http("http://[::1]/").unwrap();
-        assert!(matches!(p, Probe::Http { ref host, port: 80, .. } if host == "::1"));
-        let e = Probe::http("https://example.com/health").unwrap_err();
-        assert!(e.contains("health_check_url") && e.contains("https"), "{e}");
-        let e = Probe::http("localhost:3000").unwrap_err();
-        assert!(e.contains("--health-check-url"), "{e}");
-        assert!(Probe::http("not a url").is_err());
-    }
-
-    #[test]
-    fn tcp_addresses_need_a_host_and_a_port() {
-        assert_eq!(
-            Probe::tcp("127.0.0.1:5432").unwrap(),
-            Probe::Tcp {
-                host: "127.0.0.1".into(),
-                port: 5432
-            }
-        );
-        assert_eq!(Probe::tcp("[::1]:80").unwrap().describe(), "tcp [::1]:80");
-        for bad in [
-            "5432",
-            "host:",
-            ":80",
-            "host:http",
-            "host:0",
-            "a b:1",
-            "::1:80:x",
-        ] {
-            let e = Probe::tcp(bad).unwrap_err();
-            assert!(e.contains("--health-check-tcp"), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn one_check_at_a_time_and_sane_numbers() {
+    fn a_check_is_built_from_the_parsed_options() {
         let spec = AppSpec {
-            health_check_url: Some("http://127.0.0.1:1/".into()),
-            health_check_cmd: Some("true".into()),
+            health_check_url: Some("http://127.0.0.1:3000/".into()),
+            health_check_interval: 2000,
+            min_uptime: 5000,
             ..AppSpec::default()
         };
-        assert!(
-            HealthConfig::from_spec(&spec)
-                .unwrap_err()
-                .contains("alternatives")
-        );
+        let cfg = HealthConfig::from_spec(&spec).unwrap().unwrap();
+        assert_eq!(cfg.interval, Duration::from_secs(2));
+        assert_eq!(cfg.grace, Duration::from_secs(5));
+        assert_eq!(cfg.probe.describe(), "GET http://127.0.0.1:3000/");
+        // The options' rules are bm2-config's, and so are their messages.
         let spec = AppSpec {
-            health_check_cmd: Some("true".into()),
-            health_check_max_fails: 0,
+            health_check_tcp: Some("db".into()),
             ..AppSpec::default()
         };
-        assert!(
-            HealthConfig::from_spec(&spec)
-                .unwrap_err()
-                .contains("max_fails")
+        assert_eq!(
+            HealthConfig::from_spec(&spec),
+            Err(HealthCheck::from_spec(&spec).unwrap_err())
         );
-        for (interval, timeout, key) in [
-            (u64::MAX, 5000, "health_check_interval"),
-            (30_000, crate::triggers::MAX_MS + 1, "health_check_timeout"),
-        ] {
-            let spec = AppSpec {
-                health_check_cmd: Some("true".into()),
-                health_check_interval: interval,
-                health_check_timeout: timeout,
-                ..AppSpec::default()
-            };
-            let e = HealthConfig::from_spec(&spec).unwrap_err();
-            assert!(e.contains(key) && e.contains("30 days"), "{e}");
-        }
         assert_eq!(HealthConfig::from_spec(&AppSpec::default()), Ok(None));
     }
 

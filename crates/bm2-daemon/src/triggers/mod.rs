@@ -6,6 +6,10 @@
 //! dropping them (when the actor ends, e.g. on delete) aborts every task. The tasks hold only a
 //! weak handle on the actor's mailbox, so they never keep an actor alive. (The memory limit is
 //! enforced by the sampler, which sees every process anyway: see `metrics::sampler`.)
+//!
+//! The options are parsed by `bm2_config::triggers`, the one place their rules live: the CLI
+//! checks an app with it before anything starts, [`validate`] does the same for any client, and
+//! each trigger's configuration is built from the typed values it returns.
 
 pub mod cron;
 pub mod health;
@@ -23,20 +27,7 @@ use crate::envs::Vars;
 use crate::supervisor::command::{Command, InstanceView};
 pub use crate::supervisor::command::{Outcome, Trigger, TriggerState};
 
-/// Longest interval, timeout or delay a trigger option may give, in milliseconds (30 days):
-/// larger values are surely mistakes, and refusing them keeps the arithmetic on deadlines and
-/// delays (a debounce's cap is ten delays) far from overflow.
-pub const MAX_MS: u64 = 30 * 24 * 3600 * 1000;
-
-/// Refuses a duration option above [`MAX_MS`]; `name` is the key and flag.
-fn check_ms(value: u64, name: &str) -> Result<(), String> {
-    if value > MAX_MS {
-        return Err(format!(
-            "{name} is {value} ms; at most {MAX_MS} ms (30 days)"
-        ));
-    }
-    Ok(())
-}
+pub use bm2_config::triggers::{MAX_MS, validate};
 
 /// What the tasks of one instance share.
 #[derive(Debug, Clone)]
@@ -228,15 +219,4 @@ impl Triggers {
             }
         }
     }
-}
-
-/// Checks the trigger options of an app before anything starts; `tz` is the `TZ` the app will
-/// be given. Errors name the option (ecosystem key and CLI flag).
-pub fn validate(spec: &AppSpec, tz: Option<&str>) -> Result<(), String> {
-    health::HealthConfig::from_spec(spec)?;
-    if let Some(expr) = &spec.cron_restart {
-        cron::CronConfig::new(expr, tz)?;
-    }
-    watch::WatchConfig::from_spec(spec, Vec::new())?;
-    Ok(())
 }

@@ -6,10 +6,12 @@ pub mod ignore;
 pub mod policy;
 pub mod tree;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bm2_config::resolve::lexical;
+use bm2_config::triggers::{IgnoreWatch, MAX_MS, WatchOptions};
 use bm2_types::{AppSpec, RestartReason, WatchInfo};
 use futures_util::{FutureExt, StreamExt};
 use inotify::Inotify;
@@ -33,8 +35,8 @@ pub struct WatchConfig {
     pub roots: Vec<PathBuf>,
     /// The app's directory: relative watch paths and ignore patterns start there.
     pub base: PathBuf,
-    /// `ignore_watch` patterns.
-    pub ignore: Vec<String>,
+    /// `ignore_watch` patterns, compiled.
+    pub ignore: IgnoreWatch,
     /// Paths never watched (the app's own log files, bm2's home).
     pub never: Vec<PathBuf>,
     /// Quiet time after a change before the restart.
@@ -46,27 +48,25 @@ pub struct WatchConfig {
 impl WatchConfig {
     /// The watching of `spec`, if it watches anything. Errors name the option.
     pub fn from_spec(spec: &AppSpec, never: Vec<PathBuf>) -> Result<Option<WatchConfig>, String> {
-        if spec.watch.is_empty() {
+        let Some(WatchOptions { ignore, delay }) = WatchOptions::from_spec(spec)? else {
             return Ok(None);
-        }
+        };
         let base = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
         let mut roots: Vec<PathBuf> = Vec::new();
         for p in &spec.watch {
-            let root = clean(&base.join(p.trim()));
+            // Paths are watched as written, not resolved.
+            let root = lexical(&base.join(p.trim()));
             if !roots.contains(&root) {
                 roots.push(root);
             }
         }
-        IgnoreSet::new(&spec.ignore_watch, &base, never.clone())?;
-        super::check_ms(spec.watch_delay, "watch_delay (--watch-delay)")?;
-        let delay = Duration::from_millis(spec.watch_delay);
         Ok(Some(WatchConfig {
             roots,
             base,
-            ignore: spec.ignore_watch.clone(),
+            ignore,
             never,
             delay,
-            probation: Duration::from_millis(spec.min_uptime.min(super::MAX_MS)).max(MIN_PROBATION),
+            probation: Duration::from_millis(spec.min_uptime.min(MAX_MS)).max(MIN_PROBATION),
         }))
     }
 
@@ -75,7 +75,7 @@ impl WatchConfig {
         WatchInfo {
             watching,
             paths: self.roots.clone(),
-            ignore: self.ignore.clone(),
+            ignore: self.ignore.patterns().to_vec(),
             delay_ms: self.delay.as_millis() as u64,
             directories: 0,
             off_reason,
@@ -93,21 +93,6 @@ impl WatchConfig {
             .display()
             .to_string()
     }
-}
-
-/// `path` without `.` and `..` components (paths are watched as written, not resolved).
-fn clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Watches until aborted, or until the loop guard turns watching off.
@@ -133,16 +118,11 @@ impl Watcher {
     /// Opens an inotify instance and watches the tree; `None` (after saying why) when it cannot.
     async fn start(ctx: Context, cfg: WatchConfig) -> Option<Watcher> {
         let mut info = cfg.info(true, None);
-        let opened = IgnoreSet::new(&cfg.ignore, &cfg.base, cfg.never.clone()).and_then(|ignore| {
-            let inotify = Inotify::init().map_err(|e| format!("cannot start inotify: {e}"))?;
-            let stream = inotify
-                .into_event_stream(vec![0u8; 64 * 1024])
-                .map_err(|e| format!("cannot start inotify: {e}"))?;
-            Ok((Arc::new(ignore), stream))
-        });
-        let (ignore, stream) = match opened {
-            Ok(o) => o,
+        let opened = Inotify::init().and_then(|i| i.into_event_stream(vec![0u8; 64 * 1024]));
+        let stream = match opened {
+            Ok(stream) => stream,
             Err(e) => {
+                let e = format!("cannot start inotify: {e}");
                 tracing::warn!(id = ctx.id, error = %e, "file watching failed");
                 info.watching = false;
                 info.error = Some(e);
@@ -150,6 +130,11 @@ impl Watcher {
                 return None;
             }
         };
+        let ignore = Arc::new(IgnoreSet::new(
+            cfg.ignore.clone(),
+            &cfg.base,
+            cfg.never.clone(),
+        ));
         let mut tree = Tree::new(stream.watches(), ignore, cfg.roots.clone());
         tree.scan().await;
         tracing::info!(id = ctx.id, directories = tree.len(), error = ?tree.error, "watching files");
@@ -313,7 +298,10 @@ mod tests {
                 "/etc/app.conf"
             ]
         );
-        assert_eq!(cfg.ignore, ["node_modules", ".git", ".bm2", "logs"]);
+        assert_eq!(
+            cfg.ignore.patterns(),
+            ["node_modules", ".git", ".bm2", "logs"]
+        );
         assert_eq!(cfg.delay, Duration::from_secs(1));
         assert_eq!(cfg.show(Path::new("/srv/app/src/a.js")), "src/a.js");
         assert_eq!(cfg.show(Path::new("/etc/app.conf")), "/etc/app.conf");

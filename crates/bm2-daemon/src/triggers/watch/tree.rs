@@ -322,6 +322,7 @@ mod tests {
     use inotify::Inotify;
 
     use super::*;
+    use bm2_config::triggers::IgnoreWatch;
 
     #[tokio::test]
     async fn ignored_trees_are_not_entered_and_new_directories_are_watched() {
@@ -331,7 +332,11 @@ mod tests {
             fs::create_dir_all(root.join(format!("node_modules/p{i}/lib"))).unwrap();
         }
         fs::create_dir_all(root.join("src/a")).unwrap();
-        let ignore = IgnoreSet::new(&["node_modules".to_string()], root, Vec::new()).unwrap();
+        let ignore = IgnoreSet::new(
+            IgnoreWatch::parse(&["node_modules".to_string()]).unwrap(),
+            root,
+            Vec::new(),
+        );
         let mut stream = Inotify::init()
             .unwrap()
             .into_event_stream(vec![0u8; 4096])
@@ -363,7 +368,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         fs::write(root.join("app.conf"), "a").unwrap();
-        let ignore = IgnoreSet::new(&[], root, Vec::new()).unwrap();
+        let ignore = IgnoreSet::new(IgnoreWatch::parse(&[]).unwrap(), root, Vec::new());
         let mut stream = Inotify::init()
             .unwrap()
             .into_event_stream(vec![0u8; 4096])
