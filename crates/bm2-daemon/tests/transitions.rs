@@ -88,7 +88,7 @@ async fn a_reload_whose_new_process_fails_keeps_the_old_one() {
     .await;
     let old = row(&m, "keeper").pid.unwrap();
     std::fs::write(dir.path().join("broken"), "").unwrap();
-    let res = m.reload(&["keeper".to_string()], 1).await.unwrap();
+    let res = m.reload(&["keeper".to_string()], 1, None).await.unwrap();
     assert_eq!(res.errors.len(), 1, "{res:?}");
     let after = row(&m, "keeper");
     assert_eq!(after.pid, Some(old), "the old process must keep serving");

@@ -374,6 +374,10 @@ pub struct ReloadRequest {
     /// Instances reloaded at a time (default 1).
     #[serde(default)]
     pub parallel: Option<usize>,
+    /// The caller's environment, to recompute the processes' environment from (`--update-env`,
+    /// as for restart).
+    #[serde(default)]
+    pub update_env: Option<BTreeMap<String, String>>,
 }
 
 /// Change the number of instances of an app.

@@ -226,14 +226,22 @@ fn json_files_are_read_as_javascript_object_literals_with_every_pm2_key() {
     let env = TestEnv::new();
     let root = corpus(&env);
     let notes = ok_in(&env, "json5", &["validate", "ecosystem.json"]);
-    for said in ["usePolling", "pid_file", "name_prefix", "error"] {
+    for said in ["usePolling", "name_prefix", "error"] {
         assert!(notes.contains(said), "{said} not noted:\n{notes}");
     }
+    assert!(
+        !notes.contains("pid_file"),
+        "pid_file has its effect:\n{notes}"
+    );
     ok_in(&env, "json5", &["start", "ecosystem.json"]);
     let view = view_of(&env, "json5/worker.js");
     assert_eq!(view["env"]["MODE"], "json5");
     let d = env.describe("worker");
     let dir = root.join("json5");
+    // pid_file, with the id before .pid as PM2 names it.
+    let pid_file = dir.join(format!("worker-{}.pid", d["id"]));
+    let written = env.wait_for("the pid file", || fs::read_to_string(&pid_file).ok());
+    assert_eq!(written, d["pid"].to_string());
     assert_eq!(
         d["out_log"],
         dir.join("worker.out.log").display().to_string()
@@ -330,17 +338,15 @@ fn start_of_a_stopped_script_starts_it_and_start_of_an_app_applies_options() {
     env.wait_status("api", "stopped");
     // PM2: `start <script>` of its stopped app starts it.
     ok_in(&env, ".", &["start", "x.js", "--name", "api"]);
-    env.wait_status("api", "online");
+    let pid = env.wait_status("api", "online")["pid"].as_u64().unwrap();
 
     // Options given with the name of a managed app are applied to it.
-    fs::remove_dir_all(env.path("views")).unwrap();
-    fs::create_dir_all(env.path("views")).unwrap();
     ok_in(
         &env,
         ".",
         &["start", "api", "--node-args=--max-old-space-size=72"],
     );
-    let view = view_of(&env, "x.js");
+    let view = view_of_pid(&env, env.wait_new_pid("api", pid));
     assert!(
         strs(&view["execArgv"]).contains(&"--max-old-space-size=72".to_string()),
         "{view}"
@@ -463,4 +469,152 @@ fn validate_points_out_what_will_not_run_as_written() {
         "{stderr}"
     );
     assert!(!stderr.contains("(fine)"), "{stderr}");
+}
+
+/// Waits for the view written by the process `pid`.
+fn view_of_pid(env: &TestEnv, pid: u64) -> Value {
+    let file = env.path("views").join(format!("{pid}.json"));
+    env.wait_for(&format!("the view of pid {pid}"), || {
+        serde_json::from_str(&fs::read_to_string(&file).ok()?).ok()
+    })
+}
+
+#[test]
+fn restart_and_reload_of_an_app_apply_options() {
+    let env = TestEnv::new();
+    corpus(&env);
+    fs::write(env.path("x.js"), "require('./probe.js');\n").unwrap();
+    ok_in(&env, ".", &["start", "x.js", "--name", "api"]);
+    let pid = env.wait_status("api", "online")["pid"].as_u64().unwrap();
+
+    // PM2: `restart <name> --node-args=...` restarts it with the new options.
+    ok_in(
+        &env,
+        ".",
+        &["restart", "api", "--node-args=--max-old-space-size=72"],
+    );
+    let pid = env.wait_new_pid("api", pid);
+    let view = view_of_pid(&env, pid);
+    assert!(
+        strs(&view["execArgv"]).contains(&"--max-old-space-size=72".to_string()),
+        "{view}"
+    );
+
+    // And `reload <name>` with options reloads it with them.
+    ok_in(
+        &env,
+        ".",
+        &[
+            "reload",
+            "api",
+            "--max-memory-restart",
+            "300M",
+            "--cron-restart",
+            "0 3 * * *",
+        ],
+    );
+    let pid = env.wait_new_pid("api", pid);
+    let spec = &env.describe("api")["spec"];
+    assert_eq!(spec["max_memory_restart"], 300 * 1024 * 1024, "{spec}");
+    assert_eq!(spec["cron_restart"], "0 3 * * *", "{spec}");
+    // The options given before are kept.
+    let view = view_of_pid(&env, pid);
+    assert!(
+        strs(&view["execArgv"]).contains(&"--max-old-space-size=72".to_string()),
+        "{view}"
+    );
+
+    // --name renames the app on restart.
+    ok_in(&env, ".", &["restart", "api", "--name", "api2"]);
+    env.wait_status("api2", "online");
+    assert!(rows(&env, "api").is_empty(), "{:?}", env.list());
+
+    // Options mean nothing to stop and delete: refused, not ignored.
+    let out = run_in(&env, ".", &["stop", "api2", "--node-args=--inspect"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("start, restart and reload"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.wait_status("api2", "online");
+}
+
+#[test]
+fn reload_update_env_applies_the_new_environment() {
+    let env = TestEnv::new();
+    corpus(&env);
+    fs::write(env.path("x.js"), "require('./probe.js');\n").unwrap();
+    let mut cmd = env.command(&["start", "x.js"]);
+    cmd.current_dir(env.path("."))
+        .env("BM2_TEST_VIEWS", env.path("views"))
+        .env("BM2_TEST_GREETING", "one");
+    assert!(cmd.output().unwrap().status.success());
+    let pid = env.wait_status("x", "online")["pid"].as_u64().unwrap();
+    assert_eq!(view_of_pid(&env, pid)["env"]["BM2_TEST_GREETING"], "one");
+
+    // Without --update-env the app keeps the environment it started with.
+    let mut cmd = env.command(&["reload", "x"]);
+    cmd.env("BM2_TEST_GREETING", "two");
+    assert!(cmd.output().unwrap().status.success());
+    let pid = env.wait_new_pid("x", pid);
+    assert_eq!(view_of_pid(&env, pid)["env"]["BM2_TEST_GREETING"], "one");
+
+    // With it, as `restart --update-env`, the new environment is applied.
+    let mut cmd = env.command(&["reload", "x", "--update-env"]);
+    cmd.env("BM2_TEST_GREETING", "three")
+        .env("BM2_TEST_VIEWS", env.path("views"));
+    assert!(cmd.output().unwrap().status.success());
+    let pid = env.wait_new_pid("x", pid);
+    assert_eq!(view_of_pid(&env, pid)["env"]["BM2_TEST_GREETING"], "three");
+}
+
+#[test]
+fn restart_and_reload_of_a_file_apply_its_env() {
+    let env = TestEnv::new();
+    corpus(&env);
+    let file = |greeting: &str| {
+        format!(
+            "module.exports = {{ apps: [{{ name: 'greeter', script: './probe.js', \
+             env: {{ GREETING: '{greeting}' }}, env_production: {{ GREETING: 'prod' }} }}] }};\n"
+        )
+    };
+    fs::write(env.path("ecosystem.config.js"), file("one")).unwrap();
+    ok_in(&env, ".", &["start", "ecosystem.config.js"]);
+    let pid = env.wait_status("greeter", "online")["pid"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(view_of_pid(&env, pid)["env"]["GREETING"], "one");
+
+    // PM2 applies the file's env when it restarts or reloads the file's apps.
+    fs::write(env.path("ecosystem.config.js"), file("two")).unwrap();
+    ok_in(&env, ".", &["restart", "ecosystem.config.js"]);
+    let pid = env.wait_new_pid("greeter", pid);
+    assert_eq!(view_of_pid(&env, pid)["env"]["GREETING"], "two");
+
+    ok_in(
+        &env,
+        ".",
+        &["reload", "ecosystem.config.js", "--env", "production"],
+    );
+    let pid = env.wait_new_pid("greeter", pid);
+    assert_eq!(view_of_pid(&env, pid)["env"]["GREETING"], "prod");
+}
+
+#[test]
+fn a_numeric_name_is_allowed_and_a_number_targets_an_id() {
+    let env = TestEnv::new();
+    corpus(&env);
+    fs::write(env.path("x.js"), "require('./probe.js');\n").unwrap();
+    // PM2 accepts any string as a name; a number given as a target is an id.
+    ok_in(&env, ".", &["start", "x.js", "--name", "1"]);
+    ok_in(&env, ".", &["start", "x.js", "--name", "other"]);
+    assert_eq!(env.wait_status("1", "online")["id"], 0);
+    assert_eq!(env.wait_status("other", "online")["id"], 1);
+    ok_in(&env, ".", &["stop", "1"]);
+    env.wait_status("other", "stopped");
+    assert_eq!(env.proc("1")["status"], "online");
+    // The app named 1 is reached by a regex (or its namespace, or all).
+    ok_in(&env, ".", &["stop", "/^1$/"]);
+    env.wait_status("1", "stopped");
 }

@@ -96,7 +96,11 @@ pub async fn reload(
 ) -> ApiResult<ActionResponse> {
     Ok(Json(
         s.manager
-            .reload(&req.targets, req.parallel.unwrap_or(1))
+            .reload(
+                &req.targets,
+                req.parallel.unwrap_or(1),
+                req.update_env.as_ref(),
+            )
             .await?,
     ))
 }

@@ -34,19 +34,7 @@ impl ProcessManager {
             all(&handles, |h| h.watch(WatchChange::Toggle)).await;
         }
         let mut failures = unknown;
-        failures.extend(
-            all(&handles, |h| {
-                let update = update_env.map(|client| {
-                    let spec = h.view.borrow().spec.clone();
-                    Update {
-                        spec: None,
-                        base_env: Some(Arc::new(envs::base_env(client, &spec))),
-                    }
-                });
-                h.restart(update)
-            })
-            .await,
-        );
+        failures.extend(all(&handles, |h| h.restart(new_env(h, update_env))).await);
         self.saved(&mut failures).await;
         Ok(ActionResponse {
             processes: handles.iter().map(|h| self.summary(h)).collect(),
@@ -56,15 +44,17 @@ impl ProcessManager {
     }
 
     /// Reloads the instances named by `targets`, `parallel` at a time: each gets a new process
-    /// that takes over once ready (see the actor's reload).
+    /// that takes over once ready (see the actor's reload); with `update_env`, as for restart,
+    /// their environment is first recomputed from that caller environment and their options.
     pub async fn reload(
         &self,
         targets: &[String],
         parallel: usize,
+        update_env: Option<&Vars>,
     ) -> Result<ActionResponse, ApiError> {
         let (handles, mut errors) = self.registry.resolve_known(targets)?;
         for chunk in handles.chunks(parallel.max(1)) {
-            errors.extend(all(chunk, |h| h.reload(None)).await);
+            errors.extend(all(chunk, |h| h.reload(new_env(h, update_env))).await);
         }
         self.saved(&mut errors).await;
         Ok(ActionResponse {
@@ -161,4 +151,16 @@ impl ProcessManager {
             notices: Vec::new(),
         })
     }
+}
+
+/// The update giving `h` the environment recomputed from `client` (the caller's environment of
+/// `--update-env`) and its options; none without it.
+fn new_env(h: &Handle, client: Option<&Vars>) -> Option<Update> {
+    client.map(|client| {
+        let spec = h.view.borrow().spec.clone();
+        Update {
+            spec: None,
+            base_env: Some(Arc::new(envs::base_env(client, &spec))),
+        }
+    })
 }

@@ -325,9 +325,12 @@ fn validate(spec: &AppSpec) -> Result<(), ApiError> {
         return invalid("an app needs a name".into());
     }
     bm2_types::limits::check(spec).or_else(|e| invalid(e.message))?;
-    if spec.name == "all" || spec.name.parse::<u64>().is_ok() || spec.name.starts_with('/') {
+    // A numeric name is allowed, as in PM2; a number given as a target is an id (PM2's rule), so
+    // such an app is reached by its namespace, a /regex/ or `all`. `all` and /regex/ would
+    // shadow targets that have no other reading, so they stay refused.
+    if spec.name == "all" || spec.name.starts_with('/') {
         return invalid(format!(
-            "app name {:?} would be read as a target (all, an id or a /regex/); pick another with --name",
+            "app name {:?} would be read as a target (all or a /regex/); pick another with --name",
             spec.name
         ));
     }

@@ -102,7 +102,7 @@ pub async fn perform(
     match verb {
         Verb::Restart => manager.restart(&targets, None).await,
         Verb::Stop => manager.act(Action::Stop, &targets).await,
-        Verb::Reload => manager.reload(&targets, 1).await,
+        Verb::Reload => manager.reload(&targets, 1, None).await,
         Verb::Delete => {
             let keep_logs = body.keep_logs.unwrap_or(false);
             manager.act(Action::Delete { keep_logs }, &targets).await

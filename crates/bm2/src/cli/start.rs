@@ -7,10 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use bm2_client::Client;
-use bm2_config::RawApp;
 use bm2_config::forms::{
     Balancing, Codes, ExecMode as ModeForm, List, LogFile, Millis, Number, Scalar, Watch, Words,
 };
+use bm2_config::{Loaded, RawApp};
 use bm2_types::{AppSpec, ByteSize, FilterEnv, IfExists, Instances, ProcStatus, StartRequest};
 use clap::Args;
 
@@ -24,15 +24,33 @@ pub struct StartArgs {
     /// or ids of managed apps, or - for a JSON config on stdin
     #[arg(required = true, num_args = 1.., value_name = "SCRIPT")]
     pub scripts: Vec<String>,
+    #[command(flatten)]
+    pub app: AppFlags,
+    /// Variable for the app (KEY=VAL, repeatable); with an ecosystem file, a name selects its env_<name> blocks
+    #[arg(long = "env", value_name = "KEY=VAL|NAME")]
+    pub env: Vec<String>,
+    /// Restart when files change under PATHS, relative to the app's directory (comma-separated or
+    /// repeated; no value: the app's directory)
+    #[arg(long, value_name = "PATHS", num_args = 0..=1, default_missing_value = ".", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub watch: Vec<String>,
+    #[command(flatten)]
+    pub file: super::ecosystem::FileOptions,
+    /// Start even if an app of this name is already managed
+    #[arg(short = 'f', long)]
+    pub force: bool,
+}
+
+/// The options of an app, named as in PM2: given to `start`, and to `restart` and `reload` of
+/// managed apps, which apply them (as PM2 does).
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
+#[derive(Debug, Args)]
+pub struct AppFlags {
     /// Process name (default: the script's file name without extension; at most 180 bytes)
     #[arg(short = 'n', long)]
     pub name: Option<String>,
     /// Working directory (default: the current directory)
     #[arg(long)]
     pub cwd: Option<PathBuf>,
-    /// Variable for the app (KEY=VAL, repeatable); with an ecosystem file, a name selects its env_<name> blocks
-    #[arg(long = "env", value_name = "KEY=VAL|NAME")]
-    pub env: Vec<String>,
     /// Interpreter to run the script with (`none` runs it directly; default: by extension)
     #[arg(long)]
     pub interpreter: Option<String>,
@@ -175,10 +193,6 @@ pub struct StartArgs {
     /// app's TZ or local time; a stopped app is not started by it
     #[arg(short = 'c', long, visible_alias = "cron-restart", value_name = "CRON")]
     pub cron: Option<String>,
-    /// Restart when files change under PATHS, relative to the app's directory (comma-separated or
-    /// repeated; no value: the app's directory)
-    #[arg(long, value_name = "PATHS", num_args = 0..=1, default_missing_value = ".", value_delimiter = ',', action = clap::ArgAction::Append)]
-    pub watch: Vec<String>,
     /// Globs never watched: a name at any depth (node_modules, *.log) or a path from the app's
     /// directory (client/img); comma-separated or repeated [default: node_modules,.git,.bm2,logs]
     #[arg(long, value_name = "GLOBS", value_delimiter = ',', action = clap::ArgAction::Append)]
@@ -205,11 +219,6 @@ pub struct StartArgs {
     /// Failed health probes in a row that restart the app [default: 3]
     #[arg(long, value_name = "N")]
     pub health_check_max_fails: Option<u32>,
-    #[command(flatten)]
-    pub file: super::ecosystem::FileOptions,
-    /// Start even if an app of this name is already managed
-    #[arg(short = 'f', long)]
-    pub force: bool,
     /// Arguments passed to the script
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -217,10 +226,13 @@ pub struct StartArgs {
 
 pub async fn run(client: &Client, args: StartArgs) -> anyhow::Result<ExitCode> {
     let here = std::env::current_dir()?;
-    if args.scripts.len() > 1 && args.name.is_some() {
+    if args.scripts.len() > 1 && args.app.name.is_some() {
         bail!("--name names one app: start the scripts one at a time to name each");
     }
-    let overrides = flags(&args, &here);
+    let overrides = RawApp {
+        watch: (!args.watch.is_empty()).then(|| Watch(args.watch.clone())),
+        ..flags(&args.app, &here)
+    };
     let mut code = ExitCode::SUCCESS;
     for script in &args.scripts {
         if start_one(client, &args, script, &overrides, &here).await? != ExitCode::SUCCESS {
@@ -245,15 +257,7 @@ async fn start_one(
     if let Some(mut loaded) =
         super::ecosystem::load(script, &args.env, &args.file, only_app.clone())?
     {
-        if let Some(name) = &args.name {
-            let [app] = loaded.apps.as_mut_slice() else {
-                bail!(
-                    "--name names one app, and {script} has {}",
-                    loaded.apps.len()
-                );
-            };
-            app.name.clone_from(name);
-        }
+        name_the_app(&mut loaded, args.app.name.as_deref(), script)?;
         if args.force {
             // --force starts another copy of each app, as in PM2.
             check_triggers(&loaded.apps)?;
@@ -278,7 +282,19 @@ async fn start_one(
             .iter()
             .any(|p| p.name == script || p.instance_name == script || p.id.to_string() == script)
         {
-            return restart_with(client, script, overrides, here, args.file.update_env).await;
+            if *overrides == RawApp::default() {
+                let res = client.restart(vec![script.to_string()]).await;
+                return report(client, res).await;
+            }
+            let targets = [script.to_string()];
+            return apply(
+                client,
+                &targets,
+                overrides,
+                IfExists::Restart,
+                args.file.update_env,
+            )
+            .await;
         }
     }
     let spec = to_spec(args, script, overrides, here)?;
@@ -307,47 +323,70 @@ async fn start_one(
     report(client, res).await
 }
 
-/// Restarts the managed app `target` with the options of `overrides` applied to its own.
-async fn restart_with(
+/// `--name` given with an ecosystem file names its one app.
+pub fn name_the_app(loaded: &mut Loaded, name: Option<&str>, file: &str) -> anyhow::Result<()> {
+    if let Some(name) = name {
+        let [app] = loaded.apps.as_mut_slice() else {
+            bail!("--name names one app, and {file} has {}", loaded.apps.len());
+        };
+        app.name = name.to_string();
+    }
+    Ok(())
+}
+
+/// Restarts or reloads (`how`) the managed apps named by `targets` with the options of
+/// `overrides` applied to their own, as PM2 does for `restart`/`reload <name> --opts`: relative
+/// paths among them are taken from the current directory.
+pub async fn apply(
     client: &Client,
-    target: &str,
+    targets: &[String],
     overrides: &RawApp,
-    here: &Path,
+    how: IfExists,
     update_env: bool,
 ) -> anyhow::Result<ExitCode> {
-    if *overrides == RawApp::default() {
-        let res = client.restart(vec![target.to_string()]).await;
-        return report(client, res).await;
-    }
+    let here = std::env::current_dir()?;
     let described = client
-        .describe(vec![target.to_string()])
+        .describe(targets.to_vec())
         .await
         .map_err(super::api_error)?;
+    let mut renamed = Vec::new();
     let mut apps: Vec<AppSpec> = Vec::new();
     for d in described.processes {
-        if apps.iter().any(|a| a.name == d.spec.name) {
+        if apps.iter().any(|a| a.name == d.spec.name) || renamed.contains(&d.spec.name) {
             continue;
         }
+        if overrides.name.is_some() && !apps.is_empty() {
+            bail!("--name renames one app, and {targets:?} name several");
+        }
         let old = d.spec.name.clone();
-        let spec = bm2_config::resolve::apply(d.spec, overrides.clone(), here)?;
+        let spec = bm2_config::resolve::apply(d.spec, overrides.clone(), &here)?;
         if spec.name != old {
-            // A new name: the app is registered under it and the old one removed.
-            let res = client
-                .delete_with(&bm2_types::DeleteRequest {
-                    targets: vec![old],
-                    keep_logs: true,
-                })
-                .await;
-            res.map_err(super::api_error)?;
+            if how == IfExists::Reload {
+                bail!(
+                    "reload --name: a new name replaces the app's processes, which a reload cannot do without a gap; rename with `bm2 restart {old} --name {}`",
+                    spec.name
+                );
+            }
+            renamed.push(old);
         }
         apps.push(spec);
     }
     check_triggers(&apps)?;
+    if !renamed.is_empty() {
+        // A new name: the app is registered under it and the old one removed.
+        let res = client
+            .delete_with(&bm2_types::DeleteRequest {
+                targets: renamed,
+                keep_logs: true,
+            })
+            .await;
+        res.map_err(super::api_error)?;
+    }
     let req = StartRequest {
         apps,
         client_env: std::env::vars().collect(),
         force: false,
-        if_exists: IfExists::Restart,
+        if_exists: how,
         update_env,
     };
     let res = client.start(&req).await;
@@ -357,7 +396,7 @@ async fn restart_with(
 /// The options given as flags, as the keys of an ecosystem file: only those given are set, so
 /// that they override a file's values (or a managed app's) and nothing else. Paths given on the
 /// command line are taken from `here`.
-pub fn flags(a: &StartArgs, here: &Path) -> RawApp {
+pub fn flags(a: &AppFlags, here: &Path) -> RawApp {
     let split = |s: &Option<String>| -> Option<Words> {
         s.as_ref()
             .map(|s| Words(s.split_whitespace().map(str::to_string).collect()))
@@ -430,7 +469,6 @@ pub fn flags(a: &StartArgs, here: &Path) -> RawApp {
         log_compress: on(a.log_compress),
         log_rotate_interval: a.log_rotate_interval.clone(),
         cron_restart: a.cron.clone(),
-        watch: (!a.watch.is_empty()).then(|| Watch(a.watch.clone())),
         ignore_watch: (!a.ignore_watch.is_empty()).then(|| List(a.ignore_watch.clone())),
         watch_delay: ms(a.watch_delay),
         health_check_url: a.health_check_url.clone(),

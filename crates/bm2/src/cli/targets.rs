@@ -41,6 +41,9 @@ pub struct FileTargets {
     /// ecosystem file are always kept
     #[arg(long)]
     pub keep_logs: bool,
+    /// restart and reload: options applied to the apps (as with `start`)
+    #[command(flatten)]
+    pub app: super::start::AppFlags,
 }
 
 /// Zero or more targets.
@@ -94,34 +97,37 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
     if t.watch && !matches!(verb, Verb::Stop | Verb::Restart) {
         anyhow::bail!("--watch applies to restart (toggle watching) and stop (stop watching)");
     }
+    let overrides = super::start::flags(&t.app, &std::env::current_dir()?);
+    let with_options = overrides != bm2_config::RawApp::default();
+    if with_options && matches!(verb, Verb::Stop | Verb::Delete) {
+        anyhow::bail!("app options (--name, --node-args, ...) apply to start, restart and reload");
+    }
     if let [one] = t.targets.as_slice()
-        && let Some(loaded) =
-            super::ecosystem::load(one, &t.env, &t.file, bm2_config::RawApp::default())?
+        && let Some(mut loaded) = super::ecosystem::load(
+            one,
+            &t.env,
+            &t.file,
+            bm2_config::RawApp {
+                name: None,
+                ..overrides.clone()
+            },
+        )?
     {
+        super::start::name_the_app(&mut loaded, t.app.name.as_deref(), one)?;
         if t.watch {
             anyhow::bail!(
                 "--watch toggles watching of running apps; with an ecosystem file, set `watch` in the file"
             );
         }
-        // As in PM2, restarting or reloading a file also starts its apps not running yet.
+        // As in PM2, restarting or reloading a file also starts its apps not running yet, and
+        // gives the running ones the file's options and environment (`env`, `env_<name>`) over
+        // this shell's: PM2 updates the environment whenever it acts on a file.
         match verb {
             Verb::Restart => {
-                return super::ecosystem::start(
-                    client,
-                    loaded,
-                    IfExists::Restart,
-                    t.file.update_env,
-                )
-                .await;
+                return super::ecosystem::start(client, loaded, IfExists::Restart, true).await;
             }
             Verb::Reload => {
-                return super::ecosystem::start(
-                    client,
-                    loaded,
-                    IfExists::Reload,
-                    t.file.update_env,
-                )
-                .await;
+                return super::ecosystem::start(client, loaded, IfExists::Reload, true).await;
             }
             _ => {}
         }
@@ -136,7 +142,27 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
         };
         return report(client, res).await;
     }
+    if let Some(env) = t.env.first() {
+        anyhow::bail!(
+            "--env {env:?} applies with an ecosystem file (as in PM2); for an app's variables use `bm2 env set` or --update-env"
+        );
+    }
     let targets = normalize(t.targets);
+    if with_options {
+        let how = match verb {
+            Verb::Reload if t.parallel != 1 => {
+                anyhow::bail!(
+                    "--parallel cannot be combined with app options: reload with the options first"
+                )
+            }
+            Verb::Reload => IfExists::Reload,
+            _ if t.watch => anyhow::bail!(
+                "--watch toggles watching and cannot be combined with app options: run them as two commands"
+            ),
+            _ => IfExists::Restart,
+        };
+        return super::start::apply(client, &targets, &overrides, how, t.file.update_env).await;
+    }
     let res = match verb {
         Verb::Stop => {
             client
@@ -161,6 +187,7 @@ pub async fn action(client: &Client, verb: Verb, t: FileTargets) -> anyhow::Resu
                 .reload(&ReloadRequest {
                     targets: targets.clone(),
                     parallel: Some(t.parallel),
+                    update_env: t.file.update_env.then(|| std::env::vars().collect()),
                 })
                 .await
         }
