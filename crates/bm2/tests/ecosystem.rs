@@ -677,3 +677,24 @@ fn filter_env_keeps_caller_variables_out() {
     let none = env_of(&env, "none");
     assert_eq!(none["BM2_TEST_SECRET_TOKEN"], "s3cret");
 }
+
+#[test]
+fn start_of_a_file_whose_apps_run_restarts_them_with_its_new_env() {
+    // PM2's `start <file>` restarts the apps already running with the file's environment.
+    let env = TestEnv::new();
+    env.script("show.sh", &show(&["LEVEL"]));
+    env.file(
+        "apps.json",
+        r#"{ "apps": [{ "name": "app", "script": "show.sh", "env": { "LEVEL": "1" } }] }"#,
+    );
+    env.ok(&["start", "apps.json"]);
+    let pid = online_pid(&env, "app");
+    assert_eq!(environ(pid)["LEVEL"], "1");
+    env.file(
+        "apps.json",
+        r#"{ "apps": [{ "name": "app", "script": "show.sh", "env": { "LEVEL": "2" } }] }"#,
+    );
+    env.ok(&["start", "apps.json"]);
+    let pid = env.wait_new_pid("app", pid);
+    assert_eq!(environ(pid)["LEVEL"], "2");
+}

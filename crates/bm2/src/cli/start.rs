@@ -271,8 +271,9 @@ async fn start_one(
             let res = client.start(&req).await;
             return report(client, res).await;
         }
-        return super::ecosystem::start(client, loaded, IfExists::Restart, args.file.update_env)
-            .await;
+        // Apps of the file already managed are restarted with the file's environment, as PM2's
+        // `start <file>` does (it restarts them with `updateEnv`).
+        return super::ecosystem::start(client, loaded, IfExists::Restart, true).await;
     }
     // As in PM2, `start <name|id>` of a managed app that is not a file restarts it, with the
     // options given applied.
