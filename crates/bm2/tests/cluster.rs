@@ -396,6 +396,49 @@ fn a_cluster_app_listening_on_port_from_its_env_is_served_on_that_port() {
 }
 
 #[test]
+fn a_bun_cluster_app_listening_on_port_from_its_env_is_served_on_that_port() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("vars.js", &node_vars(0));
+    cluster_file(
+        &env,
+        "bunport",
+        "vars.js",
+        2,
+        &format!("interpreter: 'bun', env: {{ PORT: {port} }}"),
+    );
+    // The daemon this command starts finds bun on its PATH.
+    let out = env
+        .command(&["start", "ecosystem.config.js"])
+        .env("PATH", common::bun::path_with_bun())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pids = wait_ready(&env, "bunport", 2);
+    for d in details(&env, "bunport") {
+        assert!(
+            d["interpreter"]
+                .as_str()
+                .is_some_and(|i| i.ends_with("bun")),
+            "runs under bun: {}",
+            d["interpreter"]
+        );
+    }
+    let by_pid = answers_of(port, 2);
+    assert_eq!(
+        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
+        set(&pids)
+    );
+    for v in by_pid.values() {
+        assert_eq!(v["PORT"], port.to_string(), "PORT is the app's own: {v}");
+    }
+}
+
+#[test]
 fn a_python_cluster_app_is_balanced_on_the_port_from_its_env() {
     let env = TestEnv::new();
     let port = free_port();

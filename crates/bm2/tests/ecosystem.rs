@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::TestEnv;
@@ -67,45 +66,6 @@ fn ok_cmd(mut cmd: Command) -> (String, String) {
         out.status
     );
     (stdout, stderr)
-}
-
-/// Installs bun into `target/test-tools` (once, under a file lock so that parallel tests and
-/// test binaries do not race) and returns the directory holding the `bun` executable.
-fn bun_bin_dir() -> PathBuf {
-    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools");
-    let bin = tools.join("node_modules/.bin");
-    // The marker is written once npm has finished: a `bun` link alone may be an install still
-    // in progress in another test process.
-    if !tools.join(".bun-installed").is_file() {
-        fs::create_dir_all(&tools).unwrap();
-        let out = Command::new("flock")
-            .arg(tools.join(".install.lock"))
-            .args([
-                "sh",
-                "-c",
-                "test -f .bun-installed || { npm install --prefix . --no-audit --no-fund bun && node_modules/.bin/bun --version && touch .bun-installed; }",
-            ])
-            .current_dir(&tools)
-            .output()
-            .expect("run flock (util-linux)");
-        assert!(
-            out.status.success() && bin.join("bun").is_file(),
-            "installing bun into {} failed:\n{}{}",
-            tools.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    fs::canonicalize(bin).unwrap()
-}
-
-/// PATH with bun first.
-fn path_with_bun() -> String {
-    format!(
-        "{}:{}",
-        bun_bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
 }
 
 const PM2_STYLE: &str = r#"// A PM2 ecosystem file, as PM2 users write them.
@@ -205,7 +165,7 @@ export default { apps };
 "#,
     );
     let mut cmd = env.command(&["start", "ecosystem.config.ts"]);
-    cmd.env("PATH", path_with_bun());
+    cmd.env("PATH", common::bun::path_with_bun());
     ok_cmd(cmd);
     env.wait_out("typed", "ROLE=typed PORT=5000\n");
 }
@@ -571,7 +531,7 @@ fn ecosystem_and_init_write_samples_that_validate() {
 
     env.ok(&["init", "--format", "ts"]);
     let mut cmd = env.command(&["validate", "ecosystem.config.ts"]);
-    cmd.env("PATH", path_with_bun());
+    cmd.env("PATH", common::bun::path_with_bun());
     let (out, _) = ok_cmd(cmd);
     assert!(out.contains("is valid"), "{out}");
 }

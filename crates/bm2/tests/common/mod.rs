@@ -1,6 +1,7 @@
 //! Test harness: a real `bm2` binary and daemon in a temporary `BM2_HOME` per test.
 #![allow(dead_code)]
 
+pub mod bun;
 pub mod load;
 pub mod tmux;
 pub mod unix_http;
