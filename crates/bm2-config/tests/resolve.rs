@@ -177,35 +177,11 @@ fn js_configs_run_with_the_file_directory_as_cwd() {
     }
 }
 
-/// Installs bun into `target/test-tools` (once, under a file lock so that parallel tests and
-/// test binaries do not race) and returns the directory holding the `bun` executable.
-fn bun_bin_dir() -> PathBuf {
-    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools");
-    let bin = tools.join("node_modules/.bin");
-    // The marker is written once npm has finished: a `bun` link alone may be an install still
-    // in progress in another test process.
-    if !tools.join(".bun-installed").is_file() {
-        std::fs::create_dir_all(&tools).unwrap();
-        let out = Command::new("flock")
-            .arg(tools.join(".install.lock"))
-            .args([
-                "sh",
-                "-c",
-                "test -f .bun-installed || { npm install --prefix . --no-audit --no-fund bun && node_modules/.bin/bun --version && touch .bun-installed; }",
-            ])
-            .current_dir(&tools)
-            .output()
-            .expect("run flock (util-linux)");
-        assert!(
-            out.status.success() && bin.join("bun").is_file(),
-            "installing bun into {} failed:\n{}{}",
-            tools.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    std::fs::canonicalize(bin).unwrap()
-}
+/// The bun installer shared with the binary's tests.
+#[path = "../../bm2/tests/common/bun.rs"]
+#[allow(dead_code)]
+mod bun;
+use bun::bun_bin_dir;
 
 /// `.ts` configs need bun (or node 22.6+) on PATH. PATH cannot be changed safely inside this
 /// multi-threaded process, so this runs `typescript_child` in a copy of the test binary with bun
