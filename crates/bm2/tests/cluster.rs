@@ -281,6 +281,17 @@ server.listen(process.env.PORT || {fallback});
     )
 }
 
+/// The answers on `port`, asserting that every one of `pids` answered and no other process did.
+fn answered_by_all(port: u16, pids: &[u32]) -> BTreeMap<u64, Value> {
+    let by_pid = answers_of(port, pids.len());
+    assert_eq!(
+        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
+        set(pids),
+        "who answered on port {port}"
+    );
+    by_pid
+}
+
 /// Requests to `port` until `n` processes have answered (round-robin over ready instances
 /// reaches each within a few rounds; a deadline, not a count, bounds it): their answers by pid.
 fn answers_of(port: u16, n: usize) -> BTreeMap<u64, Value> {
@@ -385,11 +396,7 @@ fn a_cluster_app_listening_on_port_from_its_env_is_served_on_that_port() {
     );
     env.ok(&["start", "ecosystem.config.js"]);
     let pids = wait_ready(&env, "envport", 2);
-    let by_pid = answers_of(port, 2);
-    assert_eq!(
-        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
-        set(&pids)
-    );
+    let by_pid = answered_by_all(port, &pids);
     for v in by_pid.values() {
         assert_eq!(v["PORT"], port.to_string(), "PORT is the app's own: {v}");
     }
@@ -428,11 +435,7 @@ fn a_bun_cluster_app_listening_on_port_from_its_env_is_served_on_that_port() {
             d["interpreter"]
         );
     }
-    let by_pid = answers_of(port, 2);
-    assert_eq!(
-        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
-        set(&pids)
-    );
+    let by_pid = answered_by_all(port, &pids);
     for v in by_pid.values() {
         assert_eq!(v["PORT"], port.to_string(), "PORT is the app's own: {v}");
     }
@@ -477,11 +480,7 @@ fn a_cluster_app_with_env_production_port_is_served_on_that_port() {
     );
     env.ok(&["start", "ecosystem.config.js", "--env", "production"]);
     let pids = wait_ready(&env, "prodport", 2);
-    let by_pid = answers_of(prod, 2);
-    assert_eq!(
-        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
-        set(&pids)
-    );
+    answered_by_all(prod, &pids);
     assert!(
         !accepts(dev),
         "nothing is served on the development port {dev}"
@@ -496,11 +495,7 @@ fn a_cluster_app_with_a_port_defaulted_in_code_is_served_on_that_port() {
     env.file("vars.js", &node_vars(port));
     env.ok(&["start", "vars.js", "-i", "2"]);
     let pids = wait_ready(&env, "vars", 2);
-    let by_pid = answers_of(port, 2);
-    assert_eq!(
-        by_pid.keys().map(|p| *p as u32).collect::<BTreeSet<_>>(),
-        set(&pids)
-    );
+    let by_pid = answered_by_all(port, &pids);
     for v in by_pid.values() {
         assert_eq!(v["PORT"], Value::Null, "bm2 sets no PORT of its own: {v}");
     }
