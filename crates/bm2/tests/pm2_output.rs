@@ -348,6 +348,16 @@ fn silent_prints_nothing_but_keeps_the_exit_code_and_jlist() {
     assert!(ok);
     let j: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(j[0]["name"], "app");
+    // PM2_SILENT in the environment means -s, as in PM2.
+    let out = env
+        .command(&["stop", "app"])
+        .env("PM2_SILENT", "true")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "{out:?}"
+    );
 }
 
 #[test]

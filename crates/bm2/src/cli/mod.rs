@@ -42,8 +42,8 @@ pub struct Cli {
     /// Print without colours (as `NO_COLOR=1` does)
     #[arg(long = "no-color", global = true)]
     pub no_color: bool,
-    /// Print nothing, as PM2's -s: the exit code tells the outcome (jlist and prettylist still
-    /// print their data)
+    /// Print nothing, as PM2's -s (or PM2_SILENT set): the exit code tells the outcome (jlist
+    /// and prettylist still print their data)
     #[arg(short = 's', long, global = true)]
     pub silent: bool,
     /// Show the process list as PM2's minimal list (`key : value` lines) instead of a table
@@ -301,7 +301,8 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         render::use_mini_list();
     }
     ATTACH.store(cli.attach, std::sync::atomic::Ordering::Relaxed);
-    if cli.silent {
+    // PM2 reads any non-empty PM2_SILENT as -s.
+    if cli.silent || std::env::var_os("PM2_SILENT").is_some_and(|v| !v.is_empty()) {
         silence(matches!(cli.cmd, Cmd::Jlist | Cmd::Prettylist))?;
     }
     let home = Home::from_env_as(layout)?;
