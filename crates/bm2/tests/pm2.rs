@@ -841,3 +841,37 @@ fn attach_follows_the_logs_of_the_started_app_until_interrupted() {
         "start --attach returned instead of following"
     );
 }
+
+#[test]
+fn a_line_send_reported_as_not_sent_is_not_delivered_later() {
+    let env = TestEnv::new();
+    // Reads nothing for 15 s, then copies its stdin to a file.
+    env.script("late.sh", "sleep 15\nexec cat > got.txt\n");
+    env.ok(&["start", "late.sh", "--name", "late"]);
+    env.wait_status("late", "online");
+    let started = std::time::Instant::now();
+    // More than the pipe holds: this one fills it and is given up at the deadline.
+    let err = env.fail(&["send", "late", &"x".repeat(100_000)]);
+    assert!(err.contains("did not read its stdin"), "{err}");
+    let err = env.fail(&["send", "late", "marker"]);
+    assert!(err.contains("did not read its stdin"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(14),
+        "the sends must end before the process reads: {:?}",
+        started.elapsed()
+    );
+    // Once it reads, it gets what was in the pipe, and nothing after it settles.
+    let got = env.path("got.txt");
+    let mut last = 0;
+    let body = env.wait_for("got.txt to stop growing", || {
+        let len = fs::metadata(&got).map(|m| m.len()).unwrap_or(0);
+        let settled = len > 0 && len == last;
+        last = len;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        settled.then(|| fs::read_to_string(&got).unwrap())
+    });
+    assert!(
+        !body.contains("marker"),
+        "a send reported as failed was delivered later"
+    );
+}

@@ -3,8 +3,11 @@
 //! Every process gets a pipe as its stdin, as under PM2. The instance's [`StdinSlot`] holds the
 //! write end of its current process; the process's [`StdinGuard`] (kept with the running
 //! process) empties the slot when that process ends, so the pipe is closed with it. Writes run
-//! in their own task with a deadline: a client that goes away never leaves half a line, and a
+//! in their own task with a deadline: a client that goes away does not cut the line short, and a
 //! process that does not read its stdin costs the writer an error, never the daemon a thread.
+//! At the deadline the write is given up, so a line reported as not sent is not delivered later
+//! either (a line of up to 4 KiB, `PIPE_BUF`, goes whole or not at all; a longer one may have
+//! been partly written when the process stopped reading).
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -61,16 +64,17 @@ impl StdinSlot {
             Some((p, pipe)) if *p == pid => pipe.clone(),
             _ => return Err(SendError::NotRunning),
         };
-        let write = tokio::spawn(async move {
+        // The deadline is inside the task: it ends the write even when the client is gone.
+        let write = tokio::spawn(tokio::time::timeout(WRITE_TIMEOUT, async move {
             let mut pipe = pipe.lock().await;
             pipe.write_all(&bytes).await?;
             pipe.flush().await
-        });
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        }));
+        match write.await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(SendError::Closed(e)),
-            Ok(Err(join)) => Err(SendError::Closed(std::io::Error::other(join.to_string()))),
-            Err(_) => Err(SendError::Full),
+            Ok(Err(_elapsed)) => Err(SendError::Full),
+            Err(join) => Err(SendError::Closed(std::io::Error::other(join.to_string()))),
         }
     }
 }
