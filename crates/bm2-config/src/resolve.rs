@@ -256,7 +256,11 @@ pub fn resolve(
             d.health_check_max_fails,
         )?,
         out_file: raw.out_file.map(|p| log_path(&cwd, p)),
-        pid_file: raw.pid_file.map(|p| log_path(&cwd, p)),
+        // PM2 writes no pid file for `NULL` or `/dev/null`: the daemon's own one is kept.
+        pid_file: raw
+            .pid_file
+            .filter(|p| !matches!(p.as_str(), "" | "NULL" | "/dev/null"))
+            .map(|p| log_path(&cwd, p)),
         error_file: raw.error_file.map(|p| log_path(&cwd, p)),
         log_file: raw.log_file.and_then(|l| l.0).map(|p| log_path(&cwd, p)),
         merge_logs: raw.merge_logs.unwrap_or(d.merge_logs),

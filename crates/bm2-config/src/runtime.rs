@@ -50,7 +50,12 @@ pub fn script_interpreter(path: &Path) -> Option<&'static str> {
     // Text without `#!`: node, as in PM2, for a file without extension (`bin/www` style); a
     // file with an unknown extension (`data.bin`) is not taken for a Node script (bm2 reports it
     // as not executable, where PM2 would run it with node).
-    (ext.is_empty() && std::str::from_utf8(head).is_ok()).then_some("node")
+    // (The first 512 bytes may end inside a character: that is still text.)
+    let text = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none(),
+    };
+    (ext.is_empty() && text).then_some("node")
 }
 
 /// True when `script` (an absolute path, or a program name) runs under Node or Bun with
@@ -116,6 +121,12 @@ mod tests {
         assert_eq!(script_interpreter(&bin), None);
         let data = write(d, "data.bin", b"not a program\n");
         assert_eq!(script_interpreter(&data), None);
+        // A character cut by the 512 bytes read is still text.
+        let mut cut = b"// ".to_vec();
+        cut.extend(std::iter::repeat_n(b'a', 508));
+        cut.extend("é\n".as_bytes());
+        let cut = write(d, "cut", &cut);
+        assert_eq!(script_interpreter(&cut), Some("node"));
         let js = write(d, "a.js", b"#!/bin/sh\n");
         assert_eq!(
             script_interpreter(&js),

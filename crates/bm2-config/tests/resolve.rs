@@ -1124,3 +1124,18 @@ fn several_aliases_of_one_key_keep_the_one_pm2_prefers() {
     let l = load(r#"{"script": "a.js", "error_file": "e0.log", "err_log": "e3.log"}"#);
     assert_eq!(l.apps[0].error_file.as_deref(), Some("/srv/e0.log"));
 }
+
+#[test]
+fn a_pid_file_of_null_keeps_the_default_one() {
+    for given in ["NULL", "/dev/null", ""] {
+        let json = format!(r#"{{"script": "a.js", "pid_file": "{given}"}}"#);
+        let loaded = load_json(
+            &json,
+            "t.json",
+            PathBuf::from("/srv"),
+            &LoadOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(loaded.apps[0].pid_file, None, "{given}");
+    }
+}

@@ -840,6 +840,10 @@ fn attach_follows_the_logs_of_the_started_app_until_interrupted() {
         still_attached,
         "start --attach returned instead of following"
     );
+    // Not for commands after which there is nothing to follow.
+    let err = env.fail(&["delete", "ticker", "--attach"]);
+    assert!(err.contains("--attach"), "{err}");
+    assert_eq!(env.proc("ticker")["status"], "online", "nothing deleted");
 }
 
 #[test]

@@ -117,6 +117,8 @@ impl ProcessManager {
         targets: &[String],
         stop_watching: bool,
     ) -> Result<ActionResponse, ApiError> {
+        // Refused while the daemon shuts down, before watching is touched.
+        self.refuse_if_closing()?;
         // Unknown targets are reported by the stop itself.
         let handles = self
             .registry

@@ -165,10 +165,17 @@ impl ProcessManager {
             count,
             created_at_ms,
             logs: Arc::new(std::sync::Mutex::new(logs)),
-            pid_file: spec.pid_file.as_deref().map_or_else(
-                || home.app_pid_file(&spec.name, id),
-                |p| crate::logs::with_id(std::path::Path::new(p), id),
-            ),
+            // Files resolve pid_file to an absolute path; anything else (an API client's
+            // relative path) gets the default rather than a file in the daemon's directory.
+            pid_file: spec
+                .pid_file
+                .as_deref()
+                .map(std::path::Path::new)
+                .filter(|p| p.is_absolute() && *p != std::path::Path::new("/dev/null"))
+                .map_or_else(
+                    || home.app_pid_file(&spec.name, id),
+                    |p| crate::logs::with_id(p, id),
+                ),
             marker,
             stdin: Arc::default(),
         });

@@ -300,7 +300,22 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
     if cli.mini_list {
         render::use_mini_list();
     }
-    ATTACH.store(cli.attach, std::sync::atomic::Ordering::Relaxed);
+    if cli.attach {
+        let acts = matches!(
+            cli.cmd,
+            Cmd::Start(_)
+                | Cmd::Restart(_)
+                | Cmd::Reload(_)
+                | Cmd::Stop(_)
+                | Cmd::StartOrRestart(_)
+                | Cmd::StartOrReload(_)
+        );
+        anyhow::ensure!(
+            acts,
+            "--attach follows the logs after start, restart, reload or stop (and startOrRestart, startOrReload), not this command"
+        );
+        ATTACH.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     // PM2 reads any non-empty PM2_SILENT as -s.
     if cli.silent || std::env::var_os("PM2_SILENT").is_some_and(|v| !v.is_empty()) {
         silence(matches!(cli.cmd, Cmd::Jlist | Cmd::Prettylist))?;

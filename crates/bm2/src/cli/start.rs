@@ -70,7 +70,8 @@ pub struct AppFlags {
     #[arg(long, value_name = "MODE", value_parser = ["fork", "cluster", "fork_mode", "cluster_mode"])]
     pub exec_mode: Option<String>,
     /// Port of the app: in cluster mode bm2 listens on it and balances connections across the
-    /// instances (each gets a private PORT); in fork mode instance i gets PORT = port + i
+    /// instances (Node/Bun instances get PORT = port, other programs a private PORT); in fork
+    /// mode instance i gets PORT = port + i
     #[arg(long)]
     pub port: Option<u16>,
     /// Address the cluster balancer listens on [default: all interfaces]
