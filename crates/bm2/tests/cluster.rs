@@ -595,6 +595,39 @@ http.createServer((q, s) => s.end(String(process.pid))).listen({port}, '127.0.0.
 }
 
 #[test]
+fn a_cluster_app_listening_on_a_host_that_does_not_resolve_is_not_served_everywhere() {
+    let env = TestEnv::new();
+    let port = free_port();
+    let marks = env.path("marks");
+    fs::create_dir_all(&marks).unwrap();
+    env.file(
+        "nowhere.js",
+        &format!(
+            "\
+require('http').createServer((q, s) => s.end('x')).listen({port}, 'no-such-host.invalid', () =>
+  require('fs').writeFileSync({marks:?} + '/' + process.pid, ''));
+",
+            marks = marks.display().to_string()
+        ),
+    );
+    env.ok(&["start", "nowhere.js", "-i", "2"]);
+    env.wait_for("both instances listening on their private ports", || {
+        (fs::read_dir(&marks).map(|d| d.count()).unwrap_or(0) == 2).then_some(())
+    });
+    // The name does not resolve: bm2 must not serve the port on every interface instead.
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        assert!(
+            !accepts(port),
+            "port {port} is served although its host does not resolve"
+        );
+    }
+    for d in details(&env, "nowhere") {
+        assert_eq!(d["cluster"]["ready"], false, "{}", d["cluster"]);
+    }
+}
+
+#[test]
 fn listen_host_restricts_the_balancer_address() {
     let env = TestEnv::new();
     let (open, local) = (free_port(), free_port());

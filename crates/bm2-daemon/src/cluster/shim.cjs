@@ -132,7 +132,9 @@ if (clusterShim && process.env.BM2_CLUSTER === 'true' && typeof process.send ===
   const addressOf = (host, done) => {
     if (host === undefined || host === '' || host === '::' || host === '0.0.0.0' || host === '::0') return done(undefined);
     if (net.isIP(host)) return done(host);
-    require('dns').lookup(host, (err, address) => done(err ? undefined : address));
+    // A name that does not resolve is passed on as it is: bm2 cannot listen on it and says so,
+    // rather than serving the port on every interface.
+    require('dns').lookup(host, (err, address) => done(err ? host : address));
   };
 
   for (const C of serverClasses()) {
