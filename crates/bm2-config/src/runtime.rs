@@ -62,17 +62,28 @@ pub fn script_interpreter(path: &Path) -> Option<&'static str> {
 /// `interpreter` (PM2 tests the interpreter's name: `node`, `nodejs`, `bun`, or a path to one).
 pub fn is_js(script: &str, interpreter: Option<&str>) -> bool {
     match interpreter {
-        Some(i) => {
-            let base = Path::new(i)
-                .file_name()
-                .and_then(|f| f.to_str())
-                .unwrap_or(i);
-            base.ends_with("node") || base.ends_with("nodejs") || base.ends_with("bun")
-        }
+        Some(i) => js_runtime(i).is_some(),
         None => Path::new(script)
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| JS_EXTENSIONS.contains(&e)),
+    }
+}
+
+/// `node` or `bun` when `interpreter` (a name or a path) is one of them, as PM2 tells them by
+/// name (`node`, `nodejs`, `/usr/local/bin/node`, `bun`). The daemon uses the same rule for the
+/// cluster shim and source maps.
+pub fn js_runtime(interpreter: &str) -> Option<&'static str> {
+    let base = Path::new(interpreter)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or(interpreter);
+    if base.ends_with("bun") {
+        Some("bun")
+    } else if base.ends_with("node") || base.ends_with("nodejs") {
+        Some("node")
+    } else {
+        None
     }
 }
 
@@ -133,6 +144,15 @@ mod tests {
             None,
             "known extensions are the daemon's"
         );
+    }
+
+    #[test]
+    fn node_and_bun_are_told_by_name() {
+        assert_eq!(js_runtime("node"), Some("node"));
+        assert_eq!(js_runtime("nodejs"), Some("node"));
+        assert_eq!(js_runtime("/usr/local/bin/node"), Some("node"));
+        assert_eq!(js_runtime("/home/u/.bun/bin/bun"), Some("bun"));
+        assert_eq!(js_runtime("python3"), None);
     }
 
     #[test]

@@ -445,3 +445,28 @@ fn uid_and_gid_run_the_app_as_another_user() {
     let gid = expected_gid.split(':').nth(2).unwrap().to_string();
     env.wait_out("who", &format!("uid={} gid={gid}", expected_uid.trim()));
 }
+
+#[test]
+fn node_under_another_name_is_still_node() {
+    // `nodejs` (Debian's name) gets what node gets: source maps by default.
+    let env = TestEnv::new();
+    let node = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|d| std::path::Path::new(d).join("node"))
+        .find(|p| p.is_file())
+        .expect("node on PATH");
+    let nodejs = env.path("nodejs");
+    std::os::unix::fs::symlink(&node, &nodejs).unwrap();
+    env.file(
+        "args.js",
+        "console.log('execArgv=' + JSON.stringify(process.execArgv));\nsetInterval(() => {}, 1000);\n",
+    );
+    env.ok(&[
+        "start",
+        "args.js",
+        "--interpreter",
+        nodejs.to_str().unwrap(),
+    ]);
+    env.wait_out("args", r#"execArgv=["--enable-source-maps"]"#);
+}

@@ -149,8 +149,9 @@ pub fn plan(
     let runtime = launch
         .interpreter
         .as_deref()
-        .map(|i| i.rsplit('/').next().unwrap_or(i).to_string());
-    let js = matches!(runtime.as_deref(), Some("node" | "bun"));
+        .and_then(bm2_config::runtime::js_runtime)
+        .map(str::to_string);
+    let js = runtime.is_some();
     let mut public_port = None;
     let mut private_port = None;
     if cluster && js {
@@ -255,7 +256,7 @@ pub fn spawn(
         public_port,
         socket: _,
     } = plan;
-    let js = matches!(runtime.as_deref(), Some("node" | "bun"));
+    let js = runtime.is_some();
     let socket_kind = socket.map(|s| s.wanted().kind);
     // Node processes take the held socket through the shim, whether by activation or not.
     let node_socket = socket.is_some() && runtime.as_deref() == Some("node");

@@ -164,7 +164,9 @@ pub fn plan(
             }
         })?;
         args.extend(interp.args.iter().cloned());
-        if spec.source_map_support && interp.program == "node" {
+        if spec.source_map_support
+            && bm2_config::runtime::js_runtime(&interp.program) == Some("node")
+        {
             args.push("--enable-source-maps".to_string());
         }
         args.extend(spec.node_args.iter().cloned());
