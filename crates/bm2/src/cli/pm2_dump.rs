@@ -106,7 +106,17 @@ pub fn parse(text: &[u8], shown: &str, pm2_logs: &Path) -> anyhow::Result<Vec<Du
         if !entry.get("pm_exec_path").is_some_and(Value::is_string) {
             return Err(bad(format!("entry {i} ({name}) has no pm_exec_path")));
         }
-        match apps.iter_mut().find(|(n, _)| *n == name) {
+        // Instances of one app share name, script and directory; two apps PM2 ran under one
+        // name (`start -f`) stay two, and the second is reported as a name already taken.
+        let same_app = |group: &[Map<String, Value>]| {
+            let (a, b) = (group[0].get("pm_cwd"), entry.get("pm_cwd"));
+            group[0].get("pm_exec_path") == entry.get("pm_exec_path")
+                && (a.is_none() || b.is_none() || a == b)
+        };
+        match apps
+            .iter_mut()
+            .find(|(n, group)| *n == name && same_app(group))
+        {
             Some((_, group)) => group.push(entry),
             None => apps.push((name, vec![entry])),
         }
@@ -256,6 +266,19 @@ mod tests {
         );
         assert!(!apps[1].was_running);
         assert_eq!(apps[1].keys["exec_mode"], "fork");
+    }
+
+    #[test]
+    fn two_apps_pm2_ran_under_one_name_stay_two() {
+        let dump = br#"[
+          {"name":"x","pm_exec_path":"/srv/a.js","pm_cwd":"/srv","status":"online","env":{}},
+          {"name":"x","pm_exec_path":"/srv/b.js","pm_cwd":"/srv","status":"online","env":{}},
+          {"name":"x","pm_exec_path":"/srv/a.js","pm_cwd":"/srv","status":"online","env":{}}
+        ]"#;
+        let apps = parse(dump, "dump.pm2", &logs()).unwrap();
+        assert_eq!(apps.len(), 2);
+        assert_eq!((apps[0].instances, apps[1].instances), (2, 1));
+        assert_eq!(apps[1].keys["script"], "/srv/b.js");
     }
 
     #[test]
