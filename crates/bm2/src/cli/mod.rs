@@ -36,6 +36,7 @@ use crate::render;
 #[command(
     after_help = "Examples:\n  bm2 start server.js --name api -i 4\n  bm2 start app.py -- --port 8000\n  bm2 list\n  bm2 logs api\n  bm2 restart api\n\nEnvironment: BM2_HOME (default ~/.bm2), NO_COLOR."
 )]
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
