@@ -612,7 +612,7 @@ require('http').createServer((q, s) => s.end('x')).listen({port}, 'no-such-host.
     );
     env.ok(&["start", "nowhere.js", "-i", "2"]);
     env.wait_for("both instances listening on their private ports", || {
-        (fs::read_dir(&marks).map(|d| d.count()).unwrap_or(0) == 2).then_some(())
+        (fs::read_dir(&marks).map_or(0, Iterator::count) == 2).then_some(())
     });
     // The name does not resolve: bm2 must not serve the port on every interface instead.
     let until = Instant::now() + Duration::from_secs(2);

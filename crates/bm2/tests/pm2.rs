@@ -868,7 +868,7 @@ fn a_line_send_reported_as_not_sent_is_not_delivered_later() {
     let got = env.path("got.txt");
     let mut last = 0;
     let body = env.wait_for("got.txt to stop growing", || {
-        let len = fs::metadata(&got).map(|m| m.len()).unwrap_or(0);
+        let len = fs::metadata(&got).map_or(0, |m| m.len());
         let settled = len > 0 && len == last;
         last = len;
         std::thread::sleep(std::time::Duration::from_millis(300));
