@@ -62,6 +62,11 @@ pub struct DaemonOptions {
     /// Once the lock is held, point stdin/stdout at /dev/null and stderr at the daemon log, so
     /// that the daemon outlives the terminal or pipe it was started from.
     pub detach_stdio: bool,
+    /// Reap every zombie child as soon as SIGCHLD arrives, not only at the next sample: for a
+    /// daemon that is a container's PID 1, to which every orphan of the container is reparented.
+    /// Reaping begins once the value is true: until then the process may wait for children of
+    /// its own (a config file evaluated by `node`) that must not be reaped from under it.
+    pub reap_on_sigchld: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl DaemonOptions {
@@ -85,6 +90,7 @@ impl Default for DaemonOptions {
             log_defaults: crate::logs::LogDefaults::default(),
             dashboard: bm2_types::DashboardOptions::default(),
             detach_stdio: false,
+            reap_on_sigchld: None,
         }
     }
 }
@@ -122,6 +128,9 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     // Until here, an error reaches the command that started the daemon on its stderr.
     if opts.detach_stdio {
         detach_stdio(&home).map_err(io_err("redirect standard streams"))?;
+    }
+    if let Some(gate) = opts.reap_on_sigchld.clone() {
+        tokio::spawn(reap_on_sigchld(manager.clone(), gate));
     }
     let exit = Arc::new(Notify::new());
     let state = AppState {
@@ -162,6 +171,31 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     let _ = fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");
     Ok(())
+}
+
+/// Reaps the zombie children the daemon adopted each time SIGCHLD arrives (signals that arrive
+/// together are one wake-up, and each wake-up reaps every zombie found).
+async fn reap_on_sigchld(
+    manager: Arc<ProcessManager>,
+    mut gate: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut child = match signal(SignalKind::child()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGCHLD; orphans are reaped at each sample only");
+            return;
+        }
+    };
+    if gate.wait_for(|open| *open).await.is_err() {
+        return;
+    }
+    loop {
+        let m = manager.clone();
+        let _ = tokio::task::spawn_blocking(move || m.reap_adopted_zombies()).await;
+        if child.recv().await.is_none() {
+            return;
+        }
+    }
 }
 
 /// What `bm2 kill` did when no daemon was running.

@@ -15,7 +15,14 @@ fn main() -> ExitCode {
         .map_or(bm2_types::Layout::Bm2, |a| {
             bm2_types::Layout::of_program(&a)
         });
+    // Invoked as `bm2-runtime` (or `pm2-runtime`, with PM2's home), bm2 is a container's runtime.
+    if let Some(layout) = runtime_layout() {
+        return cli::runtime::main(layout, cli::runtime::RuntimeArgs::parse());
+    }
     let args = cli::Cli::parse();
+    if let cli::Cmd::Runtime(runtime) = args.cmd {
+        return cli::runtime::main(layout, *runtime);
+    }
     if let cli::Cmd::Daemon = args.cmd {
         // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an
         // EPIPE on its connection, never the daemon's death. Apps get the default back at exec.
@@ -43,6 +50,16 @@ fn main() -> ExitCode {
             render::error(&format!("{e:#}"));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The home layout when the program is called by a runtime name (`bm2-runtime`, `pm2-runtime`).
+fn runtime_layout() -> Option<bm2_types::Layout> {
+    let argv0 = std::env::args_os().next()?;
+    match std::path::Path::new(&argv0).file_name()?.to_str()? {
+        "bm2-runtime" => Some(bm2_types::Layout::Bm2),
+        "pm2-runtime" => Some(bm2_types::Layout::Pm2),
+        _ => None,
     }
 }
 

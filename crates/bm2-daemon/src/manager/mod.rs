@@ -95,6 +95,18 @@ impl ProcessManager {
         })
     }
 
+    /// Reaps the zombie children of the daemon that it did not spawn itself (orphans adopted as
+    /// subreaper, or as PID 1). Blocking: it reads `/proc`.
+    pub fn reap_adopted_zombies(&self) {
+        let me = std::process::id();
+        let zombies = crate::procfs::pids()
+            .into_iter()
+            .filter_map(crate::procfs::read_stat)
+            .filter(|s| s.ppid == me && s.is_zombie())
+            .map(|s| s.pid);
+        self.shared.table.reap_orphans(zombies);
+    }
+
     /// Follows changes to the process table (the value only counts them).
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.shared.changes.subscribe()

@@ -101,6 +101,45 @@ pub async fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every app's new lines as they come, until the daemon ends the stream (`bm2 runtime`): lines
+/// of standard output on stdout, of standard error on stderr. Lines are written by a thread of
+/// their own, so that a slow reader of stdout holds up this stream (and the daemon skips lines
+/// for it, saying so), never the daemon's runtime.
+pub async fn stream_all(client: &Client, args: &LogsArgs) -> anyhow::Result<()> {
+    let req = LogsRequest {
+        targets: Vec::new(),
+        lines: 0,
+        follow: true,
+        out: true,
+        err: true,
+    };
+    let mut stream = client.logs(&req).await.map_err(api_error)?;
+    let printer = Printer::new(args);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<LogEvent>(1024);
+    let writer = std::thread::spawn(move || {
+        while let Some(event) = rx.blocking_recv() {
+            let written = if event.stream == "err" {
+                let mut err = std::io::stderr().lock();
+                printer.print(&mut err, &event).and_then(|()| err.flush())
+            } else {
+                let mut out = std::io::stdout().lock();
+                printer.print(&mut out, &event).and_then(|()| out.flush())
+            };
+            if written.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(event) = stream.next().await {
+        if tx.send(event.map_err(api_error)?).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    Ok(())
+}
+
 struct Printer {
     raw: bool,
     json: bool,

@@ -12,6 +12,7 @@ mod logs;
 mod metrics;
 mod monit;
 mod pm2_dump;
+pub mod runtime;
 mod serve;
 mod start;
 mod targets;
@@ -265,6 +266,9 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 import-pm2                         register PM2's saved apps stopped\n  pm2 kill && bm2 import-pm2 --start     take over the apps PM2 was running\n  bm2 import-pm2 --pm2-home /home/app/.pm2\n\nRun `pm2 save` first so that dump.pm2 lists the apps as they run now."
     )]
     ImportPm2(import_pm2::ImportArgs),
+    /// Run as a container's main process: the daemon in the foreground, the apps of a file or
+    /// script, their output on stdout/stderr (also run as `bm2-runtime`)
+    Runtime(Box<runtime::RuntimeArgs>),
     /// Run the daemon in the foreground (started automatically by other commands)
     #[command(hide = true)]
     Daemon,
@@ -374,7 +378,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
         Cmd::Serve(args) => serve::run(&client, args).await,
-        Cmd::ServeFiles { .. } | Cmd::Daemon => unreachable!("handled in main"),
+        Cmd::ServeFiles { .. } | Cmd::Daemon | Cmd::Runtime(_) => unreachable!("handled in main"),
         Cmd::Completion { .. } => unreachable!("handled above"),
     }
 }
@@ -388,10 +392,17 @@ pub async fn report(
     for e in &res.errors {
         render::error(&render::api_error_text(e));
     }
+    let quiet = QUIET_REPORT.load(std::sync::atomic::Ordering::Relaxed);
     for notice in &res.notices {
-        render::info(notice);
+        if quiet {
+            eprintln!("[bm2] {}", render::escape::message(notice));
+        } else {
+            render::info(notice);
+        }
     }
-    list::print(client).await?;
+    if !quiet {
+        list::print(client).await?;
+    }
     let code = if res.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -403,6 +414,10 @@ pub async fn report(
     }
     Ok(code)
 }
+
+/// `bm2 runtime`: [`report`] keeps stdout for the apps' output (notices go to stderr, and no
+/// process list is printed).
+pub static QUIET_REPORT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// `--attach`: [`report`] follows the logs of the processes acted on.
 static ATTACH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
