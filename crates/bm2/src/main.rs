@@ -20,8 +20,12 @@ fn main() -> ExitCode {
         return cli::runtime::main(layout, cli::runtime::RuntimeArgs::parse());
     }
     let args = cli::Cli::parse();
-    if let cli::Cmd::Runtime(runtime) = args.cmd {
-        return cli::runtime::main(layout, *runtime);
+    match args.cmd {
+        cli::Cmd::Runtime(runtime) => return cli::runtime::main(layout, *runtime),
+        cli::Cmd::Start(start) if start.no_daemon => {
+            return cli::runtime::main(layout, cli::runtime::RuntimeArgs::for_start(*start));
+        }
+        _ => {}
     }
     if let cli::Cmd::Daemon = args.cmd {
         // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an

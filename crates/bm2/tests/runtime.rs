@@ -30,12 +30,17 @@ struct Runtime {
 
 impl Runtime {
     fn start(env: &TestEnv, args: &[&str]) -> Runtime {
+        Runtime::start_as(env, "runtime", args)
+    }
+
+    /// `bm2 SUB ARGS` (`runtime`, or `start … --no-daemon`) as PID 1.
+    fn start_as(env: &TestEnv, sub: &str, args: &[&str]) -> Runtime {
         let out = env.path("runtime.out");
         let err = env.path("runtime.err");
         let unshare = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
             .arg(env!("CARGO_BIN_EXE_bm2"))
-            .arg("runtime")
+            .arg(sub)
             .args(args)
             .current_dir(env.dir.path())
             .env("BM2_HOME", env.home_path())
@@ -247,4 +252,23 @@ fn pm2_plus_flags_are_refused_with_a_reason() {
     let env = TestEnv::new();
     let err = env.fail(&["runtime", "app.js", "--deep-monitoring"]);
     assert!(err.contains("PM2 Plus"), "{err}");
+}
+
+#[test]
+fn start_no_daemon_runs_in_the_foreground_as_the_runtime_does() {
+    if !pid_namespaces() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.script("talk.sh", TALKER);
+    let mut rt = Runtime::start_as(
+        &env,
+        "start",
+        &["talk.sh", "--name", "talker", "--no-daemon", "--", "x1"],
+    );
+    rt.wait_stdout("line out x1");
+    env.wait_status("talker", "online");
+    common::kill_pid(rt.pid(), "TERM");
+    let status = rt.wait_exit(DEADLINE).expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
 }

@@ -70,6 +70,26 @@ pub struct RuntimeArgs {
 }
 
 impl RuntimeArgs {
+    /// `bm2 start … --no-daemon`: the runtime with its defaults.
+    pub fn for_start(start: StartArgs) -> RuntimeArgs {
+        RuntimeArgs {
+            start,
+            raw: false,
+            json: false,
+            format: false,
+            formatted: false,
+            no_auto_exit: false,
+            delay: None,
+            deep_monitoring: false,
+            trace: false,
+            v8: false,
+            secret: None,
+            public: None,
+            machine_name: None,
+            web: None,
+        }
+    }
+
     /// PM2-runtime flags bm2 has no meaning for, refused with the reason.
     fn refused(&self) -> Option<&'static str> {
         if self.deep_monitoring || self.trace || self.v8 {

@@ -38,6 +38,10 @@ pub struct StartArgs {
     /// Start even if an app of this name is already managed
     #[arg(short = 'f', long)]
     pub force: bool,
+    /// Run the daemon in the foreground in this process and stream the apps' output here, as
+    /// `bm2 runtime` does (PM2's --no-daemon)
+    #[arg(long)]
+    pub no_daemon: bool,
 }
 
 /// The options of an app, named as in PM2: given to `start`, and to `restart` and `reload` of
