@@ -64,8 +64,9 @@ pub struct DaemonOptions {
     pub detach_stdio: bool,
     /// Reap every zombie child as soon as SIGCHLD arrives, not only at the next sample: for a
     /// daemon that is a container's PID 1, to which every orphan of the container is reparented.
-    /// Reaping begins once the value is true: until then the process may wait for children of
-    /// its own (a config file evaluated by `node`) that must not be reaped from under it.
+    /// No adopted zombie is reaped (not by samples or stops either) until the value is true:
+    /// until then the process may wait for children of its own (a config file evaluated by
+    /// `node`) that must not be reaped from under it.
     pub reap_on_sigchld: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
@@ -130,6 +131,7 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         detach_stdio(&home).map_err(io_err("redirect standard streams"))?;
     }
     if let Some(gate) = opts.reap_on_sigchld.clone() {
+        manager.hold_orphans();
         tokio::spawn(reap_on_sigchld(manager.clone(), gate));
     }
     let exit = Arc::new(Notify::new());
@@ -187,8 +189,10 @@ async fn reap_on_sigchld(
         }
     };
     if gate.wait_for(|open| *open).await.is_err() {
+        manager.release_orphans();
         return;
     }
+    manager.release_orphans();
     loop {
         let m = manager.clone();
         let _ = tokio::task::spawn_blocking(move || m.reap_adopted_zombies()).await;

@@ -95,6 +95,17 @@ impl ProcessManager {
         })
     }
 
+    /// Leaves adopted zombies alone (every reaper: SIGCHLD, samples, stops) until
+    /// [`ProcessManager::release_orphans`].
+    pub fn hold_orphans(&self) {
+        self.shared.table.hold_orphans();
+    }
+
+    /// Reaps adopted zombies again.
+    pub fn release_orphans(&self) {
+        self.shared.table.release_orphans();
+    }
+
     /// Reaps the zombie children of the daemon that it did not spawn itself (orphans adopted as
     /// subreaper, or as PID 1). Blocking: it reads `/proc`.
     pub fn reap_adopted_zombies(&self) {

@@ -69,6 +69,10 @@ pub enum SpawnError {
 #[derive(Debug, Default)]
 pub struct ChildTable {
     pids: Mutex<HashSet<u32>>,
+    /// While set, adopted zombies are left alone: the process (a runtime, where the CLI and the
+    /// daemon share one process) may be waiting for children of its own, such as the `node`
+    /// that evaluates a config file.
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl ChildTable {
@@ -101,6 +105,9 @@ impl ChildTable {
 
     /// Reaps the given zombie children of the daemon that tokio does not own.
     pub fn reap_orphans(&self, zombies: impl IntoIterator<Item = u32>) {
+        if self.held.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let pids = self.lock();
         for pid in zombies {
             if !pids.contains(&pid) {
@@ -110,6 +117,16 @@ impl ChildTable {
                 );
             }
         }
+    }
+
+    /// Leaves adopted zombies alone until [`ChildTable::release_orphans`].
+    pub fn hold_orphans(&self) {
+        self.held.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Reaps adopted zombies again.
+    pub fn release_orphans(&self) {
+        self.held.store(false, std::sync::atomic::Ordering::Release);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u32>> {
@@ -360,6 +377,30 @@ fn apply_user(cmd: &mut Command, spec: &AppSpec) -> Result<(), SpawnError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_orphans_are_left_alone_until_released() {
+        let table = ChildTable::default();
+        // A child not in the table, as an adopted orphan is: left a zombie once it exits.
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        std::mem::forget(child);
+        let zombie = || crate::procfs::read_stat(pid).is_some_and(|s| s.is_zombie());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !zombie() {
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::yield_now();
+        }
+        table.hold_orphans();
+        table.reap_orphans([pid]);
+        assert!(zombie(), "reaped while held");
+        table.release_orphans();
+        table.reap_orphans([pid]);
+        assert!(
+            crate::procfs::read_stat(pid).is_none(),
+            "not reaped once released"
+        );
+    }
 
     fn spec_in(dir: &Path, script: &str) -> AppSpec {
         AppSpec {
