@@ -265,9 +265,14 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 import-pm2                         register PM2's saved apps stopped\n  pm2 kill && bm2 import-pm2 --start     take over the apps PM2 was running\n  bm2 import-pm2 --pm2-home /home/app/.pm2\n\nRun `pm2 save` first so that dump.pm2 lists the apps as they run now."
     )]
     ImportPm2(import_pm2::ImportArgs),
-    /// Run the daemon in the foreground (started automatically by other commands)
+    /// Run the daemon in the foreground (started automatically by other commands, and by the
+    /// service `bm2 startup` installs)
     #[command(hide = true)]
-    Daemon,
+    Daemon {
+        /// Also start the apps saved by `bm2 save`, as `bm2 resurrect` does (at boot)
+        #[arg(long)]
+        resurrect: bool,
+    },
 }
 
 /// Which sample `ecosystem`/`init` writes.
@@ -374,7 +379,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
         Cmd::Serve(args) => serve::run(&client, args).await,
-        Cmd::ServeFiles { .. } | Cmd::Daemon => unreachable!("handled in main"),
+        Cmd::ServeFiles { .. } | Cmd::Daemon { .. } => unreachable!("handled in main"),
         Cmd::Completion { .. } => unreachable!("handled above"),
     }
 }
