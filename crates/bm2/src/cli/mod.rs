@@ -14,6 +14,7 @@ mod monit;
 mod pm2_dump;
 mod serve;
 mod start;
+mod startup;
 mod targets;
 
 use std::process::ExitCode;
@@ -265,6 +266,13 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 import-pm2                         register PM2's saved apps stopped\n  pm2 kill && bm2 import-pm2 --start     take over the apps PM2 was running\n  bm2 import-pm2 --pm2-home /home/app/.pm2\n\nRun `pm2 save` first so that dump.pm2 lists the apps as they run now."
     )]
     ImportPm2(import_pm2::ImportArgs),
+    /// Start the daemon and the saved apps at boot: write and enable a service (systemd)
+    #[command(
+        after_help = "Examples:\n  bm2 startup                      detect the init system; as root, write and enable the service\n  bm2 startup systemd -u app --hp /home/app\n  bm2 startup print                show the unit, write nothing (also --dry-run)\n  bm2 startup uninstall            as bm2 unstartup\n\nThe service runs `bm2 daemon --resurrect`, which starts the apps of `bm2 save`.\nNot as root, it prints the one `sudo` command to run."
+    )]
+    Startup(startup::StartupArgs),
+    /// Remove the service `bm2 startup` wrote
+    Unstartup(startup::StartupArgs),
     /// Run the daemon in the foreground (started automatically by other commands, and by the
     /// service `bm2 startup` installs)
     #[command(hide = true)]
@@ -378,6 +386,8 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
+        Cmd::Startup(args) => startup::startup(client.home(), &args),
+        Cmd::Unstartup(args) => startup::unstartup(client.home(), &args),
         Cmd::Serve(args) => serve::run(&client, args).await,
         Cmd::ServeFiles { .. } | Cmd::Daemon { .. } => unreachable!("handled in main"),
         Cmd::Completion { .. } => unreachable!("handled above"),
