@@ -11,6 +11,7 @@ pub mod logs;
 pub mod manager;
 pub mod memory;
 pub mod metrics;
+pub mod notify;
 pub mod persist;
 pub mod procfs;
 pub mod registry;

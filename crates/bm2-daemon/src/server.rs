@@ -68,6 +68,12 @@ pub struct DaemonOptions {
     /// until then the process may wait for children of its own (a config file evaluated by
     /// `node`) that must not be reaped from under it.
     pub reap_on_sigchld: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Once the previous daemon's state is restored, also bring back the saved list (the dump
+    /// file), as `bm2 resurrect` does: what a daemon started at boot runs.
+    pub resurrect: bool,
+    /// Where to send `READY=1` once the daemon serves and its apps are started (systemd's
+    /// `Type=notify`).
+    pub notify: Option<crate::notify::NotifySocket>,
 }
 
 impl DaemonOptions {
@@ -92,6 +98,8 @@ impl Default for DaemonOptions {
             dashboard: bm2_types::DashboardOptions::default(),
             detach_stdio: false,
             reap_on_sigchld: None,
+            resurrect: false,
+            notify: None,
         }
     }
 }
@@ -125,6 +133,9 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     let restored = manager.restore_state(state).await;
     if !restored.processes.is_empty() {
         tracing::info!(count = restored.processes.len(), "restored processes");
+    }
+    if opts.resurrect {
+        resurrect_saved(&manager).await;
     }
     // Until here, an error reaches the command that started the daemon on its stderr.
     if opts.detach_stdio {
@@ -163,6 +174,15 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         // Long-lived streams (log follows, dashboard sessions) end, so that serving can stop.
         closing.begin_shutdown();
     });
+    if let Some(socket) = &opts.notify {
+        // Connections made before now wait in the socket's backlog: the daemon serves them.
+        match socket.send("READY=1") {
+            Ok(()) => tracing::info!(socket = %socket, "readiness sent to the service manager"),
+            Err(e) => {
+                tracing::error!(socket = %socket, error = %e, "cannot notify the service manager");
+            }
+        }
+    }
     serve.await.map_err(io_err("serve API"))?;
     web.stop().await;
     if by_signal.load(std::sync::atomic::Ordering::SeqCst) {
@@ -198,6 +218,31 @@ async fn reap_on_sigchld(
         let _ = tokio::task::spawn_blocking(move || m.reap_adopted_zombies()).await;
         if child.recv().await.is_none() {
             return;
+        }
+    }
+}
+
+/// Brings back the dump file's apps not restored already; a missing dump is no error (nothing
+/// was saved yet), any other failure is logged and the daemon serves what it has.
+async fn resurrect_saved(manager: &ProcessManager) {
+    let dump = manager.home().dump_file();
+    if !dump.exists() {
+        tracing::info!(dump = %dump.display(), "no saved list to resurrect");
+        return;
+    }
+    match manager.resurrect(None).await {
+        Ok(done) => {
+            tracing::info!(
+                count = done.processes.len(),
+                dump = %dump.display(),
+                "resurrected the saved list"
+            );
+            for e in &done.errors {
+                tracing::error!(error = ?e, "an app of the saved list did not start");
+            }
+        }
+        Err(e) => {
+            tracing::error!(dump = %dump.display(), error = %e.message, "cannot resurrect the saved list");
         }
     }
 }

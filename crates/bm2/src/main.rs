@@ -27,10 +27,10 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    if let cli::Cmd::Daemon = args.cmd {
+    if let cli::Cmd::Daemon { resurrect } = args.cmd {
         // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an
         // EPIPE on its connection, never the daemon's death. Apps get the default back at exec.
-        return cli::daemon::run_daemon(layout);
+        return cli::daemon::run_daemon(layout, resurrect);
     }
     if let cli::Cmd::ServeFiles { args } = &args.cmd {
         // Like the daemon, the server keeps SIGPIPE ignored: a client that hangs up is an error

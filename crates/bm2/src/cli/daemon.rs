@@ -9,8 +9,11 @@ use bm2_types::Home;
 use super::{api_error, report};
 use crate::render;
 
-/// Runs the daemon in this process until it is told to exit.
-pub fn run_daemon(layout: bm2_types::Layout) -> ExitCode {
+/// Runs the daemon in this process until it is told to exit. With `resurrect`, the saved list
+/// is started after the previous daemon's state; with `NOTIFY_SOCKET` set (a systemd service of
+/// `Type=notify`), `READY=1` is sent there once the daemon serves and those apps are started.
+pub fn run_daemon(layout: bm2_types::Layout, resurrect: bool) -> ExitCode {
+    let notify = take_notify_socket();
     bm2_daemon::memory::limit_arenas();
     let home = match Home::from_env_as(layout) {
         Ok(h) => h,
@@ -50,6 +53,8 @@ pub fn run_daemon(layout: bm2_types::Layout) -> ExitCode {
         home,
         DaemonOptions {
             detach_stdio: true,
+            resurrect,
+            notify,
             log_defaults: config.logs,
             dashboard: config.dashboard,
             ..DaemonOptions::from_env()
@@ -66,6 +71,25 @@ pub fn run_daemon(layout: bm2_types::Layout) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads `NOTIFY_SOCKET` and removes it from the environment, so that no app (nor a daemon
+/// started by an app) notifies the service manager in the daemon's name.
+#[allow(unsafe_code)]
+fn take_notify_socket() -> Option<bm2_daemon::notify::NotifySocket> {
+    let value = std::env::var_os("NOTIFY_SOCKET")?;
+    // SAFETY: called first thing in the daemon's main thread, before any other thread exists.
+    unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+    let parsed = value
+        .to_str()
+        .and_then(bm2_daemon::notify::NotifySocket::parse);
+    if parsed.is_none() {
+        eprintln!(
+            "bm2 daemon: ignoring NOTIFY_SOCKET={}: not a path nor an abstract name (@name)",
+            value.to_string_lossy()
+        );
+    }
+    parsed
 }
 
 pub async fn ping(client: &Client) -> anyhow::Result<ExitCode> {

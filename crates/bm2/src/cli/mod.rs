@@ -15,6 +15,7 @@ mod pm2_dump;
 pub mod runtime;
 mod serve;
 mod start;
+mod startup;
 mod targets;
 
 use std::process::ExitCode;
@@ -269,9 +270,21 @@ pub enum Cmd {
     /// Run as a container's main process: the daemon in the foreground, the apps of a file or
     /// script, their output on stdout/stderr (also run as `bm2-runtime`)
     Runtime(Box<runtime::RuntimeArgs>),
-    /// Run the daemon in the foreground (started automatically by other commands)
+    /// Start the daemon and the saved apps at boot: write and enable a service (systemd)
+    #[command(
+        after_help = "Examples:\n  bm2 startup                      detect the init system; as root, write and enable the service\n  bm2 startup systemd -u app --hp /home/app\n  bm2 startup print                show the unit, write nothing (also --dry-run)\n  bm2 startup uninstall            as bm2 unstartup\n\nThe service runs `bm2 daemon --resurrect`, which starts the apps of `bm2 save`.\nNot as root, it prints the one `sudo` command to run."
+    )]
+    Startup(startup::StartupArgs),
+    /// Remove the service `bm2 startup` wrote
+    Unstartup(startup::StartupArgs),
+    /// Run the daemon in the foreground (started automatically by other commands, and by the
+    /// service `bm2 startup` installs)
     #[command(hide = true)]
-    Daemon,
+    Daemon {
+        /// Also start the apps saved by `bm2 save`, as `bm2 resurrect` does (at boot)
+        #[arg(long)]
+        resurrect: bool,
+    },
 }
 
 /// Which sample `ecosystem`/`init` writes.
@@ -377,8 +390,12 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
         Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
+        Cmd::Startup(args) => startup::startup(client.home(), &args),
+        Cmd::Unstartup(args) => startup::unstartup(client.home(), &args),
         Cmd::Serve(args) => serve::run(&client, args).await,
-        Cmd::ServeFiles { .. } | Cmd::Daemon | Cmd::Runtime(_) => unreachable!("handled in main"),
+        Cmd::ServeFiles { .. } | Cmd::Daemon { .. } | Cmd::Runtime(_) => {
+            unreachable!("handled in main")
+        }
         Cmd::Completion { .. } => unreachable!("handled above"),
     }
 }

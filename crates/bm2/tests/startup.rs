@@ -1,0 +1,459 @@
+//! Startup at boot: `bm2 daemon --resurrect` brings back the saved list by itself and tells a
+//! service manager (systemd's `NOTIFY_SOCKET`) it is ready once the apps run; `bm2 startup`
+//! writes a service file that does so.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Child, Stdio};
+
+use common::{TestEnv, alive};
+
+/// A datagram socket the test listens on, as systemd does on `NOTIFY_SOCKET`.
+struct Notify {
+    socket: UnixDatagram,
+    name: String,
+}
+
+impl Notify {
+    /// An abstract socket (systemd's own form: `@name`).
+    fn new() -> Notify {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!(
+            "bm2-test-notify-{}-{}",
+            std::process::id(),
+            common::now_ms()
+        );
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let socket = UnixDatagram::bind_addr(&addr).unwrap();
+        socket.set_read_timeout(Some(common::DEADLINE)).unwrap();
+        Notify {
+            socket,
+            name: format!("@{name}"),
+        }
+    }
+
+    fn recv(&self) -> String {
+        let mut buf = [0u8; 256];
+        let n = self
+            .socket
+            .recv(&mut buf)
+            .expect("a notification from the daemon before the deadline");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+/// Saves two running sleepers and stops everything (`bm2 kill` keeps the saved list).
+fn saved_two_apps(env: &TestEnv) {
+    env.start_sleeper("a");
+    env.start_sleeper("b");
+    env.ok(&["save"]);
+    env.ok(&["kill"]);
+    assert!(env.home_path().join("dump.json").exists());
+    assert!(env.app_pids().is_empty());
+}
+
+fn online_pids(env: &TestEnv) -> Vec<u32> {
+    let list = env.list();
+    let mut names: Vec<&str> = list.iter().filter_map(|p| p["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "b"], "{list:?}");
+    list.iter()
+        .map(|p| {
+            assert_eq!(p["status"], "online", "{p}");
+            let pid = u32::try_from(p["pid"].as_u64().unwrap()).unwrap();
+            assert!(alive(pid));
+            pid
+        })
+        .collect()
+}
+
+fn environ_has(pid: u32, var: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|e| {
+        e.split(|b| *b == 0)
+            .any(|kv| kv.starts_with(format!("{var}=").as_bytes()))
+    })
+}
+
+/// Stops the daemon as a service's `ExecStop` would, and reaps it.
+fn stop(env: &TestEnv, mut daemon: Child) {
+    env.ok(&["kill"]);
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "daemon exited with {status}");
+    assert!(env.app_pids().is_empty());
+}
+
+fn spawn_daemon(env: &TestEnv, notify: &Notify) -> Child {
+    env.command(&["daemon", "--resurrect"])
+        .env("NOTIFY_SOCKET", &notify.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn daemon_resurrect_starts_the_saved_list_then_notifies_ready() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let notify = Notify::new();
+    let daemon = spawn_daemon(&env, &notify);
+    assert_eq!(notify.recv(), "READY=1");
+    // Ready means the saved apps already run: no waiting here.
+    let pids = online_pids(&env);
+    for pid in pids {
+        assert!(
+            !environ_has(pid, "NOTIFY_SOCKET"),
+            "an app inherited NOTIFY_SOCKET"
+        );
+    }
+    stop(&env, daemon);
+    assert!(
+        env.home_path().join("dump.json").exists(),
+        "kill kept the saved list"
+    );
+}
+
+#[test]
+fn daemon_resurrect_without_a_saved_list_is_ready_with_no_apps() {
+    let env = TestEnv::new();
+    let notify = Notify::new();
+    let daemon = spawn_daemon(&env, &notify);
+    assert_eq!(notify.recv(), "READY=1");
+    assert!(env.list().is_empty());
+    stop(&env, daemon);
+}
+
+#[test]
+fn daemon_resurrect_keeps_apps_a_previous_daemon_left_without_doubling_them() {
+    // A daemon stopped by SIGTERM records its running apps; the next daemon brings those back,
+    // and --resurrect adds only what the saved list has beyond them.
+    let env = TestEnv::new();
+    env.start_sleeper("a");
+    env.ok(&["save"]);
+    env.start_sleeper("b");
+    let pid = env.daemon_pid().unwrap();
+    common::kill_pid(pid, "TERM");
+    env.wait_for("the daemon to exit", || (!alive(pid)).then_some(()));
+    let notify = Notify::new();
+    let daemon = spawn_daemon(&env, &notify);
+    assert_eq!(notify.recv(), "READY=1");
+    online_pids(&env);
+    stop(&env, daemon);
+}
+
+/// The settings of a unit file, `key` → values in order.
+fn unit_values(text: &str, key: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Undoes the unit's quoting of one value: `"…"` with `\\`, `\"`, `%%` (and `$$` in commands).
+fn unquote(v: &str) -> (String, &str) {
+    let Some(rest) = v.strip_prefix('"') else {
+        let end = v.find(' ').unwrap_or(v.len());
+        return (v[..end].to_string(), v[end..].trim_start());
+    };
+    let mut out = String::new();
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next().unwrap().1),
+            '"' => return (out, rest[i + 1..].trim_start()),
+            _ => out.push(c),
+        }
+    }
+    panic!("unterminated quote in {v}");
+}
+
+/// An `Exec…=@"program" argv0 args` line as a command (argv0 set as systemd does).
+fn exec_command(line: &str, env: &[(String, String)]) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let line = line.strip_prefix('@').expect("argv0 is set with @");
+    let (program, rest) = unquote(line);
+    let program = program.replace("%%", "%").replace("$$", "$");
+    let mut words = rest.split_whitespace();
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg0(words.next().unwrap())
+        .args(words)
+        .env_clear()
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+fn unit_env(text: &str) -> Vec<(String, String)> {
+    unit_values(text, "Environment")
+        .iter()
+        .map(|v| {
+            let (kv, _) = unquote(v);
+            let kv = kv.replace("%%", "%");
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+fn systemd_analyze_verify(path: &std::path::Path) {
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(path)
+        .output()
+        .expect("systemd-analyze (apt-get install systemd; scripts/test installs it)");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn startup_writes_a_unit_systemd_accepts_with_the_user_home_and_name_given() {
+    let env = TestEnv::new();
+    let units = env.dir.path().join("units");
+    std::fs::create_dir(&units).unwrap();
+    let hp = env.dir.path().join("home of app");
+    let out = env.ok(&[
+        "startup",
+        "systemd",
+        "-u",
+        "www-data",
+        "--hp",
+        hp.to_str().unwrap(),
+        "--service-name",
+        "bm2-test",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]);
+    assert!(out.contains("bm2 save"), "{out}");
+    let path = units.join("bm2-test.service");
+    let text = std::fs::read_to_string(&path).unwrap();
+    systemd_analyze_verify(&path);
+    assert_eq!(unit_values(&text, "User"), ["www-data"]);
+    assert_eq!(unit_values(&text, "Type"), ["notify"]);
+    assert_eq!(unit_values(&text, "Restart"), ["on-failure"]);
+    assert_eq!(unit_values(&text, "KillMode"), ["mixed"]);
+    let vars = unit_env(&text);
+    let home = hp.join(".bm2");
+    assert!(
+        vars.contains(&("BM2_HOME".into(), home.display().to_string())),
+        "{vars:?}"
+    );
+    let start = &unit_values(&text, "ExecStart")[0];
+    let (program, rest) = unquote(start.strip_prefix('@').unwrap());
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_bm2")).unwrap();
+    assert_eq!(std::path::Path::new(&program), bin);
+    assert_eq!(rest, "bm2 daemon --resurrect");
+    // The same file again replaces bm2's own; print and --dry-run write nothing.
+    env.ok(&[
+        "startup",
+        "--unit-dir",
+        units.to_str().unwrap(),
+        "--service-name",
+        "bm2-test",
+        "-u",
+        "www-data",
+    ]);
+    let printed = env.ok(&[
+        "startup",
+        "print",
+        "systemd",
+        "--service-name",
+        "other",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("ExecStart=@"), "{printed}");
+    // A user named without --hp: the bm2 home in that user's home directory.
+    let other = env.ok(&["startup", "print", "-u", "www-data"]);
+    assert!(
+        other.contains("Environment=\"BM2_HOME=/var/www/.bm2\""),
+        "{other}"
+    );
+    env.ok(&[
+        "startup",
+        "--dry-run",
+        "--service-name",
+        "other2",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]);
+    let names: Vec<_> = std::fs::read_dir(&units)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["bm2-test.service"]);
+}
+
+#[test]
+fn the_units_exec_start_resurrects_and_notifies_and_exec_stop_leaves_no_app() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let units = env.dir.path().join("units");
+    std::fs::create_dir(&units).unwrap();
+    env.ok(&[
+        "startup",
+        "--service-name",
+        "t",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(units.join("t.service")).unwrap();
+    let mut vars = unit_env(&text);
+    assert!(
+        vars.contains(&("BM2_HOME".into(), env.home_path().display().to_string())),
+        "{vars:?}"
+    );
+    let notify = Notify::new();
+    vars.push(("NOTIFY_SOCKET".into(), notify.name.clone()));
+    let mut daemon = exec_command(&unit_values(&text, "ExecStart")[0], &vars)
+        .spawn()
+        .unwrap();
+    assert_eq!(notify.recv(), "READY=1");
+    let pids = online_pids(&env);
+    let status = exec_command(&unit_values(&text, "ExecStop")[0], &vars)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(daemon.wait().unwrap().success());
+    for pid in pids {
+        assert!(!alive(pid), "app {pid} left running");
+    }
+    assert!(env.app_pids().is_empty());
+    assert!(
+        env.home_path().join("dump.json").exists(),
+        "ExecStop kept the saved list"
+    );
+}
+
+#[test]
+fn startup_never_replaces_a_foreign_unit_and_unstartup_removes_only_its_own() {
+    let env = TestEnv::new();
+    let units = env.dir.path().join("units");
+    std::fs::create_dir(&units).unwrap();
+    let dir = units.to_str().unwrap();
+    let foreign = units.join("web.service");
+    let body = "[Service]\nExecStart=/usr/bin/true\n";
+    std::fs::write(&foreign, body).unwrap();
+    let err = env.fail(&["startup", "--service-name", "web", "--unit-dir", dir]);
+    assert!(err.contains("not written by bm2"), "{err}");
+    let err = env.fail(&["unstartup", "--service-name", "web", "--unit-dir", dir]);
+    assert!(err.contains("not written by bm2"), "{err}");
+    assert_eq!(std::fs::read_to_string(&foreign).unwrap(), body);
+    // --force replaces it; then it is bm2's, and unstartup (or startup uninstall) removes it.
+    env.ok(&[
+        "startup",
+        "--service-name",
+        "web",
+        "--unit-dir",
+        dir,
+        "--force",
+    ]);
+    assert!(
+        std::fs::read_to_string(&foreign)
+            .unwrap()
+            .contains("daemon --resurrect")
+    );
+    env.ok(&[
+        "startup",
+        "uninstall",
+        "--service-name",
+        "web",
+        "--unit-dir",
+        dir,
+    ]);
+    assert!(!foreign.exists());
+    env.ok(&[
+        "startup",
+        "install",
+        "--service-name",
+        "web",
+        "--unit-dir",
+        dir,
+    ]);
+    env.ok(&[
+        "unstartup",
+        "systemd",
+        "--service-name",
+        "web",
+        "--unit-dir",
+        dir,
+    ]);
+    assert!(!foreign.exists());
+    assert_eq!(
+        std::fs::read_dir(&units).unwrap().count(),
+        0,
+        "no temporary file left"
+    );
+}
+
+#[test]
+fn startup_without_the_init_system_says_so_and_writes_nothing() {
+    let env = TestEnv::new();
+    let units = env.dir.path().join("units");
+    std::fs::create_dir(&units).unwrap();
+    let empty = env.dir.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let out = env
+        .command(&["startup", "systemd", "--unit-dir", units.to_str().unwrap()])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("systemd is not installed"), "{err}");
+    let out = env
+        .command(&["startup", "--unit-dir", units.to_str().unwrap()])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot detect the init system"));
+    let err = env.fail(&["startup", "launchd", "--unit-dir", units.to_str().unwrap()]);
+    assert!(err.contains("not supported"), "{err}");
+    let err = env.fail(&["startup", "upstarts"]);
+    assert!(err.contains("unknown init system"), "{err}");
+    assert_eq!(std::fs::read_dir(&units).unwrap().count(), 0);
+}
+
+#[test]
+fn startup_not_as_root_prints_the_sudo_command_and_writes_nothing() {
+    let env = TestEnv::new();
+    // As root, the command runs as www-data (uid 33) through setpriv.
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_bm2")).unwrap();
+    let mut cmd = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=33", "--regid=33", "--clear-groups"])
+            .arg(&bin);
+        c
+    } else {
+        std::process::Command::new(&bin)
+    };
+    let out = cmd
+        .args(["startup", "systemd", "--service-name", "web"])
+        .env("HOME", "/srv/app")
+        .env("BM2_HOME", env.home_path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "sudo env PATH=$PATH {} startup systemd -u ",
+            bin.display()
+        )) && last.ends_with(" --hp /srv/app --service-name web"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("elevated rights"));
+}
