@@ -171,8 +171,15 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
             _ = recv(term.as_mut()) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
             _ = recv(int.as_mut()) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
         }
-        // Long-lived streams (log follows, dashboard sessions) end, so that serving can stop.
-        closing.begin_shutdown();
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            // Stopped by a signal: the apps stop while the API still serves, so that log
+            // followers (a container's output) get what the apps print as they stop; new work
+            // is refused meanwhile. The shutdown ends the long-lived streams once done.
+            tracing::info!("signal received: stopping apps");
+            closing.shutdown(false).await;
+        }
+        // (After `bm2 kill`, which already stopped the apps.)
+        closing.end_streams();
     });
     if let Some(socket) = &opts.notify {
         // Connections made before now wait in the socket's backlog: the daemon serves them.
@@ -185,10 +192,6 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     }
     serve.await.map_err(io_err("serve API"))?;
     web.stop().await;
-    if by_signal.load(std::sync::atomic::Ordering::SeqCst) {
-        tracing::info!("signal received: stopping apps");
-        manager.shutdown(false).await;
-    }
     let _ = fs::remove_file(home.socket());
     let _ = fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");

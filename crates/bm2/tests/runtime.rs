@@ -272,3 +272,27 @@ fn start_no_daemon_runs_in_the_foreground_as_the_runtime_does() {
     let status = rt.wait_exit(DEADLINE).expect("exits on SIGTERM");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn what_apps_print_while_they_stop_reaches_the_container_output() {
+    if !pid_namespaces() {
+        return;
+    }
+    let env = TestEnv::new();
+    env.script(
+        "polite.sh",
+        "#!/bin/sh\ntrap 'sleep 0.2; echo goodbye from polite; exit 0' TERM\necho up\nwhile :; do sleep 0.05; done\n",
+    );
+    let mut rt = Runtime::start(&env, &["polite.sh", "--kill-signal", "SIGTERM"]);
+    rt.wait_stdout("up");
+    env.wait_status("polite", "online");
+    common::kill_pid(rt.pid(), "TERM");
+    let status = rt.wait_exit(DEADLINE).expect("exits on SIGTERM");
+    assert!(status.success(), "{status}");
+    assert!(
+        rt.stdout().contains("goodbye from polite"),
+        "stdout: {}\nstderr: {}",
+        rt.stdout(),
+        rt.stderr()
+    );
+}

@@ -34,7 +34,7 @@ pub async fn logs(
         ids: snap.ids,
         out: req.out,
         err: req.err,
-        closing: s.manager.closing(),
+        closing: s.manager.streams_end(),
     };
     let live = futures_util::stream::unfold(follow, |mut f| async move {
         let bytes = f.next().await?;

@@ -65,6 +65,9 @@ pub struct ProcessManager {
     registry: Arc<Registry>,
     started: Instant,
     closing: tokio::sync::watch::Sender<bool>,
+    /// True once a shutdown has stopped the apps: long-lived streams (log follows, dashboard
+    /// sessions) end then, so that followers see what apps print while they stop.
+    streams_end: tokio::sync::watch::Sender<bool>,
 }
 
 impl ProcessManager {
@@ -92,6 +95,7 @@ impl ProcessManager {
             registry,
             started: Instant::now(),
             closing: tokio::sync::watch::channel(false).0,
+            streams_end: tokio::sync::watch::channel(false).0,
         })
     }
 
@@ -123,9 +127,15 @@ impl ProcessManager {
         self.shared.changes.subscribe()
     }
 
-    /// Becomes true when the manager shuts down; long-lived streams end then.
-    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.closing.subscribe()
+    /// Becomes true once a shutdown has stopped the apps (or the daemon exits without one);
+    /// long-lived streams end then.
+    pub fn streams_end(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.streams_end.subscribe()
+    }
+
+    /// Ends long-lived streams (log follows, dashboard sessions), so that serving can stop.
+    pub fn end_streams(&self) {
+        self.streams_end.send_replace(true);
     }
 
     /// The home this manager works in.

@@ -177,8 +177,8 @@ impl ProcessManager {
         })
     }
 
-    /// Refuses new work and ends long-lived streams (log follows, dashboard sessions): the
-    /// first step of a shutdown.
+    /// Refuses new work: the first step of a shutdown. Long-lived streams go on until the apps
+    /// have stopped ([`ProcessManager::end_streams`]).
     pub fn begin_shutdown(&self) {
         self.closing.send_replace(true);
     }
@@ -215,5 +215,6 @@ impl ProcessManager {
         }
         self.registry.clear();
         self.shared.changed();
+        self.end_streams();
     }
 }

@@ -123,7 +123,7 @@ fn row_key(p: &ProcSummary) -> RowKey {
 
 async fn session(state: AppState, mut stopped: watch::Receiver<bool>, mut socket: WebSocket) {
     let mut changes = state.manager.changes();
-    let mut closing = state.manager.closing();
+    let mut closing = state.manager.streams_end();
     let mut known: BTreeMap<ProcId, RowKey> = BTreeMap::new();
     let mut follow: Option<Follow> = None;
     let (results_tx, mut results) = mpsc::channel::<Value>(16);
