@@ -468,9 +468,14 @@ impl Client {
             return;
         };
         if theirs != bm2_types::VERSION && !self.warned.swap(true, Ordering::Relaxed) {
+            let ours = bm2_types::VERSION;
+            let which = match version_order(ours, theirs) {
+                Some(std::cmp::Ordering::Greater) => "an older",
+                Some(std::cmp::Ordering::Less) => "a newer",
+                _ => "another",
+            };
             eprintln!(
-                "warning: this bm2 is version {} but the daemon is {theirs}; run `bm2 kill` and start again to update it",
-                bm2_types::VERSION
+                "warning: this bm2 is version {ours}, and the daemon runs {which} version ({theirs}); run `bm2 update` to move the daemon to this binary"
             );
         }
     }
@@ -524,5 +529,32 @@ impl LogStream {
                 }
             }
         }
+    }
+}
+
+/// The order of two `major.minor.patch` versions (pre-release parts ignored); `None` when one
+/// does not read as such.
+fn version_order(a: &str, b: &str) -> Option<std::cmp::Ordering> {
+    let parse = |v: &str| -> Option<Vec<u64>> {
+        v.split(['-', '+'])
+            .next()?
+            .split('.')
+            .map(|n| n.parse().ok())
+            .collect()
+    };
+    Some(parse(a)?.cmp(&parse(b)?))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::version_order;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn versions_are_ordered_by_number() {
+        assert_eq!(version_order("0.2.0", "0.1.9"), Some(Ordering::Greater));
+        assert_eq!(version_order("0.10.0", "0.9.0"), Some(Ordering::Greater));
+        assert_eq!(version_order("1.0.0-rc1", "1.0.1"), Some(Ordering::Less));
+        assert_eq!(version_order("x", "1.0.0"), None);
     }
 }
