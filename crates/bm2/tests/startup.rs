@@ -415,8 +415,16 @@ fn startup_without_the_init_system_says_so_and_writes_nothing() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot detect the init system"));
-    let err = env.fail(&["startup", "launchd", "--unit-dir", units.to_str().unwrap()]);
+    let err = env.fail(&["startup", "smf", "--unit-dir", units.to_str().unwrap()]);
     assert!(err.contains("not supported"), "{err}");
+    let out = env
+        .command(&["startup", "openrc", "--unit-dir", units.to_str().unwrap()])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("openrc is not installed"), "{err}");
     let err = env.fail(&["startup", "upstarts"]);
     assert!(err.contains("unknown init system"), "{err}");
     assert_eq!(std::fs::read_dir(&units).unwrap().count(), 0);
@@ -456,4 +464,309 @@ fn startup_not_as_root_prints_the_sudo_command_and_writes_nothing() {
         "{stdout}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("elevated rights"));
+}
+
+/// A PATH with stand-ins for the init system's tools first (they are not run with --unit-dir:
+/// `startup` only checks that the init system is there).
+fn path_with_tools(env: &TestEnv, tools: &[&str]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = env.dir.path().join("tools");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in tools {
+        let p = bin.join(tool);
+        std::fs::write(&p, "#!/bin/sh\nexit 1\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
+fn ok_with_path(env: &TestEnv, args: &[&str], path: &str) -> String {
+    let out = env.command(args).env("PATH", path).output().unwrap();
+    assert!(
+        out.status.success(),
+        "bm2 {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sh_n(path: &std::path::Path) {
+    let out = std::process::Command::new("sh")
+        .arg("-n")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sh -n {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `sh -c SCRIPT ARGS…` (the first of ARGS is `$0`), returning its exit code and stdout.
+fn sh(script: &str, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env_remove("BM2_HOME")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_systemv_scripts_start_status_and_stop_work_against_the_saved_list() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let units = env.dir.path().join("init.d");
+    std::fs::create_dir(&units).unwrap();
+    let path = path_with_tools(&env, &["update-rc.d", "chkconfig"]);
+    ok_with_path(
+        &env,
+        &[
+            "startup",
+            "systemv",
+            "--service-name",
+            "t",
+            "--unit-dir",
+            units.to_str().unwrap(),
+        ],
+        &path,
+    );
+    let script = units.join("t");
+    sh_n(&script);
+    let text = std::fs::read_to_string(&script).unwrap();
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_bm2")).unwrap();
+    assert!(text.contains(&format!("BM2='{}'", bin.display())), "{text}");
+    let run = |action: &str| sh("exec \"$0\" \"$@\"", &[script.to_str().unwrap(), action]);
+    assert_eq!(run("status").0, 3, "not running before start");
+    assert!(env.daemon_pid().is_none(), "status started no daemon");
+    assert_eq!(run("start").0, 0);
+    let pids = online_pids(&env);
+    let (code, out) = run("status");
+    assert_eq!(code, 0);
+    assert!(out.contains("alive"), "{out}");
+    assert_eq!(run("start").0, 0, "start again: already running");
+    assert_eq!(online_pids(&env), pids, "a second start doubled nothing");
+    assert_eq!(run("stop").0, 0);
+    for pid in &pids {
+        assert!(!alive(*pid), "app {pid} left running");
+    }
+    assert!(env.app_pids().is_empty());
+    assert!(env.daemon_pids().is_empty(), "no daemon left");
+    assert!(
+        env.home_path().join("dump.json").exists(),
+        "stop kept the saved list"
+    );
+    assert_eq!(run("status").0, 3);
+    assert_eq!(run("stop").0, 0, "stop when stopped");
+    assert_eq!(run("bogus").0, 2);
+    assert!(env.daemon_pids().is_empty(), "stop started no daemon");
+}
+
+#[test]
+fn the_openrc_scripts_functions_start_status_and_stop_under_openrc_run_stand_ins() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let units = env.dir.path().join("init.d");
+    std::fs::create_dir(&units).unwrap();
+    let path = path_with_tools(&env, &["rc-update"]);
+    ok_with_path(
+        &env,
+        &[
+            "startup",
+            "openrc",
+            "--service-name",
+            "o",
+            "--unit-dir",
+            units.to_str().unwrap(),
+        ],
+        &path,
+    );
+    let script = units.join("o");
+    sh_n(&script);
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(text.starts_with("#!/sbin/openrc-run\n"), "{text}");
+    // openrc-run sources the script and calls its functions; ebegin/eend are its helpers.
+    let openrc = "ebegin() { :; }; eend() { return \"$1\"; }; . \"$0\"; \"$1\"";
+    let run = |f: &str| sh(openrc, &[script.to_str().unwrap(), f]);
+    assert_eq!(run("status").0, 3);
+    assert_eq!(run("start").0, 0);
+    let pids = online_pids(&env);
+    assert_eq!(run("status").0, 0);
+    assert_eq!(run("stop").0, 0);
+    for pid in &pids {
+        assert!(!alive(*pid), "app {pid} left running");
+    }
+    assert!(env.daemon_pids().is_empty(), "no daemon left");
+    assert!(env.home_path().join("dump.json").exists());
+}
+
+#[test]
+fn init_scripts_honour_user_home_and_name_and_never_replace_a_foreign_script() {
+    let env = TestEnv::new();
+    let units = env.dir.path().join("init.d");
+    std::fs::create_dir(&units).unwrap();
+    let dir = units.to_str().unwrap();
+    let path = path_with_tools(&env, &["update-rc.d", "rc-update"]);
+    let hp = env.dir.path().join("it's home");
+    for system in ["systemv", "openrc"] {
+        let out = ok_with_path(
+            &env,
+            &[
+                "startup",
+                "print",
+                system,
+                "-u",
+                "www-data",
+                "--hp",
+                hp.to_str().unwrap(),
+            ],
+            &path,
+        );
+        assert!(out.contains("BM2_USER='www-data'"), "{out}");
+        let home = hp.join(".bm2").display().to_string().replace('\'', "'\\''");
+        assert!(out.contains(&format!("BM2_HOME='{home}'")), "{out}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&units).unwrap().count(),
+        0,
+        "print wrote nothing"
+    );
+    let foreign = units.join("web");
+    std::fs::write(&foreign, "#!/bin/sh\necho mine\n").unwrap();
+    let fail = |args: &[&str]| {
+        let out = env.command(args).env("PATH", &path).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = fail(&[
+        "startup",
+        "systemv",
+        "--service-name",
+        "web",
+        "--unit-dir",
+        dir,
+    ]);
+    assert!(err.contains("not written by bm2"), "{err}");
+    let err = fail(&[
+        "unstartup",
+        "openrc",
+        "--service-name",
+        "web",
+        "--unit-dir",
+        dir,
+    ]);
+    assert!(err.contains("not written by bm2"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&foreign).unwrap(),
+        "#!/bin/sh\necho mine\n"
+    );
+    ok_with_path(
+        &env,
+        &[
+            "startup",
+            "systemv",
+            "--service-name",
+            "web",
+            "--unit-dir",
+            dir,
+            "--force",
+        ],
+        &path,
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = foreign.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "the script is executable");
+    }
+    ok_with_path(
+        &env,
+        &[
+            "unstartup",
+            "systemv",
+            "--service-name",
+            "web",
+            "--unit-dir",
+            dir,
+        ],
+        &path,
+    );
+    assert_eq!(std::fs::read_dir(&units).unwrap().count(), 0);
+}
+
+#[test]
+fn startup_launchd_writes_a_plist_with_run_at_load_keep_alive_and_the_bm2_home() {
+    let env = TestEnv::new();
+    let units = env.dir.path().join("LaunchAgents");
+    std::fs::create_dir(&units).unwrap();
+    let path = path_with_tools(&env, &["launchctl"]);
+    let hp = env.dir.path().join("home & <me>");
+    ok_with_path(
+        &env,
+        &[
+            "startup",
+            "launchd",
+            "-u",
+            "www-data",
+            "--hp",
+            hp.to_str().unwrap(),
+            "--unit-dir",
+            units.to_str().unwrap(),
+        ],
+        &path,
+    );
+    let plist = units.join("bm2.www-data.plist");
+    let check = r#"
+import json, plistlib, sys
+with open(sys.argv[1], "rb") as f:
+    print(json.dumps(plistlib.load(f)))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", check])
+        .arg(&plist)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_bm2")).unwrap();
+    let bin = bin.to_str().unwrap();
+    assert_eq!(p["Label"], "bm2.www-data");
+    assert_eq!(p["RunAtLoad"], true);
+    assert_eq!(p["KeepAlive"]["SuccessfulExit"], false);
+    assert_eq!(p["Program"], bin);
+    assert_eq!(
+        p["ProgramArguments"],
+        serde_json::json!([bin, "daemon", "--resurrect"])
+    );
+    assert_eq!(
+        p["EnvironmentVariables"]["BM2_HOME"],
+        hp.join(".bm2").to_str().unwrap()
+    );
+    // unstartup removes it; a foreign plist of the same name is left alone.
+    let dir = units.to_str().unwrap();
+    ok_with_path(
+        &env,
+        &["unstartup", "launchd", "-u", "www-data", "--unit-dir", dir],
+        &path,
+    );
+    assert!(!plist.exists());
+    std::fs::write(&plist, "<plist/>").unwrap();
+    let out = env
+        .command(&["startup", "launchd", "-u", "www-data", "--unit-dir", dir])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read_to_string(&plist).unwrap(), "<plist/>");
 }

@@ -272,7 +272,7 @@ pub enum Cmd {
     Runtime(Box<runtime::RuntimeArgs>),
     /// Start the daemon and the saved apps at boot: write and enable a service (systemd)
     #[command(
-        after_help = "Examples:\n  bm2 startup                      detect the init system; as root, write and enable the service\n  bm2 startup systemd -u app --hp /home/app\n  bm2 startup print                show the unit, write nothing (also --dry-run)\n  bm2 startup uninstall            as bm2 unstartup\n\nThe service runs `bm2 daemon --resurrect`, which starts the apps of `bm2 save`.\nNot as root, it prints the one `sudo` command to run."
+        after_help = "Examples:\n  bm2 startup                      detect the init system; as root, write and enable the service\n  bm2 startup systemd -u app --hp /home/app\n  bm2 startup systemv              /etc/init.d/bm2-USER (openrc: the same with openrc-run)\n  bm2 startup launchd              ~/Library/LaunchAgents/bm2.USER.plist\n  bm2 startup print                show the unit, write nothing (also --dry-run)\n  bm2 startup uninstall            as bm2 unstartup\n\nThe service runs `bm2 daemon --resurrect`, which starts the apps of `bm2 save`.\nNot as root, it prints the one `sudo` command to run."
     )]
     Startup(startup::StartupArgs),
     /// Remove the service `bm2 startup` wrote

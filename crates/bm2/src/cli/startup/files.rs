@@ -29,8 +29,8 @@ pub fn existing(path: &Path, marker: &str) -> io::Result<Existing> {
 }
 
 /// Writes `text` to `path` atomically (a synced temporary file in the same directory, renamed
-/// over it), readable by all, as init systems expect.
-pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
+/// over it) with `mode` (readable by all, as init systems expect).
+pub fn write_atomic(path: &Path, text: &str, mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -42,7 +42,7 @@ pub fn write_atomic(path: &Path, text: &str) -> io::Result<()> {
             .create_new(true)
             .open(&tmp)?;
         f.write_all(text.as_bytes())?;
-        f.set_permissions(fs::Permissions::from_mode(0o644))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
         fs::File::open(dir)?.sync_all()

@@ -1,6 +1,8 @@
 //! `startup` and `unstartup`: a service that starts the daemon, and the saved apps, at boot.
 
 mod files;
+mod launchd;
+mod shell;
 mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -119,42 +121,119 @@ pub fn unstartup(home: &Home, args: &StartupArgs) -> anyhow::Result<ExitCode> {
     run(home, args, Action::Uninstall, args.first.as_deref())
 }
 
+/// The init systems `startup` writes files for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Systemd,
+    Systemv,
+    Openrc,
+    Launchd,
+}
+
+impl System {
+    fn of(name: &str) -> anyhow::Result<System> {
+        Ok(match name {
+            "systemd" => System::Systemd,
+            "systemv" => System::Systemv,
+            "openrc" => System::Openrc,
+            "launchd" => System::Launchd,
+            other => bail!(
+                "bm2 startup writes systemd, systemv, openrc and launchd services for now; {other} is not supported yet (nothing was written)"
+            ),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            System::Systemd => "systemd",
+            System::Systemv => "systemv",
+            System::Openrc => "openrc",
+            System::Launchd => "launchd",
+        }
+    }
+
+    /// The programs that reveal it (any one).
+    fn programs(self) -> &'static [&'static str] {
+        match self {
+            System::Systemd => &["systemctl"],
+            System::Systemv => &["chkconfig", "update-rc.d"],
+            System::Openrc => &["rc-update"],
+            System::Launchd => &["launchctl"],
+        }
+    }
+
+    fn marker(self) -> &'static str {
+        match self {
+            System::Launchd => launchd::MARKER,
+            _ => systemd::MARKER,
+        }
+    }
+
+    /// Whether writing the file in the init system's directory needs root.
+    fn needs_root(self) -> bool {
+        self != System::Launchd
+    }
+
+    fn text(self, s: &Service) -> String {
+        match self {
+            System::Systemd => systemd::unit(s),
+            System::Systemv => shell::systemv(s),
+            System::Openrc => shell::openrc(s),
+            System::Launchd => launchd::plist(s, is_root()),
+        }
+    }
+
+    /// Init scripts are programs.
+    fn mode(self) -> u32 {
+        match self {
+            System::Systemv | System::Openrc => 0o755,
+            System::Systemd | System::Launchd => 0o644,
+        }
+    }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
 fn run(
     home: &Home,
     args: &StartupArgs,
     action: Action,
     system: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let system = init_system(system)?;
-    if system != "systemd" {
+    let system = System::of(init_system(system)?)?;
+    if !system.programs().iter().any(|p| which(p).is_some()) {
         bail!(
-            "bm2 startup writes systemd units only for now; {system} is not supported yet (nothing was written)"
+            "{} is not installed on this machine (no {} on PATH): nothing was written",
+            system.name(),
+            system.programs().join(" nor ")
         );
     }
-    if which("systemctl").is_none() {
+    if home.layout() == Layout::Pm2 && matches!(system, System::Systemv | System::Openrc) {
         bail!(
-            "systemd is not installed on this machine (no systemctl on PATH): nothing was written"
+            "invoked as pm2, startup writes systemd and launchd services only (a shell script cannot keep PM2's names): run it as bm2 (nothing was written)"
         );
     }
-    let service = service(home, args)?;
+    let service = service(home, args, system)?;
     let dry_run = args.dry_run || action == Action::Print;
     if dry_run {
         if action == Action::Uninstall {
             render::info(&format!(
                 "would remove {}",
-                unit_path(args, &service).display()
+                unit_path(args, &service, system)?.display()
             ));
         } else {
-            print!("{}", systemd::unit(&service));
+            print!("{}", system.text(&service));
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if args.unit_dir.is_none() && !nix::unistd::geteuid().is_root() {
-        return Ok(not_root(home.layout(), action, args, &service));
+    if args.unit_dir.is_none() && system.needs_root() && !is_root() {
+        return Ok(not_root(home.layout(), action, args, &service, system));
     }
     match action {
-        Action::Install => install(args, &service),
-        Action::Uninstall => uninstall(args, &service),
+        Action::Install => install(args, &service, system),
+        Action::Uninstall => uninstall(args, &service, system),
         Action::Print => unreachable!("printed above"),
     }
 }
@@ -189,7 +268,7 @@ fn which(program: &str) -> Option<PathBuf> {
         })
 }
 
-fn service(home: &Home, args: &StartupArgs) -> anyhow::Result<Service> {
+fn service(home: &Home, args: &StartupArgs, system: System) -> anyhow::Result<Service> {
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .ok()
         .flatten();
@@ -212,6 +291,8 @@ fn service(home: &Home, args: &StartupArgs) -> anyhow::Result<Service> {
     };
     let name = match &args.service_name {
         Some(n) => service_name(n)?,
+        // PM2's launchd label is `pm2.USER`.
+        None if system == System::Launchd => format!("{}.{user}", home.layout().program()),
         None => format!("{}-{user}", home.layout().program()),
     };
     let program = std::env::current_exe()
@@ -270,20 +351,43 @@ fn service_path(program: &Path) -> String {
     dirs.join(":")
 }
 
-fn unit_path(args: &StartupArgs, s: &Service) -> PathBuf {
-    args.unit_dir
-        .as_deref()
-        .unwrap_or(Path::new(systemd::UNIT_DIR))
-        .join(format!("{}.service", s.name))
+fn unit_path(args: &StartupArgs, s: &Service, system: System) -> anyhow::Result<PathBuf> {
+    let file = match system {
+        System::Systemd => format!("{}.service", s.name),
+        System::Systemv | System::Openrc => s.name.clone(),
+        System::Launchd => format!("{}.plist", s.name),
+    };
+    let dir = match (&args.unit_dir, system) {
+        (Some(dir), _) => dir.clone(),
+        (None, System::Systemd) => PathBuf::from(systemd::UNIT_DIR),
+        (None, System::Systemv | System::Openrc) => PathBuf::from("/etc/init.d"),
+        (None, System::Launchd) if is_root() => PathBuf::from(launchd::DAEMON_DIR),
+        (None, System::Launchd) => {
+            let home = args
+                .hp
+                .clone()
+                .or_else(|| std::env::var_os("HOME").map(PathBuf::from))
+                .context("HOME is not set: pass --hp")?;
+            home.join(launchd::AGENT_DIR)
+        }
+    };
+    Ok(dir.join(file))
 }
 
 /// Not root: the one command to run, as PM2 prints it.
-fn not_root(layout: Layout, action: Action, args: &StartupArgs, s: &Service) -> ExitCode {
+fn not_root(
+    layout: Layout,
+    action: Action,
+    args: &StartupArgs,
+    s: &Service,
+    system: System,
+) -> ExitCode {
     use std::fmt::Write as _;
     let (verb, command) = match action {
-        Action::Uninstall => ("remove", "unstartup systemd"),
-        _ => ("setup", "startup systemd"),
+        Action::Uninstall => ("remove", "unstartup"),
+        _ => ("setup", "startup"),
     };
+    let command = format!("{command} {}", system.name());
     let program = match layout {
         Layout::Bm2 => s.program.display().to_string(),
         Layout::Pm2 => "pm2".to_string(),
@@ -307,9 +411,9 @@ fn not_root(layout: Layout, action: Action, args: &StartupArgs, s: &Service) -> 
     ExitCode::FAILURE
 }
 
-fn install(args: &StartupArgs, s: &Service) -> anyhow::Result<ExitCode> {
-    let path = unit_path(args, s);
-    match files::existing(&path, systemd::MARKER)
+fn install(args: &StartupArgs, s: &Service, system: System) -> anyhow::Result<ExitCode> {
+    let path = unit_path(args, s, system)?;
+    match files::existing(&path, system.marker())
         .with_context(|| format!("cannot read {}", path.display()))?
     {
         Existing::Foreign if !args.force => bail!(
@@ -318,19 +422,27 @@ fn install(args: &StartupArgs, s: &Service) -> anyhow::Result<ExitCode> {
         ),
         _ => {}
     }
-    files::write_atomic(&path, &systemd::unit(s))
+    if system == System::Launchd
+        && args.unit_dir.is_none()
+        && let Some(dir) = path.parent()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    files::write_atomic(&path, &system.text(s), system.mode())
         .with_context(|| format!("cannot write {}", path.display()))?;
     render::info(&format!("wrote {}", path.display()));
     if args.unit_dir.is_none() {
-        systemctl(&["enable", &s.name]).with_context(|| {
-            format!(
-                "{} was written but not enabled; run `systemctl enable {}`",
-                path.display(),
-                s.name
-            )
-        })?;
+        for command in enable_commands(system, s, &path) {
+            run_command(&command).with_context(|| {
+                format!(
+                    "{} was written but not enabled; run `{}`",
+                    path.display(),
+                    command.join(" ")
+                )
+            })?;
+        }
         render::info(&format!("enabled {}: the daemon starts at boot", s.name));
-        if !systemd_running() {
+        if system == System::Systemd && !systemd_running() {
             render::info(&format!(
                 "warning: systemd is not running as PID 1 on this machine (no /run/systemd/system), so {} does not run now; it runs at the next boot under systemd",
                 s.name
@@ -342,14 +454,15 @@ fn install(args: &StartupArgs, s: &Service) -> anyhow::Result<ExitCode> {
         "Freeze your process list for reboot with: {program} save"
     ));
     render::info(&format!(
-        "Remove the startup script with: {program} unstartup systemd"
+        "Remove the startup script with: {program} unstartup {}",
+        system.name()
     ));
     Ok(ExitCode::SUCCESS)
 }
 
-fn uninstall(args: &StartupArgs, s: &Service) -> anyhow::Result<ExitCode> {
-    let path = unit_path(args, s);
-    match files::existing(&path, systemd::MARKER)
+fn uninstall(args: &StartupArgs, s: &Service, system: System) -> anyhow::Result<ExitCode> {
+    let path = unit_path(args, s, system)?;
+    match files::existing(&path, system.marker())
         .with_context(|| format!("cannot read {}", path.display()))?
     {
         Existing::None => {
@@ -362,25 +475,70 @@ fn uninstall(args: &StartupArgs, s: &Service) -> anyhow::Result<ExitCode> {
         ),
         Existing::Ours => {}
     }
-    if args.unit_dir.is_none()
-        && let Err(e) = systemctl(&["disable", &s.name])
-    {
-        render::info(&format!("warning: {e:#}"));
+    if args.unit_dir.is_none() {
+        for command in disable_commands(system, s, &path) {
+            if let Err(e) = run_command(&command) {
+                render::info(&format!("warning: {e:#}"));
+            }
+        }
     }
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     render::info(&format!("removed {}", path.display()));
     Ok(ExitCode::SUCCESS)
 }
 
-fn systemctl(args: &[&str]) -> anyhow::Result<()> {
-    let out = std::process::Command::new("systemctl")
-        .args(args)
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| (*w).to_string()).collect()
+}
+
+/// The commands that enable the service at boot (PM2's).
+fn enable_commands(system: System, s: &Service, path: &Path) -> Vec<Vec<String>> {
+    let n = s.name.as_str();
+    match system {
+        System::Systemd => vec![strings(&["systemctl", "enable", n])],
+        System::Systemv if which("chkconfig").is_some() => vec![
+            strings(&["chkconfig", "--add", n]),
+            strings(&["chkconfig", n, "on"]),
+        ],
+        System::Systemv => vec![strings(&["update-rc.d", n, "defaults"])],
+        System::Openrc => vec![strings(&["rc-update", "add", n, "default"])],
+        System::Launchd => vec![vec![
+            "launchctl".into(),
+            "load".into(),
+            "-w".into(),
+            path.display().to_string(),
+        ]],
+    }
+}
+
+/// The commands that disable it (failures are warnings: the file is removed all the same).
+fn disable_commands(system: System, s: &Service, path: &Path) -> Vec<Vec<String>> {
+    let n = s.name.as_str();
+    match system {
+        System::Systemd => vec![strings(&["systemctl", "disable", n])],
+        System::Systemv if which("chkconfig").is_some() => {
+            vec![strings(&["chkconfig", "--del", n])]
+        }
+        System::Systemv => vec![strings(&["update-rc.d", "-f", n, "remove"])],
+        System::Openrc => vec![strings(&["rc-update", "del", n, "default"])],
+        System::Launchd => vec![vec![
+            "launchctl".into(),
+            "unload".into(),
+            "-w".into(),
+            path.display().to_string(),
+        ]],
+    }
+}
+
+fn run_command(command: &[String]) -> anyhow::Result<()> {
+    let out = std::process::Command::new(&command[0])
+        .args(&command[1..])
         .output()
-        .context("cannot run systemctl")?;
+        .with_context(|| format!("cannot run {}", command[0]))?;
     if !out.status.success() {
         bail!(
-            "`systemctl {}` failed ({}): {}",
-            args.join(" "),
+            "`{}` failed ({}): {}",
+            command.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );

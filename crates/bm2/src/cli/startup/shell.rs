@@ -1,0 +1,193 @@
+//! The init scripts of `bm2 startup systemv` (`/etc/init.d`, LSB headers for `update-rc.d` and
+//! `chkconfig`) and `bm2 startup openrc` (`openrc-run`), after PM2's templates.
+//!
+//! `start` brings the saved list back (`bm2 resurrect`, which starts a daemon; `bm2 ping` when
+//! nothing was saved), `stop` runs `bm2 kill` (which keeps the saved list), `status` reports
+//! whether the daemon answers. bm2 runs by its absolute path as the service's user (through
+//! `su` unless the script already runs as that user), with `BM2_HOME` and `PATH` set.
+
+use std::fmt::Write as _;
+
+use super::Service;
+
+/// The marker line (a shell comment, as systemd's).
+pub use super::systemd::MARKER;
+
+/// A single-quoted shell word.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The variables and functions both scripts share.
+fn common(s: &Service, out: &mut String) {
+    let _ = writeln!(out, "BM2={}", quote(&s.program.display().to_string()));
+    let _ = writeln!(out, "BM2_USER={}", quote(&s.user));
+    let _ = writeln!(out, "BM2_HOME={}", quote(&s.home.display().to_string()));
+    let _ = writeln!(out, "PATH={}", quote(&s.path));
+    out.push_str(COMMON);
+}
+
+const COMMON: &str = r#"export BM2_HOME PATH
+
+# A single-quoted shell word.
+bm2_quote() {
+    printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+
+# Runs bm2 with these arguments as $BM2_USER.
+bm2_as_user() {
+    if [ "$(id -un)" = "$BM2_USER" ]; then
+        "$BM2" "$@"
+        return
+    fi
+    bm2_cmd="BM2_HOME=$(bm2_quote "$BM2_HOME") PATH=$(bm2_quote "$PATH") exec $(bm2_quote "$BM2")"
+    for bm2_arg in "$@"; do
+        bm2_cmd="$bm2_cmd $(bm2_quote "$bm2_arg")"
+    done
+    su -s /bin/sh -c "$bm2_cmd" "$BM2_USER"
+}
+
+# Whether the daemon runs (checked without starting one, as any bm2 command would).
+bm2_running() {
+    bm2_pid=$(cat "$BM2_HOME/daemon.pid" 2>/dev/null) || return 1
+    [ -n "$bm2_pid" ] && kill -0 "$bm2_pid" 2>/dev/null
+}
+
+# Starts the daemon with the apps of `bm2 save`.
+bm2_start() {
+    if bm2_running; then
+        echo "bm2 daemon already running (pid $bm2_pid)"
+        return 0
+    fi
+    if [ -f "$BM2_HOME/dump.json" ]; then
+        bm2_as_user resurrect
+    else
+        bm2_as_user ping
+    fi
+}
+
+# Stops the apps gracefully and the daemon; the saved list is kept.
+bm2_stop() {
+    if ! bm2_running; then
+        echo "bm2 daemon not running"
+        return 0
+    fi
+    bm2_as_user kill
+}
+
+# 0 when the daemon answers, 3 (LSB: not running) otherwise.
+bm2_status() {
+    if bm2_running && bm2_as_user ping; then
+        return 0
+    fi
+    echo "bm2 daemon not running"
+    return 3
+}
+
+bm2_reload() {
+    if ! bm2_running; then
+        echo "bm2 daemon not running"
+        return 7
+    fi
+    bm2_as_user reload all
+}
+"#;
+
+/// The System V init script.
+pub fn systemv(s: &Service) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "#!/bin/sh");
+    let _ = writeln!(out, "{MARKER}");
+    let _ = writeln!(out, "### BEGIN INIT INFO");
+    let _ = writeln!(out, "# Provides:          {}", s.name);
+    let _ = writeln!(out, "# Required-Start:    $local_fs $remote_fs $network");
+    let _ = writeln!(out, "# Required-Stop:     $local_fs $remote_fs $network");
+    let _ = writeln!(out, "# Default-Start:     2 3 4 5");
+    let _ = writeln!(out, "# Default-Stop:      0 1 6");
+    let _ = writeln!(
+        out,
+        "# Short-Description: bm2 process manager for {}",
+        s.user
+    );
+    let _ = writeln!(
+        out,
+        "# Description:       Starts the bm2 daemon and the apps of `bm2 save`."
+    );
+    let _ = writeln!(out, "### END INIT INFO");
+    let _ = writeln!(out, "# chkconfig: 2345 90 10");
+    let _ = writeln!(out, "# description: bm2 process manager for {}", s.user);
+    let _ = writeln!(out);
+    common(s, &mut out);
+    out.push_str(
+        r#"
+case "$1" in
+    start)
+        bm2_start
+        ;;
+    stop)
+        bm2_stop
+        ;;
+    restart|force-reload)
+        bm2_stop && bm2_start
+        ;;
+    reload)
+        bm2_reload
+        ;;
+    status)
+        bm2_status
+        ;;
+    *)
+        echo "Usage: $0 {start|stop|restart|reload|force-reload|status}" >&2
+        exit 2
+        ;;
+esac
+"#,
+    );
+    out
+}
+
+/// The `OpenRC` service script.
+pub fn openrc(s: &Service) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "#!/sbin/openrc-run");
+    let _ = writeln!(out, "{MARKER}");
+    let _ = writeln!(
+        out,
+        "description={}",
+        quote(&format!("bm2 process manager for {}", s.user))
+    );
+    let _ = writeln!(out, "extra_started_commands=\"reload\"");
+    let _ = writeln!(out);
+    common(s, &mut out);
+    out.push_str(
+        r#"
+depend() {
+    need net localmount
+    after bootmisc
+}
+
+start() {
+    ebegin "Starting bm2 for $BM2_USER"
+    bm2_start
+    eend $?
+}
+
+stop() {
+    ebegin "Stopping bm2 for $BM2_USER"
+    bm2_stop
+    eend $?
+}
+
+status() {
+    bm2_status
+}
+
+reload() {
+    ebegin "Reloading the apps of bm2 for $BM2_USER"
+    bm2_reload
+    eend $?
+}
+"#,
+    );
+    out
+}
