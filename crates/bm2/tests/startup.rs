@@ -19,8 +19,11 @@ impl Notify {
     /// An abstract socket (systemd's own form: `@name`).
     fn new() -> Notify {
         use std::os::linux::net::SocketAddrExt;
+        // Tests run in parallel threads: the same millisecond needs another name.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let name = format!(
-            "bm2-test-notify-{}-{}",
+            "bm2-test-notify-{}-{}-{n}",
             std::process::id(),
             common::now_ms()
         );
@@ -415,8 +418,14 @@ fn startup_without_the_init_system_says_so_and_writes_nothing() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot detect the init system"));
-    let err = env.fail(&["startup", "smf", "--unit-dir", units.to_str().unwrap()]);
-    assert!(err.contains("not supported"), "{err}");
+    let out = env
+        .command(&["startup", "smf", "--unit-dir", units.to_str().unwrap()])
+        .env("PATH", &empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("smf is not installed"), "{err}");
     let out = env
         .command(&["startup", "openrc", "--unit-dir", units.to_str().unwrap()])
         .env("PATH", &empty)
@@ -769,4 +778,255 @@ with open(sys.argv[1], "rb") as f:
         .unwrap();
     assert!(!out.status.success());
     assert_eq!(std::fs::read_to_string(&plist).unwrap(), "<plist/>");
+}
+
+/// Writes `startup SYSTEM` with NAME into a fresh directory, returning the file's text.
+fn write_service(env: &TestEnv, system: &str, tool: &[&str], name: &str, file: &str) -> String {
+    let units = env.dir.path().join(system);
+    std::fs::create_dir(&units).unwrap();
+    let path = path_with_tools(env, tool);
+    ok_with_path(
+        env,
+        &[
+            "startup",
+            system,
+            "--service-name",
+            name,
+            "--unit-dir",
+            units.to_str().unwrap(),
+        ],
+        &path,
+    );
+    let script = units.join(file);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = script.metadata().unwrap().permissions().mode() & 0o777;
+        let want = if system == "smf" { 0o644 } else { 0o755 };
+        assert_eq!(mode, want, "{system}");
+    }
+    if system != "smf" {
+        sh_n(&script);
+    }
+    std::fs::read_to_string(&script).unwrap()
+}
+
+/// Runs an rc.d script's actions with stand-ins for its rc.subr (sourced at `subr`).
+fn rc_actions(env: &TestEnv, text: &str, subr: &str, standin: &str) {
+    assert!(text.contains(&format!("\n. {subr}\n")), "{text}");
+    let script = env.dir.path().join(format!("rc-{}", common::now_ms()));
+    std::fs::write(&script, text.replace(&format!(". {subr}"), standin)).unwrap();
+    let run = |action: &str| sh("exec sh \"$0\" \"$@\"", &[script.to_str().unwrap(), action]);
+    assert_ne!(run("status").0, 0, "not running before start");
+    assert!(env.daemon_pid().is_none(), "status started no daemon");
+    assert_eq!(run("start").0, 0);
+    let pids = online_pids(env);
+    assert_eq!(run("status").0, 0);
+    assert_eq!(run("start").0, 0, "start again: already running");
+    assert_eq!(online_pids(env), pids, "a second start doubled nothing");
+    assert_eq!(run("stop").0, 0);
+    for pid in &pids {
+        assert!(!alive(*pid), "app {pid} left running");
+    }
+    assert!(env.daemon_pids().is_empty(), "no daemon left");
+    assert!(
+        env.home_path().join("dump.json").exists(),
+        "stop kept the saved list"
+    );
+}
+
+#[test]
+fn the_freebsd_rcd_script_runs_under_rc_subr_stand_ins() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let text = write_service(&env, "rcd", &["sysrc"], "bm2_t", "bm2_t");
+    assert!(
+        text.contains("name='bm2_t'\nrcvar='bm2_t_enable'\n"),
+        "{text}"
+    );
+    assert!(text.contains("su -m \"$BM2_USER\" -c"), "{text}");
+    // rc.subr: load_rc_config reads rc.conf; run_rc_command runs ${ACTION}_cmd.
+    let standin = "load_rc_config() { :; }; run_rc_command() { eval \"\\${${1}_cmd}\"; }";
+    rc_actions(&env, &text, "/etc/rc.subr", standin);
+    // rc.d names are shell variables: a name with `-` is refused, and the default is bm2_USER.
+    let units = env.dir.path().join("rcd");
+    let path = path_with_tools(&env, &["sysrc"]);
+    let out = env
+        .command(&["startup", "rcd", "--service-name", "bm2-x", "--unit-dir"])
+        .arg(&units)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an rc.d service name"));
+    let printed = ok_with_path(
+        &env,
+        &["startup", "print", "freebsd", "-u", "www-data"],
+        &path,
+    );
+    assert!(printed.contains("name='bm2_www_data'"), "{printed}");
+    assert_eq!(std::fs::read_dir(&units).unwrap().count(), 1);
+}
+
+#[test]
+fn the_openbsd_rcd_script_runs_under_rc_subr_stand_ins() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let text = write_service(&env, "rcd-openbsd", &["rcctl"], "bm2_o", "bm2_o");
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_bm2")).unwrap();
+    assert!(text.starts_with("#!/bin/ksh\n"), "{text}");
+    assert!(
+        text.contains(&format!("daemon='{}'", bin.display())),
+        "{text}"
+    );
+    // rc.subr's rc_cmd: `check` runs rc_check, the others rc_ACTION.
+    let standin = "rc_cmd() { case $1 in status) rc_check ;; *) \"rc_$1\" ;; esac; }";
+    rc_actions(&env, &text, "/etc/rc.d/rc.subr", standin);
+}
+
+#[test]
+fn the_upstart_script_is_the_init_d_script_pm2_writes() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let text = write_service(&env, "upstart", &["update-rc.d"], "u", "u");
+    assert!(text.contains("# Provides:          u\n"), "{text}");
+    let script = env.dir.path().join("upstart").join("u");
+    let run = |action: &str| sh("exec \"$0\" \"$@\"", &[script.to_str().unwrap(), action]);
+    assert_eq!(run("start").0, 0);
+    let pids = online_pids(&env);
+    assert_eq!(run("stop").0, 0);
+    for pid in &pids {
+        assert!(!alive(*pid), "app {pid} left running");
+    }
+    assert!(env.daemon_pids().is_empty(), "no daemon left");
+}
+
+#[test]
+fn the_smf_manifest_parses_and_its_methods_start_and_stop_the_saved_list() {
+    let env = TestEnv::new();
+    saved_two_apps(&env);
+    let text = write_service(&env, "smf", &["svccfg", "svcadm"], "bm2-s", "bm2-s.xml");
+    let xml = env.dir.path().join("smf").join("bm2-s.xml");
+    let check = r#"
+import json, sys, xml.etree.ElementTree as ET
+svc = ET.parse(sys.argv[1]).getroot().find("service")
+ctx = svc.find("method_context")
+print(json.dumps({
+    "name": svc.get("name"),
+    "user": ctx.find("method_credential").get("user"),
+    "env": {e.get("name"): e.get("value") for e in ctx.iter("envvar")},
+    "exec": {m.get("name"): m.get("exec") for m in svc.findall("exec_method")},
+    "duration": [p.get("value") for p in svc.iter("propval") if p.get("name") == "duration"],
+}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", check])
+        .arg(&xml)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_bm2")).unwrap();
+    let quoted = format!("'{}'", bin.display());
+    assert_eq!(m["name"], "application/bm2-s");
+    assert_eq!(m["duration"], serde_json::json!(["contract"]));
+    assert_eq!(m["env"]["BM2_HOME"], env.home_path().to_str().unwrap());
+    assert_eq!(m["exec"]["stop"], format!("{quoted} kill"));
+    assert_eq!(m["exec"]["refresh"], format!("{quoted} reload all"));
+    // svc.startd runs each method with /bin/sh -c, `%%` being a `%`, in the method's environment.
+    let run = |method: &str| {
+        let exec = m["exec"][method].as_str().unwrap().replace("%%", "%");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&exec)
+            .env_clear()
+            .env("PATH", m["env"]["PATH"].as_str().unwrap())
+            .env("BM2_HOME", m["env"]["BM2_HOME"].as_str().unwrap())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{method}: {exec}");
+    };
+    run("start");
+    let pids = online_pids(&env);
+    run("stop");
+    for pid in &pids {
+        assert!(!alive(*pid), "app {pid} left running");
+    }
+    assert!(env.daemon_pids().is_empty(), "no daemon left");
+    assert!(env.home_path().join("dump.json").exists());
+}
+
+#[test]
+fn new_systems_honour_user_home_and_never_replace_a_foreign_file() {
+    let env = TestEnv::new();
+    let units = env.dir.path().join("units");
+    std::fs::create_dir(&units).unwrap();
+    let dir = units.to_str().unwrap();
+    let path = path_with_tools(&env, &["update-rc.d", "sysrc", "rcctl", "svccfg", "svcadm"]);
+    let hp = env.dir.path().join("it's home");
+    let home = hp.join(".bm2").display().to_string();
+    for system in ["upstart", "rcd", "rcd-openbsd", "smf"] {
+        let out = ok_with_path(
+            &env,
+            &[
+                "startup",
+                "print",
+                system,
+                "-u",
+                "www-data",
+                "--hp",
+                hp.to_str().unwrap(),
+            ],
+            &path,
+        );
+        if system == "smf" {
+            assert!(out.contains(r#"user="www-data""#), "{out}");
+            assert!(out.contains(&home.replace('\'', "&apos;")), "{out}");
+        } else {
+            assert!(out.contains("BM2_USER='www-data'"), "{out}");
+            let home = home.replace('\'', "'\\''");
+            assert!(out.contains(&format!("BM2_HOME='{home}'")), "{out}");
+        }
+        let file = if system == "smf" { "web.xml" } else { "web" };
+        let foreign = units.join(file);
+        std::fs::write(&foreign, "mine\n").unwrap();
+        for verb in ["startup", "unstartup"] {
+            let out = env
+                .command(&[verb, system, "--service-name", "web", "--unit-dir", dir])
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{verb} {system}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("not written by bm2"), "{err}");
+        }
+        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "mine\n");
+        let args = [
+            "startup",
+            system,
+            "--service-name",
+            "web",
+            "--unit-dir",
+            dir,
+        ];
+        ok_with_path(&env, &[&args[..], &["--force"]].concat(), &path);
+        ok_with_path(
+            &env,
+            &[
+                "unstartup",
+                system,
+                "--service-name",
+                "web",
+                "--unit-dir",
+                dir,
+            ],
+            &path,
+        );
+        assert_eq!(std::fs::read_dir(&units).unwrap().count(), 0, "{system}");
+    }
 }

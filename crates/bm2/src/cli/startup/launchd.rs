@@ -13,7 +13,8 @@ pub const AGENT_DIR: &str = "Library/LaunchAgents";
 /// Where system daemons live (written as root).
 pub const DAEMON_DIR: &str = "/Library/LaunchDaemons";
 
-fn escape(s: &str) -> String {
+/// XML-escaped text.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -3,6 +3,7 @@
 mod files;
 mod launchd;
 mod shell;
+mod smf;
 mod systemd;
 
 use std::path::{Path, PathBuf};
@@ -128,6 +129,10 @@ enum System {
     Systemv,
     Openrc,
     Launchd,
+    Upstart,
+    Rcd,
+    RcdOpenbsd,
+    Smf,
 }
 
 impl System {
@@ -137,9 +142,11 @@ impl System {
             "systemv" => System::Systemv,
             "openrc" => System::Openrc,
             "launchd" => System::Launchd,
-            other => bail!(
-                "bm2 startup writes systemd, systemv, openrc and launchd services for now; {other} is not supported yet (nothing was written)"
-            ),
+            "upstart" => System::Upstart,
+            "rcd" => System::Rcd,
+            "rcd-openbsd" => System::RcdOpenbsd,
+            "smf" => System::Smf,
+            other => bail!("unknown init system `{other}`"),
         })
     }
 
@@ -149,6 +156,10 @@ impl System {
             System::Systemv => "systemv",
             System::Openrc => "openrc",
             System::Launchd => "launchd",
+            System::Upstart => "upstart",
+            System::Rcd => "rcd",
+            System::RcdOpenbsd => "rcd-openbsd",
+            System::Smf => "smf",
         }
     }
 
@@ -159,14 +170,34 @@ impl System {
             System::Systemv => &["chkconfig", "update-rc.d"],
             System::Openrc => &["rc-update"],
             System::Launchd => &["launchctl"],
+            System::Upstart => &["update-rc.d"],
+            System::Rcd => &["sysrc"],
+            System::RcdOpenbsd => &["rcctl"],
+            System::Smf => &["svccfg", "svcadm"],
         }
     }
 
     fn marker(self) -> &'static str {
         match self {
             System::Launchd => launchd::MARKER,
+            System::Smf => smf::MARKER,
             _ => systemd::MARKER,
         }
+    }
+
+    /// Whether its programs are on `PATH` (smf needs both; the others any one).
+    fn present(self) -> bool {
+        let mut found = self.programs().iter().map(|p| which(p).is_some());
+        if self == System::Smf {
+            found.all(|f| f)
+        } else {
+            found.any(|f| f)
+        }
+    }
+
+    /// Whether service names become shell variable names (rc.subr's `NAME_enable`).
+    fn names_are_variables(self) -> bool {
+        matches!(self, System::Rcd | System::RcdOpenbsd)
     }
 
     /// Whether writing the file in the init system's directory needs root.
@@ -177,7 +208,10 @@ impl System {
     fn text(self, s: &Service) -> String {
         match self {
             System::Systemd => systemd::unit(s),
-            System::Systemv => shell::systemv(s),
+            System::Systemv | System::Upstart => shell::systemv(s),
+            System::Rcd => shell::rcd(s),
+            System::RcdOpenbsd => shell::rcd_openbsd(s),
+            System::Smf => smf::manifest(s),
             System::Openrc => shell::openrc(s),
             System::Launchd => launchd::plist(s, is_root()),
         }
@@ -186,8 +220,12 @@ impl System {
     /// Init scripts are programs.
     fn mode(self) -> u32 {
         match self {
-            System::Systemv | System::Openrc => 0o755,
-            System::Systemd | System::Launchd => 0o644,
+            System::Systemv
+            | System::Openrc
+            | System::Upstart
+            | System::Rcd
+            | System::RcdOpenbsd => 0o755,
+            System::Systemd | System::Launchd | System::Smf => 0o644,
         }
     }
 }
@@ -203,14 +241,18 @@ fn run(
     system: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let system = System::of(init_system(system)?)?;
-    if !system.programs().iter().any(|p| which(p).is_some()) {
+    if !system.present() {
         bail!(
             "{} is not installed on this machine (no {} on PATH): nothing was written",
             system.name(),
-            system.programs().join(" nor ")
+            system.programs().join(if system == System::Smf {
+                " or "
+            } else {
+                " nor "
+            })
         );
     }
-    if home.layout() == Layout::Pm2 && matches!(system, System::Systemv | System::Openrc) {
+    if home.layout() == Layout::Pm2 && !matches!(system, System::Systemd | System::Launchd) {
         bail!(
             "invoked as pm2, startup writes systemd and launchd services only (a shell script cannot keep PM2's names): run it as bm2 (nothing was written)"
         );
@@ -290,7 +332,18 @@ fn service(home: &Home, args: &StartupArgs, system: System) -> anyhow::Result<Se
         other.dir.join(dir)
     };
     let name = match &args.service_name {
+        Some(n) if system.names_are_variables() => variable_name(n)?,
+        // An FMRI's `:` starts the instance name.
+        Some(n) if system == System::Smf && n.contains([':', '@']) => {
+            bail!("`{n}` is not an smf service name: letters, digits and - _ . only")
+        }
         Some(n) => service_name(n)?,
+        // rc.subr's names are shell variables: PM2's `pm2_USER`.
+        None if system.names_are_variables() => variable_name(&format!(
+            "{}_{}",
+            home.layout().program(),
+            user.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_")
+        ))?,
         // PM2's launchd label is `pm2.USER`.
         None if system == System::Launchd => format!("{}.{user}", home.layout().program()),
         None => format!("{}-{user}", home.layout().program()),
@@ -318,6 +371,17 @@ fn service_name(name: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
         ok,
         "`{name}` is not a service name: letters, digits and - _ . : @ only"
+    );
+    Ok(name.to_string())
+}
+
+/// An rc.d service name: it names the shell variable `NAME_enable`.
+fn variable_name(name: &str) -> anyhow::Result<String> {
+    let ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    anyhow::ensure!(
+        ok,
+        "`{name}` is not an rc.d service name: letters, digits and _ only (it names the variable {name}_enable)"
     );
     Ok(name.to_string())
 }
@@ -354,13 +418,19 @@ fn service_path(program: &Path) -> String {
 fn unit_path(args: &StartupArgs, s: &Service, system: System) -> anyhow::Result<PathBuf> {
     let file = match system {
         System::Systemd => format!("{}.service", s.name),
-        System::Systemv | System::Openrc => s.name.clone(),
+        System::Systemv | System::Openrc | System::Upstart | System::Rcd | System::RcdOpenbsd => {
+            s.name.clone()
+        }
         System::Launchd => format!("{}.plist", s.name),
+        System::Smf => format!("{}.xml", s.name),
     };
     let dir = match (&args.unit_dir, system) {
         (Some(dir), _) => dir.clone(),
         (None, System::Systemd) => PathBuf::from(systemd::UNIT_DIR),
-        (None, System::Systemv | System::Openrc) => PathBuf::from("/etc/init.d"),
+        (None, System::Systemv | System::Openrc | System::Upstart) => PathBuf::from("/etc/init.d"),
+        (None, System::Rcd) => PathBuf::from("/usr/local/etc/rc.d"),
+        (None, System::RcdOpenbsd) => PathBuf::from("/etc/rc.d"),
+        (None, System::Smf) => PathBuf::from(smf::MANIFEST_DIR),
         (None, System::Launchd) if is_root() => PathBuf::from(launchd::DAEMON_DIR),
         (None, System::Launchd) => {
             let home = args
@@ -500,8 +570,14 @@ fn enable_commands(system: System, s: &Service, path: &Path) -> Vec<Vec<String>>
             strings(&["chkconfig", "--add", n]),
             strings(&["chkconfig", n, "on"]),
         ],
-        System::Systemv => vec![strings(&["update-rc.d", n, "defaults"])],
+        System::Systemv | System::Upstart => vec![strings(&["update-rc.d", n, "defaults"])],
         System::Openrc => vec![strings(&["rc-update", "add", n, "default"])],
+        System::Rcd => vec![strings(&["sysrc", &format!("{n}_enable=YES")])],
+        System::RcdOpenbsd => vec![strings(&["rcctl", "enable", n])],
+        System::Smf => vec![
+            vec!["svccfg".into(), "import".into(), path.display().to_string()],
+            strings(&["svcadm", "enable", &format!("application/{n}")]),
+        ],
         System::Launchd => vec![vec![
             "launchctl".into(),
             "load".into(),
@@ -519,8 +595,14 @@ fn disable_commands(system: System, s: &Service, path: &Path) -> Vec<Vec<String>
         System::Systemv if which("chkconfig").is_some() => {
             vec![strings(&["chkconfig", "--del", n])]
         }
-        System::Systemv => vec![strings(&["update-rc.d", "-f", n, "remove"])],
+        System::Systemv | System::Upstart => vec![strings(&["update-rc.d", "-f", n, "remove"])],
         System::Openrc => vec![strings(&["rc-update", "del", n, "default"])],
+        System::Rcd => vec![strings(&["sysrc", "-x", &format!("{n}_enable")])],
+        System::RcdOpenbsd => vec![strings(&["rcctl", "disable", n])],
+        System::Smf => vec![
+            strings(&["svcadm", "disable", &format!("application/{n}")]),
+            strings(&["svccfg", "delete", "-f", &format!("application/{n}")]),
+        ],
         System::Launchd => vec![vec![
             "launchctl".into(),
             "unload".into(),

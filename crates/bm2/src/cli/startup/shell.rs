@@ -18,13 +18,36 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// The variables and functions both scripts share.
-fn common(s: &Service, out: &mut String) {
+/// How each system's `su` runs a shell command (`$1`) as `$BM2_USER`.
+#[derive(Debug, Clone, Copy)]
+enum Su {
+    /// util-linux and busybox: `su -s /bin/sh -c CMD USER`.
+    Linux,
+    /// FreeBSD (as its rc.subr and PM2 do): `su -m USER -c CMD`, in the caller's shell.
+    FreeBsd,
+    /// OpenBSD (as its rc.subr's `rcexec`): `su -s /bin/sh USER -c CMD`.
+    OpenBsd,
+}
+
+impl Su {
+    fn function(self) -> &'static str {
+        match self {
+            Su::Linux => "bm2_su() {\n    su -s /bin/sh -c \"$1\" \"$BM2_USER\"\n}\n",
+            Su::FreeBsd => "bm2_su() {\n    su -m \"$BM2_USER\" -c \"$1\"\n}\n",
+            Su::OpenBsd => "bm2_su() {\n    su -s /bin/sh \"$BM2_USER\" -c \"$1\"\n}\n",
+        }
+    }
+}
+
+/// The variables and functions every script shares.
+fn common(s: &Service, su: Su, out: &mut String) {
     let _ = writeln!(out, "BM2={}", quote(&s.program.display().to_string()));
     let _ = writeln!(out, "BM2_USER={}", quote(&s.user));
     let _ = writeln!(out, "BM2_HOME={}", quote(&s.home.display().to_string()));
     let _ = writeln!(out, "PATH={}", quote(&s.path));
     out.push_str(COMMON);
+    out.push_str("\n# Runs a shell command as $BM2_USER.\n");
+    out.push_str(su.function());
 }
 
 const COMMON: &str = r#"export BM2_HOME PATH
@@ -40,11 +63,12 @@ bm2_as_user() {
         "$BM2" "$@"
         return
     fi
-    bm2_cmd="BM2_HOME=$(bm2_quote "$BM2_HOME") PATH=$(bm2_quote "$PATH") exec $(bm2_quote "$BM2")"
+    # `exec env …`: the same in sh and csh (FreeBSD's su may run root's csh).
+    bm2_cmd="exec env BM2_HOME=$(bm2_quote "$BM2_HOME") PATH=$(bm2_quote "$PATH") $(bm2_quote "$BM2")"
     for bm2_arg in "$@"; do
         bm2_cmd="$bm2_cmd $(bm2_quote "$bm2_arg")"
     done
-    su -s /bin/sh -c "$bm2_cmd" "$BM2_USER"
+    bm2_su "$bm2_cmd"
 }
 
 # Whether the daemon runs (checked without starting one, as any bm2 command would).
@@ -117,7 +141,7 @@ pub fn systemv(s: &Service) -> String {
     let _ = writeln!(out, "# chkconfig: 2345 90 10");
     let _ = writeln!(out, "# description: bm2 process manager for {}", s.user);
     let _ = writeln!(out);
-    common(s, &mut out);
+    common(s, Su::Linux, &mut out);
     out.push_str(
         r#"
 case "$1" in
@@ -158,7 +182,7 @@ pub fn openrc(s: &Service) -> String {
     );
     let _ = writeln!(out, "extra_started_commands=\"reload\"");
     let _ = writeln!(out);
-    common(s, &mut out);
+    common(s, Su::Linux, &mut out);
     out.push_str(
         r#"
 depend() {
@@ -187,6 +211,73 @@ reload() {
     bm2_reload
     eend $?
 }
+"#,
+    );
+    out
+}
+
+/// The `FreeBSD` rc.d script (`/usr/local/etc/rc.d`, rc.subr's `run_rc_command`), enabled by
+/// `NAME_enable=YES` in rc.conf.
+pub fn rcd(s: &Service) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "#!/bin/sh");
+    let _ = writeln!(out, "{MARKER}");
+    let _ = writeln!(out, "# PROVIDE: {}", s.name);
+    let _ = writeln!(out, "# REQUIRE: LOGIN");
+    let _ = writeln!(out, "# KEYWORD: shutdown");
+    let _ = writeln!(out);
+    let _ = writeln!(out, ". /etc/rc.subr");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "name={}", quote(&s.name));
+    let _ = writeln!(out, "rcvar={}", quote(&format!("{}_enable", s.name)));
+    let _ = writeln!(out);
+    common(s, Su::FreeBsd, &mut out);
+    out.push_str(
+        r#"
+start_cmd="bm2_start"
+stop_cmd="bm2_stop"
+status_cmd="bm2_status"
+reload_cmd="bm2_reload"
+extra_commands="reload status"
+
+load_rc_config "$name"
+run_rc_command "$1"
+"#,
+    );
+    out
+}
+
+/// The `OpenBSD` rc.d script (`/etc/rc.d`, rc.subr's `rc_cmd`), enabled by `rcctl enable`.
+pub fn rcd_openbsd(s: &Service) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "#!/bin/ksh");
+    let _ = writeln!(out, "{MARKER}");
+    let _ = writeln!(out);
+    let _ = writeln!(out, "daemon={}", quote(&s.program.display().to_string()));
+    let _ = writeln!(out, "daemon_user={}", quote(&s.user));
+    let _ = writeln!(out);
+    let _ = writeln!(out, ". /etc/rc.d/rc.subr");
+    let _ = writeln!(out);
+    common(s, Su::OpenBsd, &mut out);
+    out.push_str(
+        r#"
+rc_start() {
+    bm2_start
+}
+
+rc_check() {
+    bm2_running
+}
+
+rc_stop() {
+    bm2_stop
+}
+
+rc_reload() {
+    bm2_reload
+}
+
+rc_cmd "$1"
 "#,
     );
     out
