@@ -564,15 +564,8 @@ fn the_systemv_scripts_start_status_and_stop_work_against_the_saved_list() {
     assert_eq!(run("start").0, 0, "start again: already running");
     assert_eq!(online_pids(&env), pids, "a second start doubled nothing");
     assert_eq!(run("stop").0, 0);
-    for pid in &pids {
-        assert!(!alive(*pid), "app {pid} left running");
-    }
+    assert_all_stopped_and_list_kept(&env, &pids);
     assert!(env.app_pids().is_empty());
-    assert!(env.daemon_pids().is_empty(), "no daemon left");
-    assert!(
-        env.home_path().join("dump.json").exists(),
-        "stop kept the saved list"
-    );
     assert_eq!(run("status").0, 3);
     assert_eq!(run("stop").0, 0, "stop when stopped");
     assert_eq!(run("bogus").0, 2);
@@ -610,11 +603,7 @@ fn the_openrc_scripts_functions_start_status_and_stop_under_openrc_run_stand_ins
     let pids = online_pids(&env);
     assert_eq!(run("status").0, 0);
     assert_eq!(run("stop").0, 0);
-    for pid in &pids {
-        assert!(!alive(*pid), "app {pid} left running");
-    }
-    assert!(env.daemon_pids().is_empty(), "no daemon left");
-    assert!(env.home_path().join("dump.json").exists());
+    assert_all_stopped_and_list_kept(&env, &pids);
 }
 
 #[test]
@@ -824,14 +813,7 @@ fn rc_actions(env: &TestEnv, text: &str, subr: &str, standin: &str) {
     assert_eq!(run("start").0, 0, "start again: already running");
     assert_eq!(online_pids(env), pids, "a second start doubled nothing");
     assert_eq!(run("stop").0, 0);
-    for pid in &pids {
-        assert!(!alive(*pid), "app {pid} left running");
-    }
-    assert!(env.daemon_pids().is_empty(), "no daemon left");
-    assert!(
-        env.home_path().join("dump.json").exists(),
-        "stop kept the saved list"
-    );
+    assert_all_stopped_and_list_kept(env, &pids);
 }
 
 #[test]
@@ -954,11 +936,7 @@ print(json.dumps({
     run("start");
     let pids = online_pids(&env);
     run("stop");
-    for pid in &pids {
-        assert!(!alive(*pid), "app {pid} left running");
-    }
-    assert!(env.daemon_pids().is_empty(), "no daemon left");
-    assert!(env.home_path().join("dump.json").exists());
+    assert_all_stopped_and_list_kept(&env, &pids);
 }
 
 #[test]
@@ -1029,4 +1007,16 @@ fn new_systems_honour_user_home_and_never_replace_a_foreign_file() {
         );
         assert_eq!(std::fs::read_dir(&units).unwrap().count(), 0, "{system}");
     }
+}
+
+/// After a service's stop: no app of `pids` and no daemon is left, and the saved list is kept.
+fn assert_all_stopped_and_list_kept(env: &TestEnv, pids: &[u32]) {
+    for pid in pids {
+        assert!(!alive(*pid), "app {pid} left running");
+    }
+    assert!(env.daemon_pids().is_empty(), "no daemon left");
+    assert!(
+        env.home_path().join("dump.json").exists(),
+        "stop kept the saved list"
+    );
 }
