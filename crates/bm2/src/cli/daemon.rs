@@ -9,43 +9,54 @@ use bm2_types::Home;
 use super::{api_error, report};
 use crate::render;
 
+/// What a daemon running in this process needs, set up in one order for `bm2 daemon` and the
+/// container runtime: the allocator's arena cap (before any thread), the home, config.toml,
+/// the daemon log and the async runtime.
+pub struct Process {
+    pub home: Home,
+    pub config: bm2_daemon::config::DaemonConfig,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl Process {
+    /// With `detach`, the process also leaves its session and working directory (a background
+    /// daemon); the runtime keeps them (a container's main process).
+    pub fn prepare(layout: bm2_types::Layout, detach: bool) -> Result<Process, String> {
+        bm2_daemon::memory::limit_arenas();
+        let home = Home::from_env_as(layout).map_err(|e| e.to_string())?;
+        if detach {
+            let _ = nix::unistd::setsid();
+            let _ = std::env::set_current_dir("/");
+        }
+        let config = bm2_daemon::config::load(&home.config_file()).map_err(|e| e.to_string())?;
+        bm2_daemon::logs::daemon_log::init(&home, &config.logs)
+            .map_err(|e| format!("cannot open {}: {e}", home.daemon_log().display()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(server::BLOCKING_THREADS)
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        Ok(Process {
+            home,
+            config,
+            runtime,
+        })
+    }
+}
+
 /// Runs the daemon in this process until it is told to exit. With `resurrect`, the saved list
 /// is started after the previous daemon's state; with `NOTIFY_SOCKET` set (a systemd service of
 /// `Type=notify`), `READY=1` is sent there once the daemon serves and those apps are started.
 pub fn run_daemon(layout: bm2_types::Layout, resurrect: bool) -> ExitCode {
     let notify = take_notify_socket();
-    bm2_daemon::memory::limit_arenas();
-    let home = match Home::from_env_as(layout) {
-        Ok(h) => h,
+    let Process {
+        home,
+        config,
+        runtime,
+    } = match Process::prepare(layout, true) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("bm2 daemon: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let _ = nix::unistd::setsid();
-    let _ = std::env::set_current_dir("/");
-    let config = match bm2_daemon::config::load(&home.config_file()) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("bm2 daemon: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = bm2_daemon::logs::daemon_log::init(&home, &config.logs) {
-        eprintln!(
-            "bm2 daemon: cannot open {}: {e}",
-            home.daemon_log().display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(bm2_daemon::server::BLOCKING_THREADS)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("bm2 daemon: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };

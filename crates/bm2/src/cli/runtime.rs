@@ -130,36 +130,14 @@ pub fn main(layout: bm2_types::Layout, args: RuntimeArgs) -> ExitCode {
         eprintln!("[bm2] error: {why}");
         return ExitCode::from(2);
     }
-    bm2_daemon::memory::limit_arenas();
-    let home = match Home::from_env_as(layout) {
-        Ok(h) => h,
+    let super::daemon::Process {
+        home,
+        config,
+        runtime,
+    } = match super::daemon::Process::prepare(layout, false) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("[bm2] error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let config = match bm2_daemon::config::load(&home.config_file()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("[bm2] error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = bm2_daemon::logs::daemon_log::init(&home, &config.logs) {
-        eprintln!(
-            "[bm2] error: cannot open {}: {e}",
-            home.daemon_log().display()
-        );
-        return ExitCode::FAILURE;
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(server::BLOCKING_THREADS)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("[bm2] error: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
