@@ -6,6 +6,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod envs;
+pub mod handover;
 pub mod leftovers;
 pub mod logs;
 pub mod manager;

@@ -292,6 +292,12 @@ pub struct PingResponse {
     pub uptime_ms: u64,
     /// The daemon's home directory.
     pub home: PathBuf,
+    /// The bm2 binary the daemon runs (after `bm2 update`, the one it was handed over to).
+    #[serde(default)]
+    pub exe: Option<PathBuf>,
+    /// How many times `bm2 update` handed this daemon over to a new binary in place.
+    #[serde(default)]
+    pub handovers: u32,
 }
 
 /// Result of `save`.

@@ -64,6 +64,10 @@ pub struct ProcessManager {
     shared: Arc<Shared>,
     registry: Arc<Registry>,
     started: Instant,
+    /// How long the daemon ran before it was last handed over in place (`bm2 update`).
+    carried_uptime_ms: std::sync::atomic::AtomicU64,
+    /// Times it was handed over in place.
+    handovers: std::sync::atomic::AtomicU32,
     closing: tokio::sync::watch::Sender<bool>,
     /// True once a shutdown has stopped the apps: long-lived streams (log follows, dashboard
     /// sessions) end then, so that followers see what apps print while they stop.
@@ -94,6 +98,8 @@ impl ProcessManager {
             shared,
             registry,
             started: Instant::now(),
+            carried_uptime_ms: std::sync::atomic::AtomicU64::new(0),
+            handovers: std::sync::atomic::AtomicU32::new(0),
             closing: tokio::sync::watch::channel(false).0,
             streams_end: tokio::sync::watch::channel(false).0,
         })
@@ -149,14 +155,23 @@ impl ProcessManager {
         self.shared.take_notices()
     }
 
+    /// Milliseconds since the daemon started, counting the time before handovers in place.
+    pub fn uptime_ms(&self) -> u64 {
+        self.carried_uptime_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(self.started.elapsed().as_millis() as u64)
+    }
+
     /// Daemon identity and uptime.
     pub fn ping(&self) -> PingResponse {
         PingResponse {
             pid: std::process::id(),
             version: bm2_types::VERSION.to_string(),
             protocol: bm2_types::PROTOCOL_VERSION,
-            uptime_ms: self.started.elapsed().as_millis() as u64,
+            uptime_ms: self.uptime_ms(),
             home: self.shared.home.root().to_path_buf(),
+            exe: std::env::current_exe().ok(),
+            handovers: self.handovers.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

@@ -112,6 +112,14 @@ pub async fn ping(client: &Client) -> anyhow::Result<ExitCode> {
         render::uptime(p.uptime_ms),
         p.home.display()
     );
+    if let Some(exe) = &p.exe {
+        let updates = match p.handovers {
+            0 => String::new(),
+            1 => ", updated in place once".to_string(),
+            n => format!(", updated in place {n} times"),
+        };
+        println!("binary {}{updates}", exe.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
