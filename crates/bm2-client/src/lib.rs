@@ -205,6 +205,18 @@ impl Client {
         self.call(Method::POST, "/v1/save", None::<&()>).await
     }
 
+    /// Hands the daemon over to the bm2 binary `exe` in place (`bm2 update`): apps keep
+    /// running; the answer comes from the new daemon.
+    pub async fn update(
+        &self,
+        exe: &std::path::Path,
+    ) -> Result<bm2_types::UpdateResponse, ClientError> {
+        let req = bm2_types::UpdateRequest {
+            exe: exe.to_path_buf(),
+        };
+        self.call(Method::POST, "/v1/update", Some(&req)).await
+    }
+
     /// Restores the dump file.
     pub async fn resurrect(&self, req: &ResurrectRequest) -> Result<ActionResponse, ClientError> {
         self.call(Method::POST, "/v1/resurrect", Some(req)).await

@@ -54,6 +54,16 @@ impl Registry {
         self.lock().handles.values().cloned().collect()
     }
 
+    /// The handle of instance `id`.
+    pub fn get(&self, id: ProcId) -> Option<Handle> {
+        self.lock().handles.get(&id).cloned()
+    }
+
+    /// True while a start has reserved ids and not registered its instances yet.
+    pub fn starting(&self) -> bool {
+        !self.lock().pending.is_empty()
+    }
+
     /// The next id to be given out.
     pub fn next_id(&self) -> ProcId {
         self.lock().next_id

@@ -13,6 +13,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 
 use crate::api::{self, AppState};
+use crate::handover;
 use crate::{Home, ProcessManager};
 
 /// Why the daemon could not run.
@@ -74,6 +75,9 @@ pub struct DaemonOptions {
     /// Where to send `READY=1` once the daemon serves and its apps are started (systemd's
     /// `Type=notify`).
     pub notify: Option<crate::notify::NotifySocket>,
+    /// The descriptor of the handover state left by the daemon this process was before it
+    /// re-executed itself (`bm2 update`): its apps are taken over, not started.
+    pub handover: Option<std::os::fd::RawFd>,
 }
 
 impl DaemonOptions {
@@ -100,6 +104,7 @@ impl Default for DaemonOptions {
             reap_on_sigchld: None,
             resurrect: false,
             notify: None,
+            handover: None,
         }
     }
 }
@@ -108,7 +113,18 @@ impl Default for DaemonOptions {
 pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     home.create()
         .map_err(io_err(format!("create {}", home.root().display())))?;
-    let _lock = lock(&home)?;
+    // Listening first: a signal held across a handover's exec is delivered once unblocked.
+    let term = signal(SignalKind::terminate()).ok();
+    let int = signal(SignalKind::interrupt()).ok();
+    handover::release_signals();
+    let taken = match opts.handover {
+        Some(fd) => Some(take_handover(fd)?),
+        None => None,
+    };
+    let lock = match &taken {
+        Some((_, lock, _)) => relock(lock.try_clone().map_err(io_err("keep the lock"))?, &home)?,
+        None => lock(&home)?,
+    };
     tracing::info!(pid = std::process::id(), "daemon starting");
     fs::write(home.pid_file(), std::process::id().to_string())
         .map_err(io_err(format!("write {}", home.pid_file().display())))?;
@@ -129,14 +145,32 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     // The socket exists as soon as the state is read: a command that finds the lock held but
     // no socket knows that the socket was removed, not that the daemon is still restoring.
     // Connections made while the apps are restored wait in the socket's backlog.
-    let listener = bind(&home.socket())?;
-    let restored = manager.restore_state(state).await;
-    if !restored.processes.is_empty() {
-        tracing::info!(count = restored.processes.len(), "restored processes");
-    }
-    if opts.resurrect {
-        resurrect_saved(&manager).await;
-    }
+    let (listener, answer) = if let Some((mut handed, _, api)) = taken {
+        let listener = api_listener(api)?;
+        let kept = manager
+            .take_over(state, std::mem::take(&mut handed.frozen))
+            .await;
+        manager.handed_over(handed.uptime_ms, handed.handovers + 1);
+        tracing::info!(kept, from = %handed.from_version, "took over from the previous binary");
+        (listener, Some((handed, kept)))
+    } else {
+        let listener = bind(&home.socket())?;
+        let restored = manager.restore_state(state).await;
+        if !restored.processes.is_empty() {
+            tracing::info!(count = restored.processes.len(), "restored processes");
+        }
+        if opts.resurrect {
+            resurrect_saved(&manager).await;
+        }
+        (listener, None)
+    };
+    let api_fd = {
+        use std::os::fd::AsFd;
+        listener
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_err("keep the API socket"))?
+    };
     // Until here, an error reaches the command that started the daemon on its stderr.
     if opts.detach_stdio {
         detach_stdio(&home).map_err(io_err("redirect standard streams"))?;
@@ -146,10 +180,13 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         tokio::spawn(reap_on_sigchld(manager.clone(), gate));
     }
     let exit = Arc::new(Notify::new());
+    let (update_tx, mut updates) = tokio::sync::mpsc::channel(1);
     let state = AppState {
         manager: manager.clone(),
         exit: exit.clone(),
         web: Arc::default(),
+        // A container's main process streams the apps' output: it is not re-executed.
+        update: opts.reap_on_sigchld.is_none().then_some(update_tx),
     };
     if opts.dashboard.enabled {
         match state.web.start(opts.dashboard.clone(), state.clone()).await {
@@ -163,9 +200,14 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     let by_signal = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = by_signal.clone();
     let closing = manager.clone();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let mut term = signal(SignalKind::terminate()).ok();
-        let mut int = signal(SignalKind::interrupt()).ok();
+    let paused = tokio::sync::watch::Sender::new(false);
+    let listener = api::listener::ApiListener::new(listener, paused.subscribe());
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<handover::ConnFd>(),
+    )
+    .with_graceful_shutdown(async move {
+        let (mut term, mut int) = (term, int);
         tokio::select! {
             () = exit.notified() => {}
             _ = recv(term.as_mut()) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
@@ -190,12 +232,132 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
             }
         }
     }
-    serve.await.map_err(io_err("serve API"))?;
+    if let Some((handed, kept)) = answer {
+        answer_update(&manager, handed, kept);
+    }
+    let mut serve = std::pin::pin!(serve.into_future());
+    let served = loop {
+        tokio::select! {
+            served = &mut serve => break served,
+            Some(request) = updates.recv() => {
+                hand_over(&manager, &lock, &api_fd, &paused, request).await;
+            }
+        }
+    };
+    served.map_err(io_err("serve API"))?;
     web.stop().await;
     let _ = fs::remove_file(home.socket());
     let _ = fs::remove_file(home.pid_file());
     tracing::info!("daemon exited");
     Ok(())
+}
+
+/// Reads the handover state at descriptor `fd`: the state, the home's lock and the API socket.
+fn take_handover(
+    fd: std::os::fd::RawFd,
+) -> Result<(handover::State, fs::File, std::os::fd::OwnedFd), DaemonError> {
+    let fd = handover::fd::take_raw(fd).map_err(io_err("take the handover state"))?;
+    let mut state = handover::read(fd).map_err(|e| DaemonError::Io {
+        what: "take over from the previous binary".into(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    let placeholder = || {
+        handover::Fd(std::os::fd::OwnedFd::from(
+            fs::File::open("/dev/null").expect("/dev/null"),
+        ))
+    };
+    let lock = std::mem::replace(&mut state.lock, placeholder()).into_inner();
+    let api = std::mem::replace(&mut state.api, placeholder()).into_inner();
+    Ok((state, fs::File::from(lock), api))
+}
+
+/// Answers the `update` request that led here, on its connection.
+fn answer_update(manager: &ProcessManager, handed: handover::State, kept: usize) {
+    let Some(client) = handed.client else { return };
+    let exe = std::env::current_exe().unwrap_or_default();
+    let response = bm2_types::UpdateResponse {
+        pid: std::process::id(),
+        from_version: handed.from_version,
+        version: bm2_types::VERSION.to_string(),
+        exe,
+        handovers: manager.handovers(),
+        kept,
+        took_ms: crate::time::now_ms().saturating_sub(handed.asked_at_ms),
+    };
+    tokio::task::spawn_blocking(move || handover::answer(client.into_inner(), 200, &response));
+}
+
+/// Hands the daemon over to `request.exe` (see [`crate::handover`]); returns only when that
+/// failed, with every app running on under this daemon and the reason sent to the client.
+async fn hand_over(
+    manager: &ProcessManager,
+    lock: &Flock<fs::File>,
+    api: &std::os::fd::OwnedFd,
+    paused: &tokio::sync::watch::Sender<bool>,
+    request: handover::Request,
+) {
+    use std::os::fd::AsFd;
+    let asked_at_ms = crate::time::now_ms();
+    tracing::info!(exe = %request.exe.display(), "handing over to a new binary");
+    paused.send_replace(true);
+    let frozen = match manager.freeze().await {
+        Ok(frozen) => frozen,
+        Err((frozen, e)) => {
+            manager.thaw(frozen).await;
+            paused.send_replace(false);
+            tracing::error!(error = %e.message, "handover abandoned");
+            let _ = request.done.send(e);
+            return;
+        }
+    };
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned().map(handover::Fd);
+    let state = match (dup(lock.as_fd()), dup(api.as_fd())) {
+        (Ok(lock), Ok(api)) => handover::State {
+            format: handover::FORMAT,
+            from_version: bm2_types::VERSION.to_string(),
+            uptime_ms: manager.uptime_ms(),
+            handovers: manager.handovers(),
+            asked_at_ms,
+            lock,
+            api,
+            client: Some(handover::Fd(request.client)),
+            frozen,
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            manager.thaw(frozen).await;
+            paused.send_replace(false);
+            let _ = request.done.send(update_failed(&request.exe, &e));
+            return;
+        }
+    };
+    let err = match handover::write(&state) {
+        Ok((memfd, fds)) => match handover::fd::set_cloexec(&fds, false) {
+            Ok(()) => {
+                tracing::info!(exe = %request.exe.display(), descriptors = fds.len(), "re-executing");
+                let e = handover::exec(&request.exe, manager.home().layout().program(), &memfd);
+                let _ = handover::fd::set_cloexec(&fds, true);
+                e
+            }
+            Err(e) => {
+                let _ = handover::fd::set_cloexec(&fds, true);
+                e
+            }
+        },
+        Err(e) => e,
+    };
+    // Still this binary: the handover did not happen.
+    tracing::error!(exe = %request.exe.display(), error = %err, "handover failed; carrying on");
+    manager.thaw(state.frozen).await;
+    paused.send_replace(false);
+    let _ = request.done.send(update_failed(&request.exe, &err));
+}
+
+fn update_failed(exe: &Path, e: &io::Error) -> bm2_types::ApiError {
+    bm2_types::ApiError::new(
+        bm2_types::ErrorCode::UpdateFailed,
+        format!("cannot run {}: {e}", exe.display()),
+    )
+    .with_hint("the daemon runs on with every app untouched")
 }
 
 /// Reaps the zombie children the daemon adopted each time SIGCHLD arrives (signals that arrive
@@ -354,6 +516,23 @@ fn lock(home: &Home) -> Result<Flock<fs::File>, DaemonError> {
     let _ = lock.rewind();
     let _ = writeln!(lock, "{}", std::process::id());
     Ok(lock)
+}
+
+/// Keeps the home's lock carried over by a handover (the same open file, still locked).
+fn relock(file: fs::File, home: &Home) -> Result<Flock<fs::File>, DaemonError> {
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| DaemonError::AlreadyRunning {
+        home: home.root().display().to_string(),
+        pid: String::new(),
+    })
+}
+
+/// The API socket carried over by a handover.
+fn api_listener(fd: std::os::fd::OwnedFd) -> Result<UnixListener, DaemonError> {
+    let listener = std::os::unix::net::UnixListener::from(fd);
+    listener
+        .set_nonblocking(true)
+        .map_err(io_err("take the API socket"))?;
+    UnixListener::from_std(listener).map_err(io_err("take the API socket"))
 }
 
 /// Binds the socket owner-only. Called with the lock held, so an existing socket file is stale.

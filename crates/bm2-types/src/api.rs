@@ -62,6 +62,10 @@ pub enum ErrorCode {
     EnvStore,
     /// A file could not be read or written.
     IoError,
+    /// `bm2 update` could not hand the daemon over: it runs on, with every app untouched.
+    UpdateFailed,
+    /// The new binary cannot read the handover state this daemon writes: update the old way.
+    CannotTakeOver,
     /// An answer that was not a bm2 error (seen by the client).
     Http,
     /// A fault of the daemon itself.
@@ -83,6 +87,7 @@ impl ErrorCode {
             C::AlreadyExists | C::ListenFailed => 409,
             C::TooLarge => 413,
             C::ShuttingDown | C::TooManySessions => 503,
+            C::CannotTakeOver => 422,
             C::InvalidApp | C::InvalidTarget | C::InvalidRequest | C::BadRequest | C::BadDump => {
                 400
             }
@@ -95,6 +100,7 @@ impl ErrorCode {
             | C::StateNotSaved
             | C::EnvStore
             | C::IoError
+            | C::UpdateFailed
             | C::Http
             | C::Internal
             | C::Other => 500,
@@ -298,6 +304,32 @@ pub struct PingResponse {
     /// How many times `bm2 update` handed this daemon over to a new binary in place.
     #[serde(default)]
     pub handovers: u32,
+}
+
+/// Asks the daemon to hand over to another bm2 binary in place (`bm2 update`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    /// The binary to run the daemon from: the one the command runs, unless told otherwise.
+    pub exe: PathBuf,
+}
+
+/// Result of an update in place, sent by the daemon once it runs the new binary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateResponse {
+    /// Daemon pid (the same as before).
+    pub pid: u32,
+    /// Version before.
+    pub from_version: String,
+    /// Version now.
+    pub version: String,
+    /// The binary it runs now.
+    pub exe: PathBuf,
+    /// Times it was updated in place.
+    pub handovers: u32,
+    /// Processes taken over, still running.
+    pub kept: usize,
+    /// From the request to the new daemon serving, ms.
+    pub took_ms: u64,
 }
 
 /// Result of `save`.

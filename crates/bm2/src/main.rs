@@ -27,10 +27,21 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    if let cli::Cmd::Daemon { resurrect } = args.cmd {
+    if let cli::Cmd::Daemon {
+        resurrect,
+        handover,
+        handover_formats,
+    } = args.cmd
+    {
+        if handover_formats {
+            for format in bm2_daemon::handover::READABLE {
+                println!("{format}");
+            }
+            return std::process::ExitCode::SUCCESS;
+        }
         // The daemon keeps Rust's SIGPIPE disposition (ignored): a client that hangs up is an
         // EPIPE on its connection, never the daemon's death. Apps get the default back at exec.
-        return cli::daemon::run_daemon(layout, resurrect);
+        return cli::daemon::run_daemon(layout, resurrect, handover);
     }
     if let cli::Cmd::ServeFiles { args } = &args.cmd {
         // Like the daemon, the server keeps SIGPIPE ignored: a client that hangs up is an error

@@ -2,7 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use bm2_types::{ActionResponse, PingResponse, ResurrectRequest, SaveResponse};
+use bm2_types::{
+    ActionResponse, ApiError, ErrorCode, PingResponse, ResurrectRequest, SaveResponse,
+    UpdateRequest, UpdateResponse,
+};
 
 use super::{ApiResult, AppState, Body};
 
@@ -27,4 +30,42 @@ pub async fn kill(State(s): State<AppState>) -> Json<PingResponse> {
     s.manager.shutdown(true).await;
     s.exit.notify_one();
     Json(ping)
+}
+
+/// Hands the daemon over to another binary in place (`bm2 update`). The answer comes from the
+/// new daemon, on this connection; an error from this one when the handover did not happen.
+pub async fn update(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(conn): axum::extract::ConnectInfo<crate::handover::ConnFd>,
+    Body(req): Body<UpdateRequest>,
+) -> ApiResult<UpdateResponse> {
+    let Some(tx) = &s.update else {
+        return Err(ApiError::new(
+            ErrorCode::UpdateFailed,
+            "this daemon is a container's main process (bm2-runtime): update the image and restart the container instead",
+        )
+        .into());
+    };
+    s.manager.check_update(&req.exe).await?;
+    let client = crate::handover::fd::dup_raw(conn.0).map_err(|e| {
+        ApiError::new(
+            ErrorCode::UpdateFailed,
+            format!("cannot keep the connection: {e}"),
+        )
+    })?;
+    let (done, failed) = tokio::sync::oneshot::channel();
+    let request = crate::handover::Request {
+        exe: req.exe,
+        client,
+        done,
+    };
+    if tx.send(request).await.is_err() {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "the daemon is shutting down").into());
+    }
+    Err(failed
+        .await
+        .unwrap_or_else(|_| {
+            ApiError::new(ErrorCode::Internal, "the handover ended without an answer")
+        })
+        .into())
 }

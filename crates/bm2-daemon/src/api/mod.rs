@@ -3,6 +3,7 @@
 
 mod daemon;
 mod env;
+pub mod listener;
 mod logs;
 pub(crate) mod metrics;
 pub(crate) mod processes;
@@ -32,12 +33,15 @@ pub struct AppState {
     pub exit: Arc<Notify>,
     /// The web dashboard, when started.
     pub web: Arc<crate::web::Web>,
+    /// Where `update` requests go (none in a container runtime, which is not updated in place).
+    pub update: Option<tokio::sync::mpsc::Sender<crate::handover::Request>>,
 }
 
 /// The router of the API on the Unix socket.
 pub fn router(state: AppState) -> Router {
     let manager = state.manager.clone();
     routes()
+        .route("/v1/update", post(daemon::update))
         .route("/v1/dashboard", get(web::status))
         .route("/v1/dashboard/start", post(web::start))
         .route("/v1/dashboard/stop", post(web::stop))

@@ -22,7 +22,7 @@ pub enum Event {
 }
 
 /// A public port a cluster process serves, and where it listens for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Served {
     /// The port the app asked for, which the balancer serves.
     pub public: u16,

@@ -29,7 +29,7 @@ use nix::sys::socket::{
 pub const CHILD_FD: i32 = 3;
 
 /// How processes take the socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// Node's `listen(PORT)`, redirected by the shim; bound but not listening until adopted.
     NodeShim,
@@ -38,7 +38,7 @@ pub enum Kind {
 }
 
 /// The socket an instance's processes should get: where, and how they take it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Wanted {
     /// `listen_host`, or none for all interfaces (IPv6 and IPv4).
     pub host: Option<IpAddr>,
@@ -85,14 +85,20 @@ impl HeldSocket {
         if wanted.kind == Kind::Activation {
             socket::listen(&fd, Backlog::MAXCONN).map_err(io::Error::from)?;
         }
+        HeldSocket::from_fd(wanted.clone(), fd)
+    }
+
+    /// The socket `fd`, bound as `wanted` says (carried over by a handover).
+    pub fn from_fd(wanted: Wanted, fd: OwnedFd) -> io::Result<HeldSocket> {
         let inode = nix::sys::stat::fstat(fd.as_fd())
             .map_err(io::Error::from)?
             .st_ino;
-        Ok(HeldSocket {
-            fd,
-            wanted: wanted.clone(),
-            inode,
-        })
+        Ok(HeldSocket { fd, wanted, inode })
+    }
+
+    /// What it was bound for, and the socket.
+    pub fn into_parts(self) -> (Wanted, OwnedFd) {
+        (self.wanted, self.fd)
     }
 
     /// What it was bound for.

@@ -78,6 +78,28 @@ impl<'de> Deserialize<'de> for Fd {
     }
 }
 
+/// A descriptor of the open descriptor `raw`, which the caller knows is open for the call's
+/// duration (the connection of the request being served).
+pub fn dup_raw(raw: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: the caller guarantees `raw` is open while this runs; it is only duplicated.
+    unsafe { BorrowedFd::borrow_raw(raw) }.try_clone_to_owned()
+}
+
+/// Takes ownership of descriptor `raw`, given on the command line by the daemon that
+/// re-executed itself (checked open, taken once per process).
+pub fn take_raw(raw: RawFd) -> std::io::Result<OwnedFd> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if raw < 3 || TAKEN.swap(true, Ordering::SeqCst) {
+        return Err(std::io::Error::other(format!(
+            "descriptor {raw} cannot be taken"
+        )));
+    }
+    // SAFETY: checked open just below before it is owned, and taken at most once.
+    fcntl(unsafe { BorrowedFd::borrow_raw(raw) }, FcntlArg::F_GETFD)?;
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 /// Serialises `value`, returning the JSON and the descriptors it carries.
 pub fn serialize<T: Serialize>(value: &T) -> serde_json::Result<(Vec<u8>, Vec<RawFd>)> {
     SEEN.with_borrow_mut(|seen| *seen = Some(BTreeSet::new()));

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Local};
 
 /// Which stream a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Stream {
     /// Standard output.
     Out,

@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 pub use config::LogDefaults;
 pub use file::{LogFile, RotationPolicy};
 pub use format::{LineFormat, Stream};
-pub use pump::attach;
+pub use pump::{FrozenPump, Pumps};
 
 /// A log file shared by every instance writing to it (`merge_logs`).
 pub type SharedFile = Arc<Mutex<LogFile>>;
@@ -43,6 +43,8 @@ pub struct LogHub {
     defaults: LogDefaults,
     files: Mutex<HashMap<PathBuf, Weak<Mutex<LogFile>>>>,
     events: broadcast::Sender<Arc<LogEvent>>,
+    /// The app output pipes being read.
+    pub pumps: Arc<Pumps>,
 }
 
 impl LogHub {
@@ -52,6 +54,7 @@ impl LogHub {
             defaults,
             files: Mutex::default(),
             events: broadcast::channel(FOLLOW_BUFFER).0,
+            pumps: Arc::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod control;
 mod env;
+mod handover;
 mod logging;
 mod send;
 mod start;
@@ -68,6 +69,8 @@ pub struct ProcessManager {
     carried_uptime_ms: std::sync::atomic::AtomicU64,
     /// Times it was handed over in place.
     handovers: std::sync::atomic::AtomicU32,
+    /// Set while the daemon is being handed over: changes are refused.
+    updating: std::sync::atomic::AtomicBool,
     closing: tokio::sync::watch::Sender<bool>,
     /// True once a shutdown has stopped the apps: long-lived streams (log follows, dashboard
     /// sessions) end then, so that followers see what apps print while they stop.
@@ -100,6 +103,7 @@ impl ProcessManager {
             started: Instant::now(),
             carried_uptime_ms: std::sync::atomic::AtomicU64::new(0),
             handovers: std::sync::atomic::AtomicU32::new(0),
+            updating: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::watch::channel(false).0,
             streams_end: tokio::sync::watch::channel(false).0,
         })
@@ -177,6 +181,12 @@ impl ProcessManager {
 
     /// Refuses changes once the daemon is shutting down.
     fn refuse_if_closing(&self) -> Result<(), ApiError> {
+        if self.updating.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ApiError::new(
+                ErrorCode::ShuttingDown,
+                "bm2 is being updated; run the command again in a moment",
+            ));
+        }
         if *self.closing.borrow() {
             return Err(ApiError::new(
                 ErrorCode::ShuttingDown,

@@ -25,6 +25,7 @@ use crate::registry::{Handle, Instance};
 use crate::time::now_ms;
 use crate::triggers::{self, Triggers};
 
+mod handover;
 mod reload;
 mod triggered;
 
@@ -193,6 +194,14 @@ impl Actor {
             }
             Command::MemoryExceeded { pid, used, limit } => {
                 self.on_memory_exceeded(pid, used, limit).await;
+            }
+            Command::Freeze(reply) => {
+                let frozen = self.freeze().await;
+                let _ = reply.send(Box::new(frozen));
+                return self.wait_frozen().await;
+            }
+            Command::Adopt(frozen, reply) => {
+                let _ = reply.send(self.adopt_frozen(*frozen).await);
             }
         }
         false

@@ -39,6 +39,12 @@ pub enum Command {
     Trigger(Trigger),
     /// Turn file watching on or off.
     Watch(WatchChange, Option<Reply>),
+    /// Hand the instance over (`bm2 update`): stop supervising, give back what it runs, and
+    /// take no other command until [`Command::Adopt`].
+    Freeze(oneshot::Sender<Box<super::frozen::FrozenInstance>>),
+    /// Take over an instance as a handover left it (in the new daemon, or in this one when the
+    /// handover failed).
+    Adopt(Box<super::frozen::FrozenInstance>, Reply),
     /// The sampler saw the tree over its memory limit.
     MemoryExceeded {
         /// The main pid that was measured.

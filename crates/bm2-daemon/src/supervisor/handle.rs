@@ -136,6 +136,22 @@ impl Handle {
             .is_ok()
     }
 
+    /// Freezes the instance for a handover (see [`Command::Freeze`]); `None` when its actor is
+    /// gone.
+    pub async fn freeze(&self) -> Option<Box<crate::supervisor::frozen::FrozenInstance>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Command::Freeze(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Takes over the instance `frozen` describes.
+    pub async fn adopt(
+        &self,
+        frozen: Box<crate::supervisor::frozen::FrozenInstance>,
+    ) -> Result<(), ApiError> {
+        self.ask(|r| Command::Adopt(frozen, r)).await
+    }
+
     /// A mailbox that does not keep the actor alive, for the tasks the actor owns.
     pub fn weak_mailbox(&self) -> mpsc::WeakSender<Command> {
         self.tx.downgrade()

@@ -1,7 +1,9 @@
 //! Supervision of app processes: one actor per instance, its restart policy, spawning and killing.
 
 pub mod actor;
+pub mod child;
 pub mod command;
+pub mod frozen;
 pub mod handle;
 pub mod kill;
 pub mod machine;

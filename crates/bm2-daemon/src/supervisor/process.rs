@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use bm2_types::{AppSpec, ExecMode};
 use command_fds::{CommandFdExt, FdMapping};
-use tokio::process::Child;
 use tokio::sync::mpsc;
 
 use super::spawn::{self, Launch, SpawnError};
@@ -17,14 +16,14 @@ use crate::cluster::handoff::{self, HeldSocket};
 use crate::cluster::ipc::{self, Ipc};
 use crate::cluster::{Event, Served};
 use crate::envs::{self, Vars};
-use crate::logs::{self, Stream};
+use crate::logs::Stream;
 use crate::procfs;
 use crate::registry::Instance;
 
 /// A running process of an instance.
 pub struct Running {
     /// The child.
-    pub child: Child,
+    pub child: super::child::Child,
     /// Its pid.
     pub pid: u32,
     /// When it started.
@@ -327,10 +326,16 @@ pub fn spawn(
     let pid = child.id().unwrap_or_default();
     let stdin = child.stdin.take().map(|pipe| inst.stdin.set(pid, pipe));
     if let Some(fd) = child.stdout.take().and_then(|p| p.into_owned_fd().ok()) {
-        logs::attach(inst.logs.clone(), Stream::Out, fd);
+        shared
+            .logs
+            .pumps
+            .attach(inst.id, inst.logs.clone(), Stream::Out, fd);
     }
     if let Some(fd) = child.stderr.take().and_then(|p| p.into_owned_fd().ok()) {
-        logs::attach(inst.logs.clone(), Stream::Err, fd);
+        shared
+            .logs
+            .pumps
+            .attach(inst.id, inst.logs.clone(), Stream::Err, fd);
     }
     // As PM2, a missing directory of a pid file the app names is created.
     if let Some(dir) = inst.pid_file.parent().filter(|d| !d.exists()) {
@@ -358,7 +363,7 @@ pub fn spawn(
     Ok(Started {
         start_time: procfs::read_stat(pid).map(|s| s.start_time),
         running: Running {
-            child,
+            child: child.into(),
             pid,
             started: Instant::now(),
             private_port,

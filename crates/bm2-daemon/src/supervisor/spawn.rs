@@ -98,6 +98,11 @@ impl ChildTable {
         self.lock().contains(&pid)
     }
 
+    /// Records a child taken over in a handover: bm2 reaps it by pid, as its main process.
+    pub fn adopt(&self, pid: u32) {
+        self.lock().insert(pid);
+    }
+
     /// Forgets a child after tokio has reaped it.
     pub fn forget(&self, pid: u32) {
         self.lock().remove(&pid);

@@ -54,6 +54,24 @@ impl StdinSlot {
         }
     }
 
+    /// A descriptor of process `pid`'s stdin pipe (for a handover), when it is the current one.
+    pub fn dup(&self, pid: u32) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        match &*self.lock() {
+            Some((p, pipe)) if *p == pid => {
+                let pipe = pipe.try_lock().ok()?;
+                pipe.as_fd().try_clone_to_owned().ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// Keeps `fd` as the stdin of process `pid`, taken over in a handover.
+    pub fn set_fd(self: &Arc<Self>, pid: u32, fd: std::os::fd::OwnedFd) -> Option<StdinGuard> {
+        let pipe = ChildStdin::from_std(std::process::ChildStdin::from(fd)).ok()?;
+        Some(self.set(pid, pipe))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(u32, Pipe)>> {
         self.current.lock().unwrap_or_else(PoisonError::into_inner)
     }

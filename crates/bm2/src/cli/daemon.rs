@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use bm2_client::{Client, ClientError};
 use bm2_daemon::server::{self, DaemonError, DaemonOptions};
-use bm2_types::Home;
+use bm2_types::{ErrorCode, Home};
 
 use super::{api_error, report};
 use crate::render;
@@ -47,7 +47,11 @@ impl Process {
 /// Runs the daemon in this process until it is told to exit. With `resurrect`, the saved list
 /// is started after the previous daemon's state; with `NOTIFY_SOCKET` set (a systemd service of
 /// `Type=notify`), `READY=1` is sent there once the daemon serves and those apps are started.
-pub fn run_daemon(layout: bm2_types::Layout, resurrect: bool) -> ExitCode {
+pub fn run_daemon(
+    layout: bm2_types::Layout,
+    resurrect: bool,
+    handover: Option<std::os::fd::RawFd>,
+) -> ExitCode {
     let notify = take_notify_socket();
     let Process {
         home,
@@ -66,6 +70,7 @@ pub fn run_daemon(layout: bm2_types::Layout, resurrect: bool) -> ExitCode {
             detach_stdio: true,
             resurrect,
             notify,
+            handover,
             log_defaults: config.logs,
             dashboard: config.dashboard,
             ..DaemonOptions::from_env()
@@ -237,8 +242,64 @@ const UPDATE_STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// `update` (PM2's `update`, `updatePM2`): saves the list, stops the daemon keeping its state
 /// (as SIGTERM does: every app recorded with whether it should run), and starts a daemon from
 /// this binary, which brings every app back under the same id, stopped or running as before.
-pub async fn update(client: &Client) -> anyhow::Result<ExitCode> {
+pub async fn update(
+    client: &Client,
+    binary: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let exe = match binary {
+        Some(path) => {
+            std::path::absolute(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => std::env::current_exe()
+            .map_err(|e| anyhow::anyhow!("cannot find this bm2's binary: {e}"))?,
+    };
     let old = client.ping().await.map_err(api_error)?;
+    match client.update(&exe).await {
+        Ok(done) => {
+            render::info(&format!(
+                "daemon updated in place: pid {} now runs {} (version {} -> {}), {} process{} kept running, in {} ms",
+                done.pid,
+                done.exe.display(),
+                done.from_version,
+                done.version,
+                done.kept,
+                if done.kept == 1 { "" } else { "es" },
+                done.took_ms
+            ));
+            let list = client.list().await.map_err(api_error)?;
+            render::table::print(&list);
+            Ok(ExitCode::SUCCESS)
+        }
+        // A daemon from before in-place updates has no such route.
+        Err(ClientError::Api(e))
+            if matches!(e.code, ErrorCode::CannotTakeOver | ErrorCode::NotFound) =>
+        {
+            render::warn(&format!(
+                "{}; updating the way PM2 does instead: the list is saved, the daemon restarted from {} and every app started again",
+                if e.code == ErrorCode::NotFound {
+                    format!(
+                        "the running daemon (version {}) cannot take over in place",
+                        old.version
+                    )
+                } else {
+                    e.message.clone()
+                },
+                exe.display()
+            ));
+            let restarted = Client::new(client.home().clone()).with_daemon_exe(exe);
+            restart_daemon(&restarted, &old).await
+        }
+        Err(e) => Err(api_error(e)),
+    }
+}
+
+/// PM2's update: saves the list, stops the daemon (which records what should run, as SIGTERM
+/// does) and starts a new one from `client`'s binary, which brings every app back under the
+/// same id, stopped or running as before, with new pids.
+async fn restart_daemon(
+    client: &Client,
+    old: &bm2_types::PingResponse,
+) -> anyhow::Result<ExitCode> {
     if !client.list().await.map_err(api_error)?.is_empty() {
         let s = client.save().await.map_err(api_error)?;
         render::info(&format!(

@@ -193,12 +193,16 @@ pub enum Cmd {
         after_help = "Example:\n  bm2 save && bm2 resurrect"
     )]
     Save,
-    /// Save the list, restart the daemon from this binary, and bring every app back as it was
+    /// Hand the daemon over to this bm2 binary without stopping any app
     #[command(
         visible_alias = "updatePM2",
-        after_help = "Run it after installing a new bm2: every app comes back under its id, running\nor stopped as before, with a new pid. The list is saved first, as `bm2 save` does."
+        after_help = "Run it after installing a new bm2. The daemon re-executes itself from the new binary\nin place: every app keeps its pid, its output pipes and its ports (no restart, no\nrefused connection, no lost log line), with its counters and uptime. When the new\nbinary cannot take over in place (a bm2 without it), bm2 saves the list, restarts\nthe daemon and brings every app back, as PM2's update does; a binary that cannot run\nis refused and the daemon runs on untouched."
     )]
-    Update,
+    Update {
+        /// Hand over to this binary instead of the one running this command
+        #[arg(long, value_name = "PATH")]
+        binary: Option<std::path::PathBuf>,
+    },
     /// Start the processes saved by `bm2 save`
     Resurrect {
         /// Recompute the apps' environment from this shell instead of the saved one
@@ -284,6 +288,13 @@ pub enum Cmd {
         /// Also start the apps saved by `bm2 save`, as `bm2 resurrect` does (at boot)
         #[arg(long)]
         resurrect: bool,
+        /// Take over from the daemon this process was (`bm2 update`): the descriptor of its
+        /// handover state
+        #[arg(long, hide = true, value_name = "FD")]
+        handover: Option<i32>,
+        /// Print the handover state formats this binary reads, one per line, and exit
+        #[arg(long, hide = true)]
+        handover_formats: bool,
     },
 }
 
@@ -374,7 +385,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Ping => daemon::ping(&client).await,
         Cmd::Kill => daemon::kill(&client).await,
         Cmd::Save => daemon::save(&client).await,
-        Cmd::Update => daemon::update(&client).await,
+        Cmd::Update { binary } => daemon::update(&client, binary).await,
         Cmd::Resurrect { update_env } => daemon::resurrect(&client, update_env).await,
         Cmd::Env(args) => env::run(&client, args).await,
         Cmd::Ecosystem {

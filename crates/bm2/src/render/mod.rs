@@ -73,6 +73,11 @@ pub fn error(message: &str) {
     eprintln!("[bm2] error: {}", escape::message(message));
 }
 
+/// Prints a warning line to stderr (control characters escaped).
+pub fn warn(message: &str) {
+    eprintln!("[bm2] warning: {}", escape::message(message));
+}
+
 /// Prints an informational line to stdout (control characters escaped).
 pub fn info(message: &str) {
     println!("[bm2] {}", escape::message(message));
