@@ -188,10 +188,14 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         // A container's main process streams the apps' output: it is not re-executed.
         update: opts.reap_on_sigchld.is_none().then_some(update_tx),
     };
-    if opts.dashboard.enabled {
-        match state.web.start(opts.dashboard.clone(), state.clone()).await {
-            Ok(info) => tracing::info!(url = %info.metrics_url, "dashboard enabled in config.toml"),
-            Err(e) => tracing::error!(error = %e, "cannot start the dashboard of config.toml"),
+    let dashboard = answer
+        .as_ref()
+        .and_then(|(handed, _)| handed.dashboard.clone())
+        .or_else(|| opts.dashboard.enabled.then(|| opts.dashboard.clone()));
+    if let Some(dashboard) = dashboard {
+        match state.web.start(dashboard, state.clone()).await {
+            Ok(info) => tracing::info!(url = %info.metrics_url, "dashboard started"),
+            Err(e) => tracing::error!(error = %e, "cannot start the dashboard"),
         }
     }
     let web = state.web.clone();
@@ -240,7 +244,8 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         tokio::select! {
             served = &mut serve => break served,
             Some(request) = updates.recv() => {
-                hand_over(&manager, &lock, &api_fd, &paused, request).await;
+                let dashboard = web.options().await;
+                hand_over(&manager, &lock, &api_fd, &paused, dashboard, request).await;
             }
         }
     };
@@ -294,6 +299,7 @@ async fn hand_over(
     lock: &Flock<fs::File>,
     api: &std::os::fd::OwnedFd,
     paused: &tokio::sync::watch::Sender<bool>,
+    dashboard: Option<bm2_types::DashboardOptions>,
     request: handover::Request,
 ) {
     use std::os::fd::AsFd;
@@ -321,6 +327,7 @@ async fn hand_over(
             lock,
             api,
             client: Some(handover::Fd(request.client)),
+            dashboard,
             frozen,
         },
         (Err(e), _) | (_, Err(e)) => {

@@ -83,6 +83,8 @@ pub struct Frozen {
     pub pumps: Vec<FrozenPump>,
     /// The balancers and their connections.
     pub cluster: Option<FrozenHub>,
+    /// The metrics history.
+    pub metrics: Option<crate::metrics::History>,
 }
 
 /// Everything the new daemon takes over.
@@ -104,6 +106,8 @@ pub struct State {
     pub api: Fd,
     /// The connection of the `update` request, answered by the new daemon.
     pub client: Option<Fd>,
+    /// The dashboard's options, when it runs (started again by the new daemon).
+    pub dashboard: Option<bm2_types::DashboardOptions>,
     /// The apps.
     pub frozen: Frozen,
 }

@@ -45,6 +45,7 @@ impl ProcessManager {
                 return Err((frozen, failed("an app's output pipe did not stop in time")));
             }
         }
+        frozen.metrics = Some(std::mem::take(&mut *self.shared.metrics.history()));
         if let Err(e) = self.shared.persist.flush().await {
             return Err((frozen, failed(&format!("cannot write the state file: {e}"))));
         }
@@ -55,6 +56,9 @@ impl ProcessManager {
     /// handover, or in the new one): the log pumps read again, the balancers accept, every
     /// supervisor adopts its instance. Returns how many processes run on.
     pub async fn thaw(&self, frozen: Frozen) -> usize {
+        if let Some(history) = frozen.metrics {
+            *self.shared.metrics.history() = history;
+        }
         let registry = self.registry.clone();
         self.shared.logs.pumps.resume(frozen.pumps, |id| {
             registry.get(id).map(|h| h.inst.logs.clone())

@@ -10,9 +10,10 @@
 use std::collections::{HashMap, VecDeque};
 
 use bm2_types::{HISTORY_POINTS, ProcId};
+use serde::{Deserialize, Serialize};
 
 /// One sample of an instance.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// CPU percent of one core.
     pub cpu: f32,
@@ -21,7 +22,7 @@ pub struct Point {
 }
 
 /// One sample of the machine.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SystemPoint {
     /// CPU busy percent of all CPUs.
     pub cpu: f32,
@@ -35,7 +36,7 @@ pub fn kib(bytes: u64) -> u32 {
 }
 
 /// A ring of at most `cap` values that allocates as it fills, to exactly `cap`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ring<T> {
     buf: Vec<T>,
     /// Index of the oldest value once the ring is full.
@@ -90,8 +91,9 @@ impl<T: Copy> Ring<T> {
     }
 }
 
-/// Equal consecutive points of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Equal consecutive points of an instance (serialised as one number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u64", from = "u64")]
 struct Run {
     /// CPU in tenths of a percent.
     cpu_tenths: u16,
@@ -99,6 +101,23 @@ struct Run {
     count: u16,
     /// Resident memory, in KiB.
     mem_kib: u32,
+}
+
+impl From<Run> for u64 {
+    fn from(r: Run) -> u64 {
+        (u64::from(r.cpu_tenths) << 48) | (u64::from(r.count) << 32) | u64::from(r.mem_kib)
+    }
+}
+
+impl From<u64> for Run {
+    #[allow(clippy::cast_possible_truncation)]
+    fn from(v: u64) -> Run {
+        Run {
+            cpu_tenths: (v >> 48) as u16,
+            count: (v >> 32) as u16,
+            mem_kib: v as u32,
+        }
+    }
 }
 
 impl Run {
@@ -111,7 +130,7 @@ impl Run {
 }
 
 /// The last `cap` points of an instance, run-length encoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Runs {
     queue: VecDeque<Run>,
     len: usize,
@@ -197,7 +216,7 @@ impl Runs {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Series {
     /// Sample number of the first point ever pushed.
     first: u64,
@@ -217,8 +236,8 @@ pub struct Window {
     pub series: Vec<(ProcId, Vec<Option<Point>>)>,
 }
 
-/// The history of every instance and of the machine.
-#[derive(Debug)]
+/// The history of every instance and of the machine (carried over by `bm2 update`).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct History {
     cap: usize,
     /// Samples recorded so far.
@@ -331,6 +350,22 @@ mod tests {
 
     fn p(cpu: f32) -> Point {
         Point { cpu, mem_kib: 1 }
+    }
+
+    #[test]
+    fn the_history_survives_serialisation_whole() {
+        let mut h = History::new(5);
+        for i in 0..8u64 {
+            let sys = SystemPoint {
+                cpu: 1.5,
+                free_kib: 7,
+            };
+            h.record(1000 + i, sys, [(0, p(i as f32)), (3, Point { cpu: 12.3, mem_kib: 70_000 })]);
+        }
+        let json = serde_json::to_vec(&h).unwrap();
+        let back: History = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back.window(0, None), h.window(0, None));
+        assert_eq!(back.window(0, None).times.len(), 5);
     }
 
     #[test]

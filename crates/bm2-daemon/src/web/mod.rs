@@ -94,6 +94,15 @@ impl Web {
         Ok(info)
     }
 
+    /// The options of the running dashboard.
+    pub async fn options(&self) -> Option<DashboardOptions> {
+        self.running
+            .lock()
+            .await
+            .as_ref()
+            .map(|r| r.info.options.clone())
+    }
+
     /// Stops the dashboard; true when it was running.
     pub async fn stop(&self) -> bool {
         let Some(r) = self.running.lock().await.take() else {
