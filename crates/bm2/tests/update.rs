@@ -67,7 +67,7 @@ fn copy_of_bm2(env: &TestEnv) -> PathBuf {
             .ok()
             .filter(|o| o.status.success())
     });
-    copy
+    fs::canonicalize(copy).unwrap()
 }
 
 /// `bm2 <args>` run by `program` in the test's environment.
@@ -416,7 +416,7 @@ fn update_falls_back_when_the_new_binary_cannot_take_over() {
     let real = env!("CARGO_BIN_EXE_bm2");
     let asked = env.path("asked");
     // Reads handover format 99 only; otherwise the real bm2 (run under this script's name).
-    let wrapper = env.script(
+    let wrapper = fs::canonicalize(env.script(
         "bm2-next",
         &format!(
             "#!/bin/bash\n\
@@ -424,7 +424,8 @@ fn update_falls_back_when_the_new_binary_cannot_take_over() {
              if [ \"$*\" = \"daemon --handover-formats\" ]; then echo 99; exit 0; fi\n\
              exec -a \"$0\" {real:?} \"$@\"\n"
         ),
-    );
+    ))
+    .unwrap();
     let a = env.start_sleeper("a");
     env.file("ticker.js", TICKER);
     env.ok(&["start", "ticker.js", "--name", "ticker"]);
@@ -467,8 +468,10 @@ fn a_broken_new_binary_leaves_the_daemon_and_apps_untouched() {
     let (daemon, ping_before) = ping(&env);
     let before = snapshot(&env);
 
-    let failing = env.script("bm2-failing", "#!/bin/sh\nexit 1\n");
-    let not_executable = env.path("bm2-not-executable");
+    let failing = fs::canonicalize(env.script("bm2-failing", "#!/bin/sh\nexit 1\n")).unwrap();
+    let not_executable = fs::canonicalize(env.dir.path())
+        .unwrap()
+        .join("bm2-not-executable");
     fs::copy(env!("CARGO_BIN_EXE_bm2"), &not_executable).unwrap();
     fs::set_permissions(&not_executable, fs::Permissions::from_mode(0o644)).unwrap();
 
