@@ -3,9 +3,15 @@
 
 Stdlib only. For each manager, in a fresh temporary home: start a fork app printing a numbered,
 timestamped line every millisecond, and a 4-instance cluster HTTP app; send requests in a loop
-(one connection each); run `update`; keep the load 2 s more. Reports how long `update` took,
-how many app processes were replaced (pids before vs after), the failed requests, and the
-largest gap between consecutive log lines of the ticking app (with lines lost or repeated).
+(one client opening a connection per request, one keeping a single connection open); run
+`update`; keep the load 2 s more. bm2 is upgraded as a user does: `update` is run by a copy of
+the binary (in a temporary directory), so the daemon is handed over to that copy. PM2 runs
+`pm2 update` from the same pm2.
+
+Reports how long `update` took, whether the daemon and how many app processes were replaced
+(pids before vs after), the failed requests of each client, the largest gap between
+consecutive log lines of the ticking app, and the lines lost or repeated in its log (counted
+within each run of the app: a restart starts counting at 1 again).
 
     python3 bench/update.py --bin target/release/bm2 [--pm2 bench/node_modules/.bin/pm2]
 
@@ -39,15 +45,17 @@ def free_port():
 
 
 class Manager:
-    def __init__(self, kind, binary, work):
+    def __init__(self, kind, binary, work, updater=None):
         self.kind, self.binary = kind, os.path.abspath(binary)
+        # The binary `update` is run by (bm2: a copy, the daemon's new binary); used afterwards.
+        self.updater = os.path.abspath(updater or binary)
         self.home = tempfile.mkdtemp(prefix=f"update-{kind}-home-")
         var = "PM2_HOME" if kind == "pm2" else "BM2_HOME"
         self.env = dict(os.environ, **{var: self.home}, NO_COLOR="1")
         self.work = work
 
-    def run(self, *args, timeout=300):
-        return subprocess.run([self.binary, *args], env=self.env, cwd=self.work,
+    def run(self, *args, timeout=300, binary=None):
+        return subprocess.run([binary or self.binary, *args], env=self.env, cwd=self.work,
                               capture_output=True, text=True, timeout=timeout)
 
     def jlist(self):
@@ -60,26 +68,67 @@ class Manager:
     def pids(self):
         return sorted(p.get("pid") for p in self.jlist() if p.get("pid"))
 
+    def daemon_pid(self):
+        name = "pm2.pid" if self.kind == "pm2" else "daemon.pid"
+        try:
+            with open(os.path.join(self.home, name)) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
     def online(self, count):
         rows = self.jlist()
         status = [(p.get("pm2_env") or {}).get("status") for p in rows]
         return len(rows) == count and all(s == "online" for s in status)
 
     def ticker_log(self):
+        for p in self.jlist():
+            if p.get("name") == "ticker":
+                path = (p.get("pm2_env") or {}).get("pm_out_log_path")
+                if path:
+                    return path
         return os.path.join(self.home, "logs", "ticker-out.log")
 
 
-def load(port, stop, stats):
+def load_new_connections(port, stop, stats):
     while not stop.is_set():
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             c.request("GET", "/")
-            ok = c.getresponse().status == 200
+            r = c.getresponse()
+            r.read()
+            ok = r.status == 200
             c.close()
-        except OSError:
+        except (OSError, http.client.HTTPException):
             ok = False
         stats["ok" if ok else "failed"] += 1
         time.sleep(0.002)
+
+
+def load_keep_alive(port, stop, stats):
+    """One HTTP/1.1 connection kept open; reconnects only after an answer closing it. A failed
+    request on the open connection counts: the manager dropped a live connection."""
+    c = None
+    while not stop.is_set():
+        try:
+            if c is None:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/")
+            r = c.getresponse()
+            r.read()
+            ok = r.status == 200
+            if r.will_close:
+                c.close()
+                c = None
+        except (OSError, http.client.HTTPException):
+            ok = False
+            if c is not None:
+                c.close()
+            c = None
+        stats["ok" if ok else "failed"] += 1
+        time.sleep(0.002)
+    if c is not None:
+        c.close()
 
 
 def ticks(path):
@@ -95,6 +144,22 @@ def ticks(path):
     return lines
 
 
+def log_damage(lines):
+    """(runs of the app, lines lost, lines repeated): a line numbered 1 after a higher number
+    starts a new run (the app restarted); within a run, a skipped number is a lost line and a
+    number not above the previous one a repeated line."""
+    runs = 1 if lines else 0
+    lost = repeated = 0
+    for (a, _), (b, _) in zip(lines, lines[1:]):
+        if b == 1 and a != 0:
+            runs += 1
+        elif b > a + 1:
+            lost += b - a - 1
+        elif b <= a:
+            repeated += 1
+    return runs, lost, repeated
+
+
 def measure(m, port):
     m.run("start", "ticker.js", "--name", "ticker")
     m.run("start", "server.js", "--name", "web", "-i", "4")
@@ -105,34 +170,48 @@ def measure(m, port):
         time.sleep(0.2)
     time.sleep(1)
     before = m.pids()
-    stats = {"ok": 0, "failed": 0}
+    daemon_before = m.daemon_pid()
+    fresh = {"ok": 0, "failed": 0}
+    kept = {"ok": 0, "failed": 0}
     stop = threading.Event()
-    t = threading.Thread(target=load, args=(port, stop, stats))
-    t.start()
+    threads = [threading.Thread(target=load_new_connections, args=(port, stop, fresh)),
+               threading.Thread(target=load_keep_alive, args=(port, stop, kept))]
+    for t in threads:
+        t.start()
     time.sleep(1)
     started = time.time()
-    r = m.run("update")
+    r = m.run("update", binary=m.updater)
     took = time.time() - started
+    if r.returncode != 0:
+        print(f"{m.kind}: update failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     deadline = time.time() + 60
     while not m.online(5) and time.time() < deadline:
         time.sleep(0.1)
     time.sleep(2)
     stop.set()
-    t.join()
+    for t in threads:
+        t.join()
     after = m.pids()
+    daemon_after = m.daemon_pid()
     lines = ticks(m.ticker_log())
     gaps = [b[1] - a[1] for a, b in zip(lines, lines[1:])]
-    resets = sum(1 for a, b in zip(lines, lines[1:]) if b[0] <= a[0])
-    m.run("kill")
+    runs, lost, repeated = log_damage(lines)
+    m.run("kill", binary=m.updater)
     return {
         "update_s": round(took, 2),
         "update_ok": r.returncode == 0,
-        "replaced": len(set(before) - set(after)),
+        "daemon_replaced": daemon_before != daemon_after,
         "apps": len(before),
-        "requests": stats["ok"] + stats["failed"],
-        "failed": stats["failed"],
+        "replaced": len(set(before) - set(after)),
+        "requests": fresh["ok"] + fresh["failed"],
+        "failed": fresh["failed"],
+        "keepalive_requests": kept["ok"] + kept["failed"],
+        "keepalive_failed": kept["failed"],
+        "log_lines": len(lines),
         "max_log_gap_ms": max(gaps) if gaps else None,
-        "counter_restarts": resets,
+        "ticker_runs": runs,
+        "lines_lost": lost,
+        "lines_repeated": repeated,
     }
 
 
@@ -151,15 +230,22 @@ def main():
             f.write(TICKER)
         with open(os.path.join(work, "server.js"), "w") as f:
             f.write(SERVER.replace("process.env.PORT", str(port)))
-        m = Manager(kind, binary, work)
+        updater = None
+        if kind == "bm2":
+            # The upgraded bm2: a copy at another path, as a new release installed elsewhere.
+            os.mkdir(os.path.join(work, "new"))
+            updater = os.path.join(work, "new", "bm2")
+            shutil.copy2(binary, updater)
+        m = Manager(kind, binary, work, updater)
         try:
             results[kind] = measure(m, port)
         finally:
-            m.run("kill")
+            m.run("kill", binary=m.updater)
             shutil.rmtree(work, ignore_errors=True)
             shutil.rmtree(m.home, ignore_errors=True)
-    keys = ["update_s", "update_ok", "apps", "replaced", "requests", "failed",
-            "max_log_gap_ms", "counter_restarts"]
+    keys = ["update_s", "update_ok", "daemon_replaced", "apps", "replaced", "requests",
+            "failed", "keepalive_requests", "keepalive_failed", "log_lines", "max_log_gap_ms",
+            "ticker_runs", "lines_lost", "lines_repeated"]
     print("| metric | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))
     for k in keys:
