@@ -16,7 +16,6 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -83,12 +82,13 @@ fn run_with(env: &TestEnv, program: &Path, args: &[&str]) -> Output {
     cmd.output().expect("run bm2")
 }
 
-/// `bm2 <args>` run by the tested binary with `argv[0]` = `name`: the CLI takes the binary the
-/// daemon is handed to from the path it was called by.
-fn run_named(env: &TestEnv, name: &Path, args: &[&str]) -> Output {
-    let mut cmd = env.command(args);
-    cmd.arg0(name);
-    cmd.output().expect("run bm2")
+/// `bm2 update --binary <binary>`: the daemon is handed over to `binary` rather than to the
+/// binary running the command (a wrapper or a broken file stands in for a new release).
+fn update_to(env: &TestEnv, binary: &Path) -> Output {
+    let binary = binary.to_str().expect("a UTF-8 path");
+    env.command(&["update", "--binary", binary])
+        .output()
+        .expect("run bm2")
 }
 
 fn text(b: &[u8]) -> String {
@@ -432,7 +432,7 @@ fn update_falls_back_when_the_new_binary_cannot_take_over() {
     let ticker = env.wait_status("ticker", "online")["pid"].as_u64().unwrap();
     let (daemon, _) = ping(&env);
 
-    let out = run_named(&env, &wrapper, &["update"]);
+    let out = update_to(&env, &wrapper);
     assert!(out.status.success(), "{}", describe_output(&out));
     let stderr = text(&out.stderr);
     assert!(
@@ -476,7 +476,7 @@ fn a_broken_new_binary_leaves_the_daemon_and_apps_untouched() {
     fs::set_permissions(&not_executable, fs::Permissions::from_mode(0o644)).unwrap();
 
     for broken in [&failing, &not_executable] {
-        let out = run_named(&env, broken, &["update"]);
+        let out = update_to(&env, broken);
         assert!(
             !out.status.success(),
             "an update to {} must fail: {}",
