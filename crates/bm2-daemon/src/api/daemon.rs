@@ -46,8 +46,9 @@ pub async fn update(
         )
         .into());
     };
-    s.manager.check_update(&req.exe).await?;
+    s.manager.begin_update(&req.exe).await?;
     let client = crate::handover::fd::dup_raw(conn.0).map_err(|e| {
+        s.manager.abandon_update();
         ApiError::new(
             ErrorCode::UpdateFailed,
             format!("cannot keep the connection: {e}"),
@@ -60,6 +61,7 @@ pub async fn update(
         done,
     };
     if tx.send(request).await.is_err() {
+        s.manager.abandon_update();
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the daemon is shutting down").into());
     }
     Err(failed

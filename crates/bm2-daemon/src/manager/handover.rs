@@ -140,15 +140,38 @@ impl ProcessManager {
         self.handovers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Checks that `exe` can take this daemon over (see [`crate::handover::check_binary`]).
-    pub async fn check_update(&self, exe: &std::path::Path) -> Result<(), ApiError> {
+    /// Starts an update to `exe`: refuses a second one under way, then checks that `exe` can
+    /// take this daemon over (see [`crate::handover::check_binary`]). From here until the
+    /// handover is done or abandoned ([`ProcessManager::thaw`]), changes are refused.
+    pub async fn begin_update(&self, exe: &std::path::Path) -> Result<(), ApiError> {
+        use std::sync::atomic::Ordering;
         if *self.closing.borrow() {
             return Err(ApiError::new(
                 ErrorCode::ShuttingDown,
                 "the daemon is shutting down; run the command again once it has exited",
             ));
         }
-        crate::handover::check_binary(exe, &self.shared.table).await
+        if self
+            .updating
+            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(ApiError::new(
+                ErrorCode::UpdateFailed,
+                "an update is already under way; run `bm2 ping` to see the binary the daemon runs",
+            ));
+        }
+        let checked = crate::handover::check_binary(exe, &self.shared.table).await;
+        if checked.is_err() {
+            self.updating.store(false, Ordering::SeqCst);
+        }
+        checked
+    }
+
+    /// Abandons an update begun with [`ProcessManager::begin_update`] before anything froze.
+    pub fn abandon_update(&self) {
+        self.updating
+            .store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

@@ -360,7 +360,20 @@ mod tests {
                 cpu: 1.5,
                 free_kib: 7,
             };
-            h.record(1000 + i, sys, [(0, p(i as f32)), (3, Point { cpu: 12.3, mem_kib: 70_000 })]);
+            h.record(
+                1000 + i,
+                sys,
+                [
+                    (0, p(i as f32)),
+                    (
+                        3,
+                        Point {
+                            cpu: 12.3,
+                            mem_kib: 70_000,
+                        },
+                    ),
+                ],
+            );
         }
         let json = serde_json::to_vec(&h).unwrap();
         let back: History = serde_json::from_slice(&json).unwrap();
