@@ -198,20 +198,17 @@ impl Balancer {
         loop {
             let next = if late {
                 conns.join_next().await
+            } else if let Ok(next) = tokio::time::timeout_at(deadline, conns.join_next()).await {
+                next
             } else {
-                match tokio::time::timeout_at(deadline, conns.join_next()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        late = true;
-                        tracing::warn!(
-                            addr = %self.addr,
-                            connections = conns.len(),
-                            "closing connections that did not stop in time for a handover"
-                        );
-                        conns.abort_all();
-                        continue;
-                    }
-                }
+                late = true;
+                tracing::warn!(
+                    addr = %self.addr,
+                    connections = conns.len(),
+                    "closing connections that did not stop in time for a handover"
+                );
+                conns.abort_all();
+                continue;
             };
             match next {
                 None => break,

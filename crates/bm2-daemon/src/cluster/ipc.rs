@@ -64,10 +64,14 @@ pub struct Ipc {
     stop: watch::Sender<bool>,
     /// The reader (which gives back the bytes of an unfinished message, or nothing when the
     /// channel closed) and the flusher, until a freeze takes them.
-    tasks: Mutex<Option<(JoinHandle<Option<Vec<u8>>>, JoinHandle<()>)>>,
+    tasks: Mutex<Option<Tasks>>,
     /// Frozen: the channel's state was taken, this takes and sends nothing more.
     frozen: AtomicBool,
 }
+
+/// The reader (which gives back the bytes of an unfinished message, or nothing when the channel
+/// closed) and the flusher of a channel.
+type Tasks = (JoinHandle<Option<Vec<u8>>>, JoinHandle<()>);
 
 impl Drop for Ipc {
     fn drop(&mut self) {
@@ -226,7 +230,7 @@ async fn read_loop(
             let line = &buf[start..start + end];
             start += end + 1;
             if let Ok(line) = std::str::from_utf8(line) {
-                ipc.handle(parse_message(line), &events);
+                ipc.handle(parse_message(line).as_ref(), &events);
             }
         }
         buf.drain(..start);
@@ -301,11 +305,11 @@ fn parse_message(line: &str) -> Option<Message> {
 
 impl Ipc {
     /// Acts on one message of the process.
-    fn handle(&self, message: Option<Message>, events: &mpsc::UnboundedSender<Event>) {
+    fn handle(&self, message: Option<&Message>, events: &mpsc::UnboundedSender<Event>) {
         match message {
             Some(Message::Event(event)) => {
                 // The supervisor may have stopped listening; acknowledgements still matter.
-                let _ = events.send(event);
+                let _ = events.send(*event);
             }
             Some(Message::Ack) => self.acked(),
             Some(Message::Handoff) => self.handoff.store(true, Ordering::Relaxed),
@@ -315,7 +319,7 @@ impl Ipc {
             }
             Some(Message::Drained) => self.drained.store(true, Ordering::Relaxed),
             Some(Message::Closed(n)) => {
-                self.closed.fetch_max(n, Ordering::Relaxed);
+                self.closed.fetch_max(*n, Ordering::Relaxed);
             }
             None => {}
         }
@@ -648,9 +652,13 @@ mod tests {
         let (got, theirs) = tokio::task::spawn_blocking(move || {
             let mut buf = Vec::new();
             let mut chunk = vec![0u8; 65536];
-            while buf.iter().filter(|b| **b == b'\n').count() < count {
+            let mut newlines = 0;
+            while newlines < count {
                 let n = theirs.read(&mut chunk).expect("the backlog did not come");
                 assert!(n > 0, "the channel closed");
+                for &byte in &chunk[..n] {
+                    newlines += usize::from(byte == b'\n');
+                }
                 buf.extend_from_slice(&chunk[..n]);
             }
             (buf, theirs)

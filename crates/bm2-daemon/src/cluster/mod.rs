@@ -350,6 +350,65 @@ pub(crate) mod tests {
         }
     }
 
+    /// An HTTP/1 server that answers every request with `name`; its port.
+    async fn http(name: u8) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    while conn.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                        let reply = [
+                            &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n"[..],
+                            &[name],
+                        ]
+                        .concat();
+                        if conn.write_all(&reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    /// Sends a request on `conn`; the name of the process that answered.
+    async fn get(conn: &mut TcpStream) -> u8 {
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = vec![0u8; 39];
+        tokio::time::timeout(Duration::from_secs(5), conn.read_exact(&mut reply))
+            .await
+            .expect("no answer in time")
+            .unwrap();
+        reply[38]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resumed_keep_alive_connection_moves_when_its_process_drains() {
+        let (a, b_port) = (http(b'A').await, http(b'B').await);
+        let old = hub();
+        let b = balancer(&old).await;
+        b.add(1, a, None);
+        let mut client = TcpStream::connect(b.addr()).await.unwrap();
+        drop(b);
+        assert_eq!(get(&mut client).await, b'A');
+        let new = hub();
+        new.thaw(across_exec(old.freeze().await)).await.unwrap();
+        let b = new.of("app").pop().unwrap();
+        b.add(1, a, None);
+        b.add(2, b_port, None);
+        assert_eq!(b.connections(1), Some((1, 0)));
+        // Process 1 drains: the next request of the resumed connection goes to process 2.
+        assert!(b.drain(1));
+        assert_eq!(get(&mut client).await, b'B');
+        assert_eq!(b.connections(1), Some((0, 0)));
+        assert_eq!(b.connections(2), Some((1, 1)));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn clients_waiting_or_arriving_while_frozen_are_served_after_the_thaw() {
         let backend = echo().await;
