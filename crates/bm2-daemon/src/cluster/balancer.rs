@@ -1,17 +1,21 @@
 //! The TCP load balancer of one cluster app: the public socket is opened once and stays open
 //! through reloads, scaling and crashes; each connection goes to a ready instance.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bm2_types::LoadBalancing;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
 
-use super::ipc::Ipc;
+use super::ipc::{Ipc, stopped};
+use crate::handover::Fd;
 use crate::logs::lock;
 
 /// How long a connection waits for an instance to become ready before it is closed.
@@ -55,6 +59,13 @@ impl Drop for Link {
     }
 }
 
+/// The counters a backend shares with its connections.
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    draining: Arc<AtomicBool>,
+    active: Arc<AtomicU64>,
+}
+
 /// A balancer listening on the app's public address.
 #[derive(Debug)]
 pub struct Balancer {
@@ -64,6 +75,61 @@ pub struct Balancer {
     next: AtomicUsize,
     changed: Notify,
     rt: tokio::runtime::Handle,
+    /// Set once, by a freeze: accepting stops and every connection parks.
+    stop: watch::Sender<bool>,
+    /// The accepting task, which gives back the listening socket when stopped.
+    accept: Mutex<Option<JoinHandle<Option<std::net::TcpListener>>>>,
+    /// The connections' tasks: each gives back its state when parked by a freeze.
+    conns: Mutex<JoinSet<Option<Parked>>>,
+    /// Counters of the connections resumed by a thaw, by private port: the backend added on
+    /// that port takes them, so those connections count as its own.
+    resumed: Mutex<HashMap<u16, Counters>>,
+}
+
+/// How long a freeze waits for every connection to reach a point where the daemon holds none
+/// of its bytes; past it, the connections still busy (writing to a client that does not read)
+/// are closed.
+pub const FREEZE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// A proxied connection stopped where no byte of it is held by the daemon.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FrozenConn {
+    /// The client's socket.
+    pub client: Fd,
+    /// The socket to the process.
+    pub upstream: Fd,
+    /// The process's private port.
+    pub port: u16,
+    /// The process has answered since the client last sent.
+    pub answered: bool,
+    /// Whether the connection speaks HTTP/1 (unknown before the first bytes).
+    pub http: Option<bool>,
+    /// The client may still send.
+    pub client_open: bool,
+    /// The process may still send.
+    pub upstream_open: bool,
+}
+
+/// A balancer stopped: what [`Balancer::freeze`] gives and [`Balancer::thaw`] takes.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FrozenBalancer {
+    /// The public address it listens on.
+    pub addr: SocketAddr,
+    /// How it spreads connections.
+    pub strategy: LoadBalancing,
+    /// The listening socket (kept open: new clients wait in its backlog).
+    pub listener: Fd,
+    /// Connections proxied to a process.
+    pub proxied: Vec<FrozenConn>,
+    /// Clients waiting for a process.
+    pub waiting: Vec<Fd>,
+}
+
+/// What a connection's task gives back when parked.
+#[derive(Debug)]
+enum Parked {
+    Waiting(std::net::TcpStream),
+    Proxied(FrozenConn),
 }
 
 impl Balancer {
@@ -79,6 +145,15 @@ impl Balancer {
             .spawn(async move { TcpListener::bind(addr).await })
             .await
             .map_err(std::io::Error::other)??;
+        Balancer::start(listener, strategy, rt)
+    }
+
+    /// Starts accepting on `listener` (which belongs to `rt`).
+    fn start(
+        listener: TcpListener,
+        strategy: LoadBalancing,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<Arc<Balancer>> {
         let balancer = Arc::new(Balancer {
             addr: listener.local_addr()?,
             strategy: Mutex::new(strategy),
@@ -86,9 +161,148 @@ impl Balancer {
             next: AtomicUsize::new(0),
             changed: Notify::new(),
             rt: rt.clone(),
+            stop: watch::Sender::new(false),
+            accept: Mutex::default(),
+            conns: Mutex::new(JoinSet::new()),
+            resumed: Mutex::default(),
         });
-        rt.spawn(accept_loop(listener, Arc::downgrade(&balancer)));
+        let stop = balancer.stop.subscribe();
+        *lock(&balancer.accept) =
+            Some(rt.spawn(accept_loop(listener, Arc::downgrade(&balancer), stop)));
         Ok(balancer)
+    }
+
+    /// Stops accepting (new clients wait in the listening socket's backlog) and tells every
+    /// connection to park.
+    pub fn halt(&self) {
+        self.stop.send_replace(true);
+    }
+
+    /// Stops this balancer and gives its state: the listening socket (still open), the
+    /// proxied connections, each stopped where no byte of it is held here (a write under way
+    /// finishes first), and the clients still waiting for a process. Connections that are not
+    /// parked by `deadline` are closed (and logged). Errors when already frozen.
+    pub async fn freeze(&self, deadline: tokio::time::Instant) -> std::io::Result<FrozenBalancer> {
+        self.halt();
+        let accept = lock(&self.accept)
+            .take()
+            .ok_or_else(|| std::io::Error::other("the balancer is already frozen"))?;
+        // Nothing is accepted after this: every connection is in `conns`.
+        let listener = accept
+            .await
+            .map_err(std::io::Error::other)?
+            .ok_or_else(|| std::io::Error::other("the listening socket is gone"))?;
+        let mut conns = std::mem::take(&mut *lock(&self.conns));
+        let mut parked = Vec::new();
+        let mut late = false;
+        loop {
+            let next = if late {
+                conns.join_next().await
+            } else if let Ok(next) = tokio::time::timeout_at(deadline, conns.join_next()).await {
+                next
+            } else {
+                late = true;
+                tracing::warn!(
+                    addr = %self.addr,
+                    connections = conns.len(),
+                    "closing connections that did not stop in time for a handover"
+                );
+                conns.abort_all();
+                continue;
+            };
+            match next {
+                None => break,
+                Some(Ok(Some(p))) => parked.push(p),
+                Some(_) => {}
+            }
+        }
+        let mut proxied = Vec::new();
+        let mut waiting = Vec::new();
+        for p in parked {
+            match p {
+                Parked::Waiting(client) => waiting.push(Fd::new(client)),
+                Parked::Proxied(conn) => proxied.push(conn),
+            }
+        }
+        Ok(FrozenBalancer {
+            addr: self.addr,
+            strategy: *lock(&self.strategy),
+            listener: Fd::new(listener),
+            proxied,
+            waiting,
+        })
+    }
+
+    /// A balancer from a frozen state, served on `rt`: it accepts again, the proxied
+    /// connections resume where they stopped, and the waiting clients wait (up to
+    /// `WAIT_FOR_BACKEND`) for a process. Its processes are added again with [`Balancer::add`];
+    /// the one added on a resumed connection's private port counts it as open.
+    pub fn thaw(
+        frozen: FrozenBalancer,
+        rt: &tokio::runtime::Handle,
+    ) -> std::io::Result<Arc<Balancer>> {
+        let listener = std::net::TcpListener::from(frozen.listener.into_inner());
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _rt = rt.enter();
+            TcpListener::from_std(listener)?
+        };
+        let balancer = Balancer::start(listener, frozen.strategy, rt)?;
+        for conn in frozen.proxied {
+            balancer.resume(conn);
+        }
+        balancer.redispatch(
+            frozen
+                .waiting
+                .into_iter()
+                .map(|fd| std::net::TcpStream::from(fd.into_inner()))
+                .collect(),
+        );
+        Ok(balancer)
+    }
+
+    /// Resumes a proxied connection where it stopped.
+    fn resume(self: &Arc<Self>, conn: FrozenConn) {
+        let counters = lock(&self.resumed).entry(conn.port).or_default().clone();
+        counters.active.fetch_add(1, Ordering::Relaxed);
+        let link = Link {
+            port: conn.port,
+            ipc: None,
+            draining: counters.draining,
+            active: counters.active,
+        };
+        let b = self.clone();
+        self.spawn_conn(async move {
+            let open = |fd: Fd| {
+                let s = std::net::TcpStream::from(fd.into_inner());
+                s.set_nonblocking(true)?;
+                TcpStream::from_std(s)
+            };
+            let (Ok(client), Ok(upstream)) = (open(conn.client), open(conn.upstream)) else {
+                return None;
+            };
+            proxy(
+                b,
+                Conn {
+                    client,
+                    upstream,
+                    link,
+                    answered: conn.answered,
+                    http: conn.http,
+                    client_open: conn.client_open,
+                    upstream_open: conn.upstream_open,
+                },
+            )
+            .await
+        });
+    }
+
+    /// Runs a connection's task on the proxy runtime, where a freeze finds it.
+    fn spawn_conn(&self, task: impl std::future::Future<Output = Option<Parked>> + Send + 'static) {
+        let mut conns = lock(&self.conns);
+        // Forget the finished ones.
+        while conns.try_join_next().is_some() {}
+        conns.spawn_on(task, &self.rt);
     }
 
     /// The public address.
@@ -107,13 +321,15 @@ impl Balancer {
         if let Some(ipc) = &ipc {
             ipc.join(Arc::downgrade(self));
         }
+        // After a thaw, the connections resumed to this port are its own.
+        let counters = lock(&self.resumed).remove(&port).unwrap_or_default();
         let mut backends = lock(&self.backends);
         backends.retain(|b| b.pid != pid);
         backends.push(Backend {
             pid,
             port,
-            draining: Arc::default(),
-            active: Arc::default(),
+            draining: counters.draining,
+            active: counters.active,
             total: Arc::default(),
             ipc,
         });
@@ -140,10 +356,10 @@ impl Balancer {
     pub fn redispatch(self: &Arc<Self>, conns: Vec<std::net::TcpStream>) {
         for conn in conns {
             let b = self.clone();
-            self.rt.spawn(async move {
-                if let Ok(client) = TcpStream::from_std(conn) {
-                    serve(b, client).await;
-                }
+            self.spawn_conn(async move {
+                conn.set_nonblocking(true).ok()?;
+                let client = TcpStream::from_std(conn).ok()?;
+                serve(b, client).await
             });
         }
     }
@@ -206,7 +422,11 @@ impl Balancer {
         deadline: tokio::time::Instant,
     ) -> Option<Route> {
         let mut tried = Vec::new();
+        let mut stop = self.stop.subscribe();
         loop {
+            if *stop.borrow() {
+                return Some(Route::Frozen);
+            }
             let changed = self.changed.notified();
             if let Some(link) = self.pick(&tried) {
                 if let Some(ipc) = link.ipc.as_ref().filter(|i| i.can_take())
@@ -234,6 +454,7 @@ impl Balancer {
             tokio::select! {
                 () = changed => {}
                 () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                () = stopped(&mut stop) => {}
             }
         }
     }
@@ -245,17 +466,29 @@ enum Route {
     Handed,
     /// To a process's private port, through this connection.
     Proxied(Link, TcpStream),
+    /// Nowhere: the balancer is frozen (the client is left where it was).
+    Frozen,
 }
 
-async fn accept_loop(listener: TcpListener, balancer: std::sync::Weak<Balancer>) {
+/// Accepts connections until the balancer is gone, or until `stop` (then gives back the
+/// listening socket).
+async fn accept_loop(
+    listener: TcpListener,
+    balancer: std::sync::Weak<Balancer>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<std::net::TcpListener> {
     loop {
-        let Ok((client, _)) = listener.accept().await else {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stopped(&mut stop) => return listener.into_std().ok(),
+        };
+        let Ok((client, _)) = accepted else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let Some(b) = balancer.upgrade() else { return };
+        let b = balancer.upgrade()?;
         let _ = client.set_nodelay(true);
-        tokio::spawn(async move { serve(b, client).await });
+        b.spawn_conn(serve(b.clone(), client));
     }
 }
 
@@ -263,76 +496,116 @@ async fn accept_loop(listener: TcpListener, balancer: std::sync::Weak<Balancer>)
 const BUF: usize = 16 * 1024;
 
 /// Serves one client connection: waits (a bounded time) for a ready process, then copies bytes
-/// both ways. When its process drains, a keep-alive HTTP/1 connection moves to another process
-/// at a request boundary (the client sends a new request after the previous response), so a
-/// reload fails no request; other protocols stay with their process until it stops.
-async fn serve(balancer: Arc<Balancer>, client: TcpStream) {
+/// both ways. Gives back what a freeze parked.
+async fn serve(balancer: Arc<Balancer>, client: TcpStream) -> Option<Parked> {
     let mut client = Some(client);
     let deadline = tokio::time::Instant::now() + WAIT_FOR_BACKEND;
-    let Some(Route::Proxied(mut link, mut upstream)) =
-        balancer.connect(&mut client, deadline).await
-    else {
-        return;
-    };
-    let Some(mut client) = client else { return };
+    match balancer.connect(&mut client, deadline).await? {
+        Route::Handed => None,
+        Route::Frozen => Some(Parked::Waiting(client?.into_std().ok()?)),
+        Route::Proxied(link, upstream) => {
+            let conn = Conn {
+                client: client?,
+                upstream,
+                link,
+                answered: false,
+                http: None,
+                client_open: true,
+                upstream_open: true,
+            };
+            proxy(balancer, conn).await
+        }
+    }
+}
+
+/// A proxied connection.
+struct Conn {
+    client: TcpStream,
+    upstream: TcpStream,
+    link: Link,
+    /// Whether the process has answered since the client last sent: the next client bytes
+    /// then start a new request.
+    answered: bool,
+    http: Option<bool>,
+    client_open: bool,
+    upstream_open: bool,
+}
+
+impl Conn {
+    /// The connection as plain values (it is stopped where no byte of it is held here).
+    fn park(self) -> Option<Parked> {
+        Some(Parked::Proxied(FrozenConn {
+            client: Fd::new(self.client.into_std().ok()?),
+            upstream: Fd::new(self.upstream.into_std().ok()?),
+            port: self.link.port,
+            answered: self.answered,
+            http: self.http,
+            client_open: self.client_open,
+            upstream_open: self.upstream_open,
+        }))
+    }
+}
+
+/// Copies bytes both ways until both sides have closed, or until a freeze (then parks the
+/// connection when both directions wait to read). When its process drains, a keep-alive
+/// HTTP/1 connection moves to another process at a request boundary (the client sends a new
+/// request after the previous response), so a reload fails no request; other protocols stay
+/// with their process until it stops.
+async fn proxy(balancer: Arc<Balancer>, mut c: Conn) -> Option<Parked> {
+    let mut stop = balancer.stop.subscribe();
     let mut from_client = vec![0u8; BUF];
     let mut from_upstream = vec![0u8; BUF];
-    // Whether the process has answered since the client last sent: the next client bytes then
-    // start a new request.
-    let mut answered = false;
-    let mut http = None::<bool>;
-    let mut client_open = true;
-    let mut upstream_open = true;
-    while client_open || upstream_open {
+    while c.client_open || c.upstream_open {
         tokio::select! {
-            read = client.read(&mut from_client), if client_open => {
+            read = c.client.read(&mut from_client), if c.client_open => {
                 let n = match read {
                     Ok(0) | Err(_) => {
-                        client_open = false;
-                        let _ = upstream.shutdown().await;
+                        c.client_open = false;
+                        let _ = c.upstream.shutdown().await;
                         continue;
                     }
                     Ok(n) => n,
                 };
                 let data = &from_client[..n];
-                let is_http = *http.get_or_insert_with(|| looks_like_http_request(data));
-                if answered && is_http && link.draining.load(Ordering::Relaxed) && looks_like_http_request(data)
+                let is_http = *c.http.get_or_insert_with(|| looks_like_http_request(data));
+                if c.answered && is_http && c.link.draining.load(Ordering::Relaxed) && looks_like_http_request(data)
                     && let Some(Route::Proxied(new_link, new_upstream)) = balancer.connect(&mut None, tokio::time::Instant::now()).await
                 {
-                    link = new_link;
-                    upstream = new_upstream;
-                    upstream_open = true;
+                    c.link = new_link;
+                    c.upstream = new_upstream;
+                    c.upstream_open = true;
                 }
-                answered = false;
-                if upstream.write_all(data).await.is_err() {
-                    return;
+                c.answered = false;
+                if c.upstream.write_all(data).await.is_err() {
+                    return None;
                 }
             }
-            read = upstream.read(&mut from_upstream), if upstream_open => {
+            read = c.upstream.read(&mut from_upstream), if c.upstream_open => {
                 let n = match read {
                     Ok(0) | Err(_) => {
-                        upstream_open = false;
-                        let _ = client.shutdown().await;
+                        c.upstream_open = false;
+                        let _ = c.client.shutdown().await;
                         continue;
                     }
                     Ok(n) => n,
                 };
-                if !answered && from_upstream[..n].starts_with(b"HTTP/1.1 101") {
+                if !c.answered && from_upstream[..n].starts_with(b"HTTP/1.1 101") {
                     // Upgraded (WebSocket): no longer request/response.
-                    http = Some(false);
+                    c.http = Some(false);
                 }
-                answered = true;
-                if client.write_all(&from_upstream[..n]).await.is_err() {
-                    return;
+                c.answered = true;
+                if c.client.write_all(&from_upstream[..n]).await.is_err() {
+                    return None;
                 }
             }
+            () = stopped(&mut stop) => return c.park(),
         }
-        if !upstream_open && client_open && !answered {
+        if !c.upstream_open && c.client_open && !c.answered {
             // The process closed while a request was in flight: nothing more will come.
-            return;
+            return None;
         }
     }
-    drop(link);
+    None
 }
 
 /// True when `data` starts like an HTTP/1 request line.

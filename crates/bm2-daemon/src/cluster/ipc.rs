@@ -17,11 +17,14 @@ use std::sync::{Arc, Mutex, Weak};
 
 use command_fds::FdMapping;
 use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use super::balancer::Balancer;
 use super::channels::{Event, Served};
+use crate::handover::Fd;
 use crate::logs::lock;
 
 /// Connections handed to a worker that it has not acknowledged yet, at most: a worker that
@@ -57,7 +60,18 @@ pub struct Ipc {
     balancer: Mutex<Weak<Balancer>>,
     /// Wakes the flusher when bytes are left in the backlog (and when this is dropped).
     flush: Arc<tokio::sync::Notify>,
+    /// Set once to stop the reader and the flusher (a freeze).
+    stop: watch::Sender<bool>,
+    /// The reader (which gives back the bytes of an unfinished message, or nothing when the
+    /// channel closed) and the flusher, until a freeze takes them.
+    tasks: Mutex<Option<Tasks>>,
+    /// Frozen: the channel's state was taken, this takes and sends nothing more.
+    frozen: AtomicBool,
 }
+
+/// The reader (which gives back the bytes of an unfinished message, or nothing when the channel
+/// closed) and the flusher of a channel.
+type Tasks = (JoinHandle<Option<Vec<u8>>>, JoinHandle<()>);
 
 impl Drop for Ipc {
     fn drop(&mut self) {
@@ -67,7 +81,8 @@ impl Drop for Ipc {
 
 #[derive(Debug)]
 struct Outbox {
-    stream: StdUnixStream,
+    /// None once frozen: the channel then belongs to the frozen state.
+    stream: Option<StdUnixStream>,
     unacked: VecDeque<std::net::TcpStream>,
     /// Bytes the channel could not take at once, written by the flusher task as it drains:
     /// a sender never waits for the process to read.
@@ -77,6 +92,47 @@ struct Outbox {
 /// Most bytes kept for a process that does not read its channel; past that, the channel is
 /// treated as dead.
 const MAX_BACKLOG: usize = 1 << 20;
+
+/// An IPC channel with its tasks stopped, as plain values that own its descriptors: what
+/// [`Ipc::freeze`] gives and [`thaw`] takes (also across the daemon's re-exec).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FrozenIpc {
+    /// The daemon's end of the channel.
+    pub channel: Fd,
+    /// Bytes read from the process that are not a whole message yet.
+    pub partial: Vec<u8>,
+    /// Bytes to the process not written yet, in order.
+    pub backlog: Vec<u8>,
+    /// Connections handed to the process and not acknowledged yet, oldest first.
+    pub unacked: Vec<Fd>,
+    /// The shim serves handed connections.
+    pub handoff: bool,
+    /// The shim listens on the socket bm2 holds for the app's port.
+    pub listening: bool,
+    /// The shim stopped accepting on that socket and its connections have closed.
+    pub drained: bool,
+    /// Connections the process has acknowledged.
+    pub handed: u64,
+    /// Handed connections the process reports closed.
+    pub closed: u64,
+}
+
+impl FrozenIpc {
+    /// The state of a new channel whose daemon end is `channel`.
+    fn fresh(channel: Fd) -> FrozenIpc {
+        FrozenIpc {
+            channel,
+            partial: Vec::new(),
+            backlog: Vec::new(),
+            unacked: Vec::new(),
+            handoff: false,
+            listening: false,
+            drained: false,
+            handed: 0,
+            closed: 0,
+        }
+    }
+}
 
 /// Gives the child an IPC channel on descriptor `child_fd` (`NODE_CHANNEL_FD`); what it says
 /// arrives on `events`. The returned mapping puts the child's end in place (see
@@ -93,65 +149,106 @@ pub fn attach(
     };
     cmd.env("NODE_CHANNEL_FD", child_fd.to_string())
         .env("NODE_CHANNEL_SERIALIZATION_MODE", "json");
-    ours.set_nonblocking(true)?;
-    let reader = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
-    let ipc = Arc::new(Ipc {
-        out: Mutex::new(Outbox {
-            stream: ours.try_clone()?,
-            unacked: VecDeque::new(),
-            backlog: Vec::new(),
-        }),
-        handoff: AtomicBool::new(false),
-        listening: AtomicBool::new(false),
-        drained: AtomicBool::new(false),
-        alive: AtomicBool::new(true),
-        handed: AtomicU64::new(0),
-        closed: AtomicU64::new(0),
-        balancer: Mutex::new(Weak::new()),
-        flush: Arc::default(),
-    });
-    tokio::spawn(read_loop(reader, ipc.clone(), events));
-    tokio::spawn(flush_loop(
-        tokio::net::UnixStream::from_std(ours)?,
-        Arc::downgrade(&ipc),
-        ipc.flush.clone(),
-    ));
+    let ipc = thaw(FrozenIpc::fresh(Fd::new(ours)), events)?;
     Ok((ipc, mapping))
 }
 
-/// Reads the process's messages until the channel closes.
+/// A working channel from a frozen state: bytes of an unfinished message start the next one,
+/// the backlog is written before anything sent later, and unacknowledged connections stay
+/// so (they go back to the balancer if the process dies). Must be called inside a tokio
+/// runtime.
+pub fn thaw(frozen: FrozenIpc, events: mpsc::UnboundedSender<Event>) -> io::Result<Arc<Ipc>> {
+    let ours = StdUnixStream::from(frozen.channel.into_inner());
+    ours.set_nonblocking(true)?;
+    let reader = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
+    let writer = tokio::net::UnixStream::from_std(ours.try_clone()?)?;
+    let unacked = frozen
+        .unacked
+        .into_iter()
+        .map(|fd| std::net::TcpStream::from(fd.into_inner()))
+        .collect();
+    let has_backlog = !frozen.backlog.is_empty();
+    let ipc = Arc::new(Ipc {
+        out: Mutex::new(Outbox {
+            stream: Some(ours),
+            unacked,
+            backlog: frozen.backlog,
+        }),
+        handoff: AtomicBool::new(frozen.handoff),
+        listening: AtomicBool::new(frozen.listening),
+        drained: AtomicBool::new(frozen.drained),
+        alive: AtomicBool::new(true),
+        handed: AtomicU64::new(frozen.handed),
+        closed: AtomicU64::new(frozen.closed),
+        balancer: Mutex::new(Weak::new()),
+        flush: Arc::default(),
+        stop: watch::Sender::new(false),
+        tasks: Mutex::new(None),
+        frozen: AtomicBool::new(false),
+    });
+    let read = tokio::spawn(read_loop(
+        reader,
+        frozen.partial,
+        ipc.clone(),
+        events,
+        ipc.stop.subscribe(),
+    ));
+    let flush = tokio::spawn(flush_loop(
+        writer,
+        Arc::downgrade(&ipc),
+        ipc.flush.clone(),
+        ipc.stop.subscribe(),
+    ));
+    *lock(&ipc.tasks) = Some((read, flush));
+    if has_backlog {
+        ipc.flush.notify_one();
+    }
+    Ok(ipc)
+}
+
+/// Returns once `stop` is set (or its sender is gone).
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Most bytes read from the channel at once.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads the process's messages until the channel closes (then gives nothing back), or until
+/// `stop` (then gives back the bytes of the unfinished message: every whole one was handled).
 async fn read_loop(
-    reader: tokio::net::UnixStream,
+    mut reader: tokio::net::UnixStream,
+    mut buf: Vec<u8>,
     ipc: Arc<Ipc>,
     events: mpsc::UnboundedSender<Event>,
-) {
-    let mut lines = BufReader::new(reader).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        match parse_message(&line) {
-            Some(Message::Event(event)) => {
-                // The supervisor may have stopped listening; acknowledgements still matter.
-                let _ = events.send(event);
+    mut stop: watch::Receiver<bool>,
+) -> Option<Vec<u8>> {
+    loop {
+        // Every whole message is handled before waiting again: a stop finds only a part.
+        let mut start = 0;
+        while let Some(end) = buf[start..].iter().position(|b| *b == b'\n') {
+            let line = &buf[start..start + end];
+            start += end + 1;
+            if let Ok(line) = std::str::from_utf8(line) {
+                ipc.handle(parse_message(line).as_ref(), &events);
             }
-            Some(Message::Ack) => ipc.acked(),
-            Some(Message::Handoff) => ipc.handoff.store(true, Ordering::Relaxed),
-            Some(Message::Listening) => {
-                ipc.listening.store(true, Ordering::Relaxed);
-                let _ = events.send(Event::Listening);
+        }
+        buf.drain(..start);
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut buf) => {
+                if matches!(read, Ok(0) | Err(_)) {
+                    break;
+                }
             }
-            Some(Message::Drained) => ipc.drained.store(true, Ordering::Relaxed),
-            Some(Message::Closed(n)) => {
-                ipc.closed.fetch_max(n, Ordering::Relaxed);
-            }
-            None => {}
+            () = stopped(&mut stop) => return Some(buf),
         }
     }
-    ipc.alive.store(false, Ordering::Relaxed);
-    let orphans: Vec<_> = lock(&ipc.out).unacked.drain(..).collect();
-    if !orphans.is_empty()
-        && let Some(balancer) = lock(&ipc.balancer).upgrade()
-    {
-        balancer.redispatch(orphans);
-    }
+    ipc.alive.store(false, Ordering::SeqCst);
+    ipc.orphaned();
+    None
 }
 
 /// A message of the IPC channel.
@@ -207,6 +304,72 @@ fn parse_message(line: &str) -> Option<Message> {
 }
 
 impl Ipc {
+    /// Acts on one message of the process.
+    fn handle(&self, message: Option<&Message>, events: &mpsc::UnboundedSender<Event>) {
+        match message {
+            Some(Message::Event(event)) => {
+                // The supervisor may have stopped listening; acknowledgements still matter.
+                let _ = events.send(*event);
+            }
+            Some(Message::Ack) => self.acked(),
+            Some(Message::Handoff) => self.handoff.store(true, Ordering::Relaxed),
+            Some(Message::Listening) => {
+                self.listening.store(true, Ordering::Relaxed);
+                let _ = events.send(Event::Listening);
+            }
+            Some(Message::Drained) => self.drained.store(true, Ordering::Relaxed),
+            Some(Message::Closed(n)) => {
+                self.closed.fetch_max(*n, Ordering::Relaxed);
+            }
+            None => {}
+        }
+    }
+
+    /// The channel closed: connections the process never took go back to its balancer (now,
+    /// or when it joins one).
+    fn orphaned(&self) {
+        let Some(balancer) = lock(&self.balancer).upgrade() else {
+            return;
+        };
+        let orphans: Vec<_> = lock(&self.out).unacked.drain(..).collect();
+        if !orphans.is_empty() {
+            balancer.redispatch(orphans);
+        }
+    }
+
+    /// Stops the reader (at a message boundary) and the flusher, waits until they have
+    /// stopped, and gives the channel's state; this then takes, hands and sends nothing, and
+    /// the descriptors belong to the returned state. None when the channel is closed (the
+    /// process is gone): its unacknowledged connections then went back to its balancer.
+    pub async fn freeze(&self) -> Option<FrozenIpc> {
+        let (read, flush) = lock(&self.tasks).take()?;
+        self.frozen.store(true, Ordering::SeqCst);
+        self.stop.send_replace(true);
+        let partial = read.await.ok().flatten();
+        let _ = flush.await;
+        let mut out = lock(&self.out);
+        let stream = out.stream.take();
+        let (Some(partial), Some(stream), true) =
+            (partial, stream, self.alive.load(Ordering::SeqCst))
+        else {
+            drop(out);
+            self.alive.store(false, Ordering::SeqCst);
+            self.orphaned();
+            return None;
+        };
+        Some(FrozenIpc {
+            channel: Fd::new(stream),
+            partial,
+            backlog: std::mem::take(&mut out.backlog),
+            unacked: out.unacked.drain(..).map(Fd::new).collect(),
+            handoff: self.handoff.load(Ordering::Relaxed),
+            listening: self.listening.load(Ordering::Relaxed),
+            drained: self.drained.load(Ordering::Relaxed),
+            handed: self.handed.load(Ordering::Relaxed),
+            closed: self.closed.load(Ordering::Relaxed),
+        })
+    }
+
     /// Sends one message (JSON, as Node's `process.on('message')` receives it, or as an
     /// `internalMessage` when it has a `cmd` starting with `NODE_`).
     pub fn send(&self, message: &serde_json::Value) -> io::Result<()> {
@@ -218,9 +381,12 @@ impl Ipc {
 
     /// Writes what the channel takes now and keeps the rest for the flusher, in order.
     fn write(&self, out: &mut Outbox, mut data: &[u8]) -> io::Result<()> {
+        let Some(stream) = out.stream.as_mut() else {
+            return Err(io::Error::other("the IPC channel was handed over"));
+        };
         if out.backlog.is_empty() {
             loop {
-                match out.stream.write(data) {
+                match stream.write(data) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) if n == data.len() => return Ok(()),
                     Ok(n) => data = &data[n..],
@@ -245,12 +411,17 @@ impl Ipc {
     /// process cannot serve).
     pub fn join(&self, balancer: Weak<Balancer>) {
         *lock(&self.balancer) = balancer;
+        // The process may have died before this (just after a thaw).
+        if !self.alive.load(Ordering::SeqCst) && !self.frozen.load(Ordering::SeqCst) {
+            self.orphaned();
+        }
     }
 
     /// True when a connection can be handed to the process now.
     pub fn can_take(&self) -> bool {
         self.handoff.load(Ordering::Relaxed)
             && self.alive.load(Ordering::Relaxed)
+            && !self.frozen.load(Ordering::Relaxed)
             && lock(&self.out).unacked.len() < WINDOW
     }
 
@@ -265,10 +436,13 @@ impl Ipc {
         {
             return Err(conn);
         }
+        let Some(stream) = out.stream.as_ref() else {
+            return Err(conn);
+        };
         let fds = [conn.as_raw_fd()];
         let message = connection_message(port);
         let sent = sendmsg::<()>(
-            out.stream.as_fd().as_raw_fd(),
+            stream.as_fd().as_raw_fd(),
             &[IoSlice::new(&message)],
             &[ControlMessage::ScmRights(&fds)],
             MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
@@ -324,17 +498,22 @@ impl Ipc {
 }
 
 /// Writes the backlog of a channel whenever the process has made room, until the channel or
-/// its owner is gone.
+/// its owner is gone, or until `stop` (a write is never cut: each happens under the lock).
 async fn flush_loop(
     stream: tokio::net::UnixStream,
     ipc: Weak<Ipc>,
     wake: Arc<tokio::sync::Notify>,
+    mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        wake.notified().await;
+        tokio::select! {
+            () = wake.notified() => {}
+            () = stopped(&mut stop) => return,
+        }
         loop {
-            if stream.writable().await.is_err() {
-                return;
+            tokio::select! {
+                writable = stream.writable() => if writable.is_err() { return },
+                () = stopped(&mut stop) => return,
             }
             let Some(owner) = ipc.upgrade() else { return };
             let mut out = lock(&owner.out);
@@ -403,6 +582,113 @@ mod tests {
             .map(|l| serde_json::from_slice(l).unwrap())
             .collect();
         assert_eq!(lines, messages, "every message, whole and in order");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_frozen_channel_keeps_its_partial_message_backlog_and_unacked_connections() {
+        use std::io::Read;
+        use std::time::Duration;
+
+        use crate::cluster::tests::{echo, round_trip};
+        use crate::cluster::{ClusterHub, LoadBalancing};
+        use crate::handover::fd;
+
+        let mut cmd = tokio::process::Command::new("true");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (ipc, mapping) = attach(&mut cmd, tx, 3).unwrap();
+        let mut theirs = StdUnixStream::from(mapping.parent_fd);
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        theirs.write_all(b"{\"type\":\"bm2:handoff\"}\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !ipc.can_take() {
+            assert!(std::time::Instant::now() < deadline, "no handoff");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // A connection handed and not acknowledged: the process never takes it.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (served, _) = listener.accept().unwrap();
+        ipc.hand(served, 80).unwrap();
+        // More than the channel holds, while the process reads nothing: a backlog.
+        let messages: Vec<serde_json::Value> = (0..16)
+            .map(|i| serde_json::json!({ "n": i, "pad": "x".repeat(64 * 1024) }))
+            .collect();
+        for m in &messages {
+            ipc.send(m).unwrap();
+        }
+        // A whole message, and the start of the next.
+        theirs.write_all(b"\"ready\"\n{\"type\":\"bm2:lis").unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(got.unwrap(), Some(Event::Ready));
+
+        let frozen = ipc.freeze().await.expect("the channel is open");
+        assert!(!ipc.can_take());
+        assert!(ipc.send(&serde_json::json!("x")).is_err());
+        assert_eq!(frozen.partial, b"{\"type\":\"bm2:lis");
+        assert!(!frozen.backlog.is_empty());
+        assert_eq!(frozen.unacked.len(), 1);
+        assert!(frozen.handoff);
+        assert!(ipc.freeze().await.is_none(), "frozen twice");
+
+        let (json, fds) = fd::serialize(&frozen).unwrap();
+        assert_eq!(fds.len(), 2);
+        std::mem::forget(frozen);
+        drop(ipc);
+        let back: FrozenIpc = fd::deserialize(&json).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let ipc = thaw(back, tx).unwrap();
+        assert_eq!(ipc.open(), 1);
+
+        // The message started before the freeze ends after it.
+        theirs.write_all(b"tening\"}\n").unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+        assert_eq!(got.unwrap(), Some(Event::Listening));
+        assert!(ipc.listening());
+
+        // The process reads everything: the handle message, then every message in order.
+        let count = messages.len() + 1;
+        let (got, theirs) = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            let mut chunk = vec![0u8; 65536];
+            let mut newlines = 0;
+            while newlines < count {
+                let n = theirs.read(&mut chunk).expect("the backlog did not come");
+                assert!(n > 0, "the channel closed");
+                for &byte in &chunk[..n] {
+                    newlines += usize::from(byte == b'\n');
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            (buf, theirs)
+        })
+        .await
+        .unwrap();
+        let lines: Vec<serde_json::Value> = got
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["cmd"], "NODE_HANDLE");
+        assert_eq!(
+            lines[1..],
+            messages[..],
+            "every message, whole and in order"
+        );
+
+        // The process dies without taking the connection: the balancer serves it.
+        let hub = ClusterHub::new(bm2_types::Home::at(std::env::temp_dir()));
+        let b = hub
+            .balancer("app", Some("127.0.0.1"), 0, LoadBalancing::RoundRobin)
+            .await
+            .unwrap();
+        b.add(1, echo().await, None);
+        ipc.join(Arc::downgrade(&b));
+        drop(theirs);
+        client.set_nonblocking(true).unwrap();
+        let mut client = tokio::net::TcpStream::from_std(client).unwrap();
+        round_trip(&mut client, b"still here").await;
     }
 
     #[test]
