@@ -7,7 +7,6 @@ pub mod balancer;
 pub mod channels;
 pub mod handoff;
 pub mod ipc;
-pub mod ipc_stub;
 pub mod listen_pid;
 pub mod listeners;
 

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use fd::Fd;
 
-use crate::cluster::ipc_stub::FrozenHub;
+use crate::cluster::FrozenHub;
 use crate::logs::FrozenPump;
 use crate::supervisor::frozen::FrozenInstance;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::Served;
 use crate::cluster::handoff::Wanted;
-use crate::cluster::ipc_stub::FrozenIpc;
+use crate::cluster::ipc::FrozenIpc;
 use crate::envs::Vars;
 use crate::handover::Fd;
 

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::{Actor, Command};
 use crate::cluster::channels;
 use crate::cluster::handoff::HeldSocket;
-use crate::cluster::ipc_stub as ipc;
+use crate::cluster::ipc;
 use crate::handover::Fd;
 use crate::supervisor::child::{Adopted, Child};
 use crate::supervisor::command::Outcome;
