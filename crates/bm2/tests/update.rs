@@ -5,9 +5,9 @@
 //! handover falls back to PM2's update (save, new daemon, resurrect) with a warning; a broken
 //! one leaves the old daemon and its apps untouched.
 //!
-//! The new binary is a copy of the tested one in the test's work directory, named by the path
-//! the CLI is run by (its `argv[0]`): the copy itself, or a stand-in script whose path is given
-//! as `argv[0]` to the real binary.
+//! The new binary is a copy of the tested one in the test's work directory, run as the CLI
+//! (`<copy> update`: the daemon is handed to the binary running the command), or a stand-in
+//! script named by `bm2 update --binary`.
 
 mod common;
 
@@ -507,4 +507,191 @@ fn a_broken_new_binary_leaves_the_daemon_and_apps_untouched() {
         }
         assert_eq!(env.list().len(), 2, "`bm2 list` works");
     }
+}
+
+// ---- 4. a handover that fails at the last step ----
+
+/// A stand-in for a new release that passes the format check, then deletes itself: the daemon
+/// has frozen everything when its `execve` fails, and must take it all back.
+fn vanishing_binary(env: &TestEnv) -> PathBuf {
+    let real = env!("CARGO_BIN_EXE_bm2");
+    fs::canonicalize(env.script(
+        "bm2-vanishing",
+        &format!(
+            "#!/bin/sh\n\
+             if [ \"$*\" = \"daemon --handover-formats\" ]; then rm -f -- \"$0\"; fi\n\
+             exec {real:?} \"$@\"\n"
+        ),
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_handover_that_fails_at_exec_leaves_every_app_running() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("ticker.js", TICKER);
+    env.file("server.js", NODE_SERVER);
+    env.ok(&["start", "ticker.js", "--name", "ticker"]);
+    env.ok(&["start", "server.js", "-i", "2", "--port", &port.to_string()]);
+    env.wait_status("ticker", "online");
+    wait_cluster_ready(&env, "server", 2);
+    let log_path = PathBuf::from(env.describe("ticker")["out_log"].as_str().unwrap());
+    env.wait_for("the ticker to have written 100 lines", || {
+        (last_tick(&log_path) >= 100).then_some(())
+    });
+    let vanishing = vanishing_binary(&env);
+    let load = load_on(port);
+    load.wait_requests(50);
+    let (daemon, ping_before) = ping(&env);
+    let before = snapshot(&env);
+
+    let out = update_to(&env, &vanishing);
+    assert!(
+        !out.status.success(),
+        "the exec of a binary gone meanwhile fails: {}",
+        describe_output(&out)
+    );
+    assert!(
+        text(&out.stderr).contains(&vanishing.display().to_string()),
+        "the error names the binary: {}",
+        describe_output(&out)
+    );
+    let at_return = last_tick(&log_path);
+    let stats = finish_after_a_second(load);
+    env.wait_for("200 ticker lines written after the failed update", || {
+        (last_tick(&log_path) >= at_return + 200).then_some(())
+    });
+    let (pid, ping_after) = ping(&env);
+    assert_eq!(pid, daemon, "the same daemon runs on");
+    assert_eq!(
+        ping_after.lines().nth(1),
+        ping_before.lines().nth(1),
+        "still its own binary, not updated"
+    );
+    assert_eq!(snapshot(&env), before, "every app untouched");
+    assert_no_failures(&stats, "a failed handover");
+    assert_every_tick_once(&ticks(&fs::read_to_string(&log_path).unwrap()));
+
+    // What was taken back can be handed over again, and the apps still act on commands.
+    let copy = copy_of_bm2(&env);
+    let out = run_with(&env, &copy, &["update"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(snapshot(&env), before);
+    env.ok(&["restart", "ticker"]);
+    env.wait_new_pid("ticker", before[&0].1);
+    env.ok(&["kill"]);
+}
+
+// ---- 5. two at once ----
+
+#[test]
+fn two_updates_at_once_keep_every_app() {
+    let env = TestEnv::new();
+    let a = env.start_sleeper("a");
+    let copy = copy_of_bm2(&env);
+    let (daemon, _) = ping(&env);
+    let runs: Vec<Output> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| run_with(&env, &copy, &["update"])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let succeeded = runs.iter().filter(|o| o.status.success()).count();
+    assert!(succeeded >= 1, "one update at least: {runs:?}");
+    for out in runs.iter().filter(|o| !o.status.success()) {
+        assert!(
+            text(&out.stderr).contains("already under way"),
+            "the other one says an update is under way: {}",
+            describe_output(out)
+        );
+    }
+    let (pid, ping_out) = ping(&env);
+    assert_eq!(pid, daemon);
+    assert!(ping_out.contains("updated in place"), "{ping_out}");
+    assert_eq!(
+        env.proc("a")["pid"].as_u64(),
+        Some(a),
+        "the app kept its pid"
+    );
+    env.ok(&["kill"]);
+}
+
+// ---- 6. every phase and channel ----
+
+/// Node: echoes each line of its stdin to stdout as `got <line>`.
+const ECHO: &str = "\
+process.stdin.setEncoding('utf8');
+let buf = '';
+process.stdin.on('data', d => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf('\\n')) >= 0) { console.log('got ' + buf.slice(0, i)); buf = buf.slice(i + 1); }
+});
+";
+
+#[test]
+fn update_keeps_stopped_errored_and_waiting_apps_stdin_and_held_ports() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.file("server.js", NODE_SERVER);
+    env.file("echo.js", ECHO);
+    env.file("crash.js", "setTimeout(() => process.exit(3), 50);\n");
+    // A fork-mode Node server on a port bm2 holds (through the shim, with an IPC channel).
+    env.ok(&[
+        "start",
+        "server.js",
+        "--name",
+        "web",
+        "--port",
+        &port.to_string(),
+    ]);
+    env.ok(&["start", "echo.js", "--name", "echo"]);
+    env.start_sleeper("stopped");
+    env.ok(&["stop", "stopped"]);
+    env.ok(&[
+        "start",
+        "crash.js",
+        "--name",
+        "waiting",
+        "--restart-delay",
+        "4000",
+    ]);
+    env.wait_status("web", "online");
+    env.wait_status("echo", "online");
+    env.wait_status("waiting", "waiting restart");
+    env.wait_for("the held port to answer", || get_pid(port).ok());
+    let before = snapshot(&env);
+    let restarts_before = env.proc("waiting")["restarts"].as_u64();
+    let copy = copy_of_bm2(&env);
+
+    let out = run_with(&env, &copy, &["update"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    assert_eq!(snapshot(&env), before);
+    assert_eq!(env.proc("stopped")["status"], "stopped");
+    assert_eq!(env.proc("waiting")["status"], "waiting restart");
+
+    // stdin carried over: `send` reaches the same process.
+    env.ok(&["send", "echo", "hello after the update"]);
+    let echo_log = PathBuf::from(env.describe("echo")["out_log"].as_str().unwrap());
+    env.wait_for("the echo app to answer", || {
+        fs::read_to_string(&echo_log)
+            .ok()
+            .filter(|l| l.contains("got hello after the update"))
+    });
+    // The held socket and the shim's IPC channel carried over: a reload replaces the server
+    // without a failed request (new connections: a fork-mode reload closes idle keep-alive
+    // connections, as HTTP allows).
+    let load = Load::start(&[port], 2, Duration::from_millis(2));
+    load.wait_requests(20);
+    let web = env.proc("web")["pid"].as_u64().unwrap();
+    env.ok(&["reload", "web"]);
+    let stats = finish_after_a_second(load);
+    assert_ne!(env.proc("web")["pid"].as_u64(), Some(web), "reloaded");
+    assert_no_failures(&stats, "a reload after the update");
+    // The pending restart still happens, once, and counts.
+    env.wait_for("the waiting app to restart after its delay", || {
+        (env.proc("waiting")["restarts"].as_u64() > restarts_before).then_some(())
+    });
+    env.ok(&["kill"]);
 }
