@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -17,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::load::{
-    Failure, Load, NODE_SERVER, PY_PID_HANDLER, Stats, assert_no_failures, get_pid, http_get,
-    parse_pid, set,
+    Failure, KeepAlive, Load, NODE_SERVER, PY_PID_HANDLER, Stats, assert_no_failures, get_pid,
+    http_get, parse_pid, set,
 };
 use common::{DEADLINE, TestEnv, alive, free_port, free_port_pair, kill_pid};
 use serde_json::Value;
@@ -80,79 +79,6 @@ threading.Event().wait()
 }
 
 // ---- HTTP client ----
-
-/// An HTTP/1.1 client that keeps its connection open between requests, as browsers and load
-/// generators do, and opens a new one only after the server said `Connection: close`.
-struct KeepAlive {
-    port: u16,
-    conn: Option<TcpStream>,
-}
-
-impl KeepAlive {
-    fn new(port: u16) -> KeepAlive {
-        KeepAlive { port, conn: None }
-    }
-
-    /// `GET /` on the open connection (or a new one); the body of a 200 answer. Any error on
-    /// a reused connection counts: a server must not close a connection a request is sent on
-    /// without answering it.
-    fn get(&mut self) -> Result<String, String> {
-        if self.conn.is_none() {
-            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                .map_err(|e| format!("connect: {e}"))?;
-            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-            self.conn = Some(s);
-        }
-        let result = self.exchange();
-        if !matches!(result, Ok((_, true))) {
-            self.conn = None;
-        }
-        result.map(|(body, _)| body)
-    }
-
-    /// One request and its answer: (body, whether the connection stays open).
-    fn exchange(&mut self) -> Result<(String, bool), String> {
-        let s = self.conn.as_mut().expect("connected");
-        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .map_err(|e| format!("write: {e}"))?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = s.read(&mut chunk).map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                return Err(format!(
-                    "connection closed before the answer ({} bytes of it)",
-                    buf.len()
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let status = head.lines().next().unwrap_or_default().to_string();
-        if status.split(' ').nth(1) != Some("200") {
-            return Err(format!("status line {status:?}"));
-        }
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("no content-length in {head:?}"))?;
-        while buf.len() < head_end + length {
-            let n = s.read(&mut chunk).map_err(|e| format!("read body: {e}"))?;
-            if n == 0 {
-                return Err("connection closed in the body".into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
-        let keep = !head.lines().any(|l| l.trim() == "connection: close");
-        Ok((body, keep))
-    }
-}
 
 /// `n` requests in a row; the set of pids that answered. Panics on any failure.
 fn pids_answering(port: u16, n: usize) -> BTreeSet<u32> {

@@ -13,15 +13,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::load::{
-    Failure, Load, NODE_SERVER, PY_PID_HANDLER, Stats, assert_no_failures, get_pid, parse_pid,
+    Failure, KeepAlive, Load, NODE_SERVER, PY_PID_HANDLER, Stats, assert_no_failures, get_pid,
 };
 use common::{DEADLINE, TestEnv, alive, free_port};
 use serde_json::Value;
@@ -193,85 +191,12 @@ fn assert_every_tick_once(ticks: &[u64]) {
 
 // ---- HTTP load ----
 
-/// An HTTP/1.1 client that keeps one connection open between requests (it reconnects only after
-/// the server said `Connection: close`). Any error on a reused connection is a failure: the
-/// handover must keep proxied connections.
-struct KeepAlive {
-    port: u16,
-    conn: Option<TcpStream>,
-}
-
-impl KeepAlive {
-    fn get_pid(&mut self) -> Result<u32, Failure> {
-        if self.conn.is_none() {
-            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-            let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                .map_err(|e| Failure::Other(format!("connect: {e}")))?;
-            s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-            self.conn = Some(s);
-        }
-        let result = self.exchange();
-        if !matches!(result, Ok((_, true))) {
-            self.conn = None;
-        }
-        parse_pid(&result.map_err(Failure::Other)?.0)
-    }
-
-    /// One request and its answer: (body, whether the connection stays open).
-    fn exchange(&mut self) -> Result<(String, bool), String> {
-        let s = self.conn.as_mut().expect("connected");
-        s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            .map_err(|e| format!("keep-alive write: {e}"))?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let head_end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            let n = s
-                .read(&mut chunk)
-                .map_err(|e| format!("keep-alive read: {e}"))?;
-            if n == 0 {
-                return Err(format!(
-                    "keep-alive connection closed before the answer ({} bytes of it)",
-                    buf.len()
-                ));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let status = head.lines().next().unwrap_or_default().to_string();
-        if status.split(' ').nth(1) != Some("200") {
-            return Err(format!("keep-alive status line {status:?}"));
-        }
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| format!("no content-length in {head:?}"))?;
-        while buf.len() < head_end + length {
-            let n = s
-                .read(&mut chunk)
-                .map_err(|e| format!("keep-alive read body: {e}"))?;
-            if n == 0 {
-                return Err("keep-alive connection closed in the body".into());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).to_string();
-        // An HTTP/1.0 answer closes the connection; an HTTP/1.1 one keeps it unless it says not.
-        let keep = status.starts_with("http/1.1")
-            && !head.lines().any(|l| l.trim() == "connection: close");
-        Ok((body, keep))
-    }
-}
-
 type Client = Box<dyn FnMut() -> Result<u32, Failure> + Send>;
 
 /// Requests to `port` in a loop: one client opening a new connection per request, and one
 /// keeping a single connection open.
 fn load_on(port: u16) -> Load {
-    let mut ka = KeepAlive { port, conn: None };
+    let mut ka = KeepAlive::new(port);
     let clients: Vec<(String, Client)> = vec![
         (
             format!("new connection per request (port {port})"),

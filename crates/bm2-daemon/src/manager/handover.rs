@@ -9,7 +9,6 @@ use super::{NewInstance, ProcessManager};
 use crate::handover::Frozen;
 use crate::persist::StateFile;
 use crate::registry::Handle;
-use crate::supervisor::command::History;
 
 /// How long starts under way may take to register their instances before a handover.
 const STARTS_GRACE: Duration = Duration::from_secs(10);
@@ -100,23 +99,11 @@ impl ProcessManager {
         self.registry.set_next_id(saved.next_id);
         let adopted: Vec<u32> = frozen.instances.iter().map(|f| f.id).collect();
         let mut start = Vec::new();
+        let mut bases = crate::envs::Interner::default();
         for s in saved.instances {
             let running = s.running && !adopted.contains(&s.id);
-            let handle = self.register(NewInstance {
-                id: s.id,
-                index: s.index,
-                count: s.count,
-                base_env: s.env,
-                spec: s.spec,
-                history: History {
-                    restarts: s.restarts,
-                    restart_reasons: s.restart_reasons,
-                    watch_off: s.watch_off,
-                    held: s.held,
-                    running: s.running,
-                },
-                created_at_ms: s.created_at_ms,
-            });
+            let base_env = bases.share(s.env.clone());
+            let handle = self.register(NewInstance::saved(s.id, s, base_env));
             if running {
                 start.push(handle);
             }

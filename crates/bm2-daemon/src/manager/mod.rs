@@ -41,6 +41,27 @@ struct NewInstance {
     created_at_ms: u64,
 }
 
+impl NewInstance {
+    /// An instance of a state or dump file, under `id`, with `base_env`.
+    fn saved(id: ProcId, s: crate::persist::SavedInstance, base_env: Arc<Vars>) -> NewInstance {
+        NewInstance {
+            id,
+            index: s.index,
+            count: s.count,
+            base_env,
+            spec: s.spec,
+            history: History {
+                restarts: s.restarts,
+                restart_reasons: s.restart_reasons,
+                watch_off: s.watch_off,
+                held: s.held,
+                running: s.running,
+            },
+            created_at_ms: s.created_at_ms,
+        }
+    }
+}
+
 /// Most instances one app may have.
 const MAX_INSTANCES: u32 = 4096;
 

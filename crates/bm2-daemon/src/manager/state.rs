@@ -10,7 +10,6 @@ use crate::envs::{self, Vars};
 use crate::leftovers;
 use crate::persist::{self, STATE_VERSION, SavedInstance, StateFile};
 use crate::registry::Handle;
-use crate::supervisor::command::History;
 use crate::time::now_ms;
 
 impl ProcessManager {
@@ -140,24 +139,11 @@ impl ProcessManager {
                 s.id
             };
             let running = s.running;
-            let handle = self.register(NewInstance {
-                id,
-                index: s.index,
-                count: s.count,
-                base_env: bases.share(match update_env {
-                    Some(client) => Arc::new(envs::base_env(client, &s.spec)),
-                    None => s.env,
-                }),
-                spec: s.spec,
-                history: History {
-                    restarts: s.restarts,
-                    restart_reasons: s.restart_reasons,
-                    watch_off: s.watch_off,
-                    held: s.held,
-                    running,
-                },
-                created_at_ms: s.created_at_ms,
+            let base_env = bases.share(match update_env {
+                Some(client) => Arc::new(envs::base_env(client, &s.spec)),
+                None => s.env.clone(),
             });
+            let handle = self.register(NewInstance::saved(id, s, base_env));
             handles.push((handle, running));
         }
         // Recorded before anything is spawned.
