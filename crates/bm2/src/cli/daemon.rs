@@ -254,6 +254,15 @@ pub async fn update(
             .map_err(|e| anyhow::anyhow!("cannot find this bm2's binary: {e}"))?,
     };
     let old = client.ping().await.map_err(api_error)?;
+    // As PM2's update, the list is saved first (an empty one does not replace the last save).
+    if !client.list().await.map_err(api_error)?.is_empty() {
+        let s = client.save().await.map_err(api_error)?;
+        render::info(&format!(
+            "saved {} processes to {}",
+            s.count,
+            s.path.display()
+        ));
+    }
     match client.update(&exe).await {
         Ok(done) => {
             render::info(&format!(
