@@ -298,6 +298,11 @@ pub async fn update(
             let restarted = Client::new(client.home().clone()).with_daemon_exe(exe);
             restart_daemon(&restarted, &old).await
         }
+        Err(e @ ClientError::Transport { .. }) if !daemon_alive(old.pid) => Err(anyhow::anyhow!(
+            "{e}: the daemon (pid {}) ended during the handover to {}; its apps run on, and the next command starts a daemon that brings them back from its state file (restarted)",
+            old.pid,
+            exe.display()
+        )),
         Err(e) => Err(api_error(e)),
     }
 }
