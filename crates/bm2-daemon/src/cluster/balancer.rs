@@ -84,6 +84,9 @@ pub struct Balancer {
     /// Counters of the connections resumed by a thaw, by private port: the backend added on
     /// that port takes them, so those connections count as its own.
     resumed: Mutex<HashMap<u16, Counters>>,
+    /// Connections parked by a freeze whose tasks were joined when another connection started
+    /// (a client accepted as the freeze began): the freeze takes them with the others.
+    parked: Mutex<Vec<Parked>>,
 }
 
 /// How long a freeze waits for every connection to reach a point where the daemon holds none
@@ -165,6 +168,7 @@ impl Balancer {
             accept: Mutex::default(),
             conns: Mutex::new(JoinSet::new()),
             resumed: Mutex::default(),
+            parked: Mutex::default(),
         });
         let stop = balancer.stop.subscribe();
         *lock(&balancer.accept) =
@@ -213,9 +217,10 @@ impl Balancer {
             match next {
                 None => break,
                 Some(Ok(Some(p))) => parked.push(p),
-                Some(_) => {}
+                Some(other) => tracing::debug!(?other, "a connection ended while freezing"),
             }
         }
+        parked.append(&mut lock(&self.parked));
         let mut proxied = Vec::new();
         let mut waiting = Vec::new();
         for p in parked {
@@ -224,6 +229,11 @@ impl Balancer {
                 Parked::Proxied(conn) => proxied.push(conn),
             }
         }
+        tracing::debug!(
+            proxied = proxied.len(),
+            waiting = waiting.len(),
+            "balancer frozen"
+        );
         Ok(FrozenBalancer {
             addr: self.addr,
             strategy: *lock(&self.strategy),
@@ -278,9 +288,20 @@ impl Balancer {
                 s.set_nonblocking(true)?;
                 TcpStream::from_std(s)
             };
-            let (Ok(client), Ok(upstream)) = (open(conn.client), open(conn.upstream)) else {
-                return None;
+            let (client, upstream) = match (open(conn.client), open(conn.upstream)) {
+                (Ok(client), Ok(upstream)) => (client, upstream),
+                (client, upstream) => {
+                    tracing::warn!(?client, ?upstream, "cannot resume a proxied connection");
+                    return None;
+                }
             };
+            tracing::debug!(
+                port = conn.port,
+                answered = conn.answered,
+                client_open = conn.client_open,
+                upstream_open = conn.upstream_open,
+                "resumed a proxied connection"
+            );
             proxy(
                 b,
                 Conn {
@@ -300,8 +321,12 @@ impl Balancer {
     /// Runs a connection's task on the proxy runtime, where a freeze finds it.
     fn spawn_conn(&self, task: impl std::future::Future<Output = Option<Parked>> + Send + 'static) {
         let mut conns = lock(&self.conns);
-        // Forget the finished ones.
-        while conns.try_join_next().is_some() {}
+        // Forget the finished ones, but not what a freeze parked.
+        while let Some(done) = conns.try_join_next() {
+            if let Ok(Some(parked)) = done {
+                lock(&self.parked).push(parked);
+            }
+        }
         conns.spawn_on(task, &self.rt);
     }
 
@@ -560,6 +585,7 @@ async fn proxy(balancer: Arc<Balancer>, mut c: Conn) -> Option<Parked> {
             read = c.client.read(&mut from_client), if c.client_open => {
                 let n = match read {
                     Ok(0) | Err(_) => {
+                        tracing::debug!(port = c.link.port, ?read, answered = c.answered, "proxied client closed");
                         c.client_open = false;
                         let _ = c.upstream.shutdown().await;
                         continue;
@@ -583,6 +609,7 @@ async fn proxy(balancer: Arc<Balancer>, mut c: Conn) -> Option<Parked> {
             read = c.upstream.read(&mut from_upstream), if c.upstream_open => {
                 let n = match read {
                     Ok(0) | Err(_) => {
+                        tracing::debug!(port = c.link.port, ?read, answered = c.answered, "proxied process closed");
                         c.upstream_open = false;
                         let _ = c.client.shutdown().await;
                         continue;
@@ -627,6 +654,39 @@ fn looks_like_http_request(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_connection_parked_before_a_last_accept_is_still_carried() {
+        use crate::cluster::tests::{echo, round_trip};
+        let backend = echo().await;
+        let hub = crate::cluster::ClusterHub::new(bm2_types::Home::at(std::env::temp_dir()));
+        let b = hub
+            .balancer("app", Some("127.0.0.1"), 0, LoadBalancing::RoundRobin)
+            .await
+            .unwrap();
+        b.add(1, backend, None);
+        let mut client = TcpStream::connect(b.addr()).await.unwrap();
+        round_trip(&mut client, b"before").await;
+        // The freeze begins; clients accepted just then start their tasks after the proxied
+        // connection has parked (its task is finished, not yet joined by the freeze).
+        b.halt();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while lock(&b.parked).is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the parked connection was dropped"
+            );
+            b.spawn_conn(async { None });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(b);
+        let frozen = hub.freeze().await;
+        assert_eq!(
+            frozen.balancers[0].balancer.proxied.len(),
+            1,
+            "the parked connection is carried"
+        );
+    }
 
     #[test]
     fn http_requests_are_recognised() {
