@@ -122,7 +122,7 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
         None => None,
     };
     let lock = match &taken {
-        Some((_, lock, _)) => relock(lock.try_clone().map_err(io_err("keep the lock"))?, &home)?,
+        Some((lock, _, _)) => relock(lock.try_clone().map_err(io_err("keep the lock"))?, &home)?,
         None => lock(&home)?,
     };
     tracing::info!(pid = std::process::id(), "daemon starting");
@@ -145,7 +145,7 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     // The socket exists as soon as the state is read: a command that finds the lock held but
     // no socket knows that the socket was removed, not that the daemon is still restoring.
     // Connections made while the apps are restored wait in the socket's backlog.
-    let (listener, answer) = if let Some((mut handed, _, api)) = taken {
+    let (listener, answer) = if let Some((_, api, mut handed)) = taken {
         let listener = api_listener(api)?;
         let kept = manager
             .take_over(state, std::mem::take(&mut handed.frozen))
@@ -257,27 +257,21 @@ pub async fn run(home: Home, opts: DaemonOptions) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Reads the handover state at descriptor `fd`: the state, the home's lock and the API socket.
+/// Reads the handover state at descriptor `fd`: the home's lock, the API socket and the rest.
 fn take_handover(
     fd: std::os::fd::RawFd,
-) -> Result<(handover::State, fs::File, std::os::fd::OwnedFd), DaemonError> {
+) -> Result<(fs::File, std::os::fd::OwnedFd, handover::Taken), DaemonError> {
     let fd = handover::fd::take_raw(fd).map_err(io_err("take the handover state"))?;
-    let mut state = handover::read(fd).map_err(|e| DaemonError::Io {
+    let state = handover::read(fd).map_err(|e| DaemonError::Io {
         what: "take over from the previous binary".into(),
         source: io::Error::other(e.to_string()),
     })?;
-    let placeholder = || {
-        handover::Fd(std::os::fd::OwnedFd::from(
-            fs::File::open("/dev/null").expect("/dev/null"),
-        ))
-    };
-    let lock = std::mem::replace(&mut state.lock, placeholder()).into_inner();
-    let api = std::mem::replace(&mut state.api, placeholder()).into_inner();
-    Ok((state, fs::File::from(lock), api))
+    let (lock, api, taken) = state.split();
+    Ok((fs::File::from(lock), api, taken))
 }
 
 /// Answers the `update` request that led here, on its connection.
-fn answer_update(manager: &ProcessManager, handed: handover::State, kept: usize) {
+fn answer_update(manager: &ProcessManager, handed: handover::Taken, kept: usize) {
     let Some(client) = handed.client else { return };
     let exe = std::env::current_exe().unwrap_or_default();
     let response = bm2_types::UpdateResponse {

@@ -112,6 +112,53 @@ pub struct State {
     pub frozen: Frozen,
 }
 
+/// What the new daemon keeps of a [`State`] once it holds the lock and the API socket.
+#[derive(Debug)]
+pub struct Taken {
+    /// Version of the daemon that handed over.
+    pub from_version: String,
+    /// How long the daemon has run, ms.
+    pub uptime_ms: u64,
+    /// Handovers before this one.
+    pub handovers: u32,
+    /// When the update was asked for, ms since the epoch.
+    pub asked_at_ms: u64,
+    /// The connection of the `update` request.
+    pub client: Option<Fd>,
+    /// The dashboard's options, when it ran.
+    pub dashboard: Option<bm2_types::DashboardOptions>,
+    /// The apps.
+    pub frozen: Frozen,
+}
+
+impl State {
+    /// The home's lock, the API socket, and the rest.
+    pub fn split(self) -> (OwnedFd, OwnedFd, Taken) {
+        let State {
+            format: _,
+            from_version,
+            uptime_ms,
+            handovers,
+            asked_at_ms,
+            lock,
+            api,
+            client,
+            dashboard,
+            frozen,
+        } = self;
+        let taken = Taken {
+            from_version,
+            uptime_ms,
+            handovers,
+            asked_at_ms,
+            client,
+            dashboard,
+            frozen,
+        };
+        (lock.into_inner(), api.into_inner(), taken)
+    }
+}
+
 /// Only the format, read first: a state of another format is not read further.
 #[derive(Deserialize)]
 struct Header {
