@@ -1,6 +1,7 @@
 //! Ecosystem files: PM2's and BM2's formats (`.js`, `.cjs`, `.mjs`, `.ts`, `.json`, `.yaml`,
 //! `.toml`) read into [`AppSpec`]s. Errors name the file, the line and the key.
 
+pub mod deploy;
 pub mod error;
 pub mod forms;
 pub mod literal;
