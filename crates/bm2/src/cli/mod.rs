@@ -2,6 +2,7 @@
 
 pub mod daemon;
 mod dashboard;
+mod deploy;
 mod describe;
 mod ecosystem;
 mod env;
@@ -281,6 +282,11 @@ pub enum Cmd {
     Startup(startup::StartupArgs),
     /// Remove the service `bm2 startup` wrote
     Unstartup(startup::StartupArgs),
+    /// Deploy over SSH from an ecosystem file's `deploy` section (setup, update, revert, ...)
+    #[command(
+        after_help = "Examples:\n  bm2 deploy ecosystem.config.js production setup     first time: layout and clone on each host\n  bm2 deploy ecosystem.config.js production           deploy the configured ref\n  bm2 deploy production                               the same, with ecosystem.config.js here\n  bm2 deploy ecosystem.config.js production revert 1  back to the previous release\n  bm2 deploy ecosystem.config.js production list\n  bm2 deploy ecosystem.config.js production exec \"bm2 reload all\"\n\nSee docs/deploy.md for the keys and the layout on the hosts."
+    )]
+    Deploy(deploy::DeployArgs),
     /// Run the daemon in the foreground (started automatically by other commands, and by the
     /// service `bm2 startup` installs)
     #[command(hide = true)]
@@ -403,6 +409,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
         Cmd::Startup(args) => startup::startup(client.home(), &args),
         Cmd::Unstartup(args) => startup::unstartup(client.home(), &args),
+        Cmd::Deploy(args) => deploy::run(&args),
         Cmd::Serve(args) => serve::run(&client, args).await,
         Cmd::ServeFiles { .. } | Cmd::Daemon { .. } | Cmd::Runtime(_) => {
             unreachable!("handled in main")
