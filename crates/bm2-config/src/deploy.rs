@@ -934,6 +934,24 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_key_is_read_and_in_the_schema() {
+        let schema = crate::schema::deploy_env_schema();
+        let props = schema["properties"].as_object().unwrap();
+        let mut count = 0;
+        for (canonical, aliases) in KEYS {
+            for key in std::iter::once(canonical).chain(aliases.iter()) {
+                if !REQUIRED.contains(key) {
+                    let (_, w) = json(&with(&format!("{key:?}: null"))).unwrap();
+                    assert!(w.is_empty(), "{key} is not read: {w:?}");
+                }
+                assert!(props.contains_key(*key), "{key} missing from the schema");
+                count += 1;
+            }
+        }
+        assert_eq!(props.len(), count, "every field is listed in KEYS");
+    }
+
+    #[test]
     fn duplicate_spellings_are_refused() {
         let e = err(&with(r#""post-deploy": "a", "postDeploy": "b""#));
         assert!(e.message.contains("duplicate"), "{e}");
