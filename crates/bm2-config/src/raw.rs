@@ -431,8 +431,15 @@ pub fn no_effect_reason(key: &str) -> &'static str {
 
 /// The known key closest to `key`, when one is close enough to be a likely typo.
 pub fn closest_key(key: &str) -> Option<&'static str> {
+    closest_in(KEYS, key)
+}
+
+/// The key of `table` (canonical names and their aliases) closest to `key`, when one is close
+/// enough to be a likely typo; the canonical name is returned.
+pub fn closest_in(table: &[(&'static str, &[&'static str])], key: &str) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase();
-    KEYS.iter()
+    table
+        .iter()
         .flat_map(|(canonical, aliases)| {
             std::iter::once(canonical)
                 .chain(aliases.iter())

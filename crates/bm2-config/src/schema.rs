@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
+use crate::deploy::{KEYS as DEPLOY_KEYS, RawDeployEnv};
 use crate::raw::{KEYS, RawApp};
 
 /// The JSON Schema of one app: every key under its PM2 name and its other spellings.
@@ -36,15 +37,43 @@ pub fn app_schema() -> Value {
     schema
 }
 
+/// The JSON Schema of one environment of the `deploy` section, every key under each spelling.
+pub fn deploy_env_schema() -> Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(RawDeployEnv)).unwrap_or_default();
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (canonical, aliases) in DEPLOY_KEYS {
+            for alias in *aliases {
+                let mut p = props.get(*canonical).cloned().unwrap_or_else(|| json!({}));
+                if let Some(o) = p.as_object_mut() {
+                    o.insert(
+                        "description".into(),
+                        json!(format!("Same as `{canonical}`.")),
+                    );
+                }
+                props.insert((*alias).to_string(), p);
+            }
+        }
+    }
+    if let Some(o) = schema.as_object_mut() {
+        o.insert("required".into(), json!(["host", "repo", "path", "ref"]));
+        o.remove("$schema");
+        o.remove("title");
+    }
+    schema
+}
+
 /// The JSON Schema of an ecosystem file: `{ "apps": [...] }` or a bare array of apps.
 pub fn file_schema() -> Value {
     let mut app = app_schema();
-    let defs = app
-        .as_object_mut()
-        .and_then(|o| o.remove("$defs"))
-        .unwrap_or_else(|| json!({}));
-    let mut defs = defs.as_object().cloned().unwrap_or_default();
+    let mut deploy = deploy_env_schema();
+    let mut defs = Map::new();
+    for schema in [&mut app, &mut deploy] {
+        if let Some(Value::Object(d)) = schema.as_object_mut().and_then(|o| o.remove("$defs")) {
+            defs.extend(d);
+        }
+    }
     defs.insert("App".into(), app);
+    defs.insert("DeployEnv".into(), deploy);
     // Nested definitions were referenced from the app schema's own root.
     let text = serde_json::to_string(&Value::Object(defs)).unwrap_or_default();
     let defs: Value = serde_json::from_str(&text).unwrap_or_default();
@@ -57,7 +86,11 @@ pub fn file_schema() -> Value {
                 "type": "object",
                 "properties": {
                     "apps": { "type": "array", "items": { "$ref": "#/$defs/App" } },
-                    "deploy": { "type": "object" }
+                    "deploy": {
+                        "type": "object",
+                        "description": "Environments for `bm2 deploy <file> <env>`.",
+                        "additionalProperties": { "$ref": "#/$defs/DeployEnv" }
+                    }
                 },
                 "required": ["apps"]
             },

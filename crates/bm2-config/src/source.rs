@@ -261,9 +261,9 @@ pub fn parse<T: DeserializeOwned>(
                 // Parsers point after the value (JSON, TOML) or at the start of the mapping
                 // (YAML); the line of the key itself is clearer.
                 let app_key = path.rsplit('.').next().filter(|k| {
-                    crate::raw::KEYS
+                    [crate::raw::KEYS, crate::deploy::KEYS]
                         .iter()
-                        .any(|(c, a)| c == k || a.contains(k))
+                        .any(|keys| keys.iter().any(|(c, a)| c == k || a.contains(k)))
                         || k.starts_with("env_")
                 });
                 if let (Some((line, _)), Some(key)) = (pos, app_key)
