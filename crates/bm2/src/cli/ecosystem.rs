@@ -193,13 +193,27 @@ pub fn validate(file: &str, env: &[String]) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // The deploy section, as strictly as the apps: an unknown key is an error.
+    let cwd = std::env::current_dir()?;
+    let (deploy, deploy_warnings) =
+        bm2_config::deploy::load_deploy(std::path::Path::new(file), &cwd)?;
+    if !deploy_warnings.is_empty() {
+        let listed: Vec<String> = deploy_warnings.iter().map(ToString::to_string).collect();
+        bail!("{}", listed.join("\n"));
+    }
     let notes = if count == 0 {
         String::new()
     } else {
         format!("; {count} note{} above", if count == 1 { "" } else { "s" })
     };
+    let envs = if deploy.envs.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<&str> = deploy.envs.keys().map(String::as_str).collect();
+        format!("; deploy environments: {}", names.join(", "))
+    };
     render::info(&format!(
-        "{file} is valid: {} apps ({}){notes}",
+        "{file} is valid: {} apps ({}){envs}{notes}",
         names.len(),
         names.join(", ")
     ));
