@@ -97,9 +97,10 @@ fn git_ok(cwd: &Path, args: &[&str]) -> String {
 
 /// One test's world: bm2, a repository, the servers, and the deploy path on them.
 struct World {
+    /// First, so that they are dropped (killed) before the directories they use go.
+    servers: Vec<Sshd>,
     env: TestEnv,
     repo: Repo,
-    servers: Vec<Sshd>,
     /// The `path` of the deploy file (the same on every host).
     path: PathBuf,
 }
@@ -112,9 +113,9 @@ impl World {
         let server = Sshd::start(&env.path("sshd-a"));
         let path = env.path("srv/app");
         World {
+            servers: vec![server],
             env,
             repo,
-            servers: vec![server],
             path,
         }
     }
@@ -132,9 +133,9 @@ impl World {
             s.authorize(servers[0].key_path());
         }
         World {
+            servers,
             env,
             repo,
-            servers,
             path,
         }
     }
