@@ -3,6 +3,7 @@
 
 pub mod bun;
 pub mod load;
+pub mod sshd;
 pub mod tmux;
 pub mod unix_http;
 
