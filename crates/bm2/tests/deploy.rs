@@ -152,6 +152,9 @@ impl World {
             "path": self.path.display().to_string(),
             "key": self.servers[0].key_path().display().to_string(),
             "ssh_options": Sshd::ssh_options(),
+            // Without one, bm2 runs PM2's default (`bm2 startOrRestart <file>`): see
+            // `without_a_post_deploy_the_apps_are_started_as_pm2_does`.
+            "post-deploy": ":",
         });
         for (k, v) in extra.as_object().unwrap() {
             s[k] = v.clone();
@@ -673,6 +676,31 @@ fn an_unreachable_host_fails_fast_naming_it() {
 }
 
 #[test]
+fn a_host_that_never_answers_fails_at_the_connect_timeout() {
+    let w = World::one();
+    // A port that takes connections into its queue and never says a word (a host lost
+    // behind a firewall looks the same to ssh); the file's ConnectTimeout wins over bm2's.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = format!("127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let mut section = w.section(&json!({}));
+    section["host"] = json!([host]);
+    let mut options = Sshd::ssh_options();
+    options.push("ConnectTimeout=2".into());
+    section["ssh_options"] = json!(options);
+    let file = w.file_with(&json!({ "production": section }));
+    let started = Instant::now();
+    let (ok, _, err) = w.deploy(&file, &["list"]);
+    let took = started.elapsed();
+    assert!(!ok, "a silent host succeeded");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(15),
+        "took {took:?}: {err}"
+    );
+    assert!(err.contains(&host), "the error names {host}: {err}");
+    drop(silent);
+}
+
+#[test]
 fn keep_releases_prunes_the_oldest() {
     let w = World::one();
     w.repo.commit(&[("server.js", "v1")], "first");
@@ -813,17 +841,61 @@ fn a_ref_argument_deploys_that_ref() {
 }
 
 #[test]
-fn force_deploys_over_a_modified_source() {
+fn a_clone_edited_on_the_host_does_not_stop_a_deploy() {
     let w = World::one();
     w.repo.commit(&[("server.js", "v1")], "first");
     let file = w.file(&json!({}));
     w.deploy_ok(&file, &["setup"]);
-    // Someone edited the clone on the host.
+    // Someone edited the clone on the host: releases come from the commit, not its files.
     fs::write(w.remote(0).join("source/server.js"), "edited on the host").unwrap();
     let c2 = w.repo.commit(&[("server.js", "v2")], "second");
-    w.deploy_ok(&file, &["update", "--force"]);
+    w.deploy_ok(&file, &["update"]);
     assert_eq!(w.current_commit(0), c2);
     assert_eq!(w.current_file(0, "server.js"), "v2");
+}
+
+#[test]
+fn local_changes_stop_a_deploy_unless_forced() {
+    let w = World::one();
+    let c1 = w.repo.commit(&[("server.js", "v1")], "first");
+    // The ecosystem file lives in the local clone, as it usually does.
+    let file = w.repo.work.join("ecosystem.json");
+    let body = json!({
+        "apps": [{ "name": "web", "script": "server.js" }],
+        "deploy": { "production": w.section(&json!({})) },
+    });
+    fs::write(&file, body.to_string()).unwrap();
+    let file = file.display().to_string();
+    w.deploy_ok(&file, &["setup"]);
+    // An uncommitted change: PM2's check stops the deploy, nothing reaches the host.
+    fs::write(w.repo.work.join("server.js"), "not committed").unwrap();
+    let (ok, _, err) = w.deploy(&file, &[]);
+    assert!(!ok, "a deploy with local changes succeeded");
+    assert!(err.contains("commit or stash"), "{err}");
+    assert!(w.releases(0).is_empty(), "nothing was deployed");
+    // --force deploys what is pushed.
+    w.deploy_ok(&file, &["--force"]);
+    assert_eq!(w.current_commit(0), c1);
+    // A commit not pushed stops it too.
+    git_ok(
+        &w.repo.work,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-qam",
+            "local only",
+        ],
+    );
+    git_ok(
+        &w.repo.work,
+        &["branch", "-q", "--set-upstream-to=origin/main"],
+    );
+    let (ok, _, err) = w.deploy(&file, &[]);
+    assert!(!ok, "a deploy with unpushed commits succeeded");
+    assert!(err.contains("push your changes"), "{err}");
 }
 
 #[test]
@@ -845,5 +917,61 @@ fn a_missing_environment_lists_the_ones_there_are() {
     assert!(
         err.contains("production") && err.contains("staging"),
         "the environments are not listed: {err}"
+    );
+}
+
+#[test]
+fn without_a_post_deploy_the_apps_are_started_as_pm2_does() {
+    // The host has this bm2 on its PATH and uses the test's home, as a server would its own.
+    let env = TestEnv::new();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_bm2")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let server = Sshd::start_with_env(
+        &env.path("sshd-a"),
+        &[
+            ("PATH", path),
+            ("BM2_HOME", env.home_path().display().to_string()),
+        ],
+    );
+    let repo = Repo::new(env.dir.path());
+    let w = World {
+        servers: vec![server],
+        path: env.path("srv/app"),
+        env,
+        repo,
+    };
+    // The repository holds the ecosystem file (its apps) and the app.
+    w.repo.commit(
+        &[
+            (
+                "ecosystem.json",
+                r#"{"apps":[{"name":"web","script":"server.js"}]}"#,
+            ),
+            ("server.js", "setInterval(() => {}, 1000);\n"),
+        ],
+        "app",
+    );
+    let mut section = w.section(&json!({}));
+    section.as_object_mut().unwrap().remove("post-deploy");
+    let file = w.file_with(&json!({ "production": section }));
+    w.deploy_ok(&file, &["setup"]);
+    w.deploy_ok(&file, &[]);
+    // `bm2 startOrRestart ecosystem.json --env production` ran in the release.
+    w.env.wait_status("web", "online");
+    let web = w
+        .env
+        .jlist()
+        .into_iter()
+        .find(|p| p["name"] == "web")
+        .unwrap();
+    assert!(
+        web["pm2_env"]["pm_cwd"]
+            .as_str()
+            .is_some_and(|c| c.contains("/releases/")),
+        "the app runs from the release: {web}"
     );
 }

@@ -36,7 +36,12 @@ impl Sshd {
     /// Starts a server whose files live in `dir` (created when missing); returns once it
     /// accepts a login. Panics (with sshd's log) when it cannot.
     pub fn start(dir: &Path) -> Sshd {
-        Sshd::spawn(dir, None)
+        Sshd::spawn(dir, None, &[])
+    }
+
+    /// Like [`Sshd::start`], with `vars` set in every session (as a host's profile would).
+    pub fn start_with_env(dir: &Path, vars: &[(&str, String)]) -> Sshd {
+        Sshd::spawn(dir, None, vars)
     }
 
     /// Like [`Sshd::start`], but its sessions see `dir/root` at `at` (a bind mount in a mount
@@ -46,10 +51,10 @@ impl Sshd {
         let root = dir.join("root");
         fs::create_dir_all(&root).unwrap();
         fs::create_dir_all(at).unwrap();
-        Sshd::spawn(dir, Some(&(at.to_path_buf(), root)))
+        Sshd::spawn(dir, Some(&(at.to_path_buf(), root)), &[])
     }
 
-    fn spawn(dir: &Path, mount: Option<&(PathBuf, PathBuf)>) -> Sshd {
+    fn spawn(dir: &Path, mount: Option<&(PathBuf, PathBuf)>, vars: &[(&str, String)]) -> Sshd {
         ensure_sshd();
         fs::create_dir_all(dir).unwrap();
         // The privilege separation directory sshd insists on.
@@ -66,7 +71,11 @@ impl Sshd {
         for attempt in 0..ATTEMPTS {
             let port = free_port();
             let config = dir.join("sshd_config");
-            fs::write(&config, config_text(dir, port, &host_key, &authorized)).unwrap();
+            fs::write(
+                &config,
+                config_text(dir, port, &host_key, &authorized, vars),
+            )
+            .unwrap();
             let log = dir.join(format!("sshd-{attempt}.log"));
             let mut command = match mount {
                 None => Command::new(SSHD),
@@ -216,10 +225,22 @@ impl Drop for Sshd {
     }
 }
 
-fn config_text(dir: &Path, port: u16, host_key: &Path, authorized: &Path) -> String {
+fn config_text(
+    dir: &Path,
+    port: u16,
+    host_key: &Path,
+    authorized: &Path,
+    vars: &[(&str, String)],
+) -> String {
     // Without PAM, sshd gives sessions a fixed PATH (/usr/bin:/bin); the remote side of the
     // tests needs the tools the tests themselves find (git may live in /usr/local/bin).
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
+    // (A PATH in `vars` replaces it.)
+    let mut words: Vec<String> = vars.iter().map(|(k, v)| format!("\"{k}={v}\"")).collect();
+    if !vars.iter().any(|(k, _)| *k == "PATH") {
+        words.insert(0, format!("\"PATH={path}\""));
+    }
+    let set_env = words.join(" ");
     format!(
         "ListenAddress 127.0.0.1\n\
          Port {port}\n\
@@ -232,7 +253,7 @@ fn config_text(dir: &Path, port: u16, host_key: &Path, authorized: &Path) -> Str
          KbdInteractiveAuthentication no\n\
          StrictModes no\n\
          UsePAM no\n\
-         SetEnv PATH={path}\n\
+         SetEnv {set_env}\n\
          MaxStartups 100\n\
          MaxSessions 100\n\
          LogLevel ERROR\n",

@@ -85,7 +85,6 @@ deploy() {
   commit=$(git rev-parse --verify --quiet "refs/remotes/origin/$want^{commit}" 2>/dev/null ||
     git rev-parse --verify --quiet "$want^{commit}" 2>/dev/null) ||
     fail "unknown ref: $want (not a branch of origin, a tag or a commit)"
-  git checkout --quiet --detach "$commit" || fail "git checkout of $want failed"
   # A name per release that sorts by time: UTC to the millisecond where date has %N.
   while :; do
     stamp=$(date -u +%Y-%m-%dT%H-%M-%S)

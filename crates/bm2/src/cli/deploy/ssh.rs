@@ -24,20 +24,17 @@ pub struct Outcome {
     pub stdout: Vec<String>,
 }
 
-/// The host as shown before its lines: `user@host:port` as configured.
+/// The host as shown before its lines: `host` or `host:port`.
 pub fn label(target: &Target) -> String {
-    let user = target
-        .user
-        .as_ref()
-        .map(|u| format!("{u}@"))
-        .unwrap_or_default();
     let host = if target.host.contains(':') {
         format!("[{}]", target.host)
     } else {
         target.host.clone()
     };
-    let port = target.port.map(|p| format!(":{p}")).unwrap_or_default();
-    format!("{user}{host}{port}")
+    match target.port {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
 }
 
 /// The ssh command line for `target`: the file's options first (ssh keeps the first value of
@@ -245,6 +242,6 @@ mod tests {
                 "sh -s -- 'list' 'a'\\''b'"
             ]
         );
-        assert_eq!(label(&target), "deploy@web1:2222");
+        assert_eq!(label(&target), "web1:2222");
     }
 }
