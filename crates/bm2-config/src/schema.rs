@@ -7,25 +7,31 @@ use serde_json::{Map, Value, json};
 use crate::deploy::{KEYS as DEPLOY_KEYS, RawDeployEnv};
 use crate::raw::{KEYS, RawApp};
 
+/// Adds each other spelling of `keys` to the properties of `schema`, as its canonical key is.
+fn add_aliases(schema: &mut Value, keys: &[(&str, &[&str])]) {
+    let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut extra = Map::new();
+    for (canonical, aliases) in keys {
+        for alias in *aliases {
+            let mut p = props.get(*canonical).cloned().unwrap_or_else(|| json!({}));
+            if let Some(o) = p.as_object_mut() {
+                o.insert(
+                    "description".into(),
+                    json!(format!("Same as `{canonical}`.")),
+                );
+            }
+            extra.insert((*alias).to_string(), p);
+        }
+    }
+    props.extend(extra);
+}
+
 /// The JSON Schema of one app: every key under its PM2 name and its other spellings.
 pub fn app_schema() -> Value {
     let mut schema = serde_json::to_value(schemars::schema_for!(RawApp)).unwrap_or_default();
-    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-        let mut extra = Map::new();
-        for (canonical, aliases) in KEYS {
-            for alias in *aliases {
-                let mut p = props.get(*canonical).cloned().unwrap_or_else(|| json!({}));
-                if let Some(o) = p.as_object_mut() {
-                    o.insert(
-                        "description".into(),
-                        json!(format!("Same as `{canonical}`.")),
-                    );
-                }
-                extra.insert((*alias).to_string(), p);
-            }
-        }
-        props.extend(extra);
-    }
+    add_aliases(&mut schema, KEYS);
     if let Some(o) = schema.as_object_mut() {
         o.insert(
             "patternProperties".into(),
@@ -40,20 +46,7 @@ pub fn app_schema() -> Value {
 /// The JSON Schema of one environment of the `deploy` section, every key under each spelling.
 pub fn deploy_env_schema() -> Value {
     let mut schema = serde_json::to_value(schemars::schema_for!(RawDeployEnv)).unwrap_or_default();
-    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
-        for (canonical, aliases) in DEPLOY_KEYS {
-            for alias in *aliases {
-                let mut p = props.get(*canonical).cloned().unwrap_or_else(|| json!({}));
-                if let Some(o) = p.as_object_mut() {
-                    o.insert(
-                        "description".into(),
-                        json!(format!("Same as `{canonical}`.")),
-                    );
-                }
-                props.insert((*alias).to_string(), p);
-            }
-        }
-    }
+    add_aliases(&mut schema, DEPLOY_KEYS);
     if let Some(o) = schema.as_object_mut() {
         o.insert("required".into(), json!(["host", "repo", "path", "ref"]));
         o.remove("$schema");

@@ -786,9 +786,16 @@ fn a_bm2_style_section_works() {
             .display()
             .to_string()
     );
+    assert_ran_in_the_current_release(&w, &post, "postDeploy");
+}
+
+/// Asserts that `file` (written by a hook with `pwd -P`) names server 0's current release.
+fn assert_ran_in_the_current_release(w: &World, file: &Path, hook: &str) {
     let release = w.release_dir(0, &w.current(0).unwrap());
     assert_eq!(
-        fs::read_to_string(&post).expect("postDeploy ran").trim(),
+        fs::read_to_string(file)
+            .unwrap_or_else(|_| panic!("{hook} ran"))
+            .trim(),
         release.canonicalize().unwrap().display().to_string()
     );
 }
@@ -819,11 +826,7 @@ fn a_pm2_style_section_works() {
         fs::read_to_string(w.env.path("pre-local.txt")).unwrap(),
         "local\n"
     );
-    let release = w.release_dir(0, &w.current(0).unwrap());
-    assert_eq!(
-        fs::read_to_string(&post).expect("post-deploy ran").trim(),
-        release.canonicalize().unwrap().display().to_string()
-    );
+    assert_ran_in_the_current_release(&w, &post, "post-deploy");
 }
 
 #[test]
