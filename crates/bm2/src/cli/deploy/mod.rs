@@ -135,11 +135,18 @@ pub fn run(args: &DeployArgs) -> anyhow::Result<ExitCode> {
         render::warn(&w.to_string());
     }
     let mut env = section.env(&env_name, &shown)?.clone();
-    // As PM2: without a post-deploy hook, the file's apps are started or restarted.
+    // As PM2: without a post-deploy hook, the file's apps are started or restarted, from the
+    // file as the release holds it (a path given relative to here, else its name).
     if env.hooks.post_deploy.is_none() {
+        let in_release = if file.is_absolute() {
+            file.file_name()
+                .map_or_else(|| shown.clone(), |n| n.to_string_lossy().into_owned())
+        } else {
+            shown.clone()
+        };
         env.hooks.post_deploy = Some(format!(
             "bm2 startOrRestart {} --env {}",
-            ssh::quote(&shown),
+            ssh::quote(&in_release),
             ssh::quote(&env_name)
         ));
     }
