@@ -273,10 +273,54 @@ impl Client {
         let res = self
             .send(stream, Method::POST, "/v1/logs", Some(req))
             .await?;
-        Ok(LogStream {
-            body: res.into_body(),
-            buf: Vec::new(),
-        })
+        Ok(LogStream::new(res.into_body()))
+    }
+
+    /// Follows the event stream: lifecycle events, app messages and (with `req.logs`) log
+    /// lines, starting with [`bm2_types::BusEvent::Subscribed`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), bm2_client::ClientError> {
+    /// use bm2_client::Client;
+    /// use bm2_types::{BusEvent, EventsRequest, Home};
+    ///
+    /// let client = Client::new(Home::from_env().expect("a home"));
+    /// let mut events = client.events(&EventsRequest { logs: true, targets: vec![] }).await?;
+    /// while let Some(event) = events.next().await {
+    ///     if let BusEvent::Process { event, process, .. } = event? {
+    ///         println!("{} {:?}", process.name, event);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn events(
+        &self,
+        req: &bm2_types::EventsRequest,
+    ) -> Result<EventStream, ClientError> {
+        let stream = self.connect().await?;
+        let res = self
+            .send(stream, Method::POST, "/v1/events", Some(req))
+            .await?;
+        Ok(EventStream::new(res.into_body()))
+    }
+
+    /// Sends `data` to the processes of `targets` over their IPC channel (PM2's
+    /// `sendDataToProcessId`).
+    pub async fn send_data(
+        &self,
+        req: &bm2_types::SendDataRequest,
+    ) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/send-data", Some(req)).await
+    }
+
+    /// Starts apps from their options as an ecosystem file writes them; the daemon resolves
+    /// them (see [`bm2_types::StartOptionsRequest`]).
+    pub async fn start_options(
+        &self,
+        req: &bm2_types::StartOptionsRequest,
+    ) -> Result<ActionResponse, ClientError> {
+        self.call(Method::POST, "/v1/start-options", Some(req)).await
     }
 
     /// Empties the log files of `targets` (all apps when empty).
@@ -507,23 +551,38 @@ fn print_notices(headers: &hyper::HeaderMap) {
     }
 }
 
-/// Log lines streamed by the daemon, one [`LogEvent`] at a time.
+/// A stream of JSON lines from the daemon (logs, events), one item at a time.
 #[derive(Debug)]
-pub struct LogStream {
+pub struct NdjsonStream<T> {
     body: Incoming,
     buf: Vec<u8>,
+    item: std::marker::PhantomData<fn() -> T>,
 }
 
-impl LogStream {
-    /// The next line; `None` when the daemon ends the stream.
-    pub async fn next(&mut self) -> Option<Result<LogEvent, ClientError>> {
+/// The lines of `bm2 logs`.
+pub type LogStream = NdjsonStream<LogEvent>;
+
+/// The events of `bm2 events`.
+pub type EventStream = NdjsonStream<bm2_types::BusEvent>;
+
+impl<T: DeserializeOwned> NdjsonStream<T> {
+    fn new(body: Incoming) -> Self {
+        NdjsonStream {
+            body,
+            buf: Vec::new(),
+            item: std::marker::PhantomData,
+        }
+    }
+
+    /// The next item; `None` when the daemon ends the stream.
+    pub async fn next(&mut self) -> Option<Result<T, ClientError>> {
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=i).collect();
                 return Some(serde_json::from_slice(&line[..i]).map_err(|e| {
                     ClientError::Transport {
                         path: PathBuf::new(),
-                        message: format!("bad log line: {e}"),
+                        message: format!("bad line in a stream: {e}"),
                     }
                 }));
             }

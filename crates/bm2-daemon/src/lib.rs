@@ -6,6 +6,7 @@ pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod envs;
+pub mod events;
 pub mod handover;
 pub mod leftovers;
 pub mod logs;
@@ -40,6 +41,8 @@ pub struct Shared {
     pub logs: std::sync::Arc<logs::LogHub>,
     /// Variables set with `bm2 env set`.
     pub env_store: envs::EnvStore,
+    /// Lifecycle events and app messages, for `/v1/events`.
+    pub bus: events::Bus,
     /// Balancers of cluster apps.
     pub cluster: cluster::ClusterHub,
     /// Counts changes to the process table (a state published, an instance added or removed),
@@ -54,6 +57,7 @@ impl Shared {
     pub fn new(home: Home, log_defaults: logs::LogDefaults) -> Shared {
         Shared {
             env_store: envs::EnvStore::open(home.env_store_file()),
+            bus: events::Bus::default(),
             cluster: cluster::ClusterHub::new(home.clone()),
             home,
             table: supervisor::spawn::ChildTable::default(),

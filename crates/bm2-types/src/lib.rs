@@ -3,6 +3,7 @@
 
 mod api;
 mod app;
+mod events;
 pub mod home;
 mod info;
 pub mod limits;
@@ -14,6 +15,7 @@ mod units;
 
 pub use api::*;
 pub use app::*;
+pub use events::*;
 pub use home::{Home, Layout};
 pub use info::*;
 pub use metrics::*;

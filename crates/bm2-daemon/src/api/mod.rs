@@ -3,6 +3,7 @@
 
 mod daemon;
 mod env;
+mod events;
 pub mod listener;
 mod logs;
 pub(crate) mod metrics;
@@ -76,6 +77,9 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/reset", post(processes::reset))
         .route("/v1/signal", post(processes::signal))
         .route("/v1/send", post(processes::send))
+        .route("/v1/send-data", post(events::send_data))
+        .route("/v1/start-options", post(events::start_options))
+        .route("/v1/events", post(events::events))
         .route("/v1/env/set", post(env::set))
         .route("/v1/env/get", post(env::get))
         .route("/v1/env/delete", post(env::delete))

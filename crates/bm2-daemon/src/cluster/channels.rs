@@ -11,7 +11,7 @@ use tokio::net::UnixDatagram;
 use tokio::sync::mpsc;
 
 /// What an instance said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// It is ready for traffic.
     Ready,
@@ -19,6 +19,13 @@ pub enum Event {
     Listen(Served),
     /// It listens (through bm2's shim) on the socket bm2 holds for its port (fork mode).
     Listening,
+    /// It sent a message for the event bus (`process.send({type: 'process:msg', data})`).
+    Message {
+        /// Its `data`.
+        data: serde_json::Value,
+        /// Its `topic`.
+        topic: Option<String>,
+    },
 }
 
 /// A public port a cluster process serves, and where it listens for it.

@@ -277,7 +277,19 @@ fn parse_message(line: &str) -> Option<Message> {
     if value["cmd"] == "NODE_HANDLE_ACK" {
         return Some(Message::Ack);
     }
+    // An app's own message for the event bus: `{type: 'process:msg', data, topic}`, or, as
+    // PM2 takes it, an object without a type.
+    let custom = |data: serde_json::Value| {
+        Some(Message::Event(Event::Message {
+            topic: value["topic"].as_str().map(str::to_string),
+            data,
+        }))
+    };
+    if value.is_object() && value.get("type").is_none() && value.get("cmd").is_none() {
+        return custom(value.clone());
+    }
     match value["type"].as_str()? {
+        "process:msg" => custom(value.get("data").cloned().unwrap_or_default()),
         "bm2:listen" => {
             let port = |key: &str| {
                 value[key]
@@ -309,7 +321,7 @@ impl Ipc {
         match message {
             Some(Message::Event(event)) => {
                 // The supervisor may have stopped listening; acknowledgements still matter.
-                let _ = events.send(*event);
+                let _ = events.send(event.clone());
             }
             Some(Message::Ack) => self.acked(),
             Some(Message::Handoff) => self.handoff.store(true, Ordering::Relaxed),

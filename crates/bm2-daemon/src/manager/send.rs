@@ -27,6 +27,81 @@ impl ProcessManager {
     }
 }
 
+impl ProcessManager {
+    /// Sends `data` (with `topic`) to the processes of `targets` over their IPC channel, as
+    /// PM2's `sendDataToProcessId`: each receives `{type: 'process:msg', topic, data, id}`.
+    pub async fn send_data(
+        &self,
+        targets: &[String],
+        data: &serde_json::Value,
+        topic: Option<&str>,
+    ) -> Result<ActionResponse, ApiError> {
+        let handles = self.registry.resolve(targets)?;
+        let sends = handles.iter().map(|h| {
+            h.send_data(serde_json::json!({
+                "type": "process:msg",
+                "topic": topic,
+                "data": data,
+                "id": h.inst.id,
+            }))
+        });
+        let errors = futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .filter_map(Result::err)
+            .collect();
+        Ok(ActionResponse {
+            processes: handles.iter().map(|h| self.summary(h)).collect(),
+            errors,
+            notices: Vec::new(),
+        })
+    }
+
+    /// The ids `targets` name now; `None` (every process, also later ones) when empty or `all`.
+    pub fn target_ids(
+        &self,
+        targets: &[String],
+    ) -> Result<Option<std::collections::HashSet<bm2_types::ProcId>>, ApiError> {
+        if targets.is_empty() || targets.iter().any(|t| t == "all") {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.registry
+                .resolve(targets)?
+                .iter()
+                .map(|h| h.inst.id)
+                .collect(),
+        ))
+    }
+
+    /// A subscription to the event bus.
+    pub fn subscribe_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<bm2_types::BusEvent>> {
+        self.shared.bus.subscribe()
+    }
+
+    /// A subscription to every log line.
+    pub fn subscribe_logs(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<bm2_types::LogEvent>> {
+        self.shared.logs.subscribe()
+    }
+
+    /// The process `id` as events name it.
+    pub fn proc_ref(&self, id: bm2_types::ProcId) -> Option<bm2_types::ProcRef> {
+        let h = self.registry.get(id)?;
+        let v = h.view.borrow();
+        Some(bm2_types::ProcRef {
+            id,
+            name: h.inst.app.clone(),
+            instance: h.inst.index,
+            pid: v.pid,
+            namespace: v.spec.namespace.clone(),
+        })
+    }
+}
+
 /// Writes `line` and a newline to the stdin of `h`'s current process.
 async fn send_to(h: &crate::supervisor::handle::Handle, line: &str) -> Result<(), ApiError> {
     let (pid, status) = {

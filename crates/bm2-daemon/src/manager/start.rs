@@ -24,6 +24,56 @@ struct Planned<'a> {
 }
 
 impl ProcessManager {
+    /// Starts apps given by their options as an ecosystem file writes them (PM2's or BM2's
+    /// spellings): resolved as the CLI resolves a file (relative paths from `cwd`, `env_<name>`
+    /// applied), then started as [`ProcessManager::start`] does. Unknown keys come back as
+    /// notices; a bad value is an `invalid_app` error naming the key.
+    pub async fn start_options(
+        &self,
+        req: bm2_types::StartOptionsRequest,
+    ) -> Result<ActionResponse, ApiError> {
+        self.refuse_if_closing()?;
+        let bm2_types::StartOptionsRequest {
+            apps,
+            cwd,
+            client_env,
+            env_name,
+            force,
+            if_exists,
+        } = req;
+        if !cwd.is_absolute() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("cwd must be an absolute path, not {}", cwd.display()),
+            ));
+        }
+        let text = serde_json::json!({ "apps": apps }).to_string();
+        let opts = bm2_config::LoadOptions {
+            env_name,
+            cwd: Some(cwd.clone()),
+            ..bm2_config::LoadOptions::default()
+        };
+        // Resolving looks at files (scripts, interpreters): not on the daemon's thread.
+        let loaded = tokio::task::spawn_blocking(move || {
+            bm2_config::load_json(&text, "the app options", cwd, &opts)
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorCode::InvalidApp, e.to_string()))?;
+        let mut res = self
+            .start(StartRequest {
+                apps: loaded.apps,
+                client_env,
+                force,
+                if_exists,
+                update_env: false,
+            })
+            .await?;
+        res.notices
+            .extend(loaded.warnings.iter().map(ToString::to_string));
+        Ok(res)
+    }
+
     /// Registers the apps of `req` and starts those with `autostart`. An app whose processes
     /// cannot be spawned at all (missing script, bad interpreter, ...) is not registered: the
     /// same command works once the cause is fixed.

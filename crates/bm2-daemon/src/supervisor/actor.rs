@@ -5,7 +5,9 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bm2_types::{ApiError, AppSpec, ExitInfo, RestartReason, format_bytes};
+use bm2_types::{
+    ApiError, AppSpec, BusEvent, ExitInfo, Lifecycle, ProcRef, RestartReason, format_bytes,
+};
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
@@ -143,6 +145,7 @@ impl Actor {
                 self.hold(true);
                 self.stop(None).await;
                 self.socket = None;
+                self.emit(Lifecycle::Stop, None, None, None);
                 let _ = reply.send(Ok(()));
             }
             Command::Restart(update, reply) => {
@@ -170,6 +173,7 @@ impl Actor {
                 self.hold(true);
                 self.stop(None).await;
                 self.socket = None;
+                self.emit(Lifecycle::Delete, None, None, None);
                 let _ = reply.send(Ok(()));
                 return true;
             }
@@ -191,6 +195,9 @@ impl Actor {
             }
             Command::Signal(sig, reply) => {
                 let _ = reply.send(self.signal(sig));
+            }
+            Command::SendData(message, reply) => {
+                let _ = reply.send(self.send_data(&message));
             }
             Command::MemoryExceeded { pid, used, limit } => {
                 self.on_memory_exceeded(pid, used, limit).await;
@@ -279,6 +286,29 @@ impl Actor {
             ApiError::new(
                 ErrorCode::SignalFailed,
                 format!("signal to pid {}: {e}", run.pid),
+            )
+        })
+    }
+
+    /// Sends `message` over the current process's IPC channel.
+    fn send_data(&self, message: &serde_json::Value) -> Result<(), ApiError> {
+        let name = self.inst.display_name();
+        let Some(run) = self.phase.running() else {
+            return Err(ApiError::new(
+                ErrorCode::NotRunning,
+                format!("{name} is not running"),
+            ));
+        };
+        let Some(ipc) = &run.ipc else {
+            return Err(ApiError::new(
+                ErrorCode::NotRunning,
+                format!("{name} has no IPC channel (only Node and Bun processes have one)"),
+            ));
+        };
+        ipc.send(message).map_err(|e| {
+            ApiError::new(
+                ErrorCode::NotRunning,
+                format!("{name}: cannot send over its IPC channel: {e}"),
             )
         })
     }
@@ -385,6 +415,7 @@ impl Actor {
         let ready_by = (!ready && running.expected_ready)
             .then(|| tokio::time::Instant::now() + Duration::from_millis(self.spec.listen_timeout));
         let launching = ready_by.is_some() && running.wait_ready;
+        self.emit(Lifecycle::Start, Some(pid), None, None);
         self.phase = Phase::Running {
             run: running,
             ready_by,
@@ -426,6 +457,17 @@ impl Actor {
             run.events = None;
             return;
         };
+        if let Event::Message { data, topic } = event {
+            let pid = run.pid;
+            let process = self.proc_ref(Some(pid));
+            self.shared.bus.emit(|| BusEvent::Message {
+                at_ms: now_ms(),
+                process,
+                data,
+                topic,
+            });
+            return;
+        }
         run.note(event);
         let (ready, private_port, public_port) =
             (run.ready, run.shown_private_port(), run.shown_public_port());
@@ -508,9 +550,12 @@ impl Actor {
     async fn stop(&mut self, reason: Option<String>) {
         let exit = match self.phase.begin_stop() {
             Some(run) => {
+                let pid = run.pid;
                 self.publish(|_| {});
                 let status = self.terminate(run).await;
-                Some(exit_info(status.0, status.1))
+                let exit = exit_info(status.0, status.1);
+                self.emit(Lifecycle::Exit, Some(pid), Some(&exit), reason.clone());
+                Some(exit)
             }
             None => None,
         };
@@ -625,6 +670,7 @@ impl Actor {
         }
         let exit = exit_info(status.ok(), run.started.elapsed());
         tracing::info!(id = self.inst.id, exit = %exit, "process exited");
+        self.emit(Lifecycle::Exit, Some(run.pid), Some(&exit), None);
         let decision = machine::on_exit(&self.policy, &mut self.counters, &exit);
         let (restarts, unstable) = (self.counters.restarts, self.counters.unstable_restarts);
         let detail = format!("{exit} after {} ms", exit.uptime_ms);
@@ -685,12 +731,47 @@ impl Actor {
     /// Updates the published view (its status always the phase's) and schedules a state write.
     fn publish(&self, f: impl FnOnce(&mut InstanceView)) {
         let status = self.phase.status();
+        let mut online = false;
         self.view.send_modify(|v| {
             f(v);
+            online = status == bm2_types::ProcStatus::Online && v.status != status;
             v.status = status;
         });
+        if online {
+            let pid = self.phase.running().map(|r| r.pid);
+            self.emit(Lifecycle::Online, pid, None, None);
+        }
         self.shared.persist.touch();
         self.shared.changed();
+    }
+
+    /// The process an event is about: this instance, with `pid`.
+    fn proc_ref(&self, pid: Option<u32>) -> ProcRef {
+        ProcRef {
+            id: self.inst.id,
+            name: self.inst.app.clone(),
+            instance: self.inst.index,
+            pid,
+            namespace: self.spec.namespace.clone(),
+        }
+    }
+
+    /// Publishes a lifecycle event on the bus (built only when someone follows).
+    fn emit(
+        &self,
+        event: Lifecycle,
+        pid: Option<u32>,
+        exit: Option<&ExitInfo>,
+        reason: Option<String>,
+    ) {
+        self.shared.bus.emit(|| BusEvent::Process {
+            event,
+            at_ms: now_ms(),
+            process: self.proc_ref(pid),
+            code: exit.and_then(|e| e.code),
+            signal: exit.and_then(|e| e.signal.clone()),
+            reason,
+        });
     }
 }
 

@@ -35,6 +35,8 @@ pub enum Command {
     Reset(Reply),
     /// Send a signal to the main process.
     Signal(Signal, Reply),
+    /// Send a message over the process's IPC channel (PM2's `sendDataToProcessId`).
+    SendData(serde_json::Value, Reply),
     /// A trigger (health check, cron, file watch) asks for a restart.
     Trigger(Trigger),
     /// Turn file watching on or off.

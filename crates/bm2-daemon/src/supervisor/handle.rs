@@ -123,6 +123,11 @@ impl Handle {
         self.ask(|r| Command::Signal(signal, r)).await
     }
 
+    /// Sends `message` over the process's IPC channel.
+    pub async fn send_data(&self, message: serde_json::Value) -> Result<(), ApiError> {
+        self.ask(|r| Command::SendData(message, r)).await
+    }
+
     /// Turns file watching on or off.
     pub async fn watch(&self, change: WatchChange) -> Result<(), ApiError> {
         self.ask(|r| Command::Watch(change, Some(r))).await

@@ -89,6 +89,7 @@ impl Running {
             }
             Event::Ready => self.ready = true,
             Event::Listening => self.ready |= self.ready_when_listening,
+            Event::Message { .. } => {}
         }
     }
 }
@@ -289,8 +290,10 @@ pub fn spawn(
         });
         cmd.envs(socket.env(&inst.app));
     }
-    let by_message = crate::config::shutdown_by_message(spec);
-    let ipc = if js && (spec.wait_ready || by_message || cluster || node_socket) {
+    // Every Node or Bun process gets an IPC channel, as under PM2 (`process.send` for the
+    // event bus and `sendDataToProcessId`, `wait_ready`, PM2's shutdown message, the cluster
+    // shim); Node keeps it unreferenced until the app listens for messages.
+    let ipc = if js {
         let child_fd = handoff::CHILD_FD + i32::try_from(fds.len()).unwrap_or(0);
         let (ipc, mapping) =
             ipc::attach(&mut cmd, tx.clone(), child_fd).map_err(os_err("the IPC channel"))?;
@@ -381,7 +384,8 @@ pub fn spawn(
             ready_when_listening,
             settle,
             registered: Vec::new(),
-            events: needs_signal.then_some(rx),
+            // Kept while the process has a channel that may speak (IPC messages for the bus).
+            events: (needs_signal || ipc.is_some()).then_some(rx),
             ipc,
             stdin,
         },

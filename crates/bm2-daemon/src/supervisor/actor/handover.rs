@@ -141,7 +141,8 @@ impl Actor {
                 | Command::Reload(_, r)
                 | Command::Delete(r)
                 | Command::Reset(r)
-                | Command::Signal(_, r) => {
+                | Command::Signal(_, r)
+                | Command::SendData(_, r) => {
                     let _ = r.send(Err(busy()));
                 }
                 Command::Watch(_, r) => {

@@ -119,6 +119,13 @@ impl Actor {
     /// Counts a restart under its reason, and logs it.
     pub(super) fn note_restart(&mut self, reason: RestartReason, detail: &str) {
         tracing::info!(id = self.inst.id, name = %self.inst.display_name(), reason = reason.as_str(), %detail, "restart");
+        let pid = self.phase.running().map(|r| r.pid);
+        self.emit(
+            bm2_types::Lifecycle::Restart,
+            pid,
+            None,
+            Some(reason.as_str().to_string()),
+        );
         let last = LastRestart {
             reason,
             detail: detail.to_string(),
