@@ -294,10 +294,7 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn events(
-        &self,
-        req: &bm2_types::EventsRequest,
-    ) -> Result<EventStream, ClientError> {
+    pub async fn events(&self, req: &bm2_types::EventsRequest) -> Result<EventStream, ClientError> {
         let stream = self.connect().await?;
         let res = self
             .send(stream, Method::POST, "/v1/events", Some(req))
@@ -320,7 +317,8 @@ impl Client {
         &self,
         req: &bm2_types::StartOptionsRequest,
     ) -> Result<ActionResponse, ClientError> {
-        self.call(Method::POST, "/v1/start-options", Some(req)).await
+        self.call(Method::POST, "/v1/start-options", Some(req))
+            .await
     }
 
     /// Empties the log files of `targets` (all apps when empty).

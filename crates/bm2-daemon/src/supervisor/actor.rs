@@ -468,7 +468,7 @@ impl Actor {
             });
             return;
         }
-        run.note(event);
+        run.note(&event);
         let (ready, private_port, public_port) =
             (run.ready, run.shown_private_port(), run.shown_public_port());
         self.publish(|v| {

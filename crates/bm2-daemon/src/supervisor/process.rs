@@ -79,11 +79,11 @@ impl Running {
 
     /// Takes in what the process said: it is ready, or listens for a public port or on the
     /// socket bm2 holds.
-    pub fn note(&mut self, event: Event) {
+    pub fn note(&mut self, event: &Event) {
         match event {
             Event::Listen(served) => {
                 self.served.retain(|s| s.public != served.public);
-                self.served.push(served);
+                self.served.push(*served);
                 self.registered.retain(|p| *p != served.public);
                 self.ready |= !self.wait_ready;
             }

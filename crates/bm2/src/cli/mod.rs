@@ -6,6 +6,7 @@ mod deploy;
 mod describe;
 mod ecosystem;
 mod env;
+mod events;
 mod import_pm2;
 mod init_simple;
 mod list;
@@ -126,16 +127,23 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 signal SIGUSR2 api\n  bm2 signal api HUP"
     )]
     Signal(targets::SignalArgs),
-    /// Write a line to the stdin of a process (PM2's `send`)
+    /// Write a line to the stdin of a process (PM2's `send`), or with --data send it JSON over
+    /// its IPC channel (PM2's sendDataToProcessId)
     #[command(
-        after_help = "Examples:\n  bm2 send 0 \"reload-config\"\n  bm2 send worker \"pause\"\n\nThe line and a newline are written to the process's stdin, a pipe bm2 keeps open."
+        after_help = "Examples:\n  bm2 send 0 \"reload-config\"\n  bm2 send worker \"pause\"\n  bm2 send api '{\"flush\":true}' --data --topic cache\n\nThe line and a newline are written to the process's stdin, a pipe bm2 keeps open.\nWith --data, a Node or Bun process receives {type: 'process:msg', topic, data, id}\nin process.on('message')."
     )]
     Send {
         /// Process id (or name, namespace, all)
         target: String,
-        /// The line to write
+        /// The line to write (with --data: JSON, or a plain string)
         #[arg(allow_hyphen_values = true)]
         line: String,
+        /// Send it over the IPC channel as data, not to stdin
+        #[arg(long)]
+        data: bool,
+        /// The topic of the data (with --data)
+        #[arg(long, requires = "data")]
+        topic: Option<String>,
     },
     /// List processes
     #[command(visible_aliases = ["ls", "l", "status", "ps"], after_help = "Examples:\n  bm2 list\n  bm2 list --sort memory:desc\n  bm2 list --json\n  bm2 list --watch")]
@@ -169,6 +177,12 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 logs\n  bm2 logs api --lines 100\n  bm2 logs api --err --nostream\n  bm2 logs --json | jq .line"
     )]
     Logs(logs::LogsArgs),
+    /// Follow the daemon's events: starts, exits, restarts (with reasons), stops, deletes,
+    /// messages apps send with process.send, and log lines with --logs
+    #[command(
+        after_help = "Examples:\n  bm2 events                 every process's lifecycle and messages\n  bm2 events api --logs      one app, with its log lines\n  bm2 events --json          one JSON object per line (the API's stream)"
+    )]
+    Events(events::EventsArgs),
     /// Empty log files (every app when no target is given)
     #[command(after_help = "Examples:\n  bm2 flush\n  bm2 flush api")]
     Flush(targets::OptionalTargets),
@@ -371,8 +385,29 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,
         Cmd::Reset(t) => targets::reset(&client, t).await,
         Cmd::Signal(s) => targets::signal(&client, s).await,
-        Cmd::Send { target, line } => {
+        Cmd::Send {
+            target,
+            line,
+            data: false,
+            ..
+        } => {
             let res = client.send_line(vec![target], line).await;
+            report(&client, res).await
+        }
+        Cmd::Send {
+            target,
+            line,
+            data: true,
+            topic,
+        } => {
+            // JSON when it reads as JSON, else the text as a string.
+            let data = serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line));
+            let req = bm2_types::SendDataRequest {
+                targets: vec![target],
+                data,
+                topic,
+            };
+            let res = client.send_data(&req).await;
             report(&client, res).await
         }
         Cmd::List(args) => list::run(&client, &args).await,
@@ -384,6 +419,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         Cmd::Prettylist => list::jlist(&client, true).await,
         Cmd::Describe(args) => describe::run(&client, args).await,
         Cmd::Logs(args) => logs::logs(&client, args).await,
+        Cmd::Events(args) => events::run(&client, args).await,
         Cmd::Flush(t) => logs::flush(&client, t.targets).await,
         Cmd::ReloadLogs => logs::reload(&client).await,
         Cmd::Pid(t) => targets::pids(&client, t).await,

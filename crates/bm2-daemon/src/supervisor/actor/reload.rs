@@ -267,7 +267,7 @@ pub(super) async fn wait_ready(run: &mut Running, timeout: Duration) -> bool {
         };
         tokio::select! {
             event = events.recv() => match event {
-                Some(e) => run.note(e),
+                Some(e) => run.note(&e),
                 None => return false,
             },
             _ = run.child.wait() => return false,
