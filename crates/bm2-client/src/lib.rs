@@ -1,5 +1,9 @@
 //! Typed client of the bm2 daemon, over its Unix socket. This is bm2's Rust programmatic API:
-//! the CLI is built on it.
+//! the CLI is built on it. Every call is one HTTP request to `$BM2_HOME/daemon.sock` (see
+//! docs/api.md for the routes); errors from the daemon come back as [`ClientError::Api`] with
+//! the daemon's code, message and hint.
+//!
+//! Listing processes, starting the daemon first when none runs:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), bm2_client::ClientError> {
@@ -10,6 +14,37 @@
 //! }
 //! # Ok(()) }
 //! ```
+//!
+//! Starting an app from its options, as an ecosystem file writes them (PM2's or BM2's
+//! spellings; the daemon resolves them), then restarting it and reading the error of an
+//! unknown target:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), bm2_client::ClientError> {
+//! use bm2_client::{Client, ClientError};
+//! use bm2_types::{ErrorCode, StartOptionsRequest};
+//!
+//! let client = Client::new(bm2_types::Home::from_env().unwrap()).with_daemon_exe("bm2".into());
+//! let started = client
+//!     .start_options(&StartOptionsRequest {
+//!         apps: vec![serde_json::json!({ "name": "api", "script": "server.js", "instances": 2 })],
+//!         cwd: std::env::current_dir().unwrap(),
+//!         client_env: std::env::vars().collect(),
+//!         env_name: None,
+//!         force: false,
+//!         if_exists: Default::default(),
+//!     })
+//!     .await?;
+//! println!("{} processes", started.processes.len());
+//! client.restart(vec!["api".into()]).await?;
+//! match client.restart(vec!["nope".into()]).await {
+//!     Err(ClientError::Api(e)) if e.code == ErrorCode::UnknownTarget => println!("{}", e.message),
+//!     other => println!("{other:?}"),
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Following lifecycle events, app messages and log lines (see [`Client::events`]).
 
 mod daemon;
 mod stream;

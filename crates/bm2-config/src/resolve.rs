@@ -136,6 +136,16 @@ pub fn resolve(
     }
     if let Some(f) = &raw.env_file {
         let path = cwd.join(expand_home(f));
+        if path.is_dir() {
+            return Err(ConfigError::file(
+                file,
+                format!(
+                    "env_file {} is a directory, not a file of variables",
+                    path.display()
+                ),
+            )
+            .at_key(at("env_file")));
+        }
         if path.exists() {
             env.extend(read_env_file(&path, file).map_err(|e| e.at_key(at("env_file")))?);
         } else {
@@ -501,7 +511,7 @@ pub fn read_env_file(path: &Path, file: &str) -> Result<Vars, ConfigError> {
     let mut vars = Vars::new();
     for item in iter {
         let (k, v) =
-            item.map_err(|e| ConfigError::file(&path.display().to_string(), e.to_string()))?;
+            item.map_err(|e| ConfigError::file(file, format!("env file {}: {e}", path.display())))?;
         vars.insert(k, v);
     }
     Ok(vars)

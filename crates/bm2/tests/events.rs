@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Stdio};
@@ -80,10 +81,10 @@ fn lifecycle(seen: &[Value]) -> Vec<String> {
         .map(|e| {
             let mut s = e["event"].as_str().unwrap().to_string();
             if let Some(code) = e["code"].as_i64() {
-                s.push_str(&format!(":code={code}"));
+                let _ = write!(s, ":code={code}");
             }
             if let Some(reason) = e["reason"].as_str() {
-                s.push_str(&format!(":{reason}"));
+                let _ = write!(s, ":{reason}");
             }
             s
         })
