@@ -120,13 +120,22 @@ class ProcessManager {
         return new Promise((resolve, reject) => {
             const lines = [];
             (0, transport_1.eachLine)(res, (l) => {
-                const e = JSON.parse(l);
+                let e;
+                try {
+                    e = JSON.parse(l);
+                }
+                catch {
+                    res.destroy();
+                    reject(new errors_1.Bm2Error("bad_response", `a log line that is not JSON: ${l.slice(0, 200)}`));
+                    return;
+                }
                 if (e.skipped !== undefined)
                     return;
                 lines.push({ type: e.stream === "err" ? "err" : "out", data: e.line, id: e.id, name: e.name, app: e.app });
             });
             res.on("end", () => resolve(lines));
             res.on("error", reject);
+            res.on("aborted", () => reject(new errors_1.Bm2Error("daemon_unreachable", "the daemon closed the log stream mid-answer")));
         });
     }
     /**

@@ -174,12 +174,20 @@ export class ProcessManager {
     return new Promise((resolve, reject) => {
       const lines: LogLine[] = [];
       eachLine(res, (l) => {
-        const e = JSON.parse(l) as { id: number; name: string; app: string; stream: string; line: string; skipped?: number };
+        let e: { id: number; name: string; app: string; stream: string; line: string; skipped?: number };
+        try {
+          e = JSON.parse(l);
+        } catch {
+          res.destroy();
+          reject(new Bm2Error("bad_response", `a log line that is not JSON: ${l.slice(0, 200)}`));
+          return;
+        }
         if (e.skipped !== undefined) return;
         lines.push({ type: e.stream === "err" ? "err" : "out", data: e.line, id: e.id, name: e.name, app: e.app });
       });
       res.on("end", () => resolve(lines));
       res.on("error", reject);
+      res.on("aborted", () => reject(new Bm2Error("daemon_unreachable", "the daemon closed the log stream mid-answer")));
     });
   }
 

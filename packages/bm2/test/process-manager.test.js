@@ -111,7 +111,16 @@ describe("ProcessManager", () => {
   });
 
   test("unknown targets are errors with code unknown_target", async () => {
-    for (const call of [() => pm.describe("nope"), () => pm.stop("nope"), () => pm.restart(4242), () => pm.logs("nope")]) {
+    const calls = [
+      () => pm.describe("nope"),
+      () => pm.stop("nope"),
+      () => pm.restart(4242),
+      () => pm.logs("nope"),
+      () => pm.events({ targets: "nope" }),
+      () => pm.sendDataToProcessId(4242, { topic: "t", data: 1 }),
+      () => pm.scale("nope", 2),
+    ];
+    for (const call of calls) {
       await assert.rejects(call(), (e) => {
         assert.ok(e instanceof Bm2Error, String(e));
         assert.equal(e.code, "unknown_target");
@@ -257,6 +266,24 @@ describe("ProcessManager", () => {
 });
 
 describe("ProcessManager without a daemon", () => {
+  test("concurrent first calls start one daemon and all succeed", async () => {
+    const home = tempDir("conc");
+    const pm = new ProcessManager({ home, bin: bm2Bin() });
+    let pid;
+    try {
+      const [a, b, list, c] = await Promise.all([pm.ping(), pm.ping(), pm.list(), new ProcessManager({ home, bin: bm2Bin() }).ping()]);
+      pid = a.pid;
+      assert.equal(b.pid, a.pid);
+      assert.equal(c.pid, a.pid);
+      assert.deepEqual(list, []);
+    } finally {
+      await pm.kill();
+      if (pid && alive(pid)) process.kill(pid, "SIGKILL");
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+    assert.equal(alive(pid), false);
+  });
+
   test("a binary that cannot start the daemon is an error with code daemon_start_failed", async () => {
     const home = tempDir("nobin");
     try {
