@@ -42,9 +42,10 @@ export declare class ProcessManager {
     /** The bm2 binary that starts the daemon. */
     get bin(): string;
     /**
-     * Registers and starts apps from their options (as in an ecosystem file). Relative scripts
-     * resolve in `flags.cwd`, else `options.cwd` of a single app, else `process.cwd()`; the apps
-     * inherit `process.env`. Gives the instances started.
+     * Registers and starts apps from their options (as in an ecosystem file). Relative paths
+     * resolve as in an ecosystem file that sits in `flags.cwd` (default `process.cwd()`): an
+     * app's `cwd` from there, its script from its `cwd`. The apps inherit `process.env`. Gives
+     * the instances started.
      */
     start(options: AppOptions | AppOptions[], flags?: StartFlags): Promise<ProcSummary[]>;
     /** Every instance, in summary. */

@@ -1,7 +1,41 @@
 "use strict";
 /** `ProcessManager`: the daemon's processes, metrics and events, promise-based. */
+var __createBinding = (this && this.__createBinding) || (Object.create ? (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    var desc = Object.getOwnPropertyDescriptor(m, k);
+    if (!desc || ("get" in desc ? !m.__esModule : desc.writable || desc.configurable)) {
+      desc = { enumerable: true, get: function() { return m[k]; } };
+    }
+    Object.defineProperty(o, k2, desc);
+}) : (function(o, m, k, k2) {
+    if (k2 === undefined) k2 = k;
+    o[k2] = m[k];
+}));
+var __setModuleDefault = (this && this.__setModuleDefault) || (Object.create ? (function(o, v) {
+    Object.defineProperty(o, "default", { enumerable: true, value: v });
+}) : function(o, v) {
+    o["default"] = v;
+});
+var __importStar = (this && this.__importStar) || (function () {
+    var ownKeys = function(o) {
+        ownKeys = Object.getOwnPropertyNames || function (o) {
+            var ar = [];
+            for (var k in o) if (Object.prototype.hasOwnProperty.call(o, k)) ar[ar.length] = k;
+            return ar;
+        };
+        return ownKeys(o);
+    };
+    return function (mod) {
+        if (mod && mod.__esModule) return mod;
+        var result = {};
+        if (mod != null) for (var k = ownKeys(mod), i = 0; i < k.length; i++) if (k[i] !== "default") __createBinding(result, mod, k[i]);
+        __setModuleDefault(result, mod);
+        return result;
+    };
+})();
 Object.defineProperty(exports, "__esModule", { value: true });
 exports.ProcessManager = void 0;
+const path = __importStar(require("node:path"));
 const errors_1 = require("./errors");
 const events_1 = require("./events");
 const transport_1 = require("./transport");
@@ -28,9 +62,10 @@ class ProcessManager {
         return this.transport.bin;
     }
     /**
-     * Registers and starts apps from their options (as in an ecosystem file). Relative scripts
-     * resolve in `flags.cwd`, else `options.cwd` of a single app, else `process.cwd()`; the apps
-     * inherit `process.env`. Gives the instances started.
+     * Registers and starts apps from their options (as in an ecosystem file). Relative paths
+     * resolve as in an ecosystem file that sits in `flags.cwd` (default `process.cwd()`): an
+     * app's `cwd` from there, its script from its `cwd`. The apps inherit `process.env`. Gives
+     * the instances started.
      */
     async start(options, flags = {}) {
         const apps = Array.isArray(options) ? options : [options];
@@ -38,7 +73,7 @@ class ProcessManager {
             throw new errors_1.Bm2Error("invalid_request", "start: no app given");
         const body = {
             apps,
-            cwd: flags.cwd ?? process.cwd(),
+            cwd: path.resolve(flags.cwd ?? process.cwd()),
             client_env: definedEnv(flags.clientEnv ?? process.env),
             force: flags.force === true,
             if_exists: flags.ifExists ?? "fail",

@@ -1,5 +1,6 @@
 /** `ProcessManager`: the daemon's processes, metrics and events, promise-based. */
 
+import * as path from "node:path";
 import { Bm2Error } from "./errors";
 import { EventStream, EventsOptions, subscribe, targetList } from "./events";
 import { ConnectionOptions, Transport, eachLine, errorOf, readAll } from "./transport";
@@ -71,16 +72,17 @@ export class ProcessManager {
   }
 
   /**
-   * Registers and starts apps from their options (as in an ecosystem file). Relative scripts
-   * resolve in `flags.cwd`, else `options.cwd` of a single app, else `process.cwd()`; the apps
-   * inherit `process.env`. Gives the instances started.
+   * Registers and starts apps from their options (as in an ecosystem file). Relative paths
+   * resolve as in an ecosystem file that sits in `flags.cwd` (default `process.cwd()`): an
+   * app's `cwd` from there, its script from its `cwd`. The apps inherit `process.env`. Gives
+   * the instances started.
    */
   async start(options: AppOptions | AppOptions[], flags: StartFlags = {}): Promise<ProcSummary[]> {
     const apps = Array.isArray(options) ? options : [options];
     if (apps.length === 0) throw new Bm2Error("invalid_request", "start: no app given");
     const body: Record<string, unknown> = {
       apps,
-      cwd: flags.cwd ?? process.cwd(),
+      cwd: path.resolve(flags.cwd ?? process.cwd()),
       client_env: definedEnv(flags.clientEnv ?? process.env),
       force: flags.force === true,
       if_exists: flags.ifExists ?? "fail",

@@ -65,6 +65,20 @@ describe("ProcessManager", () => {
     } finally {
       process.chdir(cwd);
     }
+    // A relative cwd flag, and an app's own cwd relative to it.
+    const sub = path.join(dir, "sub");
+    fs.mkdirSync(sub, { recursive: true });
+    fs.copyFileSync(path.join(dir, "sleeper.sh"), path.join(sub, "sleeper.sh"));
+    const prev = process.cwd();
+    process.chdir(home);
+    try {
+      await pm.start({ name: "sub", script: "sleeper.sh", cwd: "sub" }, { cwd: "apps" });
+    } finally {
+      process.chdir(prev);
+    }
+    const [s] = await pm.describe("sub");
+    assert.equal(path.resolve(s.spec.cwd, s.spec.script), path.join(sub, "sleeper.sh"));
+    await pm.delete("sub");
     const [d] = await pm.describe("rel");
     assert.equal(path.resolve(d.spec.cwd, d.spec.script), path.join(dir, "sleeper.sh"));
     await pm.delete("rel");
