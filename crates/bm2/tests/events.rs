@@ -247,9 +247,10 @@ fn a_subscriber_that_does_not_read_gets_lagged_and_never_stalls_the_daemon() {
     loop {
         assert!(Instant::now() < deadline, "no lagged marker");
         line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            panic!("the stream ended without a lagged marker");
-        }
+        assert!(
+            reader.read_line(&mut line).unwrap() != 0,
+            "the stream ended without a lagged marker"
+        );
         if line.contains("\"type\":\"lagged\"") {
             let start = line.find('{').unwrap();
             let v: Value = serde_json::from_str(line[start..].trim()).unwrap();
