@@ -1814,6 +1814,28 @@ fn websocket_scale_and_reload_answer_with_results() {
 }
 
 #[test]
+fn websocket_carries_the_event_stream_once_subscribed() {
+    let env = TestEnv::new();
+    let d = start_dashboard(&env, &[]);
+    let mut s = ws_open(&d);
+    s.wait_type("state");
+    s.send(&json!({ "type": "subscribeEvents", "id": "e" }));
+    s.wait("the subscription", |v| {
+        v["type"] == "result" && v["id"] == "e"
+    });
+    env.start_sleeper("ev");
+    let online = s.wait("the online event of ev", |v| {
+        v["type"] == "event" && v["data"]["event"] == "online"
+    });
+    assert_eq!(online["data"]["type"], "process:event", "{online}");
+    assert_eq!(online["data"]["process"]["name"], "ev", "{online}");
+    env.ok(&["stop", "ev"]);
+    s.wait("the stop event", |v| {
+        v["type"] == "event" && v["data"]["event"] == "stop"
+    });
+}
+
+#[test]
 fn websocket_streams_the_logs_of_the_chosen_app() {
     let env = TestEnv::new();
     start_ticker(&env);

@@ -126,6 +126,7 @@ async fn session(state: AppState, mut stopped: watch::Receiver<bool>, mut socket
     let mut closing = state.manager.streams_end();
     let mut known: BTreeMap<ProcId, RowKey> = BTreeMap::new();
     let mut follow: Option<Follow> = None;
+    let mut bus: Option<broadcast::Receiver<Arc<bm2_types::BusEvent>>> = None;
     let (results_tx, mut results) = mpsc::channel::<Value>(16);
     let mut tick = tokio::time::interval(METRICS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -139,7 +140,7 @@ async fn session(state: AppState, mut stopped: watch::Receiver<bool>, mut socket
         let out: Vec<Value> = tokio::select! {
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(text))) => {
-                    on_message(&state, text.as_str(), &mut known, &mut follow, &results_tx).await
+                    on_message(&state, text.as_str(), &mut known, &mut follow, &mut bus, &results_tx).await
                 }
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                 Some(Ok(_)) => Vec::new(),
@@ -155,6 +156,7 @@ async fn session(state: AppState, mut stopped: watch::Receiver<bool>, mut socket
                 Err(_) => Vec::new(),
             },
             line = next_line(&mut follow) => line.into_iter().collect(),
+            event = next_event(&mut bus) => event.into_iter().collect(),
             Some(result) = results.recv() => vec![result],
             () = until_true(&mut stopped) => break,
             () = until_true(&mut closing) => break,
@@ -166,6 +168,27 @@ async fn session(state: AppState, mut stopped: watch::Receiver<bool>, mut socket
         }
     }
     let _ = socket.send(Message::Close(None)).await;
+}
+
+/// The next event of the bus, for a session that subscribed (`subscribeEvents`); a session
+/// that falls behind gets `lagged` with how many it missed.
+async fn next_event(
+    bus: &mut Option<broadcast::Receiver<Arc<bm2_types::BusEvent>>>,
+) -> Option<Value> {
+    let Some(rx) = bus.as_mut() else {
+        return std::future::pending().await;
+    };
+    let event = match rx.recv().await {
+        Ok(e) => serde_json::to_value(&*e).ok()?,
+        Err(RecvError::Lagged(missed)) => {
+            serde_json::to_value(bm2_types::BusEvent::Lagged { missed }).ok()?
+        }
+        Err(RecvError::Closed) => {
+            *bus = None;
+            return None;
+        }
+    };
+    Some(json!({ "type": "event", "data": event }))
 }
 
 /// Returns once `flag` is true (or its sender is gone).
@@ -244,6 +267,7 @@ async fn on_message(
     text: &str,
     known: &mut BTreeMap<ProcId, RowKey>,
     follow: &mut Option<Follow>,
+    bus: &mut Option<broadcast::Receiver<Arc<bm2_types::BusEvent>>>,
     results: &mpsc::Sender<Value>,
 ) -> Vec<Value> {
     let msg: Incoming = match serde_json::from_str(text) {
@@ -261,6 +285,16 @@ async fn on_message(
     let id = msg.id;
     match msg.kind.as_str() {
         "getState" => vec![state_message(state, known).await],
+        // The event stream of `/v1/events` (lifecycle events and app messages), as
+        // `{"type":"event","data":{...}}` messages until `unsubscribeEvents`.
+        "subscribeEvents" => {
+            *bus = Some(state.manager.subscribe_events());
+            vec![json!({ "type": "result", "id": id, "data": { "subscribed": true } })]
+        }
+        "unsubscribeEvents" => {
+            *bus = None;
+            vec![json!({ "type": "result", "id": id, "data": { "subscribed": false } })]
+        }
         "getLogs" => match get_logs(state, msg.data.as_ref()).await {
             Ok((reply, f)) => {
                 *follow = Some(f);
