@@ -395,3 +395,53 @@ fn a_typescript_module_runs_in_the_host_under_bun() {
     assert_eq!(text, "typed bun");
     assert_eq!(module_row(&env, "ts-mod").unwrap()["status"], "online");
 }
+
+#[test]
+fn a_new_daemon_runs_each_module_once_after_resurrect_and_concurrent_commands() {
+    let env = TestEnv::new();
+    let out = env.path("report.json");
+    let src = reporter_module(&env, "mod-src", &out);
+    env.ok(&["install", src.to_str().unwrap()]);
+    report(&env, &out, 0);
+    env.ok(&["save"]);
+    env.ok(&["kill"]);
+    // resurrect brings the saved module back; the launch of modules must not add another.
+    env.ok(&["resurrect"]);
+    let rows: Vec<Value> = env
+        .list()
+        .into_iter()
+        .filter(|p| p["name"] == "mod-a")
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+
+    env.ok(&["kill"]);
+    // Several commands find no daemon at once: one daemon, the module once, no error.
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            env.command(&["ping"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for h in handles {
+        let out = h.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rows = env.wait_for("the module back", || {
+        let rows: Vec<Value> = env
+            .list()
+            .into_iter()
+            .filter(|p| p["name"] == "mod-a")
+            .collect();
+        (!rows.is_empty()).then_some(rows)
+    });
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(env.daemon_pids().len(), 1);
+}

@@ -399,7 +399,9 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
     let client = Client::new(home).with_daemon_exe(exe);
     // PM2 launches the installed modules whenever a new daemon starts: when this command is
     // about to start one (none listens), the modules are started with it.
-    let relaunch = launches_modules(&cli.cmd) && modules::no_daemon(client.home());
+    let relaunch = launches_modules(&cli.cmd)
+        && modules::no_daemon(client.home())
+        && modules::any_installed(client.home());
     if relaunch && !matches!(cli.cmd, Cmd::Resurrect { .. }) {
         client.ping().await.map_err(api_error)?;
         modules::launch_on_new_daemon(&client).await?;

@@ -293,24 +293,37 @@ pub async fn launch_on_new_daemon(client: &Client) -> anyhow::Result<()> {
             Err(e) => crate::render::error(&format!("module {name}: {e:#}")),
         }
     }
-    if apps.is_empty() {
-        return Ok(());
-    }
-    let req = StartRequest {
-        apps,
-        client_env: std::env::vars().collect(),
-        force: false,
-        if_exists: IfExists::Fail,
-        update_env: false,
-    };
-    let res = client.start(&req).await.map_err(api_error)?;
-    for e in &res.errors {
-        // Another command starting the same daemon may have launched it first.
-        if e.code != bm2_types::ErrorCode::AlreadyExists {
-            crate::render::error(&crate::render::api_error_text(e));
+    // One request per module: a module that another command (finding no daemon at the same
+    // time) started first is refused as managed already, and the others still start.
+    for app in apps {
+        let name = app.name.clone();
+        let req = StartRequest {
+            apps: vec![app],
+            client_env: std::env::vars().collect(),
+            force: false,
+            if_exists: IfExists::Fail,
+            update_env: false,
+        };
+        let errors = match client.start(&req).await {
+            Ok(res) => res.errors,
+            Err(bm2_client::ClientError::Api(e)) => vec![e],
+            Err(e) => return Err(api_error(e)),
+        };
+        for e in errors {
+            if e.code != bm2_types::ErrorCode::AlreadyExists {
+                crate::render::error(&format!(
+                    "module {name}: {}",
+                    crate::render::api_error_text(&e)
+                ));
+            }
         }
     }
     Ok(())
+}
+
+/// True when `modules.json` lists a module (an unreadable file counts: the launch reports it).
+pub fn any_installed(home: &bm2_types::Home) -> bool {
+    store::installed(home).map_or(true, |all| !all.is_empty())
 }
 
 /// True when no daemon listens on the home's socket.
