@@ -78,7 +78,7 @@ async fn watch(client: &Client, args: &ListArgs) -> anyhow::Result<ExitCode> {
         if args.json {
             writeln!(out, "{}", serde_json::to_string(&list)?)?;
         } else {
-            let text = render::table::text(&list, render::color(), render::width());
+            let text = render::table::with_modules(&list, render::color(), render::width());
             if first {
                 write!(out, "\x1b[2J")?;
                 first = false;

@@ -12,6 +12,7 @@ mod init_simple;
 mod list;
 mod logs;
 mod metrics;
+mod modules;
 mod monit;
 mod pm2_dump;
 pub mod runtime;
@@ -301,6 +302,44 @@ pub enum Cmd {
         after_help = "Examples:\n  bm2 deploy ecosystem.config.js production setup     first time: layout and clone on each host\n  bm2 deploy ecosystem.config.js production           deploy the configured ref\n  bm2 deploy production                               the same, with ecosystem.config.js here\n  bm2 deploy ecosystem.config.js production revert 1  back to the previous release\n  bm2 deploy ecosystem.config.js production list\n  bm2 deploy ecosystem.config.js production exec \"bm2 reload all\"\n\nSee docs/deploy.md for the keys and the layout on the hosts."
     )]
     Deploy(deploy::DeployArgs),
+    /// Modules: install, list, uninstall, update (npm packages, git repositories, directories)
+    #[command(
+        after_help = "Examples:\n  bm2 module install ./my-module\n  bm2 module install https://github.com/user/bm2-logrotate.git\n  bm2 module install pm2-logrotate\n  bm2 module list\n  bm2 module update my-module\n  bm2 module uninstall my-module\n\nA module runs as an app of the namespace `modules`; see docs/modules.md."
+    )]
+    Module(modules::ModuleArgs),
+    /// Install a module and start it (PM2's `install`; as `bm2 module install`)
+    Install {
+        /// npm package name, git URL or local directory
+        source: String,
+    },
+    /// Stop and remove a module (PM2's `uninstall`; as `bm2 module uninstall`)
+    Uninstall {
+        /// Module name
+        name: String,
+    },
+    /// Set a module setting (in `module_conf.json`) and restart the module with it
+    #[command(after_help = "Example:\n  bm2 set my-module:interval 30")]
+    Set {
+        /// <module>:<key>
+        key: String,
+        /// The value
+        value: String,
+    },
+    /// Print module settings: all, one module's, or one value
+    #[command(
+        after_help = "Examples:\n  bm2 get\n  bm2 get my-module\n  bm2 get my-module:interval"
+    )]
+    Get {
+        /// <module> or <module>:<key>
+        key: Option<String>,
+    },
+    /// Remove a module setting (or all of a module's) and restart the module
+    Unset {
+        /// <module>:<key>, or <module>
+        key: String,
+    },
+    /// Module settings as PM2's `conf`: `conf k v` sets, `conf k` gets, `conf` shows all
+    Conf(modules::ConfArgs),
     /// Run the daemon in the foreground (started automatically by other commands, and by the
     /// service `bm2 startup` installs)
     #[command(hide = true)]
@@ -372,19 +411,66 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
     let home = Home::from_env_as(layout)?;
     let exe = std::env::current_exe()?;
     let client = Client::new(home).with_daemon_exe(exe);
-    match cli.cmd {
-        Cmd::Start(args) => start::run(&client, *args).await,
-        Cmd::Stop(t) => targets::action(&client, targets::Verb::Stop, t).await,
+    // PM2 launches the installed modules whenever a new daemon starts: when this command is
+    // about to start one (none listens), the modules are started with it.
+    let relaunch = launches_modules(&cli.cmd)
+        && modules::no_daemon(client.home())
+        && modules::any_installed(client.home());
+    if relaunch && !matches!(cli.cmd, Cmd::Resurrect { .. }) {
+        client.ping().await.map_err(api_error)?;
+        modules::launch_on_new_daemon(&client).await?;
+    }
+    let code = dispatch(&client, cli.cmd).await?;
+    if relaunch {
+        // After `resurrect`: the saved list may hold modules already; the others start now.
+        modules::launch_on_new_daemon(&client).await?;
+    }
+    Ok(code)
+}
+
+/// True for the commands that work with the daemon (and so start one when none runs), as
+/// opposed to the ones that stop it, replace it, or need none.
+fn launches_modules(cmd: &Cmd) -> bool {
+    !matches!(
+        cmd,
+        Cmd::Kill
+            | Cmd::Update { .. }
+            | Cmd::Ecosystem { .. }
+            | Cmd::Validate { .. }
+            | Cmd::Schema { .. }
+            | Cmd::Completion { .. }
+            | Cmd::Startup(_)
+            | Cmd::Unstartup(_)
+            | Cmd::Deploy(_)
+            | Cmd::ServeFiles { .. }
+            | Cmd::Daemon { .. }
+            | Cmd::Runtime(_)
+            | Cmd::Install { .. }
+            | Cmd::Uninstall { .. }
+            | Cmd::Get { .. }
+            | Cmd::Conf(_)
+            | Cmd::Module(modules::ModuleArgs {
+                cmd: modules::ModuleCmd::Install { .. }
+                    | modules::ModuleCmd::Uninstall { .. }
+                    | modules::ModuleCmd::Update { .. }
+            })
+    )
+}
+
+async fn dispatch(client: &Client, cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Start(args) => start::run(client, *args).await,
+        Cmd::Stop(t) => targets::action(client, targets::Verb::Stop, t).await,
         Cmd::Restart(t) | Cmd::StartOrRestart(t) => {
-            targets::action(&client, targets::Verb::Restart, t).await
+            targets::action(client, targets::Verb::Restart, t).await
         }
         Cmd::Reload(t) | Cmd::StartOrReload(t) => {
-            targets::action(&client, targets::Verb::Reload, t).await
+            targets::action(client, targets::Verb::Reload, t).await
         }
-        Cmd::Scale { app, instances } => targets::scale(&client, &app, &instances).await,
-        Cmd::Delete(t) => targets::action(&client, targets::Verb::Delete, t).await,
-        Cmd::Reset(t) => targets::reset(&client, t).await,
-        Cmd::Signal(s) => targets::signal(&client, s).await,
+        Cmd::Scale { app, instances } => targets::scale(client, &app, &instances).await,
+        Cmd::Delete(t) => targets::action(client, targets::Verb::Delete, t).await,
+        Cmd::Reset(t) => targets::reset(client, t).await,
+        Cmd::Signal(s) => targets::signal(client, s).await,
         Cmd::Send {
             target,
             line,
@@ -392,7 +478,7 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
             ..
         } => {
             let res = client.send_line(vec![target], line).await;
-            report(&client, res).await
+            report(client, res).await
         }
         Cmd::Send {
             target,
@@ -408,28 +494,28 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
                 topic,
             };
             let res = client.send_data(&req).await;
-            report(&client, res).await
+            report(client, res).await
         }
-        Cmd::List(args) => list::run(&client, &args).await,
-        Cmd::Monit => monit::run(&client).await,
-        Cmd::Metrics(args) => metrics::metrics(&client, &args).await,
-        Cmd::Prometheus => metrics::prometheus(&client).await,
-        Cmd::Dashboard(args) => dashboard::run(&client, args).await,
-        Cmd::Jlist => list::jlist(&client, false).await,
-        Cmd::Prettylist => list::jlist(&client, true).await,
-        Cmd::Describe(args) => describe::run(&client, args).await,
-        Cmd::Logs(args) => logs::logs(&client, args).await,
-        Cmd::Events(args) => events::run(&client, args).await,
-        Cmd::Flush(t) => logs::flush(&client, t.targets).await,
-        Cmd::ReloadLogs => logs::reload(&client).await,
-        Cmd::Pid(t) => targets::pids(&client, t).await,
-        Cmd::Id { name } => targets::ids(&client, name).await,
-        Cmd::Ping => daemon::ping(&client).await,
-        Cmd::Kill => daemon::kill(&client).await,
-        Cmd::Save => daemon::save(&client).await,
-        Cmd::Update { binary } => daemon::update(&client, binary).await,
-        Cmd::Resurrect { update_env } => daemon::resurrect(&client, update_env).await,
-        Cmd::Env(args) => env::run(&client, args).await,
+        Cmd::List(args) => list::run(client, &args).await,
+        Cmd::Monit => monit::run(client).await,
+        Cmd::Metrics(args) => metrics::metrics(client, &args).await,
+        Cmd::Prometheus => metrics::prometheus(client).await,
+        Cmd::Dashboard(args) => dashboard::run(client, args).await,
+        Cmd::Jlist => list::jlist(client, false).await,
+        Cmd::Prettylist => list::jlist(client, true).await,
+        Cmd::Describe(args) => describe::run(client, args).await,
+        Cmd::Logs(args) => logs::logs(client, args).await,
+        Cmd::Events(args) => events::run(client, args).await,
+        Cmd::Flush(t) => logs::flush(client, t.targets).await,
+        Cmd::ReloadLogs => logs::reload(client).await,
+        Cmd::Pid(t) => targets::pids(client, t).await,
+        Cmd::Id { name } => targets::ids(client, name).await,
+        Cmd::Ping => daemon::ping(client).await,
+        Cmd::Kill => daemon::kill(client).await,
+        Cmd::Save => daemon::save(client).await,
+        Cmd::Update { binary } => daemon::update(client, binary).await,
+        Cmd::Resurrect { update_env } => daemon::resurrect(client, update_env).await,
+        Cmd::Env(args) => env::run(client, args).await,
         Cmd::Ecosystem {
             mode: Some(InitMode::Simple),
             format,
@@ -442,11 +528,18 @@ pub async fn run(cli: Cli, layout: bm2_types::Layout) -> anyhow::Result<ExitCode
         } => ecosystem::init(format, force),
         Cmd::Validate { file, env } => ecosystem::validate(&file, &env),
         Cmd::Schema { markdown } => ecosystem::schema(markdown),
-        Cmd::ImportPm2(args) => import_pm2::run(&client, args).await,
+        Cmd::ImportPm2(args) => import_pm2::run(client, args).await,
         Cmd::Startup(args) => startup::startup(client.home(), &args),
         Cmd::Unstartup(args) => startup::unstartup(client.home(), &args),
         Cmd::Deploy(args) => deploy::run(&args),
-        Cmd::Serve(args) => serve::run(&client, args).await,
+        Cmd::Serve(args) => serve::run(client, args).await,
+        Cmd::Module(args) => modules::run(client, args).await,
+        Cmd::Install { source } => modules::install(client, &source).await,
+        Cmd::Uninstall { name } => modules::uninstall(client, &name).await,
+        Cmd::Set { key, value } => modules::set(client, &key, &value).await,
+        Cmd::Get { key } => modules::get(client, key.as_deref()),
+        Cmd::Unset { key } => modules::unset(client, &key).await,
+        Cmd::Conf(args) => modules::conf(client, args).await,
         Cmd::ServeFiles { .. } | Cmd::Daemon { .. } | Cmd::Runtime(_) => {
             unreachable!("handled in main")
         }

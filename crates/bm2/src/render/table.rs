@@ -9,9 +9,32 @@ use super::{color, escape, shorten, usage_columns};
 /// What is shown instead of an empty process list.
 pub const EMPTY: &str = "no processes; start one with `bm2 start <script>`";
 
-/// Prints the process list, or a note when it is empty, fitted to the terminal.
+/// The namespace whose apps are modules (`bm2 module install`), listed under their own heading.
+pub const MODULES_NAMESPACE: &str = "modules";
+
+/// Prints the process list, or a note when it is empty, fitted to the terminal: the apps, then
+/// the modules under a "Modules" heading (as PM2 prints modules in a table of their own).
 pub fn print(list: &[ProcSummary]) {
-    println!("{}", text(list, color(), super::width()));
+    println!("{}", with_modules(list, color(), super::width()));
+}
+
+/// [`text`] of the apps, then of the modules under their heading.
+pub fn with_modules(list: &[ProcSummary], colored: bool, width: Option<usize>) -> String {
+    let (modules, apps): (Vec<ProcSummary>, Vec<ProcSummary>) = list
+        .iter()
+        .cloned()
+        .partition(|p| p.namespace == MODULES_NAMESPACE);
+    if modules.is_empty() {
+        return text(&apps, colored, width);
+    }
+    let mut out = String::new();
+    if !apps.is_empty() {
+        out.push_str(&text(&apps, colored, width));
+        out.push('\n');
+    }
+    out.push_str("Modules\n");
+    out.push_str(&text(&modules, colored, width));
+    out
 }
 
 /// The process list as text, or a note when it is empty; within `width` columns when given.
