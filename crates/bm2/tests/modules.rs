@@ -356,6 +356,16 @@ fn bm2_module_round_trip(main: &str, source: &str, path: Option<&str>) {
     });
     assert!(init["count"].as_u64().unwrap() >= 1, "{init}");
     env.wait_status("started-by-module", "online");
+    // The daemon's shutdown stops the module gracefully: destroy() runs.
+    run(&["kill"]);
+    assert_eq!(fs::read_to_string(env.path("destroyed")).unwrap(), "yes");
+    fs::remove_file(env.path("destroyed")).unwrap();
+    // The next daemon runs the module again; uninstalling it calls destroy() too.
+    fs::remove_file(env.path("init.json")).unwrap();
+    run(&["ping"]);
+    env.wait_for("init() to run again", || {
+        fs::read_to_string(env.path("init.json")).ok()
+    });
     run(&["uninstall", "watcher"]);
     assert_eq!(fs::read_to_string(env.path("destroyed")).unwrap(), "yes");
 }
