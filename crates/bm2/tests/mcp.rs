@@ -720,3 +720,72 @@ fn http_guards() {
         "tools/list after the malformed bodies: {after}"
     );
 }
+
+/// `--read-only` over HTTP too: only the read-only tools are listed.
+#[test]
+fn http_read_only_lists_read_only_tools() {
+    let env = TestEnv::new();
+    let server = HttpServer::start(&env, &["--read-only"]);
+    let mut mcp = McpClient::http(&env, &server);
+    let mut listed = names(&mcp.tools());
+    listed.sort();
+    let mut want: Vec<String> = READ_ONLY_TOOLS.iter().map(|s| (*s).to_string()).collect();
+    want.sort();
+    assert_eq!(listed, want);
+    let v = mcp.send(&json!({"op": "call", "name": "bm2_kill_daemon", "arguments": {}}));
+    assert!(
+        v["ok"] == false || v["result"]["isError"] == true,
+        "bm2_kill_daemon was not refused: {v}"
+    );
+    let health = mcp.call_ok("bm2_health", &json!({}));
+    assert!(health["daemon"]["pid"].as_u64().is_some(), "{health}");
+    mcp.close();
+}
+
+/// The children of a live process.
+fn children(pid: u32) -> Vec<u32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|s| {
+                    s.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A stdio server whose client vanishes (killed, its pipes closed) exits by itself.
+#[test]
+fn stdio_server_exits_when_the_client_vanishes() {
+    let env = TestEnv::new();
+    let mut mcp = McpClient::stdio(&env, &[]);
+    mcp.call_ok("bm2_list_processes", &json!({}));
+    let server = children(mcp.child.id())
+        .into_iter()
+        .find(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"bm2"))
+                    && args.get(1).is_some_and(|a| *a == b"mcp")
+            })
+        })
+        .expect("the client's bm2 mcp child");
+    mcp.child.kill().unwrap();
+    mcp.child.wait().unwrap();
+    mcp.stdin = None;
+    let deadline = Instant::now() + DEADLINE;
+    while common::alive(server) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if common::alive(server) {
+        common::kill_pid(server, "KILL");
+        panic!("bm2 mcp ({server}) still runs {DEADLINE:?} after its client vanished");
+    }
+    // The daemon it used is unharmed.
+    env.ok(&["ping"]);
+}
