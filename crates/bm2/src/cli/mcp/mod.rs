@@ -66,6 +66,7 @@ pub struct McpArgs {
 
 /// Subcommands of `bm2 mcp`.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::doc_markdown)] // doc comments are the --help text
 pub enum McpCmd {
     /// Print the HTTP transport's bearer token (made on first use, in $BM2_HOME/mcp.token)
     Token,

@@ -209,12 +209,9 @@ async fn watch(server: Bm2Mcp, peer: Peer<RoleServer>) {
         if peer.is_transport_closed() {
             break;
         }
-        let mut events = match server.client().events(&req).await {
-            Ok(s) => s,
-            Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
+        let Ok(mut events) = server.client().events(&req).await else {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            continue;
         };
         while let Some(Ok(event)) = events.next().await {
             let id = match event {
