@@ -899,7 +899,7 @@ mod tests {
         let client = Arc::new(Client::new(home));
         let all = Bm2Mcp::new(client.clone(), false);
         let names: Vec<String> = all.tools().iter().map(|t| t.name.to_string()).collect();
-        assert_eq!(names.len(), 17, "{names:?}");
+        assert_eq!(names.len(), 16, "{names:?}");
         assert!(!all.refused("bm2_stop_process"));
         let ro = Bm2Mcp::new(client, true);
         let mut names: Vec<String> = ro.tools().iter().map(|t| t.name.to_string()).collect();
