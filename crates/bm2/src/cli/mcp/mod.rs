@@ -127,7 +127,7 @@ async fn http(server: Bm2Mcp, args: &McpArgs) -> anyhow::Result<ExitCode> {
     let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     let cancel = config.cancellation_token.clone();
     let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
+        move || Ok(server.fresh()),
         Arc::new(LocalSessionManager::default()),
         config,
     );

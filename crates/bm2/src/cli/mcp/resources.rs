@@ -8,10 +8,10 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ListResourceTemplatesResult, ListResourcesResult,
     ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse,
     ReadResourceResult, Resource, ResourceContents, ResourceTemplate,
-    ResourceUpdatedNotificationParam, ServerConfig, SubscribeRequestParams,
+    ResourceUpdatedNotificationParam, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
     UnsubscribeRequestParams,
 };
-use rmcp::service::{Peer, RequestContext};
+use rmcp::service::{Peer, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::json;
 
@@ -163,6 +163,42 @@ impl ServerHandler for Bm2Mcp {
         Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(acceptable(requested))
+    }
+
+    /// `subscriptions/listen` (protocol 2026-07-28): the accepted `bm2://` URIs are followed
+    /// until the client cancels.
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let uris = context
+            .accepted()
+            .resource_subscriptions
+            .clone()
+            .unwrap_or_default();
+        let sink = context.sink().clone();
+        follow_events(
+            self.client().home().clone(),
+            context.cancelled(),
+            move |id| {
+                let uris = changed(uris.iter(), id);
+                let sink = sink.clone();
+                Box::pin(async move {
+                    for uri in uris {
+                        if sink.notify_resource_updated(uri).await.is_err() {
+                            return false;
+                        }
+                    }
+                    true
+                })
+            },
+        )
+        .await;
+        Ok(())
+    }
+
     #[allow(deprecated)] // resources/subscribe: the protocol versions clients speak today
     async fn subscribe(
         &self,
@@ -201,44 +237,105 @@ impl Bm2Mcp {
     }
 }
 
-/// Follows the daemon's events and tells the client which subscribed resources changed,
-/// until the client goes away. A daemon that goes away is followed again once back.
+/// Follows the daemon's events and tells the client which subscribed resources changed
+/// (`resources/subscribe`), until the client goes away.
 async fn watch(server: Bm2Mcp, peer: Peer<RoleServer>) {
-    let req = EventsRequest::default();
-    loop {
-        if peer.is_transport_closed() {
-            break;
-        }
-        let Ok(mut events) = server.client().events(&req).await else {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            continue;
-        };
-        while let Some(Ok(event)) = events.next().await {
-            let id = match event {
-                BusEvent::Process { process, .. } => Some(process.id),
-                BusEvent::Lagged { .. } => None,
-                _ => continue,
-            };
-            let uris: Vec<String> = server
-                .subscribed()
-                .iter()
-                .filter(|u| Uri::parse(u).is_some_and(|w| w.changed_by(id)))
-                .cloned()
-                .collect();
-            for uri in uris {
-                if peer
-                    .notify_resource_updated(ResourceUpdatedNotificationParam::new(uri))
-                    .await
-                    .is_err()
-                {
-                    server.watching.store(false, Ordering::SeqCst);
-                    return;
-                }
+    let closed = {
+        let peer = peer.clone();
+        async move {
+            while !peer.is_transport_closed() {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    };
+    let subscribed = server.clone();
+    follow_events(server.client().home().clone(), closed, move |id| {
+        let uris = changed(subscribed.subscribed().iter(), id);
+        let peer = peer.clone();
+        Box::pin(async move {
+            for uri in uris {
+                let param = ResourceUpdatedNotificationParam::new(uri);
+                if peer.notify_resource_updated(param).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+    })
+    .await;
     server.watching.store(false, Ordering::SeqCst);
+}
+
+/// The URIs among `uris` that an event about process `id` changes.
+fn changed<'a>(uris: impl Iterator<Item = &'a String>, id: Option<u32>) -> Vec<String> {
+    uris.filter(|u| Uri::parse(u).is_some_and(|w| w.changed_by(id)))
+        .cloned()
+        .collect()
+}
+
+/// Calls `changed` with the process of every lifecycle event of the daemon (`None` when events
+/// may have been missed), until `stop` ends or `changed` says false. The daemon is followed
+/// again when it comes back; this never starts one (after `bm2_kill_daemon`, none should run).
+async fn follow_events(
+    home: bm2_types::Home,
+    stop: impl Future<Output = ()>,
+    mut changed: impl FnMut(Option<u32>) -> Notified,
+) {
+    let client = bm2_client::Client::new(home);
+    let req = EventsRequest::default();
+    tokio::pin!(stop);
+    let mut first = true;
+    loop {
+        let events = tokio::select! {
+            () = &mut stop => return,
+            events = client.events(&req) => events,
+        };
+        let Ok(mut events) = events else {
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+            }
+        };
+        // Back after a gap: whatever was subscribed may have changed meanwhile.
+        if !first && !changed(None).await {
+            return;
+        }
+        first = false;
+        loop {
+            let event = tokio::select! {
+                () = &mut stop => return,
+                event = events.next() => event,
+            };
+            let id = match event {
+                Some(Ok(BusEvent::Process { process, .. })) => Some(process.id),
+                Some(Ok(BusEvent::Lagged { .. })) => None,
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break,
+            };
+            if !changed(id).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Telling the client: false when it cannot be told any more.
+type Notified = std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// The resource URIs a `subscriptions/listen` request may follow: the `bm2://` ones.
+pub fn acceptable(requested: &SubscriptionFilter) -> SubscriptionFilter {
+    let mut accepted = SubscriptionFilter::new();
+    accepted.resource_subscriptions = requested
+        .resource_subscriptions
+        .as_ref()
+        .map(|uris| {
+            uris.iter()
+                .filter(|u| Uri::parse(u).is_some())
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|uris| !uris.is_empty());
+    accepted
 }
 
 #[cfg(test)]
@@ -256,5 +353,31 @@ mod tests {
         assert!(Uri::Process(1).changed_by(Some(1)));
         assert!(!Uri::Process(1).changed_by(Some(2)));
         assert!(Uri::Logs(2).changed_by(None));
+        let subs = [
+            "bm2://processes".to_string(),
+            "bm2://process/1".into(),
+            "bm2://logs/2".into(),
+        ];
+        assert_eq!(
+            changed(subs.iter(), Some(1)),
+            ["bm2://processes", "bm2://process/1"]
+        );
+        assert_eq!(changed(subs.iter(), None).len(), 3);
+    }
+
+    #[test]
+    fn listen_accepts_only_bm2_resources() {
+        let mut req = SubscriptionFilter::new();
+        req.tools_list_changed = Some(true);
+        req.resource_subscriptions =
+            Some(vec!["bm2://process/1".into(), "file:///etc/passwd".into()]);
+        let ok = acceptable(&req);
+        assert_eq!(
+            ok.resource_subscriptions,
+            Some(vec!["bm2://process/1".to_string()])
+        );
+        assert_eq!(ok.tools_list_changed, None);
+        req.resource_subscriptions = Some(vec!["nope://x".into()]);
+        assert_eq!(acceptable(&req).resource_subscriptions, None);
     }
 }

@@ -186,6 +186,17 @@ impl Bm2Mcp {
         }
     }
 
+    /// A server for a new session: the same client and tools, no subscriptions.
+    pub fn fresh(&self) -> Bm2Mcp {
+        Bm2Mcp {
+            client: self.client.clone(),
+            read_only: self.read_only,
+            tool_router: self.tool_router.clone(),
+            subscriptions: Arc::default(),
+            watching: Arc::default(),
+        }
+    }
+
     /// The daemon's client.
     pub fn client(&self) -> &Client {
         &self.client
