@@ -105,17 +105,26 @@ pub async fn start(
     if_exists: IfExists,
     update_env: bool,
 ) -> anyhow::Result<ExitCode> {
+    let req = request(loaded, if_exists, update_env)?;
+    let res = client.start(&req).await;
+    report(client, res).await
+}
+
+/// The request that starts the apps of a file (also `bm2 mcp`'s).
+pub fn request(
+    loaded: Loaded,
+    if_exists: IfExists,
+    update_env: bool,
+) -> anyhow::Result<StartRequest> {
     super::start::check_triggers(&loaded.apps)?;
     let client_env = client_env(&loaded);
-    let req = StartRequest {
+    Ok(StartRequest {
         apps: loaded.apps,
         client_env,
         force: false,
         if_exists,
         update_env,
-    };
-    let res = client.start(&req).await;
-    report(client, res).await
+    })
 }
 
 /// The environment the apps of a file start from: this shell's, with the variables a JavaScript

@@ -11,6 +11,7 @@ mod import_pm2;
 mod init_simple;
 mod list;
 mod logs;
+mod mcp;
 mod metrics;
 mod modules;
 mod monit;
@@ -340,6 +341,11 @@ pub enum Cmd {
     },
     /// Module settings as PM2's `conf`: `conf k v` sets, `conf k` gets, `conf` shows all
     Conf(modules::ConfArgs),
+    /// Serve bm2 to AI agents over the Model Context Protocol (stdio, or HTTP with a token)
+    #[command(
+        after_help = "Examples:\n  claude mcp add bm2 -- bm2 mcp\n  bm2 mcp --read-only\n  bm2 mcp --transport http --port 8849\n  bm2 mcp token\n\nSee docs/mcp.md for client configuration."
+    )]
+    Mcp(mcp::McpArgs),
     /// Run the daemon in the foreground (started automatically by other commands, and by the
     /// service `bm2 startup` installs)
     #[command(hide = true)]
@@ -444,6 +450,7 @@ fn launches_modules(cmd: &Cmd) -> bool {
             | Cmd::Deploy(_)
             | Cmd::ServeFiles { .. }
             | Cmd::Daemon { .. }
+            | Cmd::Mcp(_)
             | Cmd::Runtime(_)
             | Cmd::Install { .. }
             | Cmd::Uninstall { .. }
@@ -512,6 +519,11 @@ async fn dispatch(client: &Client, cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Id { name } => targets::ids(client, name).await,
         Cmd::Ping => daemon::ping(client).await,
         Cmd::Kill => daemon::kill(client).await,
+        Cmd::Mcp(args) => {
+            // The server shares its client between sessions and tasks: one of its own.
+            let own = Client::new(client.home().clone()).with_daemon_exe(std::env::current_exe()?);
+            mcp::run(own, args).await
+        }
         Cmd::Save => daemon::save(client).await,
         Cmd::Update { binary } => daemon::update(client, binary).await,
         Cmd::Resurrect { update_env } => daemon::resurrect(client, update_env).await,
