@@ -138,10 +138,76 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Largest JSON-RPC body taken.
+const MAX_BODY: usize = 4 << 20;
+
+/// Why a POST body is not a JSON-RPC message, as JSON-RPC says it: -32700 for text that is not
+/// JSON, -32600 for JSON that is not a request, notification or response (one or a batch).
+pub fn jsonrpc_problem(body: &[u8]) -> Option<(i32, String)> {
+    let value: serde_json::Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Some((-32700, format!("Parse error: {e}"))),
+    };
+    let message = |m: &serde_json::Value| {
+        m.get("jsonrpc").and_then(serde_json::Value::as_str) == Some("2.0")
+            && (m.get("method").is_some_and(serde_json::Value::is_string)
+                || m.get("result").is_some()
+                || m.get("error").is_some())
+    };
+    let ok = match &value {
+        serde_json::Value::Array(batch) => !batch.is_empty() && batch.iter().all(message),
+        other => message(other),
+    };
+    (!ok).then(|| {
+        (
+            -32600,
+            "Invalid Request: not a JSON-RPC 2.0 message".to_string(),
+        )
+    })
+}
+
+/// A JSON-RPC error answer with no id, for a body that could not be read as a message.
+fn jsonrpc_error(status: StatusCode, code: i32, message: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": code, "message": message },
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Checks that a POST body is a JSON-RPC message before the MCP service reads it: malformed
+/// input gets JSON-RPC's own error, and the server goes on serving.
+async fn checked_body(req: Request) -> Result<Request, Response> {
+    if req.method() != axum::http::Method::POST {
+        return Ok(req);
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return Err(jsonrpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            -32600,
+            "Invalid Request: the body is larger than 4 MiB or was cut short",
+        ));
+    };
+    if let Some((code, message)) = jsonrpc_problem(&bytes) {
+        return Err(jsonrpc_error(StatusCode::BAD_REQUEST, code, &message));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
 /// The axum middleware: refuses before the MCP service sees the request.
 pub async fn layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) -> Response {
     match guard.check(req.headers()) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => match checked_body(req).await {
+            Ok(req) => next.run(req).await,
+            Err(refused) => refused,
+        },
         Err(Refusal::Unauthorized) => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -164,6 +230,37 @@ pub async fn layer(State(guard): State<Arc<Guard>>, req: Request, next: Next) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_that_are_not_json_rpc_get_its_errors() {
+        assert_eq!(
+            jsonrpc_problem(br#"{"jsonrpc":"2.0","id":1,"method":"#).map(|p| p.0),
+            Some(-32700)
+        );
+        assert_eq!(
+            jsonrpc_problem(br#"{"hello":"world"}"#).map(|p| p.0),
+            Some(-32600)
+        );
+        assert_eq!(jsonrpc_problem(b"[]").map(|p| p.0), Some(-32600));
+        assert_eq!(
+            jsonrpc_problem(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#),
+            None
+        );
+        assert_eq!(
+            jsonrpc_problem(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            None
+        );
+        assert_eq!(
+            jsonrpc_problem(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            None
+        );
+        assert_eq!(
+            jsonrpc_problem(
+                br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#
+            ),
+            None
+        );
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
