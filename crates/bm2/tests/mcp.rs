@@ -789,3 +789,19 @@ fn stdio_server_exits_when_the_client_vanishes() {
     // The daemon it used is unharmed.
     env.ok(&["ping"]);
 }
+
+#[test]
+fn http_refuses_a_non_loopback_bind_without_allow_remote() {
+    let env = TestEnv::new();
+    let (ok, out, err) = env.output(&[
+        "mcp",
+        "--transport",
+        "http",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        &common::free_port().to_string(),
+    ]);
+    assert!(!ok, "a non-loopback bind was accepted: {out}");
+    assert!(err.contains("--allow-remote"), "{err}");
+}
