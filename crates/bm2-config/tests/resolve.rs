@@ -177,10 +177,13 @@ fn js_configs_run_with_the_file_directory_as_cwd() {
     }
 }
 
-/// The bun installer shared with the binary's tests.
+/// The bun installer shared with the binary's tests (and the test-tools installer it uses).
 #[path = "../../bm2/tests/common/bun.rs"]
 #[allow(dead_code)]
 mod bun;
+#[path = "../../bm2/tests/common/tools.rs"]
+#[allow(dead_code)]
+mod tools;
 use bun::bun_bin_dir;
 
 /// `.ts` configs need bun (or node 22.6+) on PATH. PATH cannot be changed safely inside this

@@ -68,31 +68,17 @@ fn chromium() -> &'static str {
 /// Installs playwright-core into `target/test-tools` (once, under a file lock so that parallel
 /// tests and test binaries do not race) and returns that directory.
 fn playwright_tools() -> PathBuf {
-    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools");
     // The marker is written once npm has finished: a package directory alone may be an
     // install still in progress in another test process.
-    if !tools.join(".playwright-core-installed").is_file() {
-        fs::create_dir_all(&tools).unwrap();
-        let script = format!(
-            "test -f .playwright-core-installed || {{ npm install --prefix . --no-audit --no-fund \
-             {PLAYWRIGHT_CORE} && node -e 'require(\"playwright-core\")' && touch \
-             .playwright-core-installed; }}"
-        );
-        let out = Command::new("flock")
-            .arg(tools.join(".install.lock"))
-            .args(["sh", "-c", &script])
-            .current_dir(&tools)
-            .output()
-            .expect("run flock (util-linux)");
-        assert!(
-            out.status.success(),
-            "installing {PLAYWRIGHT_CORE} into {} failed:\n{}{}",
-            tools.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    fs::canonicalize(tools).unwrap()
+    common::tools::install_once(
+        ".playwright-core-installed",
+        &format!(
+            "npm install --prefix . --no-audit --no-fund {PLAYWRIGHT_CORE} && node -e 'require(\"playwright-core\")' && touch .playwright-core-installed"
+        ),
+        PLAYWRIGHT_CORE,
+        "",
+    );
+    fs::canonicalize(common::tools::dir()).unwrap()
 }
 
 /// The dashboard address with its token, from what `bm2 dashboard` printed.

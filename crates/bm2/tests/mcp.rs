@@ -62,35 +62,22 @@ const STEP: Duration = Duration::from_secs(90);
 /// file lock the other test tools use, so parallel tests and test binaries do not race) and
 /// returns its python.
 fn venv_python() -> PathBuf {
-    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools");
     // The marker names the SDK version: a venv alone may be an install still in progress in
     // another test process, or one of another version.
     let marker = format!(".mcp-venv-{}-installed", MCP_SDK.replace("==", "-"));
-    if !tools.join(&marker).is_file() {
-        fs::create_dir_all(&tools).unwrap();
-        let script = format!(
-            "test -f {marker} || {{ rm -rf mcp-venv .mcp-venv-*-installed && python3 -m venv mcp-venv \
+    common::tools::install_once(
+        &marker,
+        &format!(
+            "rm -rf mcp-venv .mcp-venv-*-installed && python3 -m venv mcp-venv \
              && mcp-venv/bin/pip install --quiet --disable-pip-version-check '{MCP_SDK}' \
              && mcp-venv/bin/python -c 'import mcp.client.stdio, mcp.client.streamable_http' \
-             && touch {marker}; }}"
-        );
-        let out = Command::new("flock")
-            .arg(tools.join(".install.lock"))
-            .args(["sh", "-c", &script])
-            .current_dir(&tools)
-            .output()
-            .expect("run flock (util-linux)");
-        assert!(
-            out.status.success(),
-            "creating the MCP SDK virtualenv in {} failed (python3 needs the venv module: \
-             `apt-get install python3-venv`, which scripts/test does):\n{}{}",
-            tools.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+             && touch {marker}"
+        ),
+        &format!("the MCP SDK ({MCP_SDK}) in a virtualenv"),
+        " (python3 needs the venv module: `apt-get install python3-venv`, which scripts/test does)",
+    );
     // The venv's python is a symlink to the base interpreter: resolving it would leave the venv.
-    fs::canonicalize(tools.join("mcp-venv"))
+    fs::canonicalize(common::tools::dir().join("mcp-venv"))
         .unwrap()
         .join("bin/python")
 }

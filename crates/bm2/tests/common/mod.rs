@@ -5,6 +5,7 @@ pub mod bun;
 pub mod load;
 pub mod sshd;
 pub mod tmux;
+pub mod tools;
 pub mod unix_http;
 
 use std::fs;
