@@ -413,3 +413,86 @@ mod tests {
         assert_eq!(parse::<Number>(r#""3000""#).unwrap().0, 3000);
     }
 }
+
+/// The apps an app depends on: a list of names (each waited for until `started`), one string of
+/// comma-separated names, or an object from name to condition (`started`, `ready`, `completed`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "DependsOnForm")]
+pub struct DependsOn(pub BTreeMap<String, bm2_types::DependCondition>);
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum DependsOnForm {
+    Names(Vec<String>),
+    Text(String),
+    Conditions(BTreeMap<String, ConditionForm>),
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+enum ConditionForm {
+    Started,
+    Ready,
+    Completed,
+}
+
+impl DependsOn {
+    /// Reads `a,b` (each `started`); a `name:condition` item sets the condition.
+    ///
+    /// # Errors
+    /// An empty name or an unknown condition.
+    pub fn parse_list(s: &str) -> Result<DependsOn, String> {
+        let mut out = BTreeMap::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, cond) = match item.split_once(':') {
+                Some((n, c)) => (n.trim(), c.parse()?),
+                None => (item, bm2_types::DependCondition::default()),
+            };
+            if name.is_empty() {
+                return Err(format!("depends_on: an empty app name in {s:?}"));
+            }
+            out.insert(name.to_string(), cond);
+        }
+        Ok(DependsOn(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for DependsOn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = DependsOn;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "app names (an array or \"a,b\"), or an object from app name to started, ready or completed",
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                DependsOn::parse_list(s).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    if name.trim().is_empty() {
+                        return Err(de::Error::custom("depends_on: an empty app name"));
+                    }
+                    out.insert(name.trim().to_string(), bm2_types::DependCondition::default());
+                }
+                Ok(DependsOn(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((name, cond)) = map.next_entry::<String, String>()? {
+                    let cond = cond
+                        .parse()
+                        .map_err(|e: String| de::Error::custom(format!("depends_on.{name}: {e}")))?;
+                    out.insert(name, cond);
+                }
+                Ok(DependsOn(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

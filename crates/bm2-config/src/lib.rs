@@ -1,6 +1,7 @@
 //! Ecosystem files: PM2's and BM2's formats (`.js`, `.cjs`, `.mjs`, `.ts`, `.json`, `.yaml`,
 //! `.toml`) read into [`AppSpec`]s. Errors name the file, the line and the key.
 
+pub mod depends;
 pub mod deploy;
 pub mod error;
 pub mod forms;
@@ -168,6 +169,7 @@ fn load_text(
         from_flags: false,
     };
     let mut apps = Vec::with_capacity(raws.len());
+    let mut all = Vec::with_capacity(raws.len());
     for (i, raw) in raws.into_iter().enumerate() {
         let blocks = env_blocks(app_values.get(i).copied(), i, shown)?;
         let plain_name = raw.name.clone();
@@ -181,8 +183,14 @@ fn load_text(
             if let Some(w) = misread_path(script.as_deref(), &spec, text, shown, i) {
                 warnings.push(w);
             }
-            apps.push(spec);
+            apps.push(spec.clone());
         }
+        all.push(spec);
+    }
+    // The whole file is known here: a name none of its apps has may still be a managed app,
+    // which the daemon checks; a cycle is refused before anything starts.
+    if let Err(e @ depends::DependsError::Cycle(_)) = depends::start_order(&all, &[]) {
+        return Err(ConfigError::file(shown, e.to_string()));
     }
     if let Some(env_name) = &opts.env_name
         && ctx.deploy_env.is_none()

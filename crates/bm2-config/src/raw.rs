@@ -214,6 +214,18 @@ pub struct RawApp {
     /// Also rotate logs on a cron schedule.
     #[serde(alias = "logRotateInterval")]
     pub log_rotate_interval: Option<String>,
+    /// Apps started before this one, each waited for until its condition: `["db", "cache"]`
+    /// (`started`), or `{ "db": "ready", "migrate": "completed" }`. Names are apps of the same
+    /// file or apps already managed.
+    #[serde(alias = "dependsOn")]
+    pub depends_on: Option<crate::forms::DependsOn>,
+    /// How long to wait for the dependencies' conditions (ms, or `"90s"`; default 60 s).
+    #[serde(alias = "dependsTimeout")]
+    pub depends_timeout: Option<Millis>,
+    /// After this app restarts (for any reason), restart the apps that depend on it once it
+    /// meets their condition again.
+    #[serde(alias = "restartDependents")]
+    pub restart_dependents: Option<bool>,
 }
 
 impl RawApp {
@@ -290,6 +302,9 @@ impl RawApp {
             log_retain: over.log_retain.or(self.log_retain),
             log_compress: over.log_compress.or(self.log_compress),
             log_rotate_interval: over.log_rotate_interval.or(self.log_rotate_interval),
+            depends_on: over.depends_on.or(self.depends_on),
+            depends_timeout: over.depends_timeout.or(self.depends_timeout),
+            restart_dependents: over.restart_dependents.or(self.restart_dependents),
         }
     }
 }
@@ -396,6 +411,9 @@ pub const KEYS: &[(&str, &[&str])] = &[
     ("log_retain", &["logRetain"]),
     ("log_compress", &["logCompress"]),
     ("log_rotate_interval", &["logRotateInterval"]),
+    ("depends_on", &["dependsOn"]),
+    ("depends_timeout", &["dependsTimeout"]),
+    ("restart_dependents", &["restartDependents"]),
 ];
 
 /// PM2 keys about Node internals or PM2's own services: accepted, with no effect in bm2.

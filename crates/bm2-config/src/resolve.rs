@@ -282,6 +282,9 @@ pub fn resolve(
         log_retain: num(raw.log_retain).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
         log_compress: raw.log_compress,
         log_rotate_interval: raw.log_rotate_interval,
+        depends_on: raw.depends_on.map(|d| d.0).unwrap_or_default(),
+        depends_timeout: raw.depends_timeout.map(|m| m.0),
+        restart_dependents: raw.restart_dependents.unwrap_or(d.restart_dependents),
     };
     check_limits(&spec).map_err(|e| ConfigError::file(file, e.message).at_key(at(e.key)))?;
     Ok(Resolved { spec, warnings })
@@ -355,6 +358,9 @@ pub fn apply(spec: AppSpec, over: RawApp, here: &Path) -> Result<AppSpec, Config
         log_retain: spec.log_retain.map(|v| Number(u64::from(v))),
         log_compress: spec.log_compress,
         log_rotate_interval: spec.log_rotate_interval,
+        depends_on: Some(crate::forms::DependsOn(spec.depends_on)),
+        depends_timeout: spec.depends_timeout.map(Millis),
+        restart_dependents: Some(spec.restart_dependents),
         ..RawApp::default()
     };
     // A mode inferred from `instances` is inferred again when they change.

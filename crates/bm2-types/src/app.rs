@@ -164,6 +164,59 @@ pub struct AppSpec {
     pub log_compress: Option<bool>,
     /// Also rotate on this cron schedule (e.g. `0 0 * * *` for daily at midnight).
     pub log_rotate_interval: Option<String>,
+    /// Apps this app waits for when started, each with the condition it waits for.
+    pub depends_on: BTreeMap<String, DependCondition>,
+    /// Milliseconds to wait for the dependencies' conditions before giving up (default 60 s).
+    pub depends_timeout: Option<u64>,
+    /// Restart this app's dependents after this app restarts, once it meets their condition again.
+    pub restart_dependents: bool,
+}
+
+/// Default of [`AppSpec::depends_timeout`], in milliseconds.
+pub const DEFAULT_DEPENDS_TIMEOUT_MS: u64 = 60_000;
+
+/// What an app waits for of one of its dependencies (process-compose's conditions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependCondition {
+    /// Its process is running.
+    #[default]
+    Started,
+    /// It is online and ready: said so with `wait_ready`, receives traffic (cluster mode), and
+    /// passes its health check when it has one.
+    Ready,
+    /// It exited with code 0 (a one-shot job).
+    Completed,
+}
+
+impl DependCondition {
+    /// `started`, `ready` or `completed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DependCondition::Started => "started",
+            DependCondition::Ready => "ready",
+            DependCondition::Completed => "completed",
+        }
+    }
+}
+
+impl std::str::FromStr for DependCondition {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "started" | "process_started" | "service_started" => Ok(DependCondition::Started),
+            "ready" | "healthy" | "process_healthy" | "service_healthy" => {
+                Ok(DependCondition::Ready)
+            }
+            "completed" | "process_completed_successfully" | "service_completed_successfully" => {
+                Ok(DependCondition::Completed)
+            }
+            _ => Err(format!(
+                "expected started, ready or completed, got {s:?}"
+            )),
+        }
+    }
 }
 
 impl Default for AppSpec {
@@ -231,6 +284,9 @@ impl Default for AppSpec {
             log_retain: None,
             log_compress: None,
             log_rotate_interval: None,
+            depends_on: BTreeMap::new(),
+            depends_timeout: None,
+            restart_dependents: false,
         }
     }
 }
