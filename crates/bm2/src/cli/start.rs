@@ -93,6 +93,16 @@ pub struct AppFlags {
     /// Stop the app with a `shutdown` message on its IPC channel (Node/Bun) before SIGKILL
     #[arg(long)]
     pub shutdown_with_message: bool,
+    /// Start only once these apps meet their condition: `db,cache` (each `started`), or
+    /// `db:ready,migrate:completed`
+    #[arg(long, value_name = "APPS", value_parser = bm2_config::forms::DependsOn::parse_list)]
+    pub depends_on: Option<bm2_config::forms::DependsOn>,
+    /// Milliseconds to wait for the dependencies' conditions [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub depends_timeout: Option<u64>,
+    /// After this app restarts, restart the apps that depend on it
+    #[arg(long)]
+    pub restart_dependents: bool,
     /// Fork mode with --port: bm2 holds each instance's listening socket and hands it to the app
     /// by systemd socket activation (LISTEN_FDS=1, fd 3), so that reload has no gap
     #[arg(long)]
@@ -442,6 +452,9 @@ pub fn flags(a: &AppFlags, here: &Path) -> RawApp {
         wait_ready: on(a.wait_ready),
         listen_timeout: ms(a.listen_timeout),
         shutdown_with_message: on(a.shutdown_with_message),
+        depends_on: a.depends_on.clone(),
+        depends_timeout: ms(a.depends_timeout),
+        restart_dependents: on(a.restart_dependents),
         socket_activation: on(a.socket_activation),
         autorestart: a.no_autorestart.then_some(false),
         max_restarts: n(a.max_restarts),
