@@ -29,10 +29,7 @@ pub enum DependsError {
 ///
 /// # Errors
 /// An unknown dependency, or a cycle (named along its path).
-pub fn start_order(
-    apps: &[AppSpec],
-    external: &[String],
-) -> Result<Vec<usize>, DependsError> {
+pub fn start_order(apps: &[AppSpec], external: &[String]) -> Result<Vec<usize>, DependsError> {
     let index: BTreeMap<&str, usize> = apps
         .iter()
         .enumerate()
@@ -102,10 +99,7 @@ pub fn start_order(
 
 /// The names of `apps` in the order they stop: every app before the apps it depends on.
 /// `depends` gives an app's dependencies. Apps in a cycle (which start refuses) keep their order.
-pub fn stop_order<'a>(
-    names: &[&'a str],
-    depends: impl Fn(&str) -> Vec<String>,
-) -> Vec<&'a str> {
+pub fn stop_order<'a>(names: &[&'a str], depends: impl Fn(&str) -> Vec<String>) -> Vec<&'a str> {
     let specs: Vec<AppSpec> = names
         .iter()
         .map(|n| AppSpec {
@@ -154,12 +148,19 @@ mod tests {
             app("db", &[]),
         ];
         let order = start_order(&apps, &[]).unwrap();
-        assert_eq!(names(&apps, &order), ["cache", "db", "api", "worker", "other"]);
+        assert_eq!(
+            names(&apps, &order),
+            ["cache", "db", "api", "worker", "other"]
+        );
     }
 
     #[test]
     fn a_cycle_is_named_along_its_path() {
-        let apps = [app("api", &["worker"]), app("worker", &["api"]), app("db", &[])];
+        let apps = [
+            app("api", &["worker"]),
+            app("worker", &["api"]),
+            app("db", &[]),
+        ];
         let err = start_order(&apps, &[]).unwrap_err();
         assert_eq!(err.to_string(), "depends_on cycle: api -> worker -> api");
         let apps = [app("a", &["a"])];
@@ -167,7 +168,12 @@ mod tests {
             start_order(&apps, &[]).unwrap_err().to_string(),
             "depends_on cycle: a -> a"
         );
-        let apps = [app("x", &["a"]), app("a", &["b"]), app("b", &["c"]), app("c", &["a"])];
+        let apps = [
+            app("x", &["a"]),
+            app("a", &["b"]),
+            app("b", &["c"]),
+            app("c", &["a"]),
+        ];
         assert_eq!(
             start_order(&apps, &[]).unwrap_err().to_string(),
             "depends_on cycle: a -> b -> c -> a"

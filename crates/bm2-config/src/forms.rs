@@ -478,16 +478,19 @@ impl<'de> Deserialize<'de> for DependsOn {
                     if name.trim().is_empty() {
                         return Err(de::Error::custom("depends_on: an empty app name"));
                     }
-                    out.insert(name.trim().to_string(), bm2_types::DependCondition::default());
+                    out.insert(
+                        name.trim().to_string(),
+                        bm2_types::DependCondition::default(),
+                    );
                 }
                 Ok(DependsOn(out))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = BTreeMap::new();
                 while let Some((name, cond)) = map.next_entry::<String, String>()? {
-                    let cond = cond
-                        .parse()
-                        .map_err(|e: String| de::Error::custom(format!("depends_on.{name}: {e}")))?;
+                    let cond = cond.parse().map_err(|e: String| {
+                        de::Error::custom(format!("depends_on.{name}: {e}"))
+                    })?;
                     out.insert(name, cond);
                 }
                 Ok(DependsOn(out))

@@ -212,9 +212,7 @@ impl std::str::FromStr for DependCondition {
             "completed" | "process_completed_successfully" | "service_completed_successfully" => {
                 Ok(DependCondition::Completed)
             }
-            _ => Err(format!(
-                "expected started, ready or completed, got {s:?}"
-            )),
+            _ => Err(format!("expected started, ready or completed, got {s:?}")),
         }
     }
 }

@@ -96,7 +96,7 @@ impl ProcessManager {
                     notices: Vec::new(),
                 });
             }
-            Action::Stop => all(&handles, Handle::stop).await,
+            Action::Stop => super::depends::stop_in_order(&handles).await,
             Action::Restart => all(&handles, |h| h.restart(None)).await,
             Action::Reset => all(&handles, Handle::reset).await,
         };

@@ -2,6 +2,7 @@
 //! One module per family of commands.
 
 mod control;
+mod depends;
 mod env;
 mod handover;
 mod logging;

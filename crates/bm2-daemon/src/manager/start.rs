@@ -88,11 +88,30 @@ impl ProcessManager {
             })?;
             bases.push(env);
         }
+        // Names and cycles are checked before anything is reserved or started.
+        let managed: Vec<String> = self
+            .registry
+            .all()
+            .iter()
+            .map(|h| h.inst.app.clone())
+            .filter(|a| !req.apps.iter().any(|s| s.name == *a))
+            .collect();
+        bm2_config::depends::start_order(&req.apps, &managed)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidApp, e.to_string()))?;
+        // Apps that wait for others are registered stopped and started once those are there.
+        let waiting: HashSet<String> = req
+            .apps
+            .iter()
+            .filter(|s| s.autostart && !s.depends_on.is_empty())
+            .map(|s| s.name.clone())
+            .collect();
         let restart_existing = req.if_exists != IfExists::Fail && !req.force;
         let reload = req.if_exists == IfExists::Reload;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let mut batch: Vec<Planned<'_>> = Vec::new();
         let mut restarted = Vec::new();
+        let mut restarted_handles: Vec<Handle> = Vec::new();
+        let specs: Vec<Arc<AppSpec>> = req.apps.iter().cloned().map(Arc::new).collect();
         for (spec, base) in req.apps.into_iter().zip(bases) {
             let count = spec.instances.resolve(cpus);
             if count > MAX_INSTANCES {
@@ -160,7 +179,7 @@ impl ProcessManager {
                     spec: spec.clone(),
                     base_env: base.clone(),
                     history: History {
-                        running: spec.autostart,
+                        running: spec.autostart && !waiting.contains(&spec.name),
                         ..History::default()
                     },
                     created_at_ms: now_ms(),
@@ -173,28 +192,49 @@ impl ProcessManager {
         self.saved(&mut errors).await;
         let starting: Vec<Handle> = handles
             .iter()
-            .filter(|(_, a)| *a)
+            .filter(|(h, a)| *a && !waiting.contains(&h.inst.app))
             .map(|(h, _)| h.clone())
             .collect();
-        let failed = self.spawn_new(&starting, &mut errors).await;
-        handles.retain(|(h, _)| !failed.contains(&h.inst.app));
-        for (h, spec, base_env) in &restarted {
+        let mut failed = self.spawn_new(&starting, &mut errors).await;
+        let mut later = Vec::new();
+        for (h, spec, base_env) in restarted {
             let update = Update {
                 spec: Some(spec.clone()),
-                base_env: base_env.clone(),
+                base_env,
             };
-            let one = std::slice::from_ref(h);
+            if waiting.contains(&h.inst.app) {
+                later.push((h, update));
+                continue;
+            }
+            let one = std::slice::from_ref(&h);
             if reload {
                 errors.extend(all(one, |h| h.reload(Some(update.clone()))).await);
             } else {
                 errors.extend(all(one, |h| h.restart(Some(update.clone()))).await);
             }
-            handles.push((h.clone(), true));
+            restarted_handles.push(h.clone());
+            handles.push((h, true));
         }
+        if !waiting.is_empty() {
+            let new: Vec<Handle> = handles
+                .iter()
+                .filter(|(h, a)| *a && waiting.contains(&h.inst.app))
+                .map(|(h, _)| h.clone())
+                .collect();
+            let ordered = self
+                .start_waiting(&specs, new, later, &failed, reload, &mut errors)
+                .await;
+            for h in ordered.restarted {
+                restarted_handles.push(h.clone());
+                handles.push((h, true));
+            }
+            failed.extend(ordered.dropped);
+        }
+        handles.retain(|(h, _)| !failed.contains(&h.inst.app));
         self.saved(&mut errors).await;
         handles.sort_by_key(|(h, _)| h.inst.id);
         let notices = if reload {
-            reload_notices(restarted.iter().map(|(h, _, _)| h))
+            reload_notices(restarted_handles.iter())
         } else {
             Vec::new()
         };
@@ -229,7 +269,11 @@ impl ProcessManager {
     /// Starts newly registered instances. The apps any of whose instances could not be
     /// spawned are forgotten again (with their other new instances): a start that fails before
     /// its process ran leaves nothing behind. Returns those apps' names.
-    async fn spawn_new(&self, handles: &[Handle], errors: &mut Vec<ApiError>) -> HashSet<String> {
+    pub(super) async fn spawn_new(
+        &self,
+        handles: &[Handle],
+        errors: &mut Vec<ApiError>,
+    ) -> HashSet<String> {
         let results = each(handles, Handle::start).await;
         let mut failed = HashSet::new();
         for (h, r) in handles.iter().zip(results) {

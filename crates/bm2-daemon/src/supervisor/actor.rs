@@ -186,6 +186,12 @@ impl Actor {
                 });
                 let _ = reply.send(Ok(()));
             }
+            Command::Note(reason, reply) => {
+                if self.phase.running().is_none() {
+                    self.publish(|v| v.reason = Some(reason));
+                }
+                let _ = reply.send(Ok(()));
+            }
             Command::Trigger(trigger) => self.on_trigger(trigger).await,
             Command::Watch(change, reply) => {
                 self.change_watch(change);

@@ -33,6 +33,9 @@ pub enum Command {
     Delete(Reply),
     /// Zero the restart counters.
     Reset(Reply),
+    /// Show why a stopped instance is not running (`waiting for db (ready): ...`); ignored
+    /// while it runs.
+    Note(String, Reply),
     /// Send a signal to the main process.
     Signal(Signal, Reply),
     /// Send a message over the process's IPC channel (PM2's `sendDataToProcessId`).

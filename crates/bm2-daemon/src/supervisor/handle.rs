@@ -113,6 +113,11 @@ impl Handle {
         self.ask(Command::Delete).await
     }
 
+    /// Shows `reason` as why the stopped instance is not running.
+    pub async fn note(&self, reason: String) -> Result<(), ApiError> {
+        self.ask(|r| Command::Note(reason, r)).await
+    }
+
     /// Zeroes the restart counters.
     pub async fn reset(&self) -> Result<(), ApiError> {
         self.ask(Command::Reset).await

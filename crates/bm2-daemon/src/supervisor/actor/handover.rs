@@ -142,7 +142,8 @@ impl Actor {
                 | Command::Delete(r)
                 | Command::Reset(r)
                 | Command::Signal(_, r)
-                | Command::SendData(_, r) => {
+                | Command::SendData(_, r)
+                | Command::Note(_, r) => {
                     let _ = r.send(Err(busy()));
                 }
                 Command::Watch(_, r) => {
