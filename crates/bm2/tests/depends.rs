@@ -210,3 +210,39 @@ fn a_failing_dependency_leaves_its_dependents_stopped_with_the_reason() {
     );
     assert!(order(&env).is_empty(), "{:?}", order(&env));
 }
+
+#[test]
+fn restart_dependents_restarts_the_dependents_once_the_dependency_is_ready_again() {
+    let env = TestEnv::new();
+    let file = write_file(
+        &env,
+        &[
+            app(
+                "db",
+                &json!({ "restart_dependents": true, "env": { "NAME": "db", "DELAY": "300" } }),
+            ),
+            app("api", &json!({ "depends_on": { "db": "ready" } })),
+            // Does not depend on db: left alone.
+            app("other", &json!({})),
+        ],
+    );
+    env.ok(&["start", &file]);
+    let api = env.wait_status("api", "online")["pid"].as_u64().unwrap();
+    let other = env.wait_status("other", "online")["pid"].as_u64().unwrap();
+    // A restart on request.
+    std::fs::remove_file(env.path("order.txt")).unwrap();
+    env.ok(&["restart", "db"]);
+    let api2 = env.wait_new_pid("api", api);
+    let o = wait_order(&env, 4);
+    let pos = |l: &str| {
+        o.iter()
+            .rposition(|x| x == l)
+            .unwrap_or_else(|| panic!("{l} in {o:?}"))
+    };
+    assert!(pos("ready db") < pos("start api"), "{o:?}");
+    // A crash: db is restarted by bm2, and api after it.
+    let db = env.proc("db")["pid"].as_u64().unwrap();
+    common::kill_pid(u32::try_from(db).unwrap(), "KILL");
+    env.wait_new_pid("api", api2);
+    assert_eq!(env.proc("other")["pid"].as_u64().unwrap(), other);
+}

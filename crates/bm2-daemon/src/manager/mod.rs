@@ -2,6 +2,7 @@
 //! One module per family of commands.
 
 mod control;
+mod dependents;
 mod depends;
 mod env;
 mod handover;
@@ -119,7 +120,7 @@ impl ProcessManager {
             registry.clone(),
             sample_interval,
         ));
-        Arc::new(ProcessManager {
+        let manager = Arc::new(ProcessManager {
             shared,
             registry,
             started: Instant::now(),
@@ -128,7 +129,12 @@ impl ProcessManager {
             updating: std::sync::atomic::AtomicBool::new(false),
             closing: tokio::sync::watch::channel(false).0,
             streams_end: tokio::sync::watch::channel(false).0,
-        })
+        });
+        tokio::spawn(dependents::run(
+            Arc::downgrade(&manager),
+            manager.shared.bus.subscribe(),
+        ));
+        manager
     }
 
     /// Leaves adopted zombies alone (every reaper: SIGCHLD, samples, stops) until
