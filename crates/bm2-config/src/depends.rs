@@ -15,7 +15,7 @@ pub enum DependsError {
         app: String,
         /// The name it depends on.
         dep: String,
-        /// The names that exist.
+        /// The names that exist (but the app's own).
         known: Vec<String>,
     },
     /// Apps depend on each other in a ring; the path goes back to its start.
@@ -42,6 +42,7 @@ pub fn start_order(apps: &[AppSpec], external: &[String]) -> Result<Vec<usize>, 
                     .iter()
                     .map(|a| a.name.clone())
                     .chain(external.iter().cloned())
+                    .filter(|n| *n != app.name)
                     .collect();
                 return Err(DependsError::Unknown {
                     app: app.name.clone(),
@@ -185,7 +186,7 @@ mod tests {
         let apps = [app("api", &["dbx"]), app("db", &[]), app("cache", &[])];
         assert_eq!(
             start_order(&apps, &[]).unwrap_err().to_string(),
-            "api depends_on unknown app \"dbx\" (known: api, cache, db)"
+            "api depends_on unknown app \"dbx\" (known: cache, db)"
         );
         // A managed app is a known one, and is not ordered.
         let order = start_order(&apps, &["dbx".to_string()]).unwrap();

@@ -339,6 +339,15 @@ fn every_key_of_the_full_fixture_takes_effect() {
     assert_eq!(a.log_retain, Some(9));
     assert_eq!(a.log_compress, Some(true));
     assert_eq!(a.log_rotate_interval.as_deref(), Some("0 0 * * *"));
+    assert_eq!(
+        a.depends_on
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [("db", "ready"), ("migrate", "completed")]
+    );
+    assert_eq!(a.depends_timeout, Some(90_000));
+    assert!(a.restart_dependents);
     // Every option differs from its default, so each key was read.
     assert_ne!(a.instances, d.instances);
 
@@ -1141,4 +1150,60 @@ fn a_pid_file_of_null_keeps_the_default_one() {
         .unwrap_or_else(|e| panic!("{json}: {e}"));
         assert_eq!(loaded.apps[0].pid_file, None, "{given}");
     }
+}
+
+#[test]
+fn depends_on_forms_and_cycles() {
+    let load = |apps: serde_json::Value| {
+        let json = serde_json::json!({ "apps": apps }).to_string();
+        load_json(
+            &json,
+            "eco.json",
+            fixture_dir("keys"),
+            &LoadOptions::default(),
+        )
+    };
+    let app = |name: &str, deps: serde_json::Value| serde_json::json!({ "name": name, "script": "app.js", "depends_on": deps });
+    let cond = |s: &str| s.parse::<bm2_types::DependCondition>().unwrap();
+    let got = load(serde_json::json!([
+        app("a", serde_json::json!(["b", "c"])),
+        app("b", serde_json::json!("c, d:completed")),
+        app("c", serde_json::json!({ "d": "process_healthy" })),
+        app("d", serde_json::json!([])),
+    ]))
+    .unwrap();
+    assert_eq!(got.apps[0].depends_on["b"], cond("started"));
+    assert_eq!(got.apps[1].depends_on["d"], cond("completed"));
+    assert_eq!(got.apps[2].depends_on["d"], cond("ready"));
+    let err = load(serde_json::json!([
+        app("a", serde_json::json!({ "b": "soon" })),
+        app("b", serde_json::json!([]))
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("expected started, ready or completed"),
+        "{err}"
+    );
+    let err = load(serde_json::json!([
+        app("api", serde_json::json!(["worker"])),
+        app("worker", serde_json::json!(["api"])),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("depends_on cycle: api -> worker -> api"),
+        "{err}"
+    );
+    // A cycle through an app left out by --only is refused too: the whole file is checked.
+    let json = serde_json::json!({ "apps": [
+        app("api", serde_json::json!(["worker"])),
+        app("worker", serde_json::json!(["api"])),
+    ]})
+    .to_string();
+    let only = LoadOptions {
+        only: vec!["api".into()],
+        ..LoadOptions::default()
+    };
+    assert!(load_json(&json, "eco.json", fixture_dir("keys"), &only).is_err());
 }

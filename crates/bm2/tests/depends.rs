@@ -137,7 +137,7 @@ fn an_unknown_name_is_refused_and_nothing_starts() {
     );
     let err = env.fail(&["start", &file]);
     assert!(
-        err.contains("api depends_on unknown app \"dbx\" (known: api, cache, db)"),
+        err.contains("api depends_on unknown app \"dbx\" (known: cache, db)"),
         "{err}"
     );
     assert!(env.jlist().is_empty());
