@@ -23,6 +23,47 @@ pub enum DependsError {
     Cycle(Vec<String>),
 }
 
+/// Where the depth-first walk is with an app.
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    New,
+    Open,
+    Done,
+}
+/// Visits app `i` depth-first, dependencies first, pushing it to `out` after them; an app met
+/// again while open closes a cycle.
+fn visit(
+    i: usize,
+    apps: &[AppSpec],
+    index: &BTreeMap<&str, usize>,
+    marks: &mut [Mark],
+    path: &mut Vec<usize>,
+    out: &mut Vec<usize>,
+) -> Result<(), DependsError> {
+    match marks[i] {
+        Mark::Done => return Ok(()),
+        Mark::Open => {
+            let from = path.iter().position(|&p| p == i).unwrap_or(0);
+            let mut ring: Vec<String> =
+                path[from..].iter().map(|&p| apps[p].name.clone()).collect();
+            ring.push(apps[i].name.clone());
+            return Err(DependsError::Cycle(ring));
+        }
+        Mark::New => {}
+    }
+    marks[i] = Mark::Open;
+    path.push(i);
+    for dep in apps[i].depends_on.keys() {
+        if let Some(&j) = index.get(dep.as_str()) {
+            visit(j, apps, index, marks, path, out)?;
+        }
+    }
+    path.pop();
+    marks[i] = Mark::Done;
+    out.push(i);
+    Ok(())
+}
+
 /// The indices of `apps` with every app after the apps of `apps` it depends on (apps without
 /// dependencies between them keep the file's order). A dependency that is not in `apps` must be one `external` knows
 /// (an app already managed): it is not ordered.
@@ -51,44 +92,6 @@ pub fn start_order(apps: &[AppSpec], external: &[String]) -> Result<Vec<usize>, 
                 });
             }
         }
-    }
-    // Depth-first, dependencies first; a grey node met again closes a cycle.
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Open,
-        Done,
-    }
-    fn visit(
-        i: usize,
-        apps: &[AppSpec],
-        index: &BTreeMap<&str, usize>,
-        marks: &mut [Mark],
-        path: &mut Vec<usize>,
-        out: &mut Vec<usize>,
-    ) -> Result<(), DependsError> {
-        match marks[i] {
-            Mark::Done => return Ok(()),
-            Mark::Open => {
-                let from = path.iter().position(|&p| p == i).unwrap_or(0);
-                let mut ring: Vec<String> =
-                    path[from..].iter().map(|&p| apps[p].name.clone()).collect();
-                ring.push(apps[i].name.clone());
-                return Err(DependsError::Cycle(ring));
-            }
-            Mark::New => {}
-        }
-        marks[i] = Mark::Open;
-        path.push(i);
-        for dep in apps[i].depends_on.keys() {
-            if let Some(&j) = index.get(dep.as_str()) {
-                visit(j, apps, index, marks, path, out)?;
-            }
-        }
-        path.pop();
-        marks[i] = Mark::Done;
-        out.push(i);
-        Ok(())
     }
     let mut marks = vec![Mark::New; apps.len()];
     let mut out = Vec::with_capacity(apps.len());

@@ -48,7 +48,7 @@ pub(super) async fn run(
             (v.restarts, v.spec.restart_dependents)
         };
         let before = seen.insert(process.id, restarts);
-        if !wanted || !before.is_some_and(|b| restarts > b) {
+        if !wanted || before.is_none_or(|b| restarts <= b) {
             continue;
         }
         let dep = restarted.inst.app.clone();
