@@ -246,3 +246,22 @@ fn restart_dependents_restarts_the_dependents_once_the_dependency_is_ready_again
     env.wait_new_pid("api", api2);
     assert_eq!(env.proc("other")["pid"].as_u64().unwrap(), other);
 }
+
+#[test]
+fn a_client_that_goes_away_while_apps_wait_does_not_stop_the_start() {
+    let env = TestEnv::new();
+    let file = write_file(
+        &env,
+        &[
+            app("db", &json!({ "env": { "NAME": "db", "DELAY": "1500" } })),
+            app("api", &json!({ "depends_on": { "db": "ready" } })),
+        ],
+    );
+    let mut client = env.command(&["start", &file]).spawn().unwrap();
+    wait_order(&env, 1);
+    client.kill().unwrap();
+    client.wait().unwrap();
+    env.wait_status("api", "online");
+    let o = wait_order(&env, 3);
+    assert_eq!(&o[..3], ["start db", "ready db", "start api"]);
+}

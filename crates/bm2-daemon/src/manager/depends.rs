@@ -130,6 +130,7 @@ pub(super) async fn wait_for(
 }
 
 /// What [`ProcessManager::start_waiting`] did.
+#[derive(Default)]
 pub(super) struct Ordered {
     /// Managed apps restarted once their dependencies were there.
     pub restarted: Vec<Handle>,

@@ -98,6 +98,9 @@ pub struct ProcessManager {
     /// True once a shutdown has stopped the apps: long-lived streams (log follows, dashboard
     /// sessions) end then, so that followers see what apps print while they stop.
     streams_end: tokio::sync::watch::Sender<bool>,
+    /// The manager itself, for work that must go on when the request that began it is
+    /// dropped (a start waiting for dependencies whose client went away).
+    this: std::sync::Weak<ProcessManager>,
 }
 
 impl ProcessManager {
@@ -120,7 +123,8 @@ impl ProcessManager {
             registry.clone(),
             sample_interval,
         ));
-        let manager = Arc::new(ProcessManager {
+        let manager = Arc::new_cyclic(|this| ProcessManager {
+            this: this.clone(),
             shared,
             registry,
             started: Instant::now(),

@@ -221,9 +221,34 @@ impl ProcessManager {
                 .filter(|(h, a)| *a && waiting.contains(&h.inst.app))
                 .map(|(h, _)| h.clone())
                 .collect();
-            let ordered = self
-                .start_waiting(&specs, new, later, &failed, reload, &mut errors)
-                .await;
+            // In a task of its own: a client that goes away while the apps wait does not
+            // leave them half started.
+            let ordered = match self.this.upgrade() {
+                Some(pm) => {
+                    let failed = failed.clone();
+                    let run = tokio::spawn(async move {
+                        let mut errors = Vec::new();
+                        let ordered = pm
+                            .start_waiting(&specs, new, later, &failed, reload, &mut errors)
+                            .await;
+                        (ordered, errors)
+                    });
+                    match run.await {
+                        Ok((ordered, more)) => {
+                            errors.extend(more);
+                            ordered
+                        }
+                        Err(e) => {
+                            errors.push(ApiError::new(ErrorCode::Internal, e.to_string()));
+                            super::depends::Ordered::default()
+                        }
+                    }
+                }
+                None => {
+                    self.start_waiting(&specs, new, later, &failed, reload, &mut errors)
+                        .await
+                }
+            };
             for h in ordered.restarted {
                 restarted_handles.push(h.clone());
                 handles.push((h, true));
