@@ -320,11 +320,6 @@ pub fn exec(exe: &Path, program: &str, state_fd: &OwnedFd) -> std::io::Error {
     err
 }
 
-/// The binary a daemon started from `exe` runs, for messages.
-pub fn binary_name(exe: &Path) -> PathBuf {
-    std::fs::canonicalize(exe).unwrap_or_else(|_| exe.to_path_buf())
-}
-
 /// Answers the `update` request on its connection, as an HTTP/1.1 response with a JSON body.
 pub fn answer(client: OwnedFd, status: u16, body: &impl Serialize) {
     let body = serde_json::to_vec(body).unwrap_or_default();

@@ -92,13 +92,7 @@ impl ProcessManager {
     pub fn proc_ref(&self, id: bm2_types::ProcId) -> Option<bm2_types::ProcRef> {
         let h = self.registry.get(id)?;
         let v = h.view.borrow();
-        Some(bm2_types::ProcRef {
-            id,
-            name: h.inst.app.clone(),
-            instance: h.inst.index,
-            pid: v.pid,
-            namespace: v.spec.namespace.clone(),
-        })
+        Some(h.inst.proc_ref(v.pid, &v.spec.namespace))
     }
 }
 

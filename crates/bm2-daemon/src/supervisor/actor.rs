@@ -753,13 +753,7 @@ impl Actor {
 
     /// The process an event is about: this instance, with `pid`.
     fn proc_ref(&self, pid: Option<u32>) -> ProcRef {
-        ProcRef {
-            id: self.inst.id,
-            name: self.inst.app.clone(),
-            instance: self.inst.index,
-            pid,
-            namespace: self.spec.namespace.clone(),
-        }
+        self.inst.proc_ref(pid, &self.spec.namespace)
     }
 
     /// Publishes a lifecycle event on the bus (built only when someone follows).

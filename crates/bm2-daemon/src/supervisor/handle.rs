@@ -36,6 +36,19 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// The instance as events name it, with its current `pid` and `namespace`.
+    pub fn proc_ref(&self, pid: Option<u32>, namespace: &str) -> bm2_types::ProcRef {
+        bm2_types::ProcRef {
+            id: self.id,
+            name: self.app.clone(),
+            instance: self.index,
+            pid,
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+impl Instance {
     /// `<app>-<i>` when the app has (or had, before scaling) several instances, else its name.
     pub fn display_name(&self) -> String {
         display_name(&self.app, self.index, self.count)
