@@ -74,8 +74,10 @@ fn a_client_closing_in_the_middle_of_the_body_does_not_kill_the_daemon() {
                  Content-Length: {}\r\n\r\n",
                 body.len()
             );
-            s.write_all(head.as_bytes()).unwrap();
-            s.write_all(&body[..body.len() / 2]).unwrap();
+            // The daemon may answer (a 404) and close before the body: the write then fails,
+            // which is the client's problem, not the daemon's.
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body[..body.len() / 2]);
             drop(s);
         }
     }
